@@ -1,0 +1,351 @@
+//! The one error type of jilo's core boundary.
+//!
+//! Every failure carries a [`ErrorKind`] a caller can match on and says whether trying again
+//! may help ([`Error::is_retryable`]). Errors from services keep the HTTP status and a short,
+//! truncated body ([`HttpFailure`]) and never an API key: providers build them from the
+//! response, never from their own request.
+
+use std::fmt;
+use std::time::Duration;
+
+/// A boxed error kept as the source of a storage failure.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Result with jilo's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The most bytes of a service's response body kept in an error.
+pub const MAX_BODY_IN_ERROR: usize = 512;
+
+/// What a caller can do about an error: the kind, without the details.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The user has too few credits; nothing was charged.
+    Insufficient,
+    /// The global daily generation cap is reached; try tomorrow (UTC).
+    DailyCapReached,
+    /// A service asked us to slow down.
+    RateLimited,
+    /// The provider's own account cannot pay (the seed's 速创 incident).
+    ProviderOutOfFunds,
+    /// A key or token was rejected.
+    Unauthorized,
+    /// The caller's input is wrong; the field and reason say how.
+    InvalidInput,
+    /// The prompt was refused by moderation; nothing was charged.
+    Moderation,
+    /// A service is down or failing (5xx, connection refused).
+    Unavailable,
+    /// A call did not answer in time.
+    Timeout,
+    /// A service answered something we cannot read.
+    Protocol,
+    /// The thing asked for does not exist.
+    NotFound,
+    /// The request lost a race or does not fit the current state.
+    Conflict,
+    /// A store failed.
+    Storage,
+}
+
+/// The status and the start of the body of a failed HTTP answer.
+#[derive(Clone, PartialEq, Eq)]
+pub struct HttpFailure {
+    /// The HTTP status code.
+    pub status: u16,
+    /// The body, cut to at most [`MAX_BODY_IN_ERROR`] bytes on a character boundary.
+    pub body: String,
+}
+
+impl HttpFailure {
+    /// Keeps the status and a truncated copy of the body.
+    pub fn new(status: u16, body: &str) -> Self {
+        Self {
+            status,
+            body: truncate(body, MAX_BODY_IN_ERROR).to_owned(),
+        }
+    }
+}
+
+impl fmt::Debug for HttpFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "HTTP {} {:?}", self.status, self.body)
+    }
+}
+
+impl fmt::Display for HttpFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.body.is_empty() {
+            write!(f, "HTTP {}", self.status)
+        } else {
+            write!(f, "HTTP {}: {}", self.status, self.body)
+        }
+    }
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+fn http_suffix(response: &Option<HttpFailure>) -> String {
+    response
+        .as_ref()
+        .map(|r| format!(" ({r})"))
+        .unwrap_or_default()
+}
+
+/// jilo's error. Match on the variant, or on [`Error::kind`] when only the kind matters.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The user's available credits are below what the job costs. Nothing changed.
+    #[error("insufficient credits: {available} available, {needed} needed")]
+    Insufficient {
+        /// Credits the user has free right now.
+        available: i64,
+        /// Credits the request costs.
+        needed: i64,
+    },
+    /// The global daily generation cap is reached. Nothing changed.
+    #[error("the daily generation cap of {cap} is reached; try again tomorrow (UTC)")]
+    DailyCapReached {
+        /// The cap in force.
+        cap: u32,
+    },
+    /// The input is wrong. Nothing changed.
+    #[error("invalid {field}: {reason}")]
+    InvalidInput {
+        /// The offending field, e.g. `prompt` or `credits`.
+        field: String,
+        /// Why it is refused.
+        reason: String,
+    },
+    /// Moderation refused the prompt. Nothing was charged.
+    #[error("the prompt contains disallowed terms: {}", terms.join(", "))]
+    Moderation {
+        /// The offending terms, as found in the prompt's word list.
+        terms: Vec<String>,
+    },
+    /// The entity does not exist.
+    #[error("{entity} {id} not found")]
+    NotFound {
+        /// What was looked up: `job`, `user`, `hold`, `provider`, …
+        entity: &'static str,
+        /// The id looked up.
+        id: String,
+    },
+    /// The request lost a race (a compare-and-set saw another version) or does not fit the state.
+    #[error("conflict: {reason}")]
+    Conflict {
+        /// What conflicted.
+        reason: String,
+    },
+    /// The service asked us to slow down.
+    #[error("{service} rate limited{}{}", retry_after.map(|d| format!(", retry after {}s", d.as_secs())).unwrap_or_default(), http_suffix(response))]
+    RateLimited {
+        /// The service (provider id).
+        service: String,
+        /// When the service said to come back, if it said.
+        retry_after: Option<Duration>,
+        /// The HTTP answer, when there was one.
+        response: Option<HttpFailure>,
+    },
+    /// The provider's own account has no funds; an admin must top it up.
+    #[error("{service} account is out of funds{}", http_suffix(response))]
+    ProviderOutOfFunds {
+        /// The service (provider id).
+        service: String,
+        /// The HTTP answer, when there was one.
+        response: Option<HttpFailure>,
+    },
+    /// A key or token was rejected.
+    #[error("{service} rejected the credentials{}", http_suffix(response))]
+    Unauthorized {
+        /// The service (provider id) or `webhook` for a bad signature.
+        service: String,
+        /// The HTTP answer, when there was one.
+        response: Option<HttpFailure>,
+    },
+    /// The service is down or failing.
+    #[error("{service} unavailable: {reason}{}", http_suffix(response))]
+    Unavailable {
+        /// The service (provider id).
+        service: String,
+        /// What failed.
+        reason: String,
+        /// The HTTP answer, when there was one.
+        response: Option<HttpFailure>,
+    },
+    /// The call did not answer in time.
+    #[error("{service} timed out")]
+    Timeout {
+        /// The service (provider id).
+        service: String,
+    },
+    /// The service answered something we cannot read.
+    #[error("{service} protocol error: {reason}{}", http_suffix(response))]
+    Protocol {
+        /// The service (provider id).
+        service: String,
+        /// What could not be read.
+        reason: String,
+        /// The HTTP answer, when there was one.
+        response: Option<HttpFailure>,
+    },
+    /// A store failed.
+    #[error("storage error: {reason}")]
+    Storage {
+        /// What failed.
+        reason: String,
+        /// Whether the same call may succeed if tried again (a busy database, a lost connection).
+        retryable: bool,
+        /// The driver's error.
+        #[source]
+        source: Option<BoxError>,
+    },
+}
+
+impl Error {
+    /// The kind of this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Insufficient { .. } => ErrorKind::Insufficient,
+            Error::DailyCapReached { .. } => ErrorKind::DailyCapReached,
+            Error::InvalidInput { .. } => ErrorKind::InvalidInput,
+            Error::Moderation { .. } => ErrorKind::Moderation,
+            Error::NotFound { .. } => ErrorKind::NotFound,
+            Error::Conflict { .. } => ErrorKind::Conflict,
+            Error::RateLimited { .. } => ErrorKind::RateLimited,
+            Error::ProviderOutOfFunds { .. } => ErrorKind::ProviderOutOfFunds,
+            Error::Unauthorized { .. } => ErrorKind::Unauthorized,
+            Error::Unavailable { .. } => ErrorKind::Unavailable,
+            Error::Timeout { .. } => ErrorKind::Timeout,
+            Error::Protocol { .. } => ErrorKind::Protocol,
+            Error::Storage { .. } => ErrorKind::Storage,
+        }
+    }
+
+    /// Whether the same call may succeed later: rate limits, outages, time-outs and
+    /// transient storage failures. A paid submit is still never re-sent blindly: the Studio
+    /// reconciles by status first.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::RateLimited { .. } | Error::Unavailable { .. } | Error::Timeout { .. } => true,
+            Error::Storage { retryable, .. } => *retryable,
+            _ => false,
+        }
+    }
+
+    /// How long the service asked us to wait, when it said.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Error::RateLimited { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// Shorthand for [`Error::InvalidInput`].
+    pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::InvalidInput {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Shorthand for [`Error::NotFound`].
+    pub fn not_found(entity: &'static str, id: impl fmt::Display) -> Self {
+        Error::NotFound {
+            entity,
+            id: id.to_string(),
+        }
+    }
+
+    /// Shorthand for [`Error::Conflict`].
+    pub fn conflict(reason: impl Into<String>) -> Self {
+        Error::Conflict {
+            reason: reason.into(),
+        }
+    }
+
+    /// Shorthand for a [`Error::Storage`] failure with its driver error kept as the source.
+    pub fn storage(
+        reason: impl Into<String>,
+        retryable: bool,
+        source: impl Into<Option<BoxError>>,
+    ) -> Self {
+        Error::Storage {
+            reason: reason.into(),
+            retryable,
+            source: source.into(),
+        }
+    }
+
+    /// The HTTP answer behind this error, when a service gave one.
+    pub fn http(&self) -> Option<&HttpFailure> {
+        match self {
+            Error::RateLimited { response, .. }
+            | Error::ProviderOutOfFunds { response, .. }
+            | Error::Unauthorized { response, .. }
+            | Error::Unavailable { response, .. }
+            | Error::Protocol { response, .. } => response.as_ref(),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_are_truncated_on_char_boundaries() {
+        let body = "余".repeat(400); // 1200 bytes
+        let f = HttpFailure::new(500, &body);
+        assert!(f.body.len() <= MAX_BODY_IN_ERROR);
+        assert!(f.body.chars().all(|c| c == '余'));
+        assert_eq!(f.body.len(), 510);
+    }
+
+    #[test]
+    fn kinds_and_retryability() {
+        let e = Error::RateLimited {
+            service: "fal".into(),
+            retry_after: Some(Duration::from_secs(7)),
+            response: Some(HttpFailure::new(429, "slow down")),
+        };
+        assert_eq!(e.kind(), ErrorKind::RateLimited);
+        assert!(e.is_retryable());
+        assert_eq!(e.retry_after(), Some(Duration::from_secs(7)));
+        assert_eq!(e.http().map(|h| h.status), Some(429));
+        assert_eq!(
+            e.to_string(),
+            "fal rate limited, retry after 7s (HTTP 429: slow down)"
+        );
+        let e = Error::Insufficient {
+            available: 3,
+            needed: 15,
+        };
+        assert!(!e.is_retryable());
+        assert_eq!(
+            e.to_string(),
+            "insufficient credits: 3 available, 15 needed"
+        );
+        let e = Error::Moderation {
+            terms: vec!["gore".into(), "bomb".into()],
+        };
+        assert_eq!(
+            e.to_string(),
+            "the prompt contains disallowed terms: gore, bomb"
+        );
+        assert!(Error::storage("busy", true, None).is_retryable());
+        assert!(!Error::storage("corrupt", false, None).is_retryable());
+    }
+}

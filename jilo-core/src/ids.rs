@@ -1,0 +1,149 @@
+//! Identifiers and time stamps shared by every part of jilo.
+
+use std::fmt;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+macro_rules! string_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            /// Wraps an identifier given by the host application or a service.
+            pub fn new(id: impl Into<String>) -> Self {
+                Self(id.into())
+            }
+
+            /// The identifier as text.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(id: &str) -> Self {
+                Self(id.to_owned())
+            }
+        }
+
+        impl From<String> for $name {
+            fn from(id: String) -> Self {
+                Self(id)
+            }
+        }
+    };
+}
+
+string_id!(
+    /// A user of the host application, as the host names them (jilo never invents user ids).
+    UserId
+);
+string_id!(
+    /// A video provider's name inside jilo (`"fal"`, `"suchuang"`, …), used for routing webhooks.
+    ProviderId
+);
+string_id!(
+    /// A generation job. New ids are random UUIDs; stores keep them as text.
+    JobId
+);
+
+impl JobId {
+    /// A fresh random job id.
+    pub fn random() -> Self {
+        Self(uuid::Uuid::new_v4().to_string())
+    }
+}
+
+/// A point in time as whole milliseconds since the Unix epoch (UTC).
+///
+/// Integers keep every store (memory, SQLite, Postgres) exact and comparable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Timestamp(i64);
+
+impl Timestamp {
+    /// Milliseconds since the Unix epoch.
+    pub const fn from_millis(millis: i64) -> Self {
+        Self(millis)
+    }
+
+    /// Milliseconds since the Unix epoch.
+    pub const fn as_millis(self) -> i64 {
+        self.0
+    }
+
+    /// Converts a system time; times before 1970 become 0.
+    pub fn from_system(time: SystemTime) -> Self {
+        let millis = time
+            .duration_since(UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+            .unwrap_or(0);
+        Self(millis)
+    }
+
+    /// The same instant as a [`SystemTime`].
+    pub fn to_system(self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_millis(u64::try_from(self.0).unwrap_or(0))
+    }
+
+    /// This instant moved forward by `d` (saturating).
+    pub fn plus(self, d: Duration) -> Self {
+        Self(
+            self.0
+                .saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+        )
+    }
+
+    /// The time from `earlier` to `self`, zero when `earlier` is later.
+    pub fn since(self, earlier: Timestamp) -> Duration {
+        Duration::from_millis(u64::try_from(self.0.saturating_sub(earlier.0)).unwrap_or(0))
+    }
+
+    /// The UTC calendar day this instant falls on, as days since the epoch.
+    ///
+    /// The daily generation cap counts holds per UTC day.
+    pub fn utc_day(self) -> i64 {
+        self.0.div_euclid(86_400_000)
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}ms", self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamp_arithmetic_saturates_and_counts_days() {
+        let t = Timestamp::from_millis(86_400_000 * 3 + 5);
+        assert_eq!(t.utc_day(), 3);
+        assert_eq!(
+            t.plus(Duration::from_millis(10)).as_millis(),
+            86_400_000 * 3 + 15
+        );
+        assert_eq!(t.since(t.plus(Duration::from_secs(1))), Duration::ZERO);
+        assert_eq!(Timestamp::from_millis(-1).utc_day(), -1);
+        let sys = t.to_system();
+        assert_eq!(Timestamp::from_system(sys), t);
+    }
+
+    #[test]
+    fn ids_display_their_text() {
+        assert_eq!(UserId::from("u-1").to_string(), "u-1");
+        assert_ne!(JobId::random(), JobId::random());
+    }
+}

@@ -1,0 +1,314 @@
+//! The credit ledger's records: holds, grants, balances and entries.
+//!
+//! Credits are `i64` so every backend stores them exactly; amounts passed in must be positive
+//! and are checked by [`check_amount`], which every store calls before changing anything.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+use crate::ids::{JobId, Timestamp, UserId};
+
+/// Checks that an amount of credits is positive.
+pub fn check_amount(credits: i64) -> Result<(), Error> {
+    if credits <= 0 {
+        return Err(Error::invalid(
+            "credits",
+            format!("{credits} is not a positive amount"),
+        ));
+    }
+    Ok(())
+}
+
+/// A request to hold credits for a job before the provider is called.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reservation {
+    /// Whose credits.
+    pub user: UserId,
+    /// The job the hold pays for; a job has at most one hold.
+    pub job: JobId,
+    /// How many credits, positive.
+    pub credits: i64,
+    /// When, which also names the UTC day the daily cap counts against.
+    pub at: Timestamp,
+    /// The global cap on holds taken per UTC day, checked in the same transaction.
+    pub daily_cap: Option<u32>,
+}
+
+/// A hold taken on a user's credits.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreditHold {
+    /// Whose credits.
+    pub user: UserId,
+    /// The job it pays for.
+    pub job: JobId,
+    /// How many credits are held.
+    pub credits: i64,
+    /// Where the hold is now.
+    pub state: HoldState,
+}
+
+/// Where a hold is: held, or ended exactly once by a settle or a refund.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HoldState {
+    /// Taken, waiting for the job to end.
+    Held,
+    /// The credits were spent: the video was delivered (or the deadline passed).
+    Settled,
+    /// The credits went back to the user: the provider failed or the job was cancelled early.
+    Refunded,
+}
+
+impl HoldState {
+    /// The name stores keep.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HoldState::Held => "held",
+            HoldState::Settled => "settled",
+            HoldState::Refunded => "refunded",
+        }
+    }
+}
+
+/// What a settle or refund did. Both are idempotent: the second call is a no-op and says so.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HoldOutcome {
+    /// This call ended the hold.
+    Ended(HoldState),
+    /// The hold had already ended this way; nothing changed.
+    AlreadyEnded(HoldState),
+}
+
+impl HoldOutcome {
+    /// The state the hold is in after the call.
+    pub fn state(self) -> HoldState {
+        match self {
+            HoldOutcome::Ended(s) | HoldOutcome::AlreadyEnded(s) => s,
+        }
+    }
+
+    /// Whether this call changed the ledger.
+    pub fn changed(self) -> bool {
+        matches!(self, HoldOutcome::Ended(_))
+    }
+}
+
+/// Why credits are granted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum GrantReason {
+    /// A new account's starting credits (the seed: 100).
+    Signup,
+    /// A plan's monthly allowance; key it by user and month.
+    MonthlyAllowance,
+    /// A purchase; key it by the payment id.
+    Purchase,
+    /// The free retry after a timed-out job; keyed by the job.
+    FreeRetry,
+    /// An operator's manual correction.
+    Adjustment,
+}
+
+impl GrantReason {
+    /// The name stores keep.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GrantReason::Signup => "signup",
+            GrantReason::MonthlyAllowance => "monthly_allowance",
+            GrantReason::Purchase => "purchase",
+            GrantReason::FreeRetry => "free_retry",
+            GrantReason::Adjustment => "adjustment",
+        }
+    }
+
+    /// Parses [`GrantReason::as_str`].
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "signup" => GrantReason::Signup,
+            "monthly_allowance" => GrantReason::MonthlyAllowance,
+            "purchase" => GrantReason::Purchase,
+            "free_retry" => GrantReason::FreeRetry,
+            "adjustment" => GrantReason::Adjustment,
+            _ => return None,
+        })
+    }
+}
+
+/// Credits added to a user's balance under an idempotency key: the same key twice adds once.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grant {
+    /// Whose balance.
+    pub user: UserId,
+    /// How many credits, positive.
+    pub credits: i64,
+    /// Why.
+    pub reason: GrantReason,
+    /// The idempotency key, unique across all grants: `signup:<user>`, `monthly:<user>:2026-11`,
+    /// `payment:<id>`, `free-retry:<job>`.
+    pub key: String,
+    /// When.
+    pub at: Timestamp,
+}
+
+impl Grant {
+    /// A new account's starting credits, keyed so a second call adds nothing.
+    pub fn signup(user: UserId, credits: i64, at: Timestamp) -> Self {
+        let key = format!("signup:{user}");
+        Self {
+            user,
+            credits,
+            reason: GrantReason::Signup,
+            key,
+            at,
+        }
+    }
+
+    /// A plan's allowance for one month (`month` like `2026-11`), keyed by user and month.
+    pub fn monthly(user: UserId, credits: i64, month: &str, at: Timestamp) -> Self {
+        let key = format!("monthly:{user}:{month}");
+        Self {
+            user,
+            credits,
+            reason: GrantReason::MonthlyAllowance,
+            key,
+            at,
+        }
+    }
+
+    /// A purchase, keyed by the payment id so a payment webhook delivered twice credits once.
+    pub fn purchase(user: UserId, credits: i64, payment_id: &str, at: Timestamp) -> Self {
+        Self {
+            user,
+            credits,
+            reason: GrantReason::Purchase,
+            key: format!("payment:{payment_id}"),
+            at,
+        }
+    }
+
+    /// The free retry after a timed-out job, keyed by the job.
+    pub fn free_retry(user: UserId, credits: i64, job: &JobId, at: Timestamp) -> Self {
+        Self {
+            user,
+            credits,
+            reason: GrantReason::FreeRetry,
+            key: format!("free-retry:{job}"),
+            at,
+        }
+    }
+}
+
+/// What a grant did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum GrantOutcome {
+    /// The credits were added.
+    Granted,
+    /// The key was seen before; nothing changed.
+    Duplicate,
+}
+
+/// A user's balance. Always `granted = available + held + spent`, nothing negative.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Balance {
+    /// Credits free to hold.
+    pub available: i64,
+    /// Credits under open holds.
+    pub held: i64,
+    /// Credits settled (spent).
+    pub spent: i64,
+    /// All credits ever granted.
+    pub granted: i64,
+}
+
+impl Balance {
+    /// Whether `granted = available + held + spent` with nothing negative.
+    pub fn is_consistent(&self) -> bool {
+        self.available >= 0
+            && self.held >= 0
+            && self.spent >= 0
+            && self.granted == self.available + self.held + self.spent
+    }
+}
+
+/// What one ledger row records.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "type")]
+pub enum LedgerEntryKind {
+    /// Credits added.
+    Grant {
+        /// Why.
+        reason: GrantReason,
+        /// The idempotency key.
+        key: String,
+    },
+    /// Credits held for a job.
+    Hold {
+        /// The job.
+        job: JobId,
+    },
+    /// A hold spent.
+    Settle {
+        /// The job.
+        job: JobId,
+    },
+    /// A hold returned.
+    Refund {
+        /// The job.
+        job: JobId,
+    },
+}
+
+/// One row of a user's ledger. Every credit change is one.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerEntry {
+    /// Position in the store's ledger, increasing.
+    pub seq: i64,
+    /// Whose credits.
+    pub user: UserId,
+    /// What happened.
+    pub kind: LedgerEntryKind,
+    /// How many credits moved (positive).
+    pub credits: i64,
+    /// When.
+    pub at: Timestamp,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn amounts_must_be_positive() {
+        assert!(check_amount(1).is_ok());
+        assert!(matches!(check_amount(0), Err(Error::InvalidInput { .. })));
+        assert!(matches!(check_amount(-5), Err(Error::InvalidInput { .. })));
+    }
+
+    #[test]
+    fn grant_keys_name_their_source() {
+        let at = Timestamp::from_millis(0);
+        assert_eq!(Grant::signup("u".into(), 100, at).key, "signup:u");
+        assert_eq!(
+            Grant::monthly("u".into(), 50, "2026-11", at).key,
+            "monthly:u:2026-11"
+        );
+        assert_eq!(
+            Grant::purchase("u".into(), 50, "pi_1", at).key,
+            "payment:pi_1"
+        );
+        assert_eq!(
+            Grant::free_retry("u".into(), 15, &JobId::new("j"), at).key,
+            "free-retry:j"
+        );
+        for r in [
+            GrantReason::Signup,
+            GrantReason::MonthlyAllowance,
+            GrantReason::Purchase,
+            GrantReason::FreeRetry,
+            GrantReason::Adjustment,
+        ] {
+            assert_eq!(GrantReason::parse(r.as_str()), Some(r));
+        }
+    }
+}

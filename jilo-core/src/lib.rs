@@ -1,0 +1,106 @@
+//! jilo-core: the domain types, traits, generation state machine, credit rules and the
+//! [`Studio`] of jilo, a library for AI short-video products.
+//!
+//! A host composes a [`Studio`] from providers (in failover order), a store that is both the
+//! credit ledger ([`QuotaStore`]) and the job store ([`JobStore`]), and optional parts
+//! (moderator, notifier, media store, policies). This example runs as it is, on the
+//! in-memory store and the simulated provider of the `test-utils` feature:
+//!
+//! ```
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! use std::sync::Arc;
+//! use jilo_core::testing::{SimProvider, SIM_MODEL};
+//! use jilo_core::{
+//!     Grant, InMemoryStore, JobState, Policy, Pricing, QuotaStore, Studio, Timestamp, UserId,
+//!     VideoRequest, WordListModerator,
+//! };
+//!
+//! let store = Arc::new(InMemoryStore::new());
+//! let provider = Arc::new(SimProvider::new("sim"));
+//! let studio = Studio::builder()
+//!     .provider(provider.clone())
+//!     .store(store.clone())
+//!     .moderator(Arc::new(WordListModerator::new(["gore"])))
+//!     .policy(Policy {
+//!         pricing: Pricing::new().with_price(SIM_MODEL, 5, 15),
+//!         ..Policy::default()
+//!     })
+//!     .build()?;
+//!
+//! // A new account's starting credits (the seed: 100), idempotent by key.
+//! let alice = UserId::new("alice");
+//! store.grant(&Grant::signup(alice.clone(), 100, Timestamp::from_millis(0))).await?;
+//!
+//! let job = studio
+//!     .generate(&alice, VideoRequest::new("A fox running through snow at dusk", SIM_MODEL, 5))
+//!     .await?;
+//! assert_eq!(studio.balance(&alice).await?.held, 15);
+//!
+//! // The provider finishes and calls the webhook; the Studio stores the video and settles.
+//! let request_id = studio.job(&job).await?.provider_request_id.unwrap();
+//! let delivery = provider.succeeded(&request_id, "https://cdn.example/fox.mp4");
+//! studio.handle_webhook(&"sim".into(), &delivery).await?;
+//!
+//! assert_eq!(studio.job(&job).await?.state, JobState::Completed);
+//! let balance = studio.balance(&alice).await?;
+//! assert_eq!((balance.available, balance.spent), (85, 15));
+//! # Ok::<(), jilo_core::Error>(())
+//! # }).unwrap();
+//! ```
+//!
+//! The parts:
+//! - [`machine`]: the pure state machine `(lifecycle, input) -> (lifecycle, effects)`.
+//! - [`traits`]: what providers, stores, notifiers and moderators implement.
+//! - [`InMemoryStore`]: the in-memory ledger and job store.
+//! - [`testing`] (feature `test-utils`): mocks, a simulated provider and conformance suites.
+
+#![forbid(unsafe_code)]
+
+pub mod alert;
+pub mod clock;
+pub mod creative;
+pub mod error;
+pub mod ids;
+pub mod job;
+pub mod ledger;
+pub mod machine;
+pub mod memory;
+pub mod moderation;
+pub mod notify;
+pub mod policy;
+pub mod publish;
+mod studio;
+#[cfg(any(test, feature = "test-utils"))]
+pub mod testing;
+pub mod traits;
+pub mod trend;
+pub mod video;
+
+pub use alert::{Alert, AlertKind};
+pub use clock::{Clock, SystemClock, TokioClock};
+pub use creative::{MetadataBrief, MetadataSuggestion, PromptBrief, ViralAnalysis};
+pub use error::{Error, ErrorKind, HttpFailure, Result};
+pub use ids::{JobId, ProviderId, Timestamp, UserId};
+pub use job::{
+    ClaimRequest, DeliveryOutcome, DeliveryRecord, Job, JobEvent, JobState, JobUpdate, StoredVideo,
+};
+pub use ledger::{
+    Balance, CreditHold, Grant, GrantOutcome, GrantReason, HoldOutcome, HoldState, LedgerEntry,
+    LedgerEntryKind, Reservation,
+};
+pub use memory::InMemoryStore;
+pub use moderation::WordListModerator;
+pub use notify::LogNotifier;
+pub use policy::{Backoff, Policy, Pricing};
+pub use publish::{
+    Privacy, PublishMetadata, PublishRequest, PublishedVideo, UploadProgress, VideoStats,
+};
+pub use studio::{Studio, StudioBuilder, TickReport, WebhookOutcome};
+pub use traits::{
+    CancelOutcome, CreativeModel, FailureClass, JobStore, MediaStore, ModerationVerdict, Moderator,
+    Notifier, ProgressReporter, ProviderBalance, ProviderStatus, ProviderVideo, Publisher,
+    QuotaStore, StatusQuery, Submission, SubmitRequest, TrendSource, VideoProvider, VideoToStore,
+    WebhookDelivery, WebhookEvent,
+};
+pub use trend::{Platform, TrendQuery, TrendingVideo};
+pub use video::{AspectRatio, ModelPrice, ModelSpec, StyleOptions, VideoRequest};

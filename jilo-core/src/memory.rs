@@ -1,0 +1,414 @@
+//! An in-memory [`QuotaStore`] and [`JobStore`] with the same contract as the SQL stores.
+//!
+//! One mutex guards the ledger and the jobs together, which is what makes a job and its hold
+//! one atomic write and every reservation exact under any number of tasks. It is for tests,
+//! examples and single-process hosts that need no durability.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use futures::stream::{self, BoxStream, StreamExt};
+use tokio::sync::broadcast;
+
+use crate::error::{Error, Result};
+use crate::ids::{JobId, ProviderId, Timestamp, UserId};
+use crate::job::{ClaimRequest, DeliveryOutcome, DeliveryRecord, Job, JobEvent, JobUpdate};
+use crate::ledger::{
+    check_amount, Balance, CreditHold, Grant, GrantOutcome, HoldOutcome, HoldState, LedgerEntry,
+    LedgerEntryKind, Reservation,
+};
+use crate::traits::{JobStore, QuotaStore};
+
+const EVENT_BUFFER: usize = 1024;
+
+#[derive(Debug)]
+struct HoldRow {
+    hold: CreditHold,
+    day: i64,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    balances: HashMap<UserId, Balance>,
+    grant_keys: HashSet<String>,
+    holds: HashMap<JobId, HoldRow>,
+    holds_per_day: HashMap<i64, u32>,
+    ledger: Vec<LedgerEntry>,
+    jobs: HashMap<JobId, Job>,
+    by_request: HashMap<(ProviderId, String), JobId>,
+    deliveries: HashSet<(ProviderId, String)>,
+}
+
+impl State {
+    fn push(&mut self, user: &UserId, kind: LedgerEntryKind, credits: i64, at: Timestamp) {
+        let seq = i64::try_from(self.ledger.len()).unwrap_or(i64::MAX) + 1;
+        self.ledger.push(LedgerEntry {
+            seq,
+            user: user.clone(),
+            kind,
+            credits,
+            at,
+        });
+    }
+
+    fn grant(&mut self, grant: &Grant) -> GrantOutcome {
+        if !self.grant_keys.insert(grant.key.clone()) {
+            return GrantOutcome::Duplicate;
+        }
+        let b = self.balances.entry(grant.user.clone()).or_default();
+        b.available += grant.credits;
+        b.granted += grant.credits;
+        self.push(
+            &grant.user,
+            LedgerEntryKind::Grant {
+                reason: grant.reason,
+                key: grant.key.clone(),
+            },
+            grant.credits,
+            grant.at,
+        );
+        GrantOutcome::Granted
+    }
+
+    fn reserve(&mut self, r: &Reservation) -> Result<CreditHold> {
+        check_amount(r.credits)?;
+        if self.holds.contains_key(&r.job) {
+            return Err(Error::conflict(format!("job {} already has a hold", r.job)));
+        }
+        let balance = self
+            .balances
+            .get(&r.user)
+            .copied()
+            .ok_or_else(|| Error::not_found("user", &r.user))?;
+        if balance.available < r.credits {
+            return Err(Error::Insufficient {
+                available: balance.available,
+                needed: r.credits,
+            });
+        }
+        let day = r.at.utc_day();
+        if let Some(cap) = r.daily_cap {
+            if self.holds_per_day.get(&day).copied().unwrap_or(0) >= cap {
+                return Err(Error::DailyCapReached { cap });
+            }
+        }
+        // All checks passed: only now change anything.
+        *self.holds_per_day.entry(day).or_insert(0) += 1;
+        if let Some(b) = self.balances.get_mut(&r.user) {
+            b.available -= r.credits;
+            b.held += r.credits;
+        }
+        let hold = CreditHold {
+            user: r.user.clone(),
+            job: r.job.clone(),
+            credits: r.credits,
+            state: HoldState::Held,
+        };
+        self.holds.insert(
+            r.job.clone(),
+            HoldRow {
+                hold: hold.clone(),
+                day,
+            },
+        );
+        self.push(
+            &r.user,
+            LedgerEntryKind::Hold { job: r.job.clone() },
+            r.credits,
+            r.at,
+        );
+        Ok(hold)
+    }
+
+    fn end_hold(&mut self, job: &JobId, to: HoldState, at: Timestamp) -> Result<HoldOutcome> {
+        let row = self
+            .holds
+            .get_mut(job)
+            .ok_or_else(|| Error::not_found("hold", job))?;
+        if row.hold.state != HoldState::Held {
+            return Ok(HoldOutcome::AlreadyEnded(row.hold.state));
+        }
+        row.hold.state = to;
+        let (user, credits, day) = (row.hold.user.clone(), row.hold.credits, row.day);
+        if let Some(b) = self.balances.get_mut(&user) {
+            b.held -= credits;
+            match to {
+                HoldState::Settled => b.spent += credits,
+                _ => b.available += credits,
+            }
+        }
+        let kind = match to {
+            HoldState::Settled => LedgerEntryKind::Settle { job: job.clone() },
+            _ => {
+                if let Some(n) = self.holds_per_day.get_mut(&day) {
+                    *n = n.saturating_sub(1);
+                }
+                LedgerEntryKind::Refund { job: job.clone() }
+            }
+        };
+        self.push(&user, kind, credits, at);
+        Ok(HoldOutcome::Ended(to))
+    }
+}
+
+/// The in-memory store. Cheap to clone? No: share it behind an `Arc`.
+#[derive(Debug)]
+pub struct InMemoryStore {
+    state: Mutex<State>,
+    events: broadcast::Sender<JobEvent>,
+}
+
+impl Default for InMemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl InMemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        let (events, _) = broadcast::channel(EVENT_BUFFER);
+        Self {
+            state: Mutex::new(State::default()),
+            events,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Every write checks before it mutates, so a poisoned lock holds consistent data.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn publish(&self, job: &Job) {
+        // No receiver is not an error: nobody is watching.
+        let _ = self.events.send(job.event());
+    }
+}
+
+#[async_trait]
+impl QuotaStore for InMemoryStore {
+    async fn grant(&self, grant: &Grant) -> Result<GrantOutcome> {
+        check_amount(grant.credits)?;
+        if grant.key.trim().is_empty() {
+            return Err(Error::invalid("key", "an idempotency key is required"));
+        }
+        Ok(self.lock().grant(grant))
+    }
+
+    async fn reserve(&self, reservation: &Reservation) -> Result<CreditHold> {
+        self.lock().reserve(reservation)
+    }
+
+    async fn settle(&self, job: &JobId, at: Timestamp) -> Result<HoldOutcome> {
+        self.lock().end_hold(job, HoldState::Settled, at)
+    }
+
+    async fn refund(&self, job: &JobId, at: Timestamp) -> Result<HoldOutcome> {
+        self.lock().end_hold(job, HoldState::Refunded, at)
+    }
+
+    async fn hold(&self, job: &JobId) -> Result<CreditHold> {
+        self.lock()
+            .holds
+            .get(job)
+            .map(|r| r.hold.clone())
+            .ok_or_else(|| Error::not_found("hold", job))
+    }
+
+    async fn balance(&self, user: &UserId) -> Result<Balance> {
+        self.lock()
+            .balances
+            .get(user)
+            .copied()
+            .ok_or_else(|| Error::not_found("user", user))
+    }
+
+    async fn history(&self, user: &UserId) -> Result<Vec<LedgerEntry>> {
+        let s = self.lock();
+        if !s.balances.contains_key(user) {
+            return Err(Error::not_found("user", user));
+        }
+        Ok(s.ledger
+            .iter()
+            .filter(|e| &e.user == user)
+            .cloned()
+            .collect())
+    }
+}
+
+#[async_trait]
+impl JobStore for InMemoryStore {
+    async fn create(&self, job: &Job, hold: &Reservation) -> Result<CreditHold> {
+        if hold.job != job.id || hold.user != job.user || hold.credits != job.credits {
+            return Err(Error::invalid(
+                "hold",
+                "the reservation must name the job's id, user and credits",
+            ));
+        }
+        let stored = {
+            let mut s = self.lock();
+            if s.jobs.contains_key(&job.id) {
+                return Err(Error::conflict(format!("job {} already exists", job.id)));
+            }
+            let taken = s.reserve(hold)?;
+            let mut stored = job.clone();
+            stored.version = 1;
+            if let (Some(p), Some(r)) = (stored.provider(), &stored.provider_request_id) {
+                let key = (p.clone(), r.clone());
+                s.by_request.insert(key, stored.id.clone());
+            }
+            s.jobs.insert(stored.id.clone(), stored.clone());
+            (taken, stored)
+        };
+        self.publish(&stored.1);
+        Ok(stored.0)
+    }
+
+    async fn job(&self, id: &JobId) -> Result<Job> {
+        self.lock()
+            .jobs
+            .get(id)
+            .cloned()
+            .ok_or_else(|| Error::not_found("job", id))
+    }
+
+    async fn update(&self, update: &JobUpdate) -> Result<Job> {
+        let stored = {
+            let mut s = self.lock();
+            let current = s
+                .jobs
+                .get(&update.job.id)
+                .ok_or_else(|| Error::not_found("job", &update.job.id))?;
+            if current.version != update.expected_version || current.state != update.expected_state
+            {
+                return Err(Error::conflict(format!(
+                    "job {} is at version {} ({}), not {} ({})",
+                    current.id,
+                    current.version,
+                    current.state,
+                    update.expected_version,
+                    update.expected_state
+                )));
+            }
+            if update.end_hold == Some(HoldState::Held) {
+                return Err(Error::invalid(
+                    "end_hold",
+                    "a hold ends as settled or refunded",
+                ));
+            }
+            if let Some(g) = &update.grant {
+                check_amount(g.credits)?;
+                if !s.balances.contains_key(&g.user) {
+                    return Err(Error::not_found("user", &g.user));
+                }
+            }
+            if update.end_hold.is_some() && !s.holds.contains_key(&update.job.id) {
+                return Err(Error::not_found("hold", &update.job.id));
+            }
+            // Checks done: the hold, the grant and the job change together.
+            if let Some(to) = update.end_hold {
+                s.end_hold(&update.job.id, to, update.job.updated_at)?;
+            }
+            if let Some(g) = &update.grant {
+                s.grant(g);
+            }
+            let mut next = update.job.clone();
+            next.version = update.expected_version + 1;
+            if let (Some(p), Some(r)) = (next.provider(), &next.provider_request_id) {
+                let key = (p.clone(), r.clone());
+                s.by_request.insert(key, next.id.clone());
+            }
+            s.jobs.insert(next.id.clone(), next.clone());
+            next
+        };
+        self.publish(&stored);
+        Ok(stored)
+    }
+
+    async fn job_by_provider_request(
+        &self,
+        provider: &ProviderId,
+        request_id: &str,
+    ) -> Result<Option<Job>> {
+        let s = self.lock();
+        let found = s
+            .by_request
+            .get(&(provider.clone(), request_id.to_owned()))
+            .and_then(|id| s.jobs.get(id))
+            .filter(|job| job.provider_request_id.as_deref() == Some(request_id))
+            .cloned();
+        Ok(found)
+    }
+
+    async fn jobs_for_user(&self, user: &UserId, limit: usize) -> Result<Vec<Job>> {
+        let s = self.lock();
+        let mut jobs: Vec<Job> = s
+            .jobs
+            .values()
+            .filter(|j| &j.user == user)
+            .cloned()
+            .collect();
+        jobs.sort_by(|a, b| {
+            b.created_at
+                .cmp(&a.created_at)
+                .then_with(|| b.id.cmp(&a.id))
+        });
+        jobs.truncate(limit);
+        Ok(jobs)
+    }
+
+    async fn record_delivery(&self, delivery: &DeliveryRecord) -> Result<DeliveryOutcome> {
+        let mut s = self.lock();
+        if !s.jobs.contains_key(&delivery.job) {
+            return Err(Error::not_found("job", &delivery.job));
+        }
+        let key = (delivery.provider.clone(), delivery.delivery_id.clone());
+        Ok(if s.deliveries.insert(key) {
+            DeliveryOutcome::New
+        } else {
+            DeliveryOutcome::Duplicate
+        })
+    }
+
+    async fn claim_due(&self, claim: &ClaimRequest) -> Result<Vec<Job>> {
+        let now = claim.now;
+        let mut s = self.lock();
+        let mut due: Vec<&mut Job> = s
+            .jobs
+            .values_mut()
+            .filter(|j| {
+                !j.state.is_terminal()
+                    && (j.next_check_at.is_some_and(|t| t <= now)
+                        || (j.deadline_at <= now && j.state.awaits_result()))
+                    && j.lease_until.is_none_or(|t| t <= now)
+            })
+            .collect();
+        due.sort_by_key(|j| j.next_check_at.unwrap_or(j.deadline_at));
+        due.truncate(claim.limit);
+        Ok(due
+            .into_iter()
+            .map(|j| {
+                j.lease_owner = Some(claim.worker.clone());
+                j.lease_until = Some(now.plus(claim.lease));
+                j.clone()
+            })
+            .collect())
+    }
+
+    async fn watch(&self) -> Result<BoxStream<'static, JobEvent>> {
+        let rx = self.events.subscribe();
+        Ok(stream::unfold(rx, |mut rx| async move {
+            loop {
+                match rx.recv().await {
+                    Ok(event) => return Some((event, rx)),
+                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        })
+        .boxed())
+    }
+}

@@ -1,0 +1,199 @@
+//! Policies as plain configuration: pricing, attempts, deadlines, failover, the daily cap.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use crate::ids::ProviderId;
+use crate::video::ModelSpec;
+
+/// What a generation costs in credits, per model and duration.
+///
+/// An entry here wins over the provider's [`ModelSpec`] price, so a host sets its own prices
+/// (the seed: 15 credits a video) whatever the provider charges.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Pricing {
+    credits: HashMap<(String, u32), i64>,
+}
+
+impl Pricing {
+    /// No overrides: the providers' prices apply.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the credits for one model and duration.
+    pub fn with_price(
+        mut self,
+        model: impl Into<String>,
+        duration_secs: u32,
+        credits: i64,
+    ) -> Self {
+        self.credits.insert((model.into(), duration_secs), credits);
+        self
+    }
+
+    /// The credits a request costs: the override, else the spec's price.
+    pub fn credits_for(&self, spec: &ModelSpec, duration_secs: u32) -> Option<i64> {
+        self.credits
+            .get(&(spec.id.clone(), duration_secs))
+            .copied()
+            .or_else(|| spec.price(duration_secs).map(|p| p.credits))
+    }
+}
+
+/// Exponential back-off with full jitter for resubmissions and store retries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Backoff {
+    /// The first delay's ceiling.
+    pub base: Duration,
+    /// The largest ceiling.
+    pub max: Duration,
+}
+
+impl Backoff {
+    /// The ceiling of the delay before try `attempt` (1-based): `base * 2^(attempt-1)`, capped.
+    pub fn ceiling(&self, attempt: u32) -> Duration {
+        let factor = 1u32 << attempt.saturating_sub(1).min(16);
+        self.base.saturating_mul(factor).min(self.max)
+    }
+
+    /// A delay drawn uniformly from half the ceiling up to the ceiling (jitter keeps many
+    /// failed jobs from coming back at once).
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let ceiling = self.ceiling(attempt);
+        let half = ceiling / 2;
+        let span = u64::try_from((ceiling - half).as_millis()).unwrap_or(u64::MAX);
+        if span == 0 {
+            return ceiling;
+        }
+        // uuid v4 is the random source already in the dependency tree.
+        let random = (uuid::Uuid::new_v4().as_u128() as u64) % (span + 1);
+        half + Duration::from_millis(random)
+    }
+}
+
+/// Everything the Studio decides by rule rather than by code.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Policy {
+    /// Most submissions per job, all providers together (the seed: 3).
+    pub max_attempts: u32,
+    /// A job without a result this long after creation times out (the seed: 15 minutes).
+    pub deadline: Duration,
+    /// How often a job without webhooks is polled.
+    pub poll_interval: Duration,
+    /// How often a job with a webhook is polled anyway, in case deliveries are lost.
+    pub webhook_backstop: Duration,
+    /// The delay before resubmitting after a retryable failure.
+    pub retry_backoff: Backoff,
+    /// How often [`crate::Studio::run`] ticks.
+    pub tick_interval: Duration,
+    /// How long a worker's claim on a job holds.
+    pub lease: Duration,
+    /// How many due jobs one `tick` takes at most.
+    pub claim_batch: usize,
+    /// Credits per model and duration.
+    pub pricing: Pricing,
+    /// Provider ids in failover order; providers not named keep their registration order after
+    /// those named.
+    pub failover_order: Vec<ProviderId>,
+    /// The global cap on generations per UTC day (the seed's cost control), if any.
+    pub daily_generation_cap: Option<u32>,
+    /// Repeats of the same alert within this window are dropped (one alert, not one per job).
+    pub alert_cooldown: Duration,
+    /// A provider found out of funds or with a rejected key is skipped for new jobs this long.
+    pub provider_cooldown: Duration,
+    /// The base URL webhooks are delivered to; the provider id is appended as a path segment
+    /// (`https://host/webhooks` → `https://host/webhooks/fal`). `None`: poll only.
+    pub webhook_base_url: Option<String>,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 3,
+            deadline: Duration::from_secs(15 * 60),
+            poll_interval: Duration::from_secs(10),
+            webhook_backstop: Duration::from_secs(60),
+            retry_backoff: Backoff {
+                base: Duration::from_secs(5),
+                max: Duration::from_secs(120),
+            },
+            tick_interval: Duration::from_secs(1),
+            lease: Duration::from_secs(60),
+            claim_batch: 32,
+            pricing: Pricing::default(),
+            failover_order: Vec::new(),
+            daily_generation_cap: None,
+            alert_cooldown: Duration::from_secs(60 * 60),
+            provider_cooldown: Duration::from_secs(5 * 60),
+            webhook_base_url: None,
+        }
+    }
+}
+
+impl Policy {
+    /// The webhook URL for one provider, when webhooks are on.
+    pub fn webhook_url(&self, provider: &ProviderId) -> Option<String> {
+        self.webhook_base_url
+            .as_ref()
+            .map(|base| format!("{}/{}", base.trim_end_matches('/'), provider))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::video::{AspectRatio, ModelPrice};
+
+    #[test]
+    fn overrides_win_over_provider_prices() {
+        let spec = ModelSpec {
+            id: "veo3".into(),
+            provider_model: "x".into(),
+            durations: vec![8],
+            aspect_ratios: vec![AspectRatio::Landscape],
+            prices: vec![ModelPrice {
+                duration_secs: 8,
+                credits: 20,
+                provider_cost_minor: 110,
+                currency: "CNY".into(),
+            }],
+        };
+        assert_eq!(Pricing::new().credits_for(&spec, 8), Some(20));
+        assert_eq!(
+            Pricing::new()
+                .with_price("veo3", 8, 15)
+                .credits_for(&spec, 8),
+            Some(15)
+        );
+        assert_eq!(Pricing::new().credits_for(&spec, 9), None);
+    }
+
+    #[test]
+    fn backoff_grows_caps_and_jitters_within_bounds() {
+        let b = Backoff {
+            base: Duration::from_secs(5),
+            max: Duration::from_secs(30),
+        };
+        assert_eq!(b.ceiling(1), Duration::from_secs(5));
+        assert_eq!(b.ceiling(3), Duration::from_secs(20));
+        assert_eq!(b.ceiling(10), Duration::from_secs(30));
+        for attempt in 1..6 {
+            let d = b.delay(attempt);
+            assert!(d <= b.ceiling(attempt) && d >= b.ceiling(attempt) / 2);
+        }
+    }
+
+    #[test]
+    fn webhook_urls_append_the_provider() {
+        let p = Policy {
+            webhook_base_url: Some("https://h.example/hooks/".into()),
+            ..Policy::default()
+        };
+        assert_eq!(
+            p.webhook_url(&ProviderId::new("fal")).as_deref(),
+            Some("https://h.example/hooks/fal")
+        );
+        assert_eq!(Policy::default().webhook_url(&ProviderId::new("fal")), None);
+    }
+}

@@ -1,0 +1,197 @@
+//! Composing a [`Studio`].
+
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::Arc;
+
+use crate::clock::{Clock, SystemClock};
+use crate::error::{Error, Result};
+use crate::notify::LogNotifier;
+use crate::policy::Policy;
+use crate::traits::{
+    CreativeModel, JobStore, MediaStore, Moderator, Notifier, Publisher, QuotaStore, TrendSource,
+    VideoProvider,
+};
+
+use super::alerts::{AlertGate, ProviderHealth};
+use super::{Inner, RegisteredProvider, Studio};
+
+/// Builds a [`Studio`]: providers in failover order, a store, and optional parts.
+///
+/// Required: at least one provider and a store. Defaults: no moderation, alerts to the log
+/// ([`LogNotifier`]), videos kept at the provider's URL (no media store), the system clock,
+/// [`Policy::default`].
+#[derive(Default)]
+pub struct StudioBuilder {
+    providers: Vec<Arc<dyn VideoProvider>>,
+    quota: Option<Arc<dyn QuotaStore>>,
+    jobs: Option<Arc<dyn JobStore>>,
+    notifier: Option<Arc<dyn Notifier>>,
+    moderator: Option<Arc<dyn Moderator>>,
+    media: Option<Arc<dyn MediaStore>>,
+    trend_sources: Vec<Arc<dyn TrendSource>>,
+    creative: Option<Arc<dyn CreativeModel>>,
+    publisher: Option<Arc<dyn Publisher>>,
+    clock: Option<Arc<dyn Clock>>,
+    policy: Policy,
+    worker: Option<String>,
+}
+
+impl fmt::Debug for StudioBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StudioBuilder")
+            .field(
+                "providers",
+                &self.providers.iter().map(|p| p.id()).collect::<Vec<_>>(),
+            )
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StudioBuilder {
+    /// Adds a video provider. Providers are tried in the order added, unless
+    /// [`Policy::failover_order`] says otherwise.
+    pub fn provider(mut self, provider: Arc<dyn VideoProvider>) -> Self {
+        self.providers.push(provider);
+        self
+    }
+
+    /// The store for credits and jobs: one backend implementing both traits, so a job and its
+    /// hold are written in one transaction.
+    pub fn store<S>(mut self, store: Arc<S>) -> Self
+    where
+        S: QuotaStore + JobStore + 'static,
+    {
+        self.quota = Some(store.clone());
+        self.jobs = Some(store);
+        self
+    }
+
+    /// Where admin alerts go (default: the log).
+    pub fn notifier(mut self, notifier: Arc<dyn Notifier>) -> Self {
+        self.notifier = Some(notifier);
+        self
+    }
+
+    /// Checks prompts before anything is charged (default: none).
+    pub fn moderator(mut self, moderator: Arc<dyn Moderator>) -> Self {
+        self.moderator = Some(moderator);
+        self
+    }
+
+    /// Where finished videos are copied (default: none, the provider's URL is kept).
+    pub fn media_store(mut self, media: Arc<dyn MediaStore>) -> Self {
+        self.media = Some(media);
+        self
+    }
+
+    /// Adds a source of trending videos.
+    pub fn trend_source(mut self, source: Arc<dyn TrendSource>) -> Self {
+        self.trend_sources.push(source);
+        self
+    }
+
+    /// The language model for analyses, prompts and metadata.
+    pub fn creative_model(mut self, model: Arc<dyn CreativeModel>) -> Self {
+        self.creative = Some(model);
+        self
+    }
+
+    /// Where videos are published.
+    pub fn publisher(mut self, publisher: Arc<dyn Publisher>) -> Self {
+        self.publisher = Some(publisher);
+        self
+    }
+
+    /// The clock (default: the system clock; use [`crate::TokioClock`] under paused time).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// The policies.
+    pub fn policy(mut self, policy: Policy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// This process's worker name, written as the owner of job leases (default: random).
+    pub fn worker_name(mut self, name: impl Into<String>) -> Self {
+        self.worker = Some(name.into());
+        self
+    }
+
+    /// Checks the parts and builds the Studio.
+    ///
+    /// Fails with [`Error::InvalidInput`] when there is no provider or store, two providers
+    /// share an id, the failover order names an unknown provider, or the attempt limit is 0.
+    pub fn build(self) -> Result<Studio> {
+        let (Some(quota), Some(jobs)) = (self.quota, self.jobs) else {
+            return Err(Error::invalid("store", "a store is required"));
+        };
+        if self.providers.is_empty() {
+            return Err(Error::invalid(
+                "providers",
+                "at least one provider is required",
+            ));
+        }
+        if self.policy.max_attempts == 0 {
+            return Err(Error::invalid("max_attempts", "must be at least 1"));
+        }
+        let mut seen = HashSet::new();
+        for p in &self.providers {
+            if !seen.insert(p.id()) {
+                return Err(Error::invalid(
+                    "providers",
+                    format!("two providers are named `{}`", p.id()),
+                ));
+            }
+        }
+        for id in &self.policy.failover_order {
+            if !seen.contains(id) {
+                return Err(Error::invalid(
+                    "failover_order",
+                    format!("names `{id}`, which is not a registered provider"),
+                ));
+            }
+        }
+        let mut providers: Vec<RegisteredProvider> = self
+            .providers
+            .into_iter()
+            .map(|p| RegisteredProvider {
+                id: p.id(),
+                models: p.models(),
+                provider: p,
+            })
+            .collect();
+        let order = &self.policy.failover_order;
+        providers.sort_by_key(|p| {
+            order
+                .iter()
+                .position(|id| *id == p.id)
+                .unwrap_or(order.len())
+        });
+        let worker = self
+            .worker
+            .unwrap_or_else(|| format!("studio-{}", uuid::Uuid::new_v4()));
+        Ok(Studio {
+            inner: Arc::new(Inner {
+                providers,
+                quota,
+                jobs,
+                notifier: self.notifier.unwrap_or_else(|| Arc::new(LogNotifier)),
+                moderator: self.moderator,
+                media: self.media,
+                trend_sources: self.trend_sources,
+                creative: self.creative,
+                publisher: self.publisher,
+                clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
+                policy: self.policy,
+                worker,
+                alerts: AlertGate::default(),
+                health: ProviderHealth::default(),
+            }),
+        })
+    }
+}

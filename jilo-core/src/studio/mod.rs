@@ -1,0 +1,459 @@
+//! The Studio: the one object a host builds, which drives every job through the state machine.
+
+mod alerts;
+mod builder;
+mod driver;
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+
+use futures::stream::{self, BoxStream, StreamExt};
+use serde::{Deserialize, Serialize};
+use tracing::Instrument;
+
+use crate::alert::AlertKind;
+use crate::clock::Clock;
+use crate::error::{Error, Result};
+use crate::ids::{JobId, ProviderId, UserId};
+use crate::job::{ClaimRequest, DeliveryOutcome, DeliveryRecord, Job, JobEvent, JobState};
+use crate::ledger::{Balance, Reservation};
+use crate::machine::Input;
+use crate::policy::Policy;
+use crate::traits::{
+    CreativeModel, JobStore, MediaStore, Moderator, Notifier, Publisher, QuotaStore, TrendSource,
+    VideoProvider, WebhookDelivery,
+};
+use crate::video::{ModelSpec, VideoRequest};
+
+pub use builder::StudioBuilder;
+
+use alerts::{AlertGate, ProviderHealth};
+use driver::{Follow, Observation};
+
+/// A provider with the models it reported when the Studio was built.
+pub(crate) struct RegisteredProvider {
+    pub(crate) id: ProviderId,
+    pub(crate) models: Vec<ModelSpec>,
+    pub(crate) provider: Arc<dyn VideoProvider>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) providers: Vec<RegisteredProvider>,
+    pub(crate) quota: Arc<dyn QuotaStore>,
+    pub(crate) jobs: Arc<dyn JobStore>,
+    pub(crate) notifier: Arc<dyn Notifier>,
+    pub(crate) moderator: Option<Arc<dyn Moderator>>,
+    pub(crate) media: Option<Arc<dyn MediaStore>>,
+    pub(crate) trend_sources: Vec<Arc<dyn TrendSource>>,
+    pub(crate) creative: Option<Arc<dyn CreativeModel>>,
+    pub(crate) publisher: Option<Arc<dyn Publisher>>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) policy: Policy,
+    pub(crate) worker: String,
+    pub(crate) alerts: AlertGate,
+    pub(crate) health: ProviderHealth,
+}
+
+/// Generates videos for users with exact credits: validates and moderates a request, holds the
+/// credits, submits with failover, follows the job by webhook or polling, stores the video,
+/// and settles or refunds the hold.
+///
+/// Cheap to clone (an `Arc` inside), `Send + Sync`: share one across tasks and handlers.
+/// Several processes can drive one shared store: every transition is a compare-and-set, and
+/// workers claim jobs with leases.
+#[derive(Clone)]
+pub struct Studio {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Studio {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Studio")
+            .field(
+                "providers",
+                &self
+                    .inner
+                    .providers
+                    .iter()
+                    .map(|p| &p.id)
+                    .collect::<Vec<_>>(),
+            )
+            .field("worker", &self.inner.worker)
+            .field("policy", &self.inner.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What [`Studio::handle_webhook`] did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookOutcome {
+    /// The job the delivery concerns.
+    pub job: JobId,
+    /// The job's state afterwards.
+    pub state: JobState,
+    /// Whether the same delivery was seen before (and so ignored).
+    pub duplicate: bool,
+    /// Whether the delivery moved the job. A late delivery to a finished job is recorded but
+    /// not applied.
+    pub applied: bool,
+}
+
+/// What one [`Studio::tick`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TickReport {
+    /// Jobs claimed.
+    pub claimed: usize,
+    /// Jobs that changed.
+    pub advanced: usize,
+    /// Jobs whose handling failed (logged; they are retried when their lease expires).
+    pub errors: usize,
+}
+
+impl Studio {
+    /// Starts composing a Studio.
+    pub fn builder() -> StudioBuilder {
+        StudioBuilder::default()
+    }
+
+    /// The policies in force.
+    pub fn policy(&self) -> &Policy {
+        &self.inner.policy
+    }
+
+    /// Every model on offer, with the provider offering it, in failover order.
+    pub fn models(&self) -> Vec<(ProviderId, ModelSpec)> {
+        self.inner
+            .providers
+            .iter()
+            .flat_map(|p| p.models.iter().map(|m| (p.id.clone(), m.clone())))
+            .collect()
+    }
+
+    /// The credit ledger.
+    pub fn quota_store(&self) -> &Arc<dyn QuotaStore> {
+        &self.inner.quota
+    }
+
+    /// The job store.
+    pub fn job_store(&self) -> &Arc<dyn JobStore> {
+        &self.inner.jobs
+    }
+
+    /// The trend sources, for discovery.
+    pub fn trend_sources(&self) -> &[Arc<dyn TrendSource>] {
+        &self.inner.trend_sources
+    }
+
+    /// The creative model, if one was given.
+    pub fn creative_model(&self) -> Option<&Arc<dyn CreativeModel>> {
+        self.inner.creative.as_ref()
+    }
+
+    /// The publisher, if one was given.
+    pub fn publisher(&self) -> Option<&Arc<dyn Publisher>> {
+        self.inner.publisher.as_ref()
+    }
+
+    /// A user's balance.
+    pub async fn balance(&self, user: &UserId) -> Result<Balance> {
+        self.inner.quota.balance(user).await
+    }
+
+    /// Starts a generation and returns its job id once the job is handed to a provider (or
+    /// scheduled for a retry).
+    ///
+    /// In order, each failing with nothing charged: the prompt must be 10 to 500 characters
+    /// and the model, duration and aspect ratio offered by a provider
+    /// ([`Error::InvalidInput`]); the moderator must allow the prompt ([`Error::Moderation`]
+    /// naming the terms); the user must have the credits ([`Error::Insufficient`]) and the
+    /// daily cap must not be reached ([`Error::DailyCapReached`]). Then the job and its hold are
+    /// written in one transaction and the job is submitted, failing over to the next provider
+    /// when one is out of funds or rejects the key. A provider failure after that does not fail
+    /// this call: the job records it and is retried, refunded or failed by the rules.
+    pub async fn generate(&self, user: &UserId, request: VideoRequest) -> Result<JobId> {
+        let inner = &self.inner;
+        if user.as_str().trim().is_empty() {
+            return Err(Error::invalid("user", "a user id is required"));
+        }
+        request.validate_prompt()?;
+        let (route, spec) = inner.route_for(&request)?;
+        if let Some(moderator) = &inner.moderator {
+            let verdict = moderator.check(&request.prompt).await?;
+            if !verdict.is_allowed() {
+                return Err(Error::Moderation {
+                    terms: verdict.flagged_terms,
+                });
+            }
+        }
+        let credits = inner
+            .policy
+            .pricing
+            .credits_for(&spec, request.duration_secs)
+            .ok_or_else(|| {
+                Error::invalid(
+                    "duration_secs",
+                    format!(
+                        "model `{}` has no price for {}s",
+                        spec.id, request.duration_secs
+                    ),
+                )
+            })?;
+        let now = inner.clock.now();
+        let lease_until = now.plus(inner.policy.lease);
+        let id = JobId::random();
+        let mut job = Job {
+            id: id.clone(),
+            user: user.clone(),
+            request,
+            credits,
+            state: JobState::Queued,
+            version: 1,
+            route,
+            provider_index: 0,
+            provider_request_id: None,
+            attempts: 0,
+            store_attempts: 0,
+            progress: 0,
+            stage: Some("queued".to_owned()),
+            video_url: None,
+            output: None,
+            failure: None,
+            webhook: false,
+            created_at: now,
+            updated_at: now,
+            deadline_at: now.plus(inner.policy.deadline),
+            next_check_at: Some(lease_until),
+            lease_owner: Some(inner.worker.clone()),
+            lease_until: Some(lease_until),
+        };
+        let reservation = Reservation {
+            user: user.clone(),
+            job: id.clone(),
+            credits,
+            at: now,
+            daily_cap: inner.policy.daily_generation_cap,
+        };
+        let span = tracing::info_span!("generate", job = %id, user = %user, provider = tracing::field::Empty);
+        async {
+            if let Err(e) = inner.jobs.create(&job, &reservation).await {
+                if let Error::DailyCapReached { cap } = e {
+                    inner
+                        .alert(AlertKind::DailyCapReached { cap }, e.to_string())
+                        .await;
+                }
+                return Err(e);
+            }
+            tracing::info!(credits, "job created, credits held");
+            job.version = 1;
+            if let Err(e) = inner.drive(job, Input::Resume, Observation::Nothing).await {
+                // The job and its hold exist; a worker resumes it when the lease expires.
+                tracing::error!(error = %e, "submitting the job failed; a worker will resume it");
+            }
+            Ok(id)
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Handles a webhook delivery for a provider: verifies the signature on the raw bytes,
+    /// finds the job, drops a delivery seen before, and applies the rest.
+    ///
+    /// A bad signature is [`Error::Unauthorized`], an unknown provider or job
+    /// [`Error::NotFound`]; neither changes anything. A late delivery to a finished job is
+    /// recorded and absorbed: no credit changes.
+    pub async fn handle_webhook(
+        &self,
+        provider: &ProviderId,
+        delivery: &WebhookDelivery,
+    ) -> Result<WebhookOutcome> {
+        let inner = &self.inner;
+        let registered = inner
+            .provider(provider)
+            .ok_or_else(|| Error::not_found("provider", provider))?;
+        let event = registered.provider.parse_webhook(delivery).await?;
+        let job = inner
+            .jobs
+            .job_by_provider_request(provider, &event.request_id)
+            .await?
+            .ok_or_else(|| Error::not_found("job for provider request", &event.request_id))?;
+        let span =
+            tracing::info_span!("webhook", job = %job.id, user = %job.user, provider = %provider);
+        async {
+            let record = DeliveryRecord {
+                provider: provider.clone(),
+                delivery_id: event.delivery_id.clone(),
+                job: job.id.clone(),
+                at: inner.clock.now(),
+            };
+            if inner.jobs.record_delivery(&record).await? == DeliveryOutcome::Duplicate {
+                tracing::info!("duplicate delivery ignored");
+                return Ok(WebhookOutcome {
+                    job: job.id.clone(),
+                    state: job.state,
+                    duplicate: true,
+                    applied: false,
+                });
+            }
+            let query = driver::status_query(&job, registered);
+            let follow = inner.follow_status(registered, &query, event.status).await;
+            let Follow::Input(input, observation) = follow else {
+                return Ok(WebhookOutcome {
+                    job: job.id.clone(),
+                    state: job.state,
+                    duplicate: false,
+                    applied: false,
+                });
+            };
+            let before = job.version;
+            let id = job.id.clone();
+            let after = inner.drive(job, input, observation).await?;
+            Ok(WebhookOutcome {
+                job: id,
+                state: after.state,
+                duplicate: false,
+                applied: after.version > before,
+            })
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// One pass of the worker: claims due jobs (polls jobs without webhooks, resubmits after
+    /// back-off, resumes jobs a crashed process left mid-flight) and times out jobs past their
+    /// deadline.
+    pub async fn tick(&self) -> Result<TickReport> {
+        let inner = &self.inner;
+        let now = inner.clock.now();
+        let claimed = inner
+            .jobs
+            .claim_due(&ClaimRequest {
+                worker: inner.worker.clone(),
+                now,
+                lease: inner.policy.lease,
+                limit: inner.policy.claim_batch,
+            })
+            .await?;
+        let mut report = TickReport {
+            claimed: claimed.len(),
+            ..TickReport::default()
+        };
+        for job in claimed {
+            let input = if job.deadline_at <= now && job.state.awaits_result() {
+                Input::DeadlinePassed
+            } else {
+                Input::Resume
+            };
+            let span = tracing::info_span!("tick", job = %job.id, user = %job.user, provider = %job.provider().map(|p| p.as_str()).unwrap_or("-"));
+            let before = (job.version, job.state);
+            match inner
+                .drive(job, input, Observation::Nothing)
+                .instrument(span)
+                .await
+            {
+                Ok(after) => {
+                    if (after.version, after.state) != before {
+                        report.advanced += 1;
+                    }
+                }
+                Err(e) => {
+                    report.errors += 1;
+                    tracing::warn!(error = %e, "worker could not advance a job");
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// Ticks every [`Policy::tick_interval`] until `shutdown` completes. A failing tick is
+    /// logged and the loop goes on.
+    pub async fn run<F>(&self, shutdown: F)
+    where
+        F: Future<Output = ()>,
+    {
+        tokio::pin!(shutdown);
+        loop {
+            if let Err(e) = self.tick().await {
+                tracing::warn!(error = %e, "worker tick failed");
+            }
+            tokio::select! {
+                _ = &mut shutdown => return,
+                _ = tokio::time::sleep(self.inner.policy.tick_interval) => {}
+            }
+        }
+    }
+
+    /// Cancels a user's job. Before the provider started, the hold is refunded; once it runs,
+    /// the credits are spent. A job that is storing or finished cannot be cancelled
+    /// ([`Error::Conflict`]); another user's job is [`Error::NotFound`].
+    pub async fn cancel(&self, user: &UserId, job: &JobId) -> Result<Job> {
+        let current = self.job_for(user, job).await?;
+        let span = tracing::info_span!("cancel", job = %job, user = %user);
+        let (state, version) = (current.state, current.version);
+        let after = self
+            .inner
+            .drive(current, Input::CancelRequested, Observation::Nothing)
+            .instrument(span)
+            .await?;
+        if after.state != JobState::Cancelled || after.version == version {
+            return Err(Error::conflict(format!(
+                "job {job} is {} and can no longer be cancelled (was {state})",
+                after.state
+            )));
+        }
+        Ok(after)
+    }
+
+    /// A job.
+    pub async fn job(&self, id: &JobId) -> Result<Job> {
+        self.inner.jobs.job(id).await
+    }
+
+    /// A job, if it belongs to `user`; otherwise [`Error::NotFound`].
+    pub async fn job_for(&self, user: &UserId, id: &JobId) -> Result<Job> {
+        let job = self.inner.jobs.job(id).await?;
+        if &job.user != user {
+            return Err(Error::not_found("job", id));
+        }
+        Ok(job)
+    }
+
+    /// A user's jobs, newest first.
+    pub async fn jobs_for_user(&self, user: &UserId, limit: usize) -> Result<Vec<Job>> {
+        self.inner.jobs.jobs_for_user(user, limit).await
+    }
+
+    /// A stream of a job's events for a host's SSE or websocket: the job as it is now, then
+    /// each change (state, progress %, stage), ending after a terminal state. On a shared
+    /// Postgres store it sees changes made by other processes.
+    pub async fn subscribe(&self, id: &JobId) -> Result<BoxStream<'static, JobEvent>> {
+        // Watch first, then read, so no change between the two is missed.
+        let live = self.inner.jobs.watch().await?;
+        let current = self.inner.jobs.job(id).await?;
+        let first = current.event();
+        if current.state.is_terminal() {
+            return Ok(stream::iter([first]).boxed());
+        }
+        let id = id.clone();
+        let mut last_version = current.version;
+        let changes = live
+            .filter(move |e| {
+                let keep = e.job == id && e.version > last_version;
+                if keep {
+                    last_version = e.version;
+                }
+                futures::future::ready(keep)
+            })
+            .boxed();
+        // End right after a terminal event, without waiting for another one.
+        let changes = stream::unfold((changes, false), |(mut changes, ended)| async move {
+            if ended {
+                return None;
+            }
+            let event = changes.next().await?;
+            let terminal = event.state.is_terminal();
+            Some((event, (changes, terminal)))
+        });
+        Ok(stream::iter([first]).chain(changes).boxed())
+    }
+}

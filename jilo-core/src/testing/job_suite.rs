@@ -1,0 +1,366 @@
+//! The conformance suite every [`JobStore`] (with its [`QuotaStore`]) runs against itself.
+
+use std::time::Duration;
+
+use futures::future::join_all;
+use futures::StreamExt;
+
+use crate::error::Error;
+use crate::ids::{JobId, ProviderId, UserId};
+use crate::job::{ClaimRequest, DeliveryOutcome, DeliveryRecord, Job, JobState, JobUpdate};
+use crate::ledger::{Grant, GrantOutcome, HoldState, Reservation};
+use crate::traits::{JobStore, QuotaStore};
+
+use super::fixtures::sample_job;
+use super::quota_suite::run_scope;
+
+fn hold_for(job: &Job) -> Reservation {
+    Reservation {
+        user: job.user.clone(),
+        job: job.id.clone(),
+        credits: job.credits,
+        at: job.created_at,
+        daily_cap: None,
+    }
+}
+
+async fn read<S: JobStore + ?Sized>(store: &S, id: &JobId) -> Job {
+    store
+        .job(id)
+        .await
+        .unwrap_or_else(|e| panic!("reading job {id} failed: {e}"))
+}
+
+/// Checks the [`JobStore`] contract on a store that is also the [`QuotaStore`] it takes holds
+/// on: the job and its hold written together or not at all, compare-and-set updates that bump
+/// the version and carry the hold's end and the free-retry grant in the same write, lookup by
+/// provider request, newest-first listing, webhook deduplication, claims with leases that two
+/// workers never share, and events for every write.
+///
+/// Its jobs are dated on a random day of early 1970 and claimed with that day's clock, so
+/// other data in the store is not disturbed; still, run it on a database no live worker uses.
+/// Panics naming the broken rule.
+pub async fn job_store_suite<S>(store: &S)
+where
+    S: JobStore + QuotaStore + ?Sized,
+{
+    let (prefix, at) = run_scope();
+    let user = UserId::new(format!("{prefix}-bob"));
+    let mut events = store
+        .watch()
+        .await
+        .unwrap_or_else(|e| panic!("watch failed: {e}"));
+    store
+        .grant(&Grant::signup(user.clone(), 50, at))
+        .await
+        .unwrap_or_else(|e| panic!("grant failed: {e}"));
+
+    // Create: job and hold together.
+    let job = sample_job(&user, 20, at);
+    let hold = JobStore::create(store, &job, &hold_for(&job))
+        .await
+        .unwrap_or_else(|e| panic!("create failed: {e}"));
+    assert_eq!((hold.state, hold.credits), (HoldState::Held, 20));
+    let stored = read(store, &job.id).await;
+    assert_eq!(stored.version, 1, "a created job is at version 1");
+    assert_eq!(
+        Job {
+            version: 1,
+            ..job.clone()
+        },
+        stored,
+        "a job reads back as written"
+    );
+    let created = tokio::time::timeout(Duration::from_secs(5), events.next())
+        .await
+        .ok()
+        .flatten();
+    let created = created.unwrap_or_else(|| panic!("create published no event"));
+    assert_eq!((created.job.clone(), created.version), (job.id.clone(), 1));
+
+    match JobStore::create(store, &job, &hold_for(&job)).await {
+        Err(Error::Conflict { .. }) => {}
+        other => panic!("creating a job twice must conflict, got {other:?}"),
+    }
+    let too_big = sample_job(&user, 31, at);
+    match JobStore::create(store, &too_big, &hold_for(&too_big)).await {
+        Err(Error::Insufficient {
+            available: 30,
+            needed: 31,
+        }) => {}
+        other => panic!("a job beyond the balance must be Insufficient, got {other:?}"),
+    }
+    match store.job(&too_big.id).await {
+        Err(Error::NotFound { .. }) => {}
+        other => panic!("a refused job must not be written, got {other:?}"),
+    }
+    let mismatched = sample_job(&user, 5, at);
+    let mut wrong = hold_for(&mismatched);
+    wrong.credits = 4;
+    match JobStore::create(store, &mismatched, &wrong).await {
+        Err(Error::InvalidInput { .. }) => {}
+        other => panic!("a hold not matching its job must be InvalidInput, got {other:?}"),
+    }
+    let b = store.balance(&user).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        (b.available, b.held),
+        (30, 20),
+        "refused creates change nothing"
+    );
+
+    // Compare-and-set updates.
+    let mut submitted = stored.clone();
+    submitted.state = JobState::Submitted;
+    submitted.provider_request_id = Some(format!("{prefix}-req-1"));
+    submitted.attempts = 1;
+    let v2 = store
+        .update(&JobUpdate::new(&stored, submitted.clone()))
+        .await
+        .unwrap_or_else(|e| panic!("a fresh update failed: {e}"));
+    assert_eq!((v2.version, v2.state), (2, JobState::Submitted));
+    match store
+        .update(&JobUpdate::new(&stored, submitted.clone()))
+        .await
+    {
+        Err(Error::Conflict { .. }) => {}
+        other => panic!("an update from a stale version must conflict, got {other:?}"),
+    }
+    let mut wrong_state = JobUpdate::new(&v2, v2.clone());
+    wrong_state.expected_state = JobState::Running;
+    match store.update(&wrong_state).await {
+        Err(Error::Conflict { .. }) => {}
+        other => panic!("an update from the wrong state must conflict, got {other:?}"),
+    }
+    let ghost = sample_job(&user, 1, at);
+    match store.update(&JobUpdate::new(&ghost, ghost.clone())).await {
+        Err(Error::NotFound { .. }) => {}
+        other => panic!("updating an unknown job must be NotFound, got {other:?}"),
+    }
+    assert_eq!(
+        read(store, &job.id).await,
+        v2,
+        "refused updates change nothing"
+    );
+    let mut saw_v2 = false;
+    while let Ok(Some(e)) = tokio::time::timeout(Duration::from_secs(5), events.next()).await {
+        if e.job == job.id && e.version == 2 {
+            assert_eq!(e.state, JobState::Submitted);
+            saw_v2 = true;
+            break;
+        }
+    }
+    assert!(saw_v2, "an update publishes an event");
+
+    // Lookup by provider request.
+    let sim = ProviderId::new("sim");
+    let found = store
+        .job_by_provider_request(&sim, &format!("{prefix}-req-1"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(found.map(|j| j.id), Some(job.id.clone()));
+    let none = store
+        .job_by_provider_request(&sim, &format!("{prefix}-req-unknown"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(none.is_none(), "an unknown request finds no job");
+    let other = store
+        .job_by_provider_request(&ProviderId::new("other"), &format!("{prefix}-req-1"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(other.is_none(), "request ids are per provider");
+
+    // Deliveries are remembered once.
+    let delivery = DeliveryRecord {
+        provider: sim.clone(),
+        delivery_id: format!("{prefix}-d1"),
+        job: job.id.clone(),
+        at,
+    };
+    assert_eq!(
+        store.record_delivery(&delivery).await.ok(),
+        Some(DeliveryOutcome::New)
+    );
+    assert_eq!(
+        store.record_delivery(&delivery).await.ok(),
+        Some(DeliveryOutcome::Duplicate)
+    );
+    let stray = DeliveryRecord {
+        job: JobId::random(),
+        delivery_id: format!("{prefix}-d2"),
+        ..delivery.clone()
+    };
+    match store.record_delivery(&stray).await {
+        Err(Error::NotFound { .. }) => {}
+        other => panic!("a delivery for an unknown job must be NotFound, got {other:?}"),
+    }
+
+    // A terminal update ends the hold and grants in the same write.
+    let mut timed_out = v2.clone();
+    timed_out.state = JobState::TimedOut;
+    timed_out.next_check_at = None;
+    let mut update = JobUpdate::new(&v2, timed_out);
+    update.end_hold = Some(HoldState::Settled);
+    update.grant = Some(Grant::free_retry(user.clone(), 20, &job.id, at));
+    let v3 = store
+        .update(&update)
+        .await
+        .unwrap_or_else(|e| panic!("a terminal update failed: {e}"));
+    assert_eq!((v3.version, v3.state), (3, JobState::TimedOut));
+    let hold = store.hold(&job.id).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        hold.state,
+        HoldState::Settled,
+        "the hold ended with the transition"
+    );
+    let b = store.balance(&user).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((b.available, b.held, b.spent, b.granted), (50, 0, 20, 70));
+    assert!(b.is_consistent());
+    let again = Grant::free_retry(user.clone(), 20, &job.id, at);
+    assert_eq!(
+        store.grant(&again).await.ok(),
+        Some(GrantOutcome::Duplicate),
+        "the grant written with a transition is keyed"
+    );
+    let mut bad_end = JobUpdate::new(&v3, v3.clone());
+    bad_end.end_hold = Some(HoldState::Held);
+    match store.update(&bad_end).await {
+        Err(Error::InvalidInput { .. }) => {}
+        other => panic!("ending a hold as Held must be InvalidInput, got {other:?}"),
+    }
+    assert_eq!(read(store, &job.id).await.version, 3);
+
+    // Listing: newest first, limited.
+    let mut newer = sample_job(&user, 5, at.plus(Duration::from_secs(10)));
+    newer.next_check_at = None;
+    JobStore::create(store, &newer, &hold_for(&newer))
+        .await
+        .unwrap_or_else(|e| panic!("create failed: {e}"));
+    let listed = store
+        .jobs_for_user(&user, 10)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let ids: Vec<&JobId> = listed.iter().map(|j| &j.id).collect();
+    assert_eq!(ids, [&newer.id, &job.id], "newest first");
+    assert_eq!(
+        store.jobs_for_user(&user, 1).await.map(|j| j.len()).ok(),
+        Some(1)
+    );
+
+    // Claims: due jobs only, leased, never to two workers at once.
+    let claimer = UserId::new(format!("{prefix}-claims"));
+    store
+        .grant(&Grant::signup(claimer.clone(), 100, at))
+        .await
+        .unwrap_or_else(|e| panic!("grant failed: {e}"));
+    let due = sample_job(&claimer, 1, at);
+    let mut later = sample_job(&claimer, 1, at);
+    later.next_check_at = Some(at.plus(Duration::from_secs(600)));
+    let mut past_deadline = sample_job(&claimer, 1, at);
+    past_deadline.next_check_at = None;
+    past_deadline.deadline_at = at;
+    for j in [&due, &later, &past_deadline] {
+        JobStore::create(store, j, &hold_for(j))
+            .await
+            .unwrap_or_else(|e| panic!("create failed: {e}"));
+    }
+    let now = at.plus(Duration::from_secs(1));
+    let claim = |worker: &str| ClaimRequest {
+        worker: worker.to_owned(),
+        now,
+        lease: Duration::from_secs(30),
+        limit: 100,
+    };
+    let ours =
+        |jobs: Vec<Job>| -> Vec<Job> { jobs.into_iter().filter(|j| j.user == claimer).collect() };
+    let (claim_a, claim_b) = (claim("worker-a"), claim("worker-b"));
+    let (a, b) = futures::join!(store.claim_due(&claim_a), store.claim_due(&claim_b));
+    let a = ours(a.unwrap_or_else(|e| panic!("claim failed: {e}")));
+    let b = ours(b.unwrap_or_else(|e| panic!("claim failed: {e}")));
+    let mut claimed: Vec<JobId> = a.iter().chain(b.iter()).map(|j| j.id.clone()).collect();
+    claimed.sort();
+    let mut expected = vec![due.id.clone(), past_deadline.id.clone()];
+    expected.sort();
+    assert_eq!(
+        claimed, expected,
+        "due and overdue jobs are claimed, each by one worker"
+    );
+    for j in a.iter() {
+        assert_eq!(j.lease_owner.as_deref(), Some("worker-a"));
+        assert_eq!(j.lease_until, Some(now.plus(Duration::from_secs(30))));
+    }
+    let again = ours(
+        store
+            .claim_due(&claim("worker-c"))
+            .await
+            .unwrap_or_else(|e| panic!("{e}")),
+    );
+    assert!(again.is_empty(), "leased jobs are not claimed again");
+    let after_lease = ClaimRequest {
+        now: now.plus(Duration::from_secs(31)),
+        ..claim("worker-c")
+    };
+    let expired = ours(
+        store
+            .claim_due(&after_lease)
+            .await
+            .unwrap_or_else(|e| panic!("{e}")),
+    );
+    assert_eq!(expired.len(), 2, "expired leases are claimed again");
+    let read_later = read(store, &later.id).await;
+    let mut finished = read_later.clone();
+    finished.state = JobState::Completed;
+    let mut u = JobUpdate::new(&read_later, finished);
+    u.end_hold = Some(HoldState::Settled);
+    store
+        .update(&u)
+        .await
+        .unwrap_or_else(|e| panic!("completing a job failed: {e}"));
+    let late_claim = ours(
+        store
+            .claim_due(&ClaimRequest {
+                now: now.plus(Duration::from_secs(3600)),
+                ..claim("worker-d")
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{e}")),
+    );
+    assert!(
+        late_claim
+            .iter()
+            .all(|j| j.id != later.id && !j.state.is_terminal()),
+        "terminal jobs are never claimed, even with a due check time"
+    );
+
+    // Close this run's jobs so no later claim finds them.
+    let all = store
+        .jobs_for_user(&claimer, 10)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    join_all(
+        all.into_iter()
+            .filter(|j| !j.state.is_terminal())
+            .map(|j| async move {
+                let mut done = j.clone();
+                done.state = JobState::Cancelled;
+                done.next_check_at = None;
+                done.lease_owner = None;
+                done.lease_until = None;
+                let mut u = JobUpdate::new(&j, done);
+                u.end_hold = Some(HoldState::Refunded);
+                store
+                    .update(&u)
+                    .await
+                    .unwrap_or_else(|e| panic!("closing job {} failed: {e}", j.id));
+            }),
+    )
+    .await;
+    let b = store
+        .balance(&claimer)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        (b.available, b.held, b.spent),
+        (99, 0, 1),
+        "refunds written with updates return credits"
+    );
+}

@@ -1,0 +1,32 @@
+//! Test utilities (feature `test-utils`): mockall mocks of every trait, a simulated provider,
+//! and conformance suites that any implementation of [`crate::QuotaStore`],
+//! [`crate::JobStore`] and [`crate::VideoProvider`] runs against itself.
+//!
+//! The suites are plain async functions that panic with a message naming the broken rule, so
+//! they run inside any test harness:
+//!
+//! ```
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! use jilo_core::{testing, InMemoryStore};
+//!
+//! let store = InMemoryStore::new();
+//! testing::quota_store_suite(&store).await;
+//! testing::job_store_suite(&store).await;
+//! # });
+//! ```
+
+mod fixtures;
+mod job_suite;
+mod provider_suite;
+mod quota_suite;
+mod sim;
+
+pub use crate::traits::{
+    MockCreativeModel, MockJobStore, MockMediaStore, MockModerator, MockNotifier, MockPublisher,
+    MockQuotaStore, MockTrendSource, MockVideoProvider,
+};
+pub use fixtures::{sample_job, RecordingNotifier};
+pub use job_suite::job_store_suite;
+pub use provider_suite::video_provider_suite;
+pub use quota_suite::quota_store_suite;
+pub use sim::{SimFailure, SimProvider, SIM_MODEL, SIM_TOKEN_HEADER};

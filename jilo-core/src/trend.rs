@@ -1,0 +1,76 @@
+//! Trending short videos found on the platforms, and how the Studio scores them.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::Timestamp;
+
+/// A short-video platform.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Platform {
+    /// TikTok.
+    TikTok,
+    /// YouTube Shorts.
+    YouTubeShorts,
+    /// Instagram Reels.
+    InstagramReels,
+}
+
+/// A search for trending videos on one platform.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrendQuery {
+    /// The platform to search.
+    pub platform: Platform,
+    /// The keyword, e.g. `AI tools`.
+    pub keyword: String,
+    /// Fewest views to keep.
+    pub min_views: Option<u64>,
+    /// Most views to keep.
+    pub max_views: Option<u64>,
+    /// Only videos published within this many days.
+    pub max_age_days: Option<u32>,
+    /// The most results to ask for.
+    pub limit: u32,
+}
+
+/// One trending video as a source reports it. Counts are integers; missing counts are 0.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrendingVideo {
+    /// Where it was found.
+    pub platform: Platform,
+    /// The platform's id.
+    pub video_id: String,
+    /// The public page.
+    pub url: String,
+    /// Title or caption.
+    pub title: String,
+    /// Description, when separate from the title.
+    pub description: Option<String>,
+    /// The author's handle.
+    pub author: Option<String>,
+    /// Views.
+    pub views: u64,
+    /// Likes.
+    pub likes: u64,
+    /// Comments.
+    pub comments: u64,
+    /// Shares.
+    pub shares: u64,
+    /// When it was published, when known.
+    pub published_at: Option<Timestamp>,
+    /// A thumbnail URL.
+    pub thumbnail_url: Option<String>,
+    /// A direct video URL, when the source exposes one.
+    pub video_url: Option<String>,
+}
+
+impl TrendingVideo {
+    /// `(likes + comments + shares) / views`, 0 when there are no views.
+    pub fn engagement_rate(&self) -> f64 {
+        if self.views == 0 {
+            return 0.0;
+        }
+        (self.likes + self.comments + self.shares) as f64 / self.views as f64
+    }
+}

@@ -1,0 +1,860 @@
+//! The Studio against the seed's flows and every exception, on the in-memory store with
+//! simulated and mocked providers.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use jilo_core::testing::{
+    MockMediaStore, MockVideoProvider, RecordingNotifier, SimFailure, SimProvider, SIM_MODEL,
+};
+use jilo_core::{
+    AlertKind, Error, Grant, GrantReason, HoldState, InMemoryStore, JobState, LedgerEntryKind,
+    Policy, Pricing, ProviderId, ProviderStatus, QuotaStore, StoredVideo, Studio, Submission,
+    Timestamp, TokioClock, UserId, VideoProvider, VideoRequest, WebhookDelivery, WordListModerator,
+};
+
+const PRICE: i64 = 15;
+
+struct Harness {
+    studio: Studio,
+    store: Arc<InMemoryStore>,
+    notifier: Arc<RecordingNotifier>,
+}
+
+fn policy() -> Policy {
+    Policy {
+        pricing: Pricing::new().with_price(SIM_MODEL, 5, PRICE).with_price(
+            SIM_MODEL,
+            10,
+            2 * PRICE,
+        ),
+        ..Policy::default()
+    }
+}
+
+fn harness(providers: Vec<Arc<SimProvider>>, policy: Policy) -> Harness {
+    let store = Arc::new(InMemoryStore::new());
+    let notifier = Arc::new(RecordingNotifier::new());
+    let mut builder = Studio::builder()
+        .store(store.clone())
+        .notifier(notifier.clone())
+        .moderator(Arc::new(WordListModerator::new(["gore", "暴力"])))
+        .clock(Arc::new(TokioClock::new()))
+        .policy(policy);
+    for p in providers {
+        builder = builder.provider(p);
+    }
+    Harness {
+        studio: builder.build().unwrap(),
+        store,
+        notifier,
+    }
+}
+
+async fn user_with(store: &InMemoryStore, name: &str, credits: i64) -> UserId {
+    let user = UserId::new(name);
+    store
+        .grant(&Grant::signup(
+            user.clone(),
+            credits,
+            Timestamp::from_millis(0),
+        ))
+        .await
+        .unwrap();
+    user
+}
+
+fn request() -> VideoRequest {
+    VideoRequest::new("A fox running through fresh snow at dusk", SIM_MODEL, 5)
+}
+
+fn ledger_kinds(entries: &[jilo_core::LedgerEntry]) -> Vec<&'static str> {
+    entries
+        .iter()
+        .map(|e| match &e.kind {
+            LedgerEntryKind::Grant {
+                reason: GrantReason::FreeRetry,
+                ..
+            } => "free_retry",
+            LedgerEntryKind::Grant { .. } => "grant",
+            LedgerEntryKind::Hold { .. } => "hold",
+            LedgerEntryKind::Settle { .. } => "settle",
+            LedgerEntryKind::Refund { .. } => "refund",
+        })
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn happy_path_by_webhook_stores_and_settles() {
+    let sim = Arc::new(SimProvider::new("sim"));
+    let h = harness(vec![sim.clone()], policy());
+    let alice = user_with(&h.store, "alice", 100).await;
+
+    let job_id = h.studio.generate(&alice, request()).await.unwrap();
+    let job = h.studio.job(&job_id).await.unwrap();
+    assert_eq!(job.state, JobState::Submitted);
+    assert_eq!(job.credits, PRICE);
+    assert_eq!(job.attempts, 1);
+    assert!(
+        job.lease_owner.is_none(),
+        "the lease is released once submitted"
+    );
+    let sent = sim.submissions();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].job, job_id);
+    assert_eq!(sent[0].provider_model, "sim/sim-video-v1");
+    assert_eq!(sent[0].request, request());
+
+    let rid = job.provider_request_id.clone().unwrap();
+    let running = sim.webhook(
+        &rid,
+        ProviderStatus::Running {
+            progress: Some(40),
+            stage: None,
+        },
+    );
+    let out = h
+        .studio
+        .handle_webhook(&"sim".into(), &running)
+        .await
+        .unwrap();
+    assert!(out.applied && !out.duplicate);
+    assert_eq!(out.state, JobState::Running);
+    let job = h.studio.job(&job_id).await.unwrap();
+    assert_eq!(
+        (job.progress, job.stage.as_deref()),
+        (40, Some("generating frames"))
+    );
+
+    let done = sim.succeeded(&rid, "https://cdn.example/fox.mp4");
+    let out = h.studio.handle_webhook(&"sim".into(), &done).await.unwrap();
+    assert_eq!(out.state, JobState::Completed);
+    let job = h.studio.job(&job_id).await.unwrap();
+    assert_eq!(
+        job.output.as_ref().map(|o| o.location.as_str()),
+        Some("https://cdn.example/fox.mp4")
+    );
+    assert_eq!(job.progress, 100);
+    let b = h.studio.balance(&alice).await.unwrap();
+    assert_eq!((b.available, b.held, b.spent), (100 - PRICE, 0, PRICE));
+    let history = h.store.history(&alice).await.unwrap();
+    assert_eq!(ledger_kinds(&history), ["grant", "hold", "settle"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn quota_short_is_a_clear_error_with_no_job_and_no_charge() {
+    let sim = Arc::new(SimProvider::new("sim"));
+    let h = harness(vec![sim.clone()], policy());
+    let bob = user_with(&h.store, "bob", 5).await;
+    let err = h.studio.generate(&bob, request()).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Insufficient {
+                available: 5,
+                needed: PRICE
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "insufficient credits: 5 available, 15 needed"
+    );
+    assert!(h.studio.jobs_for_user(&bob, 10).await.unwrap().is_empty());
+    assert!(
+        sim.submissions().is_empty(),
+        "the provider was never called"
+    );
+    let b = h.studio.balance(&bob).await.unwrap();
+    assert_eq!((b.available, b.held), (5, 0));
+    assert_eq!(
+        ledger_kinds(&h.store.history(&bob).await.unwrap()),
+        ["grant"]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn moderation_hit_names_the_terms_and_charges_nothing() {
+    let sim = Arc::new(SimProvider::new("sim"));
+    let h = harness(vec![sim.clone()], policy());
+    let carol = user_with(&h.store, "carol", 100).await;
+    let req = VideoRequest::new(
+        "A battle scene full of GORE and 暴力 at night",
+        SIM_MODEL,
+        5,
+    );
+    let err = h.studio.generate(&carol, req).await.unwrap_err();
+    match &err {
+        Error::Moderation { terms } => assert_eq!(terms, &["gore", "暴力"]),
+        other => panic!("expected moderation, got {other:?}"),
+    }
+    assert!(err.to_string().contains("gore, 暴力"));
+    assert!(sim.submissions().is_empty());
+    assert!(h.studio.jobs_for_user(&carol, 10).await.unwrap().is_empty());
+    assert_eq!(h.studio.balance(&carol).await.unwrap().available, 100);
+}
+
+#[tokio::test(start_paused = true)]
+async fn bad_requests_are_typed_errors_that_change_nothing() {
+    let sim = Arc::new(SimProvider::new("sim"));
+    let h = harness(vec![sim.clone()], policy());
+    let dan = user_with(&h.store, "dan", 100).await;
+    let cases = [
+        (VideoRequest::new("too short", SIM_MODEL, 5), "prompt"),
+        (VideoRequest::new("x".repeat(501), SIM_MODEL, 5), "prompt"),
+        (
+            VideoRequest::new("A fox running through snow", "no-such-model", 5),
+            "model",
+        ),
+        (
+            VideoRequest::new("A fox running through snow", SIM_MODEL, 7),
+            "duration_secs",
+        ),
+    ];
+    for (req, field) in cases {
+        match h.studio.generate(&dan, req).await {
+            Err(Error::InvalidInput { field: f, reason }) => {
+                assert_eq!(f, field, "{reason}");
+            }
+            other => panic!("expected InvalidInput on {field}, got {other:?}"),
+        }
+    }
+    match h.studio.generate(&UserId::new(" "), request()).await {
+        Err(Error::InvalidInput { field, .. }) => assert_eq!(field, "user"),
+        other => panic!("{other:?}"),
+    }
+    match h.studio.generate(&UserId::new("ghost"), request()).await {
+        Err(Error::NotFound { entity: "user", .. }) => {}
+        other => panic!("an unknown user must be NotFound, got {other:?}"),
+    }
+    assert!(sim.submissions().is_empty());
+    assert_eq!(h.store.history(&dan).await.unwrap().len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn provider_5xx_three_times_fails_and_refunds() {
+    let mut mock = MockVideoProvider::new();
+    mock.expect_id().return_const(ProviderId::new("fal"));
+    mock.expect_models()
+        .return_const(SimProvider::new("fal").models());
+    mock.expect_submit().times(3).returning(|_| {
+        Err(Error::Unavailable {
+            service: "fal".into(),
+            reason: "upstream error".into(),
+            response: Some(jilo_core::HttpFailure::new(502, "bad gateway")),
+        })
+    });
+    let store = Arc::new(InMemoryStore::new());
+    let studio = Studio::builder()
+        .provider(Arc::new(mock))
+        .store(store.clone())
+        .clock(Arc::new(TokioClock::new()))
+        .policy(policy())
+        .build()
+        .unwrap();
+    let erin = user_with(&store, "erin", 100).await;
+    let job_id = studio.generate(&erin, request()).await.unwrap();
+    let job = studio.job(&job_id).await.unwrap();
+    assert_eq!((job.state, job.attempts), (JobState::Queued, 1));
+    assert!(job.failure.as_deref().unwrap().contains("502"));
+    assert_eq!(studio.balance(&erin).await.unwrap().held, PRICE);
+
+    // The worker resubmits after the back-off, twice more.
+    for attempt in 2..=3 {
+        tokio::time::advance(studio.policy().retry_backoff.max).await;
+        let report = studio.tick().await.unwrap();
+        assert_eq!(report.claimed, 1, "attempt {attempt} is due");
+        assert_eq!(studio.job(&job_id).await.unwrap().attempts, attempt);
+    }
+    let job = studio.job(&job_id).await.unwrap();
+    assert_eq!(job.state, JobState::Failed);
+    assert_eq!(job.next_check_at, None);
+    let b = studio.balance(&erin).await.unwrap();
+    assert_eq!((b.available, b.held, b.spent), (100, 0, 0));
+    assert_eq!(
+        ledger_kinds(&store.history(&erin).await.unwrap()),
+        ["grant", "hold", "refund"]
+    );
+    assert_eq!(
+        store.hold(&job_id).await.unwrap().state,
+        HoldState::Refunded
+    );
+    // Nothing is due any more: no fourth submit (the mock allows exactly three).
+    tokio::time::advance(Duration::from_secs(3600)).await;
+    assert_eq!(studio.tick().await.unwrap().claimed, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn out_of_funds_fails_over_with_one_alert_for_many_jobs() {
+    let suchuang = Arc::new(SimProvider::new("suchuang"));
+    suchuang.fail_all_submits(SimFailure::OutOfFunds);
+    let fal = Arc::new(SimProvider::new("fal"));
+    let h = harness(vec![suchuang.clone(), fal.clone()], policy());
+    let frank = user_with(&h.store, "frank", 1000).await;
+
+    let mut jobs = Vec::new();
+    for _ in 0..5 {
+        jobs.push(h.studio.generate(&frank, request()).await.unwrap());
+    }
+    for id in &jobs {
+        let job = h.studio.job(id).await.unwrap();
+        assert_eq!(job.state, JobState::Submitted);
+        assert_eq!(job.provider(), Some(&ProviderId::new("fal")));
+        let rid = job.provider_request_id.unwrap();
+        let out = h
+            .studio
+            .handle_webhook(
+                &"fal".into(),
+                &fal.succeeded(&rid, "https://cdn.example/v.mp4"),
+            )
+            .await
+            .unwrap();
+        assert_eq!(out.state, JobState::Completed);
+    }
+    let alerts = h.notifier.alerts();
+    assert_eq!(
+        alerts.len(),
+        1,
+        "one admin alert, not one per job: {alerts:?}"
+    );
+    assert_eq!(
+        alerts[0].kind,
+        AlertKind::ProviderOutOfFunds {
+            provider: "suchuang".into()
+        }
+    );
+    assert!(
+        alerts[0].detail.contains("余额不足"),
+        "{}",
+        alerts[0].detail
+    );
+    // The first job failed over; later jobs skipped the cooling provider.
+    assert_eq!(suchuang.submissions().len(), 1);
+    assert_eq!(fal.submissions().len(), 5);
+    let b = h.studio.balance(&frank).await.unwrap();
+    assert_eq!((b.spent, b.held), (5 * PRICE, 0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_provider_out_of_funds_fails_and_refunds() {
+    let a = Arc::new(SimProvider::new("a"));
+    let b = Arc::new(SimProvider::new("b"));
+    a.fail_all_submits(SimFailure::OutOfFunds);
+    b.fail_all_submits(SimFailure::KeyRejected);
+    let h = harness(vec![a.clone(), b.clone()], policy());
+    let gina = user_with(&h.store, "gina", 100).await;
+    let id = h.studio.generate(&gina, request()).await.unwrap();
+    let job = h.studio.job(&id).await.unwrap();
+    assert_eq!(job.state, JobState::Failed);
+    assert_eq!(h.studio.balance(&gina).await.unwrap().available, 100);
+    let kinds: Vec<AlertKind> = h.notifier.alerts().into_iter().map(|a| a.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            AlertKind::ProviderOutOfFunds {
+                provider: "a".into()
+            },
+            AlertKind::KeyRejected {
+                provider: "b".into()
+            }
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn deadline_times_out_without_refund_and_grants_one_free_retry() {
+    let sim = Arc::new(SimProvider::new("sim"));
+    let h = harness(vec![sim.clone()], policy());
+    let hana = user_with(&h.store, "hana", 100).await;
+    let id = h.studio.generate(&hana, request()).await.unwrap();
+    let rid = h
+        .studio
+        .job(&id)
+        .await
+        .unwrap()
+        .provider_request_id
+        .unwrap();
+
+    tokio::time::advance(Duration::from_secs(14 * 60)).await;
+    h.studio.tick().await.unwrap();
+    assert_eq!(h.studio.job(&id).await.unwrap().state, JobState::Submitted);
+
+    tokio::time::advance(Duration::from_secs(2 * 60)).await;
+    let report = h.studio.tick().await.unwrap();
+    assert_eq!(report.advanced, 1);
+    let job = h.studio.job(&id).await.unwrap();
+    assert_eq!(job.state, JobState::TimedOut);
+    assert!(job.failure.unwrap().contains("15 minutes"));
+    assert_eq!(
+        sim.cancels(),
+        std::slice::from_ref(&rid),
+        "the provider is told to stop"
+    );
+    let b = h.studio.balance(&hana).await.unwrap();
+    assert_eq!(
+        (b.available, b.held, b.spent, b.granted),
+        (100, 0, PRICE, 100 + PRICE),
+        "spent, not refunded; the free retry is granted"
+    );
+    let history = h.store.history(&hana).await.unwrap();
+    assert_eq!(
+        ledger_kinds(&history),
+        ["grant", "hold", "settle", "free_retry"]
+    );
+
+    // A late success changes no credits.
+    let late = sim.succeeded(&rid, "https://cdn.example/late.mp4");
+    let out = h.studio.handle_webhook(&"sim".into(), &late).await.unwrap();
+    assert!(!out.applied && !out.duplicate);
+    assert_eq!(out.state, JobState::TimedOut);
+    assert_eq!(h.store.history(&hana).await.unwrap(), history);
+    assert_eq!(h.studio.job(&id).await.unwrap().state, JobState::TimedOut);
+    // Ticking again grants nothing more.
+    tokio::time::advance(Duration::from_secs(3600)).await;
+    assert_eq!(h.studio.tick().await.unwrap().claimed, 0);
+    assert_eq!(h.store.history(&hana).await.unwrap(), history);
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancel_refunds_before_the_provider_starts_and_not_after() {
+    let sim = Arc::new(SimProvider::new("sim"));
+    let h = harness(vec![sim.clone()], policy());
+    let ivan = user_with(&h.store, "ivan", 100).await;
+
+    let early = h.studio.generate(&ivan, request()).await.unwrap();
+    let rid = h
+        .studio
+        .job(&early)
+        .await
+        .unwrap()
+        .provider_request_id
+        .unwrap();
+    let job = h.studio.cancel(&ivan, &early).await.unwrap();
+    assert_eq!(job.state, JobState::Cancelled);
+    assert_eq!(sim.cancels(), [rid]);
+    assert_eq!(
+        h.store.hold(&early).await.unwrap().state,
+        HoldState::Refunded
+    );
+
+    let late = h.studio.generate(&ivan, request()).await.unwrap();
+    let rid = h
+        .studio
+        .job(&late)
+        .await
+        .unwrap()
+        .provider_request_id
+        .unwrap();
+    let running = sim.webhook(
+        &rid,
+        ProviderStatus::Running {
+            progress: Some(60),
+            stage: None,
+        },
+    );
+    h.studio
+        .handle_webhook(&"sim".into(), &running)
+        .await
+        .unwrap();
+    h.studio.cancel(&ivan, &late).await.unwrap();
+    assert_eq!(h.store.hold(&late).await.unwrap().state, HoldState::Settled);
+
+    let b = h.studio.balance(&ivan).await.unwrap();
+    assert_eq!((b.available, b.spent, b.held), (100 - PRICE, PRICE, 0));
+
+    // Finished jobs cannot be cancelled, and other users' jobs are not found.
+    match h.studio.cancel(&ivan, &late).await {
+        Err(Error::Conflict { .. }) => {}
+        other => panic!("cancelling a finished job must conflict, got {other:?}"),
+    }
+    let judy = user_with(&h.store, "judy", 100).await;
+    let hers = h.studio.generate(&judy, request()).await.unwrap();
+    match h.studio.cancel(&ivan, &hers).await {
+        Err(Error::NotFound { .. }) => {}
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        h.studio.job(&hers).await.unwrap().state,
+        JobState::Submitted
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_same_webhook_twice_is_one_transition() {
+    let sim = Arc::new(SimProvider::new("sim"));
+    let h = harness(vec![sim.clone()], policy());
+    let kim = user_with(&h.store, "kim", 100).await;
+    let id = h.studio.generate(&kim, request()).await.unwrap();
+    let rid = h
+        .studio
+        .job(&id)
+        .await
+        .unwrap()
+        .provider_request_id
+        .unwrap();
+    let delivery = sim.succeeded(&rid, "https://cdn.example/a.mp4");
+
+    let first = h
+        .studio
+        .handle_webhook(&"sim".into(), &delivery)
+        .await
+        .unwrap();
+    let version = h.studio.job(&id).await.unwrap().version;
+    let second = h
+        .studio
+        .handle_webhook(&"sim".into(), &delivery)
+        .await
+        .unwrap();
+    assert!(first.applied && !first.duplicate);
+    assert!(second.duplicate && !second.applied);
+    assert_eq!(h.studio.job(&id).await.unwrap().version, version);
+    assert_eq!(
+        ledger_kinds(&h.store.history(&kim).await.unwrap()),
+        ["grant", "hold", "settle"]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn unknown_jobs_and_bad_signatures_change_nothing() {
+    let sim = Arc::new(SimProvider::new("sim"));
+    let h = harness(vec![sim.clone()], policy());
+    let lee = user_with(&h.store, "lee", 100).await;
+    let id = h.studio.generate(&lee, request()).await.unwrap();
+    let before = h.studio.job(&id).await.unwrap();
+
+    let stray = sim.succeeded("sim-req-999", "https://cdn.example/x.mp4");
+    match h.studio.handle_webhook(&"sim".into(), &stray).await {
+        Err(Error::NotFound { .. }) => {}
+        other => panic!("a webhook for an unknown job must be NotFound, got {other:?}"),
+    }
+    let rid = before.provider_request_id.clone().unwrap();
+    let mut forged = sim.succeeded(&rid, "https://evil.example/x.mp4");
+    forged
+        .headers
+        .retain(|(k, _)| k != jilo_core::testing::SIM_TOKEN_HEADER);
+    match h.studio.handle_webhook(&"sim".into(), &forged).await {
+        Err(Error::Unauthorized { .. }) => {}
+        other => panic!("an unsigned webhook must be Unauthorized, got {other:?}"),
+    }
+    let garbage = WebhookDelivery::new(
+        vec![(
+            jilo_core::testing::SIM_TOKEN_HEADER.into(),
+            "sim-token-sim".into(),
+        )],
+        "not json",
+    );
+    match h.studio.handle_webhook(&"sim".into(), &garbage).await {
+        Err(Error::Protocol { .. }) => {}
+        other => panic!("{other:?}"),
+    }
+    match h.studio.handle_webhook(&"nobody".into(), &forged).await {
+        Err(Error::NotFound {
+            entity: "provider", ..
+        }) => {}
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(h.studio.job(&id).await.unwrap(), before);
+    assert_eq!(h.store.history(&lee).await.unwrap().len(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_webhooks_the_worker_polls_to_completion() {
+    let sim = Arc::new(SimProvider::new("sim"));
+    let h = harness(vec![sim.clone()], policy());
+    let max = user_with(&h.store, "max", 100).await;
+    let id = h.studio.generate(&max, request()).await.unwrap();
+    let rid = h
+        .studio
+        .job(&id)
+        .await
+        .unwrap()
+        .provider_request_id
+        .unwrap();
+    let poll = h.studio.policy().poll_interval;
+
+    // Still queued at the provider: nothing changes but the next check.
+    tokio::time::advance(poll).await;
+    assert_eq!(h.studio.tick().await.unwrap().claimed, 1);
+    assert_eq!(h.studio.job(&id).await.unwrap().state, JobState::Submitted);
+
+    sim.set_status(
+        &rid,
+        ProviderStatus::Running {
+            progress: Some(85),
+            stage: Some("rendering".into()),
+        },
+    );
+    tokio::time::advance(poll).await;
+    h.studio.tick().await.unwrap();
+    let job = h.studio.job(&id).await.unwrap();
+    assert_eq!((job.state, job.progress), (JobState::Running, 85));
+
+    // Succeeded without a URL in the status: the Studio fetches the result.
+    sim.set_status(&rid, ProviderStatus::Succeeded { video: None });
+    tokio::time::advance(poll).await;
+    h.studio.tick().await.unwrap();
+    let job = h.studio.job(&id).await.unwrap();
+    assert_eq!(job.state, JobState::Completed);
+    assert_eq!(
+        job.video_url.as_deref(),
+        Some(format!("https://sim.invalid/{rid}.mp4").as_str())
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn subscribers_see_each_change_and_the_stream_ends() {
+    let sim = Arc::new(SimProvider::new("sim"));
+    let h = harness(vec![sim.clone()], policy());
+    let nia = user_with(&h.store, "nia", 100).await;
+    let id = h.studio.generate(&nia, request()).await.unwrap();
+    let rid = h
+        .studio
+        .job(&id)
+        .await
+        .unwrap()
+        .provider_request_id
+        .unwrap();
+    let mut events = h.studio.subscribe(&id).await.unwrap();
+
+    let studio = h.studio.clone();
+    let sim2 = sim.clone();
+    let driver = tokio::spawn(async move {
+        for p in [10u8, 50, 90] {
+            let d = sim2.webhook(
+                &rid,
+                ProviderStatus::Running {
+                    progress: Some(p),
+                    stage: None,
+                },
+            );
+            studio.handle_webhook(&"sim".into(), &d).await.unwrap();
+        }
+        let d = sim2.succeeded(&rid, "https://cdn.example/n.mp4");
+        studio.handle_webhook(&"sim".into(), &d).await.unwrap();
+    });
+    let mut seen = Vec::new();
+    while let Some(e) = events.next().await {
+        seen.push((e.state, e.progress));
+    }
+    driver.await.unwrap();
+    assert_eq!(seen.first(), Some(&(JobState::Submitted, 0)));
+    assert!(seen.contains(&(JobState::Running, 50)));
+    assert!(seen.contains(&(JobState::Storing, 100)));
+    assert_eq!(seen.last(), Some(&(JobState::Completed, 100)));
+    let progress: Vec<u8> = seen.iter().map(|s| s.1).collect();
+    assert!(
+        progress.windows(2).all(|w| w[0] <= w[1]),
+        "progress only grows: {progress:?}"
+    );
+
+    // A finished job's stream is its last state alone.
+    let done: Vec<_> = h.studio.subscribe(&id).await.unwrap().collect().await;
+    assert_eq!(done.len(), 1);
+    assert_eq!(done[0].state, JobState::Completed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_daily_cap_refuses_with_one_alert() {
+    let sim = Arc::new(SimProvider::new("sim"));
+    let h = harness(
+        vec![sim.clone()],
+        Policy {
+            daily_generation_cap: Some(2),
+            ..policy()
+        },
+    );
+    let olga = user_with(&h.store, "olga", 1000).await;
+    h.studio.generate(&olga, request()).await.unwrap();
+    h.studio.generate(&olga, request()).await.unwrap();
+    for _ in 0..3 {
+        match h.studio.generate(&olga, request()).await {
+            Err(Error::DailyCapReached { cap: 2 }) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(sim.submissions().len(), 2);
+    assert_eq!(h.studio.balance(&olga).await.unwrap().held, 2 * PRICE);
+    let alerts = h.notifier.alerts();
+    assert_eq!(alerts.len(), 1);
+    assert_eq!(alerts[0].kind, AlertKind::DailyCapReached { cap: 2 });
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_job_left_mid_flight_by_a_crash_is_resumed() {
+    let sim = Arc::new(SimProvider::new("sim"));
+    let h = harness(vec![sim.clone()], policy());
+    let pia = user_with(&h.store, "pia", 100).await;
+    // Another process created the job, took the lease and died before submitting.
+    let now = jilo_core::Clock::now(&TokioClock::new());
+    let mut job = jilo_core::testing::sample_job(&pia, PRICE, now);
+    job.next_check_at = Some(now.plus(Duration::from_secs(60)));
+    job.lease_owner = Some("dead-process".into());
+    job.lease_until = Some(now.plus(Duration::from_secs(60)));
+    let hold = jilo_core::Reservation {
+        user: pia.clone(),
+        job: job.id.clone(),
+        credits: PRICE,
+        at: now,
+        daily_cap: None,
+    };
+    jilo_core::JobStore::create(h.store.as_ref(), &job, &hold)
+        .await
+        .unwrap();
+
+    assert_eq!(
+        h.studio.tick().await.unwrap().claimed,
+        0,
+        "the lease still holds"
+    );
+    tokio::time::advance(Duration::from_secs(61)).await;
+    let report = h.studio.tick().await.unwrap();
+    assert_eq!((report.claimed, report.advanced), (1, 1));
+    let resumed = h.studio.job(&job.id).await.unwrap();
+    assert_eq!(resumed.state, JobState::Submitted);
+    assert_eq!(sim.submissions().len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_media_store_is_retried_then_refunds() {
+    let sim = Arc::new(SimProvider::new("sim"));
+    let mut media = MockMediaStore::new();
+    let mut calls = 0;
+    media.expect_store().times(2).returning(move |v| {
+        calls += 1;
+        if calls == 1 {
+            Err(Error::Unavailable {
+                service: "media".into(),
+                reason: "disk full".into(),
+                response: None,
+            })
+        } else {
+            Ok(StoredVideo {
+                key: format!("videos/{}.mp4", v.job),
+                location: format!("/srv/media/videos/{}.mp4", v.job),
+                bytes: Some(1024),
+                content_type: Some("video/mp4".into()),
+            })
+        }
+    });
+    let store = Arc::new(InMemoryStore::new());
+    let studio = Studio::builder()
+        .provider(sim.clone())
+        .store(store.clone())
+        .media_store(Arc::new(media))
+        .clock(Arc::new(TokioClock::new()))
+        .policy(policy())
+        .build()
+        .unwrap();
+    let quinn = user_with(&store, "quinn", 100).await;
+    let id = studio.generate(&quinn, request()).await.unwrap();
+    let rid = studio.job(&id).await.unwrap().provider_request_id.unwrap();
+    studio
+        .handle_webhook(
+            &"sim".into(),
+            &sim.succeeded(&rid, "https://cdn.example/q.mp4"),
+        )
+        .await
+        .unwrap();
+    let job = studio.job(&id).await.unwrap();
+    assert_eq!(job.state, JobState::Storing);
+    assert!(job.failure.unwrap().contains("disk full"));
+    tokio::time::advance(studio.policy().retry_backoff.max).await;
+    studio.tick().await.unwrap();
+    let job = studio.job(&id).await.unwrap();
+    assert_eq!(job.state, JobState::Completed);
+    assert_eq!(job.output.unwrap().key, format!("videos/{id}.mp4"));
+    assert_eq!(store.hold(&id).await.unwrap().state, HoldState::Settled);
+}
+
+#[tokio::test(start_paused = true)]
+async fn run_polls_until_shutdown() {
+    let sim = Arc::new(SimProvider::new("sim"));
+    let h = harness(vec![sim.clone()], policy());
+    let ray = user_with(&h.store, "ray", 100).await;
+    let id = h.studio.generate(&ray, request()).await.unwrap();
+    let rid = h
+        .studio
+        .job(&id)
+        .await
+        .unwrap()
+        .provider_request_id
+        .unwrap();
+    sim.set_status(
+        &rid,
+        ProviderStatus::Succeeded {
+            video: Some(jilo_core::ProviderVideo {
+                url: "https://cdn.example/r.mp4".into(),
+                content_type: None,
+                bytes: None,
+            }),
+        },
+    );
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let worker = tokio::spawn({
+        let studio = h.studio.clone();
+        async move {
+            studio
+                .run(async {
+                    let _ = rx.await;
+                })
+                .await
+        }
+    });
+    tokio::time::sleep(h.studio.policy().poll_interval * 2).await;
+    tx.send(()).unwrap();
+    worker.await.unwrap();
+    assert_eq!(h.studio.job(&id).await.unwrap().state, JobState::Completed);
+}
+
+#[test]
+fn the_builder_refuses_incomplete_or_inconsistent_parts() {
+    let sim = Arc::new(SimProvider::new("sim"));
+    let store = Arc::new(InMemoryStore::new());
+    let no_store = Studio::builder().provider(sim.clone()).build();
+    assert!(matches!(no_store, Err(Error::InvalidInput { ref field, .. }) if field == "store"));
+    let no_provider = Studio::builder().store(store.clone()).build();
+    assert!(
+        matches!(no_provider, Err(Error::InvalidInput { ref field, .. }) if field == "providers")
+    );
+    let twice = Studio::builder()
+        .provider(sim.clone())
+        .provider(Arc::new(SimProvider::new("sim")))
+        .store(store.clone())
+        .build();
+    assert!(twice.is_err());
+    let unknown_order = Studio::builder()
+        .provider(sim.clone())
+        .store(store.clone())
+        .policy(Policy {
+            failover_order: vec!["fal".into()],
+            ..Policy::default()
+        })
+        .build();
+    assert!(
+        matches!(unknown_order, Err(Error::InvalidInput { ref field, .. }) if field == "failover_order")
+    );
+    let reordered = Studio::builder()
+        .provider(sim)
+        .provider(Arc::new(SimProvider::new("fal")))
+        .store(store)
+        .policy(Policy {
+            failover_order: vec!["fal".into()],
+            ..Policy::default()
+        })
+        .build()
+        .unwrap();
+    let order: Vec<ProviderId> = reordered.models().into_iter().map(|(p, _)| p).collect();
+    assert_eq!(order, [ProviderId::new("fal"), ProviderId::new("sim")]);
+}
+
+#[test]
+fn the_studio_is_send_sync_and_cheap_to_clone() {
+    fn assert_send_sync<T: Send + Sync + Clone + 'static>() {}
+    assert_send_sync::<Studio>();
+    let _ = Submission {
+        request_id: String::new(),
+    };
+}

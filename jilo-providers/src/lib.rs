@@ -1,0 +1,19 @@
+//! jilo-providers: the service clients of jilo. Each service lives in its own module behind
+//! a cargo feature (`fal`, `suchuang`, `apify`, `gemini`, `youtube`); all share one HTTP layer.
+//!
+//! This release holds the part every client shares: [`classify`], the one mapping from a
+//! service's HTTP answer to a [`jilo_core::Error`], so that 401, 402, 429 and 5xx mean the same
+//! thing whichever provider answered.
+//!
+//! ```
+//! use jilo_core::ErrorKind;
+//! use jilo_providers::classify;
+//!
+//! // 速创 answers HTTP 200 with its own code in the body: classify by that code.
+//! let e = classify::http_error("suchuang", 400, r#"{"code":400,"msg":"账户余额不足"}"#, None);
+//! assert_eq!(e.kind(), ErrorKind::ProviderOutOfFunds);
+//! ```
+
+#![forbid(unsafe_code)]
+
+pub mod classify;

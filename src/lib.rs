@@ -1,0 +1,43 @@
+//! jilo: a Rust library for AI short-video products. Find what is trending, turn it into a
+//! prompt, generate the video on a paid provider, store it and publish it, while every user's
+//! credits are held, settled or refunded exactly.
+//!
+//! This facade re-exports the crates: [`jilo_core`] (types, traits, state machine, Studio,
+//! in-memory store) at the root, and [`providers`] and [`store`] as modules whose backends are
+//! cargo features (`fal`, `suchuang`, `apify`, `gemini`, `youtube`, `sqlite`, `postgres`), the
+//! way sqlx re-exports its drivers.
+//!
+//! ```
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! use std::sync::Arc;
+//! use jilo::testing::{SimProvider, SIM_MODEL};
+//! use jilo::{Grant, InMemoryStore, QuotaStore, Studio, Timestamp, UserId, VideoRequest};
+//!
+//! let store = Arc::new(InMemoryStore::new());
+//! let studio = Studio::builder()
+//!     .provider(Arc::new(SimProvider::new("sim")))
+//!     .store(store.clone())
+//!     .build()?;
+//! let user = UserId::new("u1");
+//! store.grant(&Grant::signup(user.clone(), 100, Timestamp::from_millis(0))).await?;
+//! let job = studio
+//!     .generate(&user, VideoRequest::new("Neon city at night, slow pan", SIM_MODEL, 5))
+//!     .await?;
+//! assert_eq!(studio.job(&job).await?.credits, 10);
+//! # Ok::<(), jilo::Error>(())
+//! # }).unwrap();
+//! ```
+
+#![forbid(unsafe_code)]
+
+pub use jilo_core::*;
+
+/// Service clients (FAL, 速创, Apify, Gemini, YouTube) and the shared error mapping.
+pub mod providers {
+    pub use jilo_providers::*;
+}
+
+/// SQL stores and media storage.
+pub mod store {
+    pub use jilo_store::*;
+}
