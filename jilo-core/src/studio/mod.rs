@@ -234,7 +234,13 @@ impl Studio {
             at: now,
             daily_cap: inner.policy.daily_generation_cap,
         };
-        let span = tracing::info_span!("generate", job = %id, user = %user, provider = tracing::field::Empty);
+        let span = tracing::info_span!(
+            "generate",
+            job = %id,
+            user = %user,
+            provider = %job.route.first().map(ProviderId::as_str).unwrap_or("-"),
+            model = %job.request.model,
+        );
         async {
             if let Err(e) = inner.jobs.create(&job, &reservation).await {
                 if let Error::DailyCapReached { cap } = e {
