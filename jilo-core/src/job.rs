@@ -4,7 +4,9 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+use futures::stream::{self, BoxStream, StreamExt};
 use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
 
 use crate::error::Error;
 use crate::ids::{JobId, ProviderId, Timestamp, UserId};
@@ -198,6 +200,23 @@ pub struct JobEvent {
     pub stage: Option<String>,
     /// When.
     pub at: Timestamp,
+}
+
+/// A stream of the events sent on a broadcast channel, for stores that publish in process.
+/// A receiver that falls behind skips what it missed rather than ending.
+pub fn broadcast_events(rx: broadcast::Receiver<JobEvent>) -> BoxStream<'static, JobEvent> {
+    stream::unfold(rx, |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(event) => return Some((event, rx)),
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    tracing::warn!(missed, "a job event watcher fell behind");
+                }
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    })
+    .boxed()
 }
 
 /// A compare-and-set write of a job: applied only when the stored job still has

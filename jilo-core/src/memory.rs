@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
-use futures::stream::{self, BoxStream, StreamExt};
+use futures::stream::BoxStream;
 use tokio::sync::broadcast;
 
 use crate::error::{Error, Result};
@@ -399,16 +399,6 @@ impl JobStore for InMemoryStore {
     }
 
     async fn watch(&self) -> Result<BoxStream<'static, JobEvent>> {
-        let rx = self.events.subscribe();
-        Ok(stream::unfold(rx, |mut rx| async move {
-            loop {
-                match rx.recv().await {
-                    Ok(event) => return Some((event, rx)),
-                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                    Err(broadcast::error::RecvError::Closed) => return None,
-                }
-            }
-        })
-        .boxed())
+        Ok(crate::job::broadcast_events(self.events.subscribe()))
     }
 }

@@ -16,6 +16,10 @@
 
 #![forbid(unsafe_code)]
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod sql;
 mod url;
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub use sql::{Backend, SqlStore, SqlStoreOptions, JOB_EVENTS_CHANNEL};
 pub use url::{StoreUrl, DEFAULT_SQLITE_PATH};

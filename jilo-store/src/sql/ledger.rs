@@ -1,0 +1,366 @@
+//! The credit ledger in SQL: grants, holds and their ends, each one transaction.
+
+use async_trait::async_trait;
+use jilo_core::ledger::check_amount;
+use jilo_core::{
+    Balance, CreditHold, Error, Grant, GrantOutcome, GrantReason, HoldOutcome, HoldState, JobId,
+    LedgerEntry, LedgerEntryKind, QuotaStore, Reservation, Result, Timestamp, UserId,
+};
+use sqlx::{Any, Transaction};
+
+use super::errors::StoreResult;
+use super::{Backend, SqlStore};
+
+/// Advisory lock class for the daily-cap count on Postgres; the day is the second key.
+const DAILY_CAP_LOCK: i32 = 0x6a69_6c6f;
+
+fn hold_state(s: &str) -> Result<HoldState> {
+    match s {
+        "held" => Ok(HoldState::Held),
+        "settled" => Ok(HoldState::Settled),
+        "refunded" => Ok(HoldState::Refunded),
+        other => Err(Error::storage(
+            format!("unknown hold state `{other}` in the database"),
+            false,
+            None,
+        )),
+    }
+}
+
+pub(crate) fn check_grant(grant: &Grant) -> Result<()> {
+    check_amount(grant.credits)?;
+    if grant.key.trim().is_empty() {
+        return Err(Error::invalid("key", "an idempotency key is required"));
+    }
+    Ok(())
+}
+
+async fn ledger_row(
+    tx: &mut Transaction<'static, Any>,
+    user: &UserId,
+    kind: &str,
+    job: Option<&JobId>,
+    grant: Option<(&str, GrantReason)>,
+    credits: i64,
+    at: Timestamp,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO jilo_ledger (user_id, kind, job_id, grant_key, reason, credits, at_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(user.as_str())
+    .bind(kind)
+    .bind(job.map(|j| j.as_str().to_owned()))
+    .bind(grant.map(|(k, _)| k.to_owned()))
+    .bind(grant.map(|(_, r)| r.as_str().to_owned()))
+    .bind(credits)
+    .bind(at.as_millis())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Adds a grant inside a transaction; `Duplicate` when the key was seen.
+pub(crate) async fn grant_in(
+    tx: &mut Transaction<'static, Any>,
+    grant: &Grant,
+) -> StoreResult<GrantOutcome> {
+    let inserted = sqlx::query(
+        "INSERT INTO jilo_grants (grant_key, user_id, credits, reason, at_ms) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (grant_key) DO NOTHING",
+    )
+    .bind(grant.key.as_str())
+    .bind(grant.user.as_str())
+    .bind(grant.credits)
+    .bind(grant.reason.as_str())
+    .bind(grant.at.as_millis())
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if inserted == 0 {
+        return Ok(GrantOutcome::Duplicate);
+    }
+    sqlx::query(
+        "INSERT INTO jilo_accounts (user_id, available, held, spent, granted) \
+         VALUES ($1, $2, 0, 0, $2) \
+         ON CONFLICT (user_id) DO UPDATE SET \
+           available = jilo_accounts.available + excluded.available, \
+           granted = jilo_accounts.granted + excluded.granted",
+    )
+    .bind(grant.user.as_str())
+    .bind(grant.credits)
+    .execute(&mut **tx)
+    .await?;
+    ledger_row(
+        tx,
+        &grant.user,
+        "grant",
+        None,
+        Some((&grant.key, grant.reason)),
+        grant.credits,
+        grant.at,
+    )
+    .await?;
+    Ok(GrantOutcome::Granted)
+}
+
+/// Takes a hold inside a transaction: the daily cap, then one guarded update of the balance.
+pub(crate) async fn reserve_in(
+    tx: &mut Transaction<'static, Any>,
+    backend: Backend,
+    r: &Reservation,
+) -> StoreResult<CreditHold> {
+    check_amount(r.credits)?;
+    let day = r.at.utc_day();
+    if let Some(cap) = r.daily_cap {
+        if backend == Backend::Postgres {
+            // Concurrent capped reservations of one day count one at a time.
+            sqlx::query("SELECT pg_advisory_xact_lock($1, $2)")
+                .bind(DAILY_CAP_LOCK)
+                .bind(i32::try_from(day.rem_euclid(i64::from(i32::MAX))).unwrap_or(0))
+                .execute(&mut **tx)
+                .await?;
+        }
+        let taken: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM jilo_holds WHERE utc_day = $1 AND state <> 'refunded'",
+        )
+        .bind(day)
+        .fetch_one(&mut **tx)
+        .await?;
+        if taken >= i64::from(cap) {
+            return Err(Error::DailyCapReached { cap }.into());
+        }
+    }
+    let taken = sqlx::query(
+        "UPDATE jilo_accounts SET available = available - $2, held = held + $2 \
+         WHERE user_id = $1 AND available >= $2",
+    )
+    .bind(r.user.as_str())
+    .bind(r.credits)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if taken == 0 {
+        let available: Option<i64> =
+            sqlx::query_scalar("SELECT available FROM jilo_accounts WHERE user_id = $1")
+                .bind(r.user.as_str())
+                .fetch_optional(&mut **tx)
+                .await?;
+        return Err(match available {
+            None => Error::not_found("user", &r.user),
+            Some(available) => Error::Insufficient {
+                available,
+                needed: r.credits,
+            },
+        }
+        .into());
+    }
+    sqlx::query(
+        "INSERT INTO jilo_holds (job_id, user_id, credits, state, utc_day, created_ms) \
+         VALUES ($1, $2, $3, 'held', $4, $5)",
+    )
+    .bind(r.job.as_str())
+    .bind(r.user.as_str())
+    .bind(r.credits)
+    .bind(day)
+    .bind(r.at.as_millis())
+    .execute(&mut **tx)
+    .await?;
+    ledger_row(tx, &r.user, "hold", Some(&r.job), None, r.credits, r.at).await?;
+    Ok(CreditHold {
+        user: r.user.clone(),
+        job: r.job.clone(),
+        credits: r.credits,
+        state: HoldState::Held,
+    })
+}
+
+/// Ends a hold inside a transaction, exactly once.
+pub(crate) async fn end_hold_in(
+    tx: &mut Transaction<'static, Any>,
+    job: &JobId,
+    to: HoldState,
+    at: Timestamp,
+) -> StoreResult<HoldOutcome> {
+    let (state, kind, account_sql) = match to {
+        HoldState::Settled => (
+            "settled",
+            "settle",
+            "UPDATE jilo_accounts SET held = held - $2, spent = spent + $2 WHERE user_id = $1",
+        ),
+        HoldState::Refunded => (
+            "refunded",
+            "refund",
+            "UPDATE jilo_accounts SET held = held - $2, available = available + $2 \
+             WHERE user_id = $1",
+        ),
+        HoldState::Held => {
+            return Err(Error::invalid("end_hold", "a hold ends as settled or refunded").into())
+        }
+    };
+    let ended: Option<(String, i64)> = sqlx::query_as(
+        "UPDATE jilo_holds SET state = $2, ended_ms = $3 \
+         WHERE job_id = $1 AND state = 'held' RETURNING user_id, credits",
+    )
+    .bind(job.as_str())
+    .bind(state)
+    .bind(at.as_millis())
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some((user, credits)) = ended else {
+        let current: Option<String> =
+            sqlx::query_scalar("SELECT state FROM jilo_holds WHERE job_id = $1")
+                .bind(job.as_str())
+                .fetch_optional(&mut **tx)
+                .await?;
+        return match current {
+            None => Err(Error::not_found("hold", job).into()),
+            Some(s) => Ok(HoldOutcome::AlreadyEnded(hold_state(&s)?)),
+        };
+    };
+    sqlx::query(account_sql)
+        .bind(user.as_str())
+        .bind(credits)
+        .execute(&mut **tx)
+        .await?;
+    ledger_row(tx, &UserId::new(user), kind, Some(job), None, credits, at).await?;
+    Ok(HoldOutcome::Ended(to))
+}
+
+impl SqlStore {
+    async fn end_hold(&self, job: &JobId, to: HoldState, at: Timestamp) -> Result<HoldOutcome> {
+        self.retry("ending a hold", || async {
+            let mut tx = self.begin_write().await?;
+            let outcome = end_hold_in(&mut tx, job, to, at).await?;
+            tx.commit().await?;
+            Ok(outcome)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl QuotaStore for SqlStore {
+    async fn grant(&self, grant: &Grant) -> Result<GrantOutcome> {
+        check_grant(grant)?;
+        self.retry("granting credits", || async {
+            let mut tx = self.begin_write().await?;
+            let outcome = grant_in(&mut tx, grant).await?;
+            tx.commit().await?;
+            Ok(outcome)
+        })
+        .await
+    }
+
+    async fn reserve(&self, reservation: &Reservation) -> Result<CreditHold> {
+        check_amount(reservation.credits)?;
+        self.retry("reserving credits", || async {
+            let mut tx = self.begin_write().await?;
+            let hold = reserve_in(&mut tx, self.backend, reservation).await?;
+            tx.commit().await?;
+            Ok(hold)
+        })
+        .await
+    }
+
+    async fn settle(&self, job: &JobId, at: Timestamp) -> Result<HoldOutcome> {
+        self.end_hold(job, HoldState::Settled, at).await
+    }
+
+    async fn refund(&self, job: &JobId, at: Timestamp) -> Result<HoldOutcome> {
+        self.end_hold(job, HoldState::Refunded, at).await
+    }
+
+    async fn hold(&self, job: &JobId) -> Result<CreditHold> {
+        self.retry("reading a hold", || async {
+            let row: Option<(String, i64, String)> =
+                sqlx::query_as("SELECT user_id, credits, state FROM jilo_holds WHERE job_id = $1")
+                    .bind(job.as_str())
+                    .fetch_optional(&self.pool)
+                    .await?;
+            let (user, credits, state) = row.ok_or_else(|| Error::not_found("hold", job))?;
+            Ok(CreditHold {
+                user: UserId::new(user),
+                job: job.clone(),
+                credits,
+                state: hold_state(&state)?,
+            })
+        })
+        .await
+    }
+
+    async fn balance(&self, user: &UserId) -> Result<Balance> {
+        self.retry("reading a balance", || async {
+            let row: Option<(i64, i64, i64, i64)> = sqlx::query_as(
+                "SELECT available, held, spent, granted FROM jilo_accounts WHERE user_id = $1",
+            )
+            .bind(user.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+            let (available, held, spent, granted) =
+                row.ok_or_else(|| Error::not_found("user", user))?;
+            Ok(Balance {
+                available,
+                held,
+                spent,
+                granted,
+            })
+        })
+        .await
+    }
+
+    async fn history(&self, user: &UserId) -> Result<Vec<LedgerEntry>> {
+        // Unknown users are NotFound, like a balance read.
+        self.balance(user).await?;
+        self.retry("reading the ledger", || async {
+            let rows: Vec<(
+                i64,
+                String,
+                Option<String>,
+                Option<String>,
+                Option<String>,
+                i64,
+                i64,
+            )> = sqlx::query_as(
+                "SELECT seq, kind, job_id, grant_key, reason, credits, at_ms \
+                     FROM jilo_ledger WHERE user_id = $1 ORDER BY seq",
+            )
+            .bind(user.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+            rows.into_iter()
+                .map(|(seq, kind, job, key, reason, credits, at)| {
+                    let job = || JobId::new(job.clone().unwrap_or_default());
+                    let kind = match kind.as_str() {
+                        "grant" => LedgerEntryKind::Grant {
+                            reason: reason
+                                .as_deref()
+                                .and_then(GrantReason::parse)
+                                .unwrap_or(GrantReason::Adjustment),
+                            key: key.clone().unwrap_or_default(),
+                        },
+                        "hold" => LedgerEntryKind::Hold { job: job() },
+                        "settle" => LedgerEntryKind::Settle { job: job() },
+                        "refund" => LedgerEntryKind::Refund { job: job() },
+                        other => {
+                            return Err(Error::storage(
+                                format!("unknown ledger kind `{other}`"),
+                                false,
+                                None,
+                            )
+                            .into())
+                        }
+                    };
+                    Ok(LedgerEntry {
+                        seq,
+                        user: user.clone(),
+                        kind,
+                        credits,
+                        at: Timestamp::from_millis(at),
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+}

@@ -1,0 +1,95 @@
+//! Embedded migrations per backend, applied by [`super::SqlStore::migrate`].
+
+use jilo_core::Error;
+use sqlx::AnyPool;
+
+use super::errors::{StoreError, StoreResult};
+use super::Backend;
+
+/// One schema step.
+pub(crate) struct Migration {
+    pub(crate) version: i64,
+    pub(crate) name: &'static str,
+    pub(crate) sql: &'static str,
+}
+
+const SQLITE: &[Migration] = &[Migration {
+    version: 1,
+    name: "ledger_and_jobs",
+    sql: include_str!("../../migrations/sqlite/0001_ledger_and_jobs.sql"),
+}];
+
+const POSTGRES: &[Migration] = &[Migration {
+    version: 1,
+    name: "ledger_and_jobs",
+    sql: include_str!("../../migrations/postgres/0001_ledger_and_jobs.sql"),
+}];
+
+/// The newest schema this build knows.
+pub(crate) fn latest(backend: Backend) -> i64 {
+    migrations(backend)
+        .iter()
+        .map(|m| m.version)
+        .max()
+        .unwrap_or(0)
+}
+
+fn migrations(backend: Backend) -> &'static [Migration] {
+    match backend {
+        Backend::Sqlite => SQLITE,
+        Backend::Postgres => POSTGRES,
+    }
+}
+
+/// Postgres advisory lock key serialising concurrent `migrate()` calls of many processes.
+const MIGRATION_LOCK: i64 = 0x6a69_6c6f_0001;
+
+const SCHEMA_TABLE: &str = "CREATE TABLE IF NOT EXISTS jilo_schema (
+    version    BIGINT PRIMARY KEY,
+    name       TEXT NOT NULL,
+    applied_ms BIGINT NOT NULL
+)";
+
+/// Applies the missing migrations; refuses a database whose schema is newer than this build.
+/// Returns the schema version after the call.
+pub(crate) async fn run(pool: &AnyPool, backend: Backend, now_ms: i64) -> StoreResult<i64> {
+    let mut tx = match backend {
+        Backend::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await?,
+        Backend::Postgres => {
+            let mut tx = pool.begin().await?;
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(MIGRATION_LOCK)
+                .execute(&mut *tx)
+                .await?;
+            tx
+        }
+    };
+    sqlx::query(SCHEMA_TABLE).execute(&mut *tx).await?;
+    let current: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM jilo_schema")
+        .fetch_one(&mut *tx)
+        .await?;
+    let current = current.unwrap_or(0);
+    let known = latest(backend);
+    if current > known {
+        return Err(StoreError::Rule(Error::storage(
+            format!(
+                "the database schema is at version {current}, newer than this jilo build knows \
+                 ({known}); upgrade jilo before using this database"
+            ),
+            false,
+            None,
+        )));
+    }
+    for m in migrations(backend).iter().filter(|m| m.version > current) {
+        tracing::info!(version = m.version, name = m.name, "applying migration");
+        sqlx::raw_sql(m.sql).execute(&mut *tx).await?;
+        sqlx::query("INSERT INTO jilo_schema (version, name, applied_ms) VALUES ($1, $2, $3)")
+            .bind(m.version)
+            .bind(m.name)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(known.max(current))
+}

@@ -1,0 +1,244 @@
+//! The SQL ledger and job store on SQLite and Postgres.
+//!
+//! One [`SqlStore`] implements both [`jilo_core::QuotaStore`] and [`jilo_core::JobStore`], so
+//! a job and its credit hold are written in one transaction. The SQL is shared by both backends
+//! (sqlx's `Any` driver, `$n` placeholders) except where a backend needs its own:
+//! - SQLite writes with `BEGIN IMMEDIATE` under WAL, so a read-then-write transaction never
+//!   fails to upgrade its lock; a busy database is waited on (busy timeout) and retried, never
+//!   returned as `database is locked`.
+//! - Postgres claims due jobs with `FOR UPDATE SKIP LOCKED`, serialises daily-cap checks with
+//!   an advisory lock, and publishes job events with `NOTIFY` so every process sees them.
+//!
+//! Every state change is one guarded statement (`… WHERE version = $v AND state = $s`,
+//! `… WHERE available >= $n`) checked for the row it must change; the schema itself refuses a
+//! negative balance or a broken `granted = available + held + spent`.
+
+mod errors;
+mod events;
+pub use events::JOB_EVENTS_CHANNEL;
+mod jobs;
+mod ledger;
+mod migrate;
+
+use std::fmt;
+use std::future::Future;
+use std::str::FromStr;
+use std::time::Duration;
+
+use jilo_core::{Error, Result};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, Executor};
+use tokio::sync::broadcast;
+
+use crate::StoreUrl;
+use errors::{StoreError, StoreResult};
+
+/// Which database engine a store runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// SQLite: embedded, one file, one writer at a time.
+    Sqlite,
+    /// Postgres: shared by many processes.
+    Postgres,
+}
+
+/// Connection settings beyond the URL.
+#[derive(Clone, Debug)]
+pub struct SqlStoreOptions {
+    /// Most pooled connections (SQLite in memory always uses one).
+    pub max_connections: u32,
+    /// How long a busy SQLite database is waited on per statement, and how long transient
+    /// failures (busy, Postgres serialization failures) are retried in all.
+    pub busy_timeout: Duration,
+    /// How long to wait for a pooled connection.
+    pub acquire_timeout: Duration,
+}
+
+impl Default for SqlStoreOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 16,
+            busy_timeout: Duration::from_secs(30),
+            acquire_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The credit ledger and job store on SQLite or Postgres.
+///
+/// Cheap to clone (a pool inside). Open it with [`SqlStore::open`] (connect and migrate) or
+/// [`SqlStore::connect`] then [`SqlStore::migrate`].
+#[derive(Clone)]
+pub struct SqlStore {
+    pub(crate) pool: AnyPool,
+    pub(crate) backend: Backend,
+    pub(crate) url: StoreUrl,
+    pub(crate) options: SqlStoreOptions,
+    /// In-process job events (SQLite); Postgres events travel by `NOTIFY`.
+    pub(crate) events: broadcast::Sender<jilo_core::JobEvent>,
+}
+
+impl fmt::Debug for SqlStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqlStore")
+            .field("backend", &self.backend)
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
+}
+
+fn now_ms() -> i64 {
+    jilo_core::Timestamp::from_system(std::time::SystemTime::now()).as_millis()
+}
+
+impl SqlStore {
+    /// Connects and applies the migrations.
+    pub async fn open(url: &StoreUrl) -> Result<Self> {
+        let store = Self::connect(url, SqlStoreOptions::default()).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Opens the store `DATABASE_URL` names (default: the SQLite file `jilo.db`) and migrates.
+    pub async fn open_from_env() -> Result<Self> {
+        Self::open(&StoreUrl::from_env()?).await
+    }
+
+    /// Connects without migrating.
+    ///
+    /// A backend this build lacks (feature `sqlite` or `postgres` off) is
+    /// [`Error::InvalidInput`]; an unreachable database is [`Error::Storage`].
+    pub async fn connect(url: &StoreUrl, options: SqlStoreOptions) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        let (backend, conn_url, max) = match url {
+            StoreUrl::SqliteFile(path) => (
+                Backend::Sqlite,
+                format!("sqlite://{path}?mode=rwc"),
+                options.max_connections,
+            ),
+            StoreUrl::SqliteMemory => (Backend::Sqlite, "sqlite::memory:".to_owned(), 1),
+            StoreUrl::Postgres(u) => (Backend::Postgres, u.clone(), options.max_connections),
+        };
+        check_compiled(backend)?;
+        let connect_options = AnyConnectOptions::from_str(&conn_url)
+            .map_err(|e| StoreError::from(e).into_error("reading DATABASE_URL"))?;
+        let busy_ms = i64::try_from(options.busy_timeout.as_millis()).unwrap_or(i64::MAX);
+        let mut pool_options = AnyPoolOptions::new()
+            .max_connections(max.max(1))
+            .acquire_timeout(options.acquire_timeout);
+        if backend == Backend::Sqlite {
+            pool_options = pool_options.after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    conn.execute(
+                        format!(
+                            "PRAGMA busy_timeout = {busy_ms}; PRAGMA journal_mode = WAL; \
+                             PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;"
+                        )
+                        .as_str(),
+                    )
+                    .await?;
+                    Ok(())
+                })
+            });
+            if url == &StoreUrl::SqliteMemory {
+                // One connection is the whole database: never let it go idle and close.
+                pool_options = pool_options
+                    .min_connections(1)
+                    .idle_timeout(None)
+                    .max_lifetime(None);
+            }
+        }
+        let pool = pool_options
+            .connect_with(connect_options)
+            .await
+            .map_err(|e| StoreError::from(e).into_error("connecting to the database"))?;
+        let (events, _) = broadcast::channel(1024);
+        Ok(Self {
+            pool,
+            backend,
+            url: url.clone(),
+            options,
+            events,
+        })
+    }
+
+    /// Applies the embedded migrations this build knows and returns the schema version.
+    ///
+    /// Safe to call from many processes at once. A database whose schema is newer than this
+    /// build is refused with [`Error::Storage`] saying so, and left untouched.
+    pub async fn migrate(&self) -> Result<i64> {
+        self.retry("migrating", || {
+            migrate::run(&self.pool, self.backend, now_ms())
+        })
+        .await
+    }
+
+    /// The newest schema version this build knows.
+    pub fn schema_version(&self) -> i64 {
+        migrate::latest(self.backend)
+    }
+
+    /// The engine.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The connection pool, for a host's own queries next to jilo's tables.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Closes the pool.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Begins a write transaction: `BEGIN IMMEDIATE` on SQLite.
+    pub(crate) async fn begin_write(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Any>> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
+    }
+
+    /// Runs `op` until it succeeds, fails for good, or transient failures (a busy SQLite
+    /// database, a Postgres serialization failure) have lasted the busy timeout.
+    pub(crate) async fn retry<T, F, Fut>(&self, what: &str, op: F) -> Result<T>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = StoreResult<T>>,
+    {
+        let started = tokio::time::Instant::now();
+        let mut pause = Duration::from_millis(2);
+        loop {
+            match op().await {
+                Ok(v) => return Ok(v),
+                Err(e) if e.is_transient() && started.elapsed() < self.options.busy_timeout => {
+                    tracing::debug!(what, "database busy; retrying");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(200));
+                }
+                Err(e) => return Err(e.into_error(what)),
+            }
+        }
+    }
+}
+
+fn check_compiled(backend: Backend) -> Result<()> {
+    let compiled = match backend {
+        Backend::Sqlite => cfg!(feature = "sqlite"),
+        Backend::Postgres => cfg!(feature = "postgres"),
+    };
+    if compiled {
+        Ok(())
+    } else {
+        let feature = match backend {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        };
+        Err(Error::invalid(
+            "DATABASE_URL",
+            format!("this build of jilo-store lacks the `{feature}` feature"),
+        ))
+    }
+}

@@ -1,0 +1,135 @@
+//! Shared helpers of the SQL store tests: fresh databases and the ledger invariant check.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use jilo_store::{SqlStore, SqlStoreOptions, StoreUrl};
+use sqlx::{Connection, Executor, PgConnection};
+
+/// A new SQLite file in the temp directory.
+pub fn sqlite_file() -> StoreUrl {
+    let dir = std::env::temp_dir().join("jilo-store-tests");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("{}.db", uuid::Uuid::new_v4().simple()));
+    StoreUrl::SqliteFile(path.to_string_lossy().into_owned())
+}
+
+/// The server the Postgres tests create their databases on: `JILO_TEST_POSTGRES_URL`, else
+/// the local one.
+fn postgres_admin_url() -> String {
+    std::env::var("JILO_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// A fresh, empty Postgres database for one test, or `None` (with the reason printed) when no
+/// server answers outside CI. Under `CI=true` an unreachable server fails the test.
+pub async fn postgres_database() -> Option<StoreUrl> {
+    let admin = postgres_admin_url();
+    let mut conn = match PgConnection::connect(&admin).await {
+        Ok(c) => c,
+        Err(e) => {
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!("CI=true and Postgres at {admin} cannot be reached: {e}");
+            }
+            eprintln!("SKIPPED: Postgres at {admin} cannot be reached ({e}); set JILO_TEST_POSTGRES_URL to run the Postgres tests");
+            return None;
+        }
+    };
+    let name = format!("jilo_t_{}", uuid::Uuid::new_v4().simple());
+    conn.execute(format!("CREATE DATABASE {name}").as_str())
+        .await
+        .unwrap();
+    let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
+    Some(StoreUrl::Postgres(format!("{base}/{name}")))
+}
+
+/// Drops a test database (best effort).
+pub async fn drop_postgres_database(url: &StoreUrl) {
+    let StoreUrl::Postgres(u) = url else { return };
+    let Some((_, name)) = u.rsplit_once('/') else {
+        return;
+    };
+    if let Ok(mut conn) = PgConnection::connect(&postgres_admin_url()).await {
+        let _ = conn
+            .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
+            .await;
+    }
+}
+
+pub async fn open(url: &StoreUrl) -> SqlStore {
+    let store = SqlStore::connect(url, SqlStoreOptions::default())
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    store
+}
+
+/// Checks every account against the holds, grants and ledger rows behind it:
+/// `granted = available + held + spent`, held = open holds, spent = settled holds,
+/// granted = grants, one ledger row per grant and per hold start and end. Returns the number
+/// of accounts checked.
+pub async fn check_ledger(store: &SqlStore) -> usize {
+    let pool = store.pool();
+    let accounts: Vec<(String, i64, i64, i64, i64)> =
+        sqlx::query_as("SELECT user_id, available, held, spent, granted FROM jilo_accounts")
+            .fetch_all(pool)
+            .await
+            .unwrap();
+    for (user, available, held, spent, granted) in &accounts {
+        assert_eq!(
+            *granted,
+            available + held + spent,
+            "{user}: granted = available + held + spent"
+        );
+        assert!(
+            *available >= 0 && *held >= 0 && *spent >= 0,
+            "{user}: nothing negative"
+        );
+        let sum = |sql: &'static str| {
+            let user = user.clone();
+            async move {
+                let v: Option<i64> = sqlx::query_scalar(sql)
+                    .bind(user)
+                    .fetch_one(pool)
+                    .await
+                    .unwrap();
+                v.unwrap_or(0)
+            }
+        };
+        assert_eq!(*held, sum("SELECT CAST(SUM(credits) AS BIGINT) FROM jilo_holds WHERE user_id = $1 AND state = 'held'").await, "{user}: held");
+        assert_eq!(*spent, sum("SELECT CAST(SUM(credits) AS BIGINT) FROM jilo_holds WHERE user_id = $1 AND state = 'settled'").await, "{user}: spent");
+        assert_eq!(
+            *granted,
+            sum("SELECT CAST(SUM(credits) AS BIGINT) FROM jilo_grants WHERE user_id = $1").await,
+            "{user}: granted"
+        );
+        assert_eq!(*granted, sum("SELECT CAST(SUM(credits) AS BIGINT) FROM jilo_ledger WHERE user_id = $1 AND kind = 'grant'").await, "{user}: grant rows");
+        let holds =
+            sum("SELECT CAST(SUM(credits) AS BIGINT) FROM jilo_holds WHERE user_id = $1").await;
+        assert_eq!(holds, sum("SELECT CAST(SUM(credits) AS BIGINT) FROM jilo_ledger WHERE user_id = $1 AND kind = 'hold'").await, "{user}: hold rows");
+        assert_eq!(*spent, sum("SELECT CAST(SUM(credits) AS BIGINT) FROM jilo_ledger WHERE user_id = $1 AND kind = 'settle'").await, "{user}: settle rows");
+        let refunded = sum("SELECT CAST(SUM(credits) AS BIGINT) FROM jilo_holds WHERE user_id = $1 AND state = 'refunded'").await;
+        assert_eq!(refunded, sum("SELECT CAST(SUM(credits) AS BIGINT) FROM jilo_ledger WHERE user_id = $1 AND kind = 'refund'").await, "{user}: refund rows");
+    }
+    // Each hold has exactly one hold row, and an ended hold exactly one end row.
+    let doubled: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM (SELECT job_id FROM jilo_ledger WHERE kind = 'hold' \
+         GROUP BY job_id HAVING COUNT(*) <> 1) d",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    assert_eq!(doubled, 0, "no hold is recorded twice");
+    let unmatched: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM jilo_holds h WHERE \
+         (SELECT COUNT(*) FROM jilo_ledger l WHERE l.job_id = h.job_id AND l.kind = 'hold') <> 1 \
+         OR (SELECT COUNT(*) FROM jilo_ledger l WHERE l.job_id = h.job_id AND l.kind IN ('settle', 'refund')) \
+            <> CASE WHEN h.state = 'held' THEN 0 ELSE 1 END",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        unmatched, 0,
+        "every hold has one start and at most one end in the ledger"
+    );
+    accounts.len()
+}
