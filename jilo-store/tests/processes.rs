@@ -1,0 +1,264 @@
+//! Many OS processes on one database, and a process killed mid-reservation.
+//!
+//! Each test spawns this test binary again as its children, selecting the same test by name;
+//! the `JILO_CHILD` variable tells the copy it is a child and which part to play.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use futures::future::join_all;
+use jilo_core::{Error, Grant, JobId, QuotaStore, Reservation, Timestamp, UserId};
+use jilo_store::StoreUrl;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+
+const CHILD: &str = "JILO_CHILD";
+const URL: &str = "JILO_CHILD_URL";
+const USER: &str = "JILO_CHILD_USER";
+
+fn url_env(url: &StoreUrl) -> String {
+    match url {
+        StoreUrl::SqliteFile(p) => format!("sqlite://{p}"),
+        StoreUrl::Postgres(u) => u.clone(),
+        StoreUrl::SqliteMemory => unreachable!("memory databases are not shared"),
+    }
+}
+
+fn child_role() -> Option<(String, StoreUrl, UserId)> {
+    let role = std::env::var(CHILD).ok()?;
+    let url = StoreUrl::parse(&std::env::var(URL).ok()?).ok()?;
+    Some((role, url, UserId::new(std::env::var(USER).ok()?)))
+}
+
+fn spawn_child(test: &str, role: &str, url: &StoreUrl, user: &UserId) -> tokio::process::Child {
+    Command::new(std::env::current_exe().unwrap())
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD, role)
+        .env(URL, url_env(url))
+        .env(USER, user.as_str())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
+/// Child: 25 concurrent reservations of 1 credit; prints what it got.
+async fn reserve_25(url: &StoreUrl, user: &UserId) {
+    let store = common::open(url).await;
+    let at = Timestamp::from_millis(0);
+    let results = join_all((0..25).map(|_| {
+        let r = Reservation {
+            user: user.clone(),
+            job: JobId::random(),
+            credits: 1,
+            at,
+            daily_cap: None,
+        };
+        let store = &store;
+        async move { store.reserve(&r).await }
+    }))
+    .await;
+    let accepted = results.iter().filter(|r| r.is_ok()).count();
+    let insufficient = results
+        .iter()
+        .filter(|r| matches!(r, Err(Error::Insufficient { .. })))
+        .count();
+    println!();
+    println!("RESULT accepted={accepted} insufficient={insufficient}");
+}
+
+/// Child: reserve and settle or refund in a loop until killed, printing each committed hold.
+async fn reserve_forever(url: &StoreUrl, user: &UserId) {
+    let store = common::open(url).await;
+    let at = Timestamp::from_millis(0);
+    for i in 0u64.. {
+        let job = JobId::random();
+        let r = Reservation {
+            user: user.clone(),
+            job: job.clone(),
+            credits: 1 + (i % 3) as i64,
+            at,
+            daily_cap: None,
+        };
+        if store.reserve(&r).await.is_ok() {
+            println!("HELD {job}");
+            let ended = if i % 2 == 0 {
+                store.settle(&job, at).await
+            } else {
+                store.refund(&job, at).await
+            };
+            if ended.is_ok() {
+                println!("ENDED {job}");
+            }
+        }
+    }
+}
+
+async fn four_processes_share_one_quota(url: StoreUrl, test: &str) {
+    if let Some((role, url, user)) = child_role() {
+        assert_eq!(role, "reserve-25");
+        reserve_25(&url, &user).await;
+        return;
+    }
+    let store = common::open(&url).await;
+    let user = UserId::new(format!("procs-{}", uuid::Uuid::new_v4().simple()));
+    store
+        .grant(&Grant::signup(user.clone(), 10, Timestamp::from_millis(0)))
+        .await
+        .unwrap();
+    let children: Vec<_> = (0..4)
+        .map(|_| spawn_child(test, "reserve-25", &url, &user))
+        .collect();
+    let mut accepted = 0;
+    let mut insufficient = 0;
+    for child in children {
+        let out = child.wait_with_output().await.unwrap();
+        assert!(out.status.success(), "a child failed");
+        let text = String::from_utf8(out.stdout).unwrap();
+        // The test harness may print its own words before ours on the same line.
+        let line = text
+            .lines()
+            .find_map(|l| l.find("RESULT ").map(|i| &l[i..]))
+            .expect("a RESULT line");
+        for part in line.split_whitespace().skip(1) {
+            let (k, v) = part.split_once('=').unwrap();
+            let v: usize = v.parse().unwrap();
+            match k {
+                "accepted" => accepted += v,
+                "insufficient" => insufficient += v,
+                _ => {}
+            }
+        }
+    }
+    assert_eq!(accepted, 10, "exactly 10 holds across 4 processes");
+    assert_eq!(insufficient, 90, "the other 90 refused as Insufficient");
+    let b = store.balance(&user).await.unwrap();
+    assert_eq!((b.available, b.held), (0, 10), "balance exactly 0");
+    common::check_ledger(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_four_processes_share_one_quota() {
+    let url = match child_role() {
+        Some((_, url, _)) => url,
+        None => common::sqlite_file(),
+    };
+    four_processes_share_one_quota(url, "sqlite_four_processes_share_one_quota").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_four_processes_share_one_quota() {
+    let url = match child_role() {
+        Some((_, url, _)) => url,
+        None => match common::postgres_database().await {
+            Some(u) => u,
+            None => return,
+        },
+    };
+    four_processes_share_one_quota(url.clone(), "postgres_four_processes_share_one_quota").await;
+    if child_role().is_none() {
+        common::drop_postgres_database(&url).await;
+    }
+}
+
+async fn killed_mid_reservation(url: StoreUrl, test: &str) {
+    if let Some((role, url, user)) = child_role() {
+        assert_eq!(role, "reserve-forever");
+        reserve_forever(&url, &user).await;
+        return;
+    }
+    let store = common::open(&url).await;
+    let user = UserId::new(format!("crash-{}", uuid::Uuid::new_v4().simple()));
+    store
+        .grant(&Grant::signup(
+            user.clone(),
+            1_000_000,
+            Timestamp::from_millis(0),
+        ))
+        .await
+        .unwrap();
+    let mut child = spawn_child(test, "reserve-forever", &url, &user);
+    // Lines may start with the harness's own words; find ours in them.
+    let strip = |line: &str| -> Option<String> {
+        line.find("HELD ").map(|i| line[i + 5..].trim().to_owned())
+    };
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut held = Vec::new();
+    let mut ended = 0;
+    // Let it work, then kill it (SIGKILL) wherever it is.
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(1500);
+    while tokio::time::Instant::now() < deadline {
+        match tokio::time::timeout_at(deadline, lines.next_line()).await {
+            Ok(Ok(Some(line))) => {
+                if let Some(job) = strip(&line) {
+                    held.push(JobId::new(job));
+                } else if line.contains("ENDED ") {
+                    ended += 1;
+                }
+            }
+            _ => break,
+        }
+    }
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+    while let Ok(Some(line)) = lines.next_line().await {
+        if let Some(job) = strip(&line) {
+            held.push(JobId::new(job));
+        }
+    }
+    assert!(
+        held.len() > 10,
+        "the child made progress before it was killed ({} holds)",
+        held.len()
+    );
+    assert!(ended > 0);
+    eprintln!(
+        "killed the child after {} committed holds, {ended} ended",
+        held.len()
+    );
+
+    // After a restart: every hold the child saw committed is there, none twice, and the
+    // ledger invariant holds.
+    let reopened = common::open(&url).await;
+    for job in &held {
+        reopened
+            .hold(job)
+            .await
+            .unwrap_or_else(|e| panic!("hold {job} was lost: {e}"));
+    }
+    common::check_ledger(&reopened).await;
+    let b = reopened.balance(&user).await.unwrap();
+    assert!(b.is_consistent());
+    assert!(
+        b.held <= 3,
+        "at most the one in-flight hold stays open: {b:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_survives_a_killed_process() {
+    let url = match child_role() {
+        Some((_, url, _)) => url,
+        None => common::sqlite_file(),
+    };
+    killed_mid_reservation(url, "sqlite_survives_a_killed_process").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_survives_a_killed_process() {
+    let url = match child_role() {
+        Some((_, url, _)) => url,
+        None => match common::postgres_database().await {
+            Some(u) => u,
+            None => return,
+        },
+    };
+    killed_mid_reservation(url.clone(), "postgres_survives_a_killed_process").await;
+    if child_role().is_none() {
+        common::drop_postgres_database(&url).await;
+    }
+}
