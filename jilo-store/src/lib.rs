@@ -16,10 +16,14 @@
 
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "media")]
+mod media;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod sql;
 mod url;
 
+#[cfg(feature = "media")]
+pub use media::{ObjectMediaStore, DEFAULT_MAX_BYTES, DEFAULT_MEDIA_DIR};
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub use sql::{Backend, SqlStore, SqlStoreOptions, JOB_EVENTS_CHANNEL};
 pub use url::{StoreUrl, DEFAULT_SQLITE_PATH};

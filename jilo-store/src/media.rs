@@ -1,0 +1,344 @@
+//! Media storage for finished videos on `object_store`: a local directory by default.
+//!
+//! [`ObjectMediaStore`] implements [`jilo_core::MediaStore`], which the Studio calls in the
+//! Storing state. It streams the provider's video straight into the object store in parts, so
+//! memory stays flat whatever the size; it checks the size (declared and actual) and the
+//! content type, and keys each video by user and job, so storing a job again overwrites the
+//! same object.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use jilo_core::{Error, HttpFailure, MediaStore, Result, StoredVideo, VideoToStore};
+use object_store::local::LocalFileSystem;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, WriteMultipart};
+
+/// Where media goes when `JILO_MEDIA_DIR` is not set.
+pub const DEFAULT_MEDIA_DIR: &str = "./jilo-media";
+
+/// The largest video accepted unless [`ObjectMediaStore::with_max_bytes`] says otherwise.
+pub const DEFAULT_MAX_BYTES: u64 = 2 * 1024 * 1024 * 1024;
+
+/// Part size of the streamed upload; with [`MAX_PARTS_IN_FLIGHT`] it bounds the memory used.
+const PART_SIZE: usize = 8 * 1024 * 1024;
+const MAX_PARTS_IN_FLIGHT: usize = 2;
+
+const SERVICE: &str = "media download";
+
+/// Keeps finished videos in an [`ObjectStore`].
+#[derive(Clone)]
+pub struct ObjectMediaStore {
+    store: Arc<dyn ObjectStore>,
+    location_base: String,
+    local_root: Option<PathBuf>,
+    client: reqwest::Client,
+    max_bytes: u64,
+}
+
+impl fmt::Debug for ObjectMediaStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ObjectMediaStore")
+            .field("store", &self.store.to_string())
+            .field("location_base", &self.location_base)
+            .field("max_bytes", &self.max_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+fn default_client() -> Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .read_timeout(Duration::from_secs(60))
+        .build()
+        .map_err(|e| Error::storage("building the HTTP client", false, Some(Box::new(e) as _)))
+}
+
+/// A path segment safe on every object store and file system.
+fn segment(s: &str) -> String {
+    let cleaned: String = s
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let cleaned = cleaned.trim_matches('.').to_owned();
+    if cleaned.is_empty() {
+        "_".to_owned()
+    } else {
+        cleaned
+    }
+}
+
+fn extension(content_type: &str) -> &'static str {
+    match content_type {
+        "video/webm" => "webm",
+        "video/quicktime" => "mov",
+        _ => "mp4",
+    }
+}
+
+/// Whether the first bytes look like a video container: ISO media (mp4, mov: `ftyp` at 4) or
+/// Matroska/WebM (EBML magic).
+fn looks_like_video(head: &[u8]) -> bool {
+    (head.len() >= 8 && &head[4..8] == b"ftyp") || head.starts_with(&[0x1A, 0x45, 0xDF, 0xA3])
+}
+
+fn download_error(e: reqwest::Error) -> Error {
+    if e.is_timeout() {
+        Error::Timeout {
+            service: SERVICE.to_owned(),
+        }
+    } else {
+        Error::Unavailable {
+            service: SERVICE.to_owned(),
+            reason: e.without_url().to_string(),
+            response: None,
+        }
+    }
+}
+
+fn object_error(what: &str, e: object_store::Error) -> Error {
+    Error::storage(
+        format!("media storage: {what}"),
+        true,
+        Some(Box::new(e) as _),
+    )
+}
+
+impl ObjectMediaStore {
+    /// Videos in a local directory, created if missing.
+    pub fn local(dir: impl AsRef<Path>) -> Result<Self> {
+        let dir = dir.as_ref();
+        std::fs::create_dir_all(dir).map_err(|e| {
+            Error::storage(
+                format!("creating the media directory {}", dir.display()),
+                false,
+                Some(Box::new(e) as _),
+            )
+        })?;
+        let root = dir.canonicalize().map_err(|e| {
+            Error::storage(
+                "resolving the media directory",
+                false,
+                Some(Box::new(e) as _),
+            )
+        })?;
+        let fs = LocalFileSystem::new_with_prefix(&root)
+            .map_err(|e| object_error("opening the media directory", e))?;
+        Ok(Self {
+            store: Arc::new(fs),
+            location_base: root.to_string_lossy().into_owned(),
+            local_root: Some(root),
+            client: default_client()?,
+            max_bytes: DEFAULT_MAX_BYTES,
+        })
+    }
+
+    /// Videos in `JILO_MEDIA_DIR`, default [`DEFAULT_MEDIA_DIR`].
+    pub fn from_env() -> Result<Self> {
+        let dir = std::env::var("JILO_MEDIA_DIR")
+            .ok()
+            .filter(|d| !d.trim().is_empty())
+            .unwrap_or_else(|| DEFAULT_MEDIA_DIR.to_owned());
+        Self::local(dir)
+    }
+
+    /// Videos in any object store (S3, GCS, Azure, memory …); locations are
+    /// `{location_base}/{key}`.
+    pub fn new(store: Arc<dyn ObjectStore>, location_base: impl Into<String>) -> Result<Self> {
+        Ok(Self {
+            store,
+            location_base: location_base.into(),
+            local_root: None,
+            client: default_client()?,
+            max_bytes: DEFAULT_MAX_BYTES,
+        })
+    }
+
+    /// Downloads with this client (proxies, timeouts, a test's TLS roots).
+    pub fn with_client(mut self, client: reqwest::Client) -> Self {
+        self.client = client;
+        self
+    }
+
+    /// Refuses videos larger than this.
+    pub fn with_max_bytes(mut self, max_bytes: u64) -> Self {
+        self.max_bytes = max_bytes;
+        self
+    }
+
+    /// The key a job's video is kept under.
+    pub fn key_for(&self, video: &VideoToStore, content_type: &str) -> String {
+        format!(
+            "videos/{}/{}.{}",
+            segment(video.user.as_str()),
+            segment(video.job.as_str()),
+            extension(content_type)
+        )
+    }
+
+    fn location(&self, key: &ObjectPath) -> Result<String> {
+        match &self.local_root {
+            Some(root) => Ok(root.join(key.as_ref()).to_string_lossy().into_owned()),
+            None => Ok(format!(
+                "{}/{}",
+                self.location_base.trim_end_matches('/'),
+                key
+            )),
+        }
+    }
+}
+
+#[async_trait]
+impl MediaStore for ObjectMediaStore {
+    async fn store(&self, video: &VideoToStore) -> Result<StoredVideo> {
+        let response = self
+            .client
+            .get(&video.url)
+            .send()
+            .await
+            .map_err(download_error)?;
+        let status = response.status();
+        if !status.is_success() {
+            let code = status.as_u16();
+            let body = response.text().await.unwrap_or_default();
+            let failure = Some(HttpFailure::new(code, &body));
+            return Err(if status.is_server_error() {
+                Error::Unavailable {
+                    service: SERVICE.to_owned(),
+                    reason: format!("HTTP {code}"),
+                    response: failure,
+                }
+            } else {
+                Error::Protocol {
+                    service: SERVICE.to_owned(),
+                    reason: format!("the video URL answered HTTP {code}"),
+                    response: failure,
+                }
+            });
+        }
+        let declared_type = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| {
+                v.split(';')
+                    .next()
+                    .unwrap_or_default()
+                    .trim()
+                    .to_ascii_lowercase()
+            });
+        let is_video_type = declared_type
+            .as_deref()
+            .is_some_and(|t| t.starts_with("video/"));
+        let generic = declared_type
+            .as_deref()
+            .is_none_or(|t| t == "application/octet-stream" || t == "binary/octet-stream");
+        if !is_video_type && !generic {
+            return Err(Error::Protocol {
+                service: SERVICE.to_owned(),
+                reason: format!(
+                    "expected a video, got content type {}",
+                    declared_type.unwrap_or_default()
+                ),
+                response: None,
+            });
+        }
+        if let Some(len) = response.content_length() {
+            if len > self.max_bytes {
+                return Err(Error::Protocol {
+                    service: SERVICE.to_owned(),
+                    reason: format!(
+                        "the video is {len} bytes; at most {} are accepted",
+                        self.max_bytes
+                    ),
+                    response: None,
+                });
+            }
+        }
+        let content_type = declared_type
+            .filter(|_| is_video_type)
+            .unwrap_or_else(|| "video/mp4".to_owned());
+        let key = ObjectPath::from(self.key_for(video, &content_type));
+        let upload = self
+            .store
+            .put_multipart(&key)
+            .await
+            .map_err(|e| object_error("starting the upload", e))?;
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
+        let mut body = response.bytes_stream();
+        let mut written: u64 = 0;
+        let mut head: Vec<u8> = Vec::with_capacity(16);
+        let failure = loop {
+            let chunk = match body.next().await {
+                None => break None,
+                Some(Ok(chunk)) => chunk,
+                Some(Err(e)) => break Some(download_error(e)),
+            };
+            if head.len() < 16 {
+                let take = (16 - head.len()).min(chunk.len());
+                head.extend_from_slice(&chunk[..take]);
+            }
+            written += chunk.len() as u64;
+            if written > self.max_bytes {
+                break Some(Error::Protocol {
+                    service: SERVICE.to_owned(),
+                    reason: format!("the video exceeds {} bytes", self.max_bytes),
+                    response: None,
+                });
+            }
+            if let Err(e) = writer.wait_for_capacity(MAX_PARTS_IN_FLIGHT).await {
+                break Some(object_error("writing", e));
+            }
+            writer.put(chunk);
+        };
+        let failure = failure.or_else(|| {
+            (!is_video_type && !looks_like_video(&head)).then(|| Error::Protocol {
+                service: SERVICE.to_owned(),
+                reason: "the download is not a video (no mp4/mov/webm signature)".to_owned(),
+                response: None,
+            })
+        });
+        if let Some(e) = failure {
+            if let Err(abort) = writer.abort().await {
+                tracing::warn!(error = %abort, "aborting a failed media upload");
+            }
+            return Err(e);
+        }
+        writer
+            .finish()
+            .await
+            .map_err(|e| object_error("finishing the upload", e))?;
+        tracing::info!(job = %video.job, bytes = written, key = %key, "video stored");
+        Ok(StoredVideo {
+            location: self.location(&key)?,
+            key: key.to_string(),
+            bytes: Some(written),
+            content_type: Some(content_type),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_safe_and_stable() {
+        assert_eq!(segment("../etc/passwd"), "_etc_passwd");
+        assert_eq!(segment("用户"), "__");
+        assert_eq!(segment(""), "_");
+        assert!(looks_like_video(b"\0\0\0\x18ftypmp42"));
+        assert!(looks_like_video(&[0x1A, 0x45, 0xDF, 0xA3, 1]));
+        assert!(!looks_like_video(b"<html><body>"));
+    }
+}
