@@ -111,6 +111,23 @@ async fn subscribers_see_transitions_made_by_another_process() {
     .await
     .expect("the stream ends after the terminal event");
     assert_eq!(seen, [JobState::Storing, JobState::Completed]);
+
+    // Many watchers of one store share one LISTEN connection.
+    let mut watchers = Vec::new();
+    for _ in 0..20 {
+        watchers.push(jilo_core::JobStore::watch(here.as_ref()).await.unwrap());
+    }
+    let listening: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() AND query ILIKE 'LISTEN%'",
+    )
+    .fetch_one(here.pool())
+    .await
+    .unwrap();
+    assert_eq!(
+        listening, 1,
+        "21 watchers of one store, one LISTEN connection"
+    );
+    drop(watchers);
     let b = studio_here.balance(&user).await.unwrap();
     assert_eq!((b.available, b.spent), (90, 10));
     common::check_ledger(&here).await;

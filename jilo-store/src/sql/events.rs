@@ -38,42 +38,57 @@ impl SqlStore {
     }
 
     pub(crate) async fn watch_events(&self) -> Result<BoxStream<'static, JobEvent>> {
-        match (&self.backend, &self.url) {
-            #[cfg(feature = "postgres")]
-            (Backend::Postgres, crate::StoreUrl::Postgres(url)) => listen(url).await,
-            _ => Ok(jilo_core::job::broadcast_events(self.events.subscribe())),
+        #[cfg(feature = "postgres")]
+        if let (Backend::Postgres, crate::StoreUrl::Postgres(url)) = (&self.backend, &self.url) {
+            // Subscribe first, then make sure the shared listener runs: nothing is missed
+            // between the two.
+            let rx = self.events.subscribe();
+            self.listener
+                .get_or_try_init(|| listen(url, self.events.clone()))
+                .await?;
+            return Ok(jilo_core::job::broadcast_events(rx));
         }
+        Ok(jilo_core::job::broadcast_events(self.events.subscribe()))
     }
 }
 
+/// Stops the shared listener when the last clone of the store is dropped.
+#[derive(Debug)]
+pub(crate) struct ListenerTask(tokio::task::JoinHandle<()>);
+
+impl Drop for ListenerTask {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// One `LISTEN` connection per store, fanned out to every watcher in the process.
 #[cfg(feature = "postgres")]
-async fn listen(url: &str) -> Result<BoxStream<'static, JobEvent>> {
-    use futures::StreamExt;
+async fn listen(
+    url: &str,
+    events: tokio::sync::broadcast::Sender<JobEvent>,
+) -> Result<ListenerTask> {
     use sqlx::postgres::PgListener;
 
-    let mut listener = PgListener::connect(url)
-        .await
-        .map_err(|e| super::errors::StoreError::from(e).into_error("listening for job events"))?;
-    listener
-        .listen(JOB_EVENTS_CHANNEL)
-        .await
-        .map_err(|e| super::errors::StoreError::from(e).into_error("listening for job events"))?;
-    Ok(listener
-        .into_stream()
-        .filter_map(|notification| async move {
-            match notification {
+    let fail =
+        |e: sqlx::Error| super::errors::StoreError::from(e).into_error("listening for job events");
+    let mut listener = PgListener::connect(url).await.map_err(fail)?;
+    listener.listen(JOB_EVENTS_CHANNEL).await.map_err(fail)?;
+    Ok(ListenerTask(tokio::spawn(async move {
+        loop {
+            // `recv` reconnects by itself after a lost connection.
+            match listener.recv().await {
                 Ok(n) => match serde_json::from_str::<JobEvent>(n.payload()) {
-                    Ok(event) => Some(event),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "unreadable job event notification");
-                        None
+                    Ok(event) => {
+                        let _ = events.send(event);
                     }
+                    Err(e) => tracing::warn!(error = %e, "unreadable job event notification"),
                 },
                 Err(e) => {
-                    tracing::warn!(error = %e, "job event listener failed; reconnecting");
-                    None
+                    tracing::warn!(error = %e, "job event listener failed; retrying");
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
                 }
             }
-        })
-        .boxed())
+        }
+    })))
 }

@@ -23,12 +23,13 @@ mod migrate;
 use std::fmt;
 use std::future::Future;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use jilo_core::{Error, Result};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, OnceCell};
 
 use crate::StoreUrl;
 use errors::{StoreError, StoreResult};
@@ -74,8 +75,12 @@ pub struct SqlStore {
     pub(crate) backend: Backend,
     pub(crate) url: StoreUrl,
     pub(crate) options: SqlStoreOptions,
-    /// In-process job events (SQLite); Postgres events travel by `NOTIFY`.
+    /// Job events for this process's watchers: published here after a commit on SQLite, fed
+    /// by the shared `LISTEN` connection on Postgres.
     pub(crate) events: broadcast::Sender<jilo_core::JobEvent>,
+    /// The shared Postgres listener, started by the first watcher.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub(crate) listener: Arc<OnceCell<events::ListenerTask>>,
 }
 
 impl fmt::Debug for SqlStore {
@@ -159,6 +164,7 @@ impl SqlStore {
             url: url.clone(),
             options,
             events,
+            listener: Arc::new(OnceCell::new()),
         })
     }
 
