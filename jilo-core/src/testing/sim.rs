@@ -97,6 +97,8 @@ struct SimDelivery {
 #[derive(Debug)]
 pub struct SimProvider {
     id: ProviderId,
+    /// Makes request ids unique across simulator instances, as a real service's are.
+    instance: String,
     models: Vec<ModelSpec>,
     token: String,
     state: Mutex<SimState>,
@@ -134,8 +136,10 @@ impl SimProvider {
 
     /// A provider named `id` offering these models.
     pub fn with_models(id: &str, models: Vec<ModelSpec>) -> Self {
+        let instance = uuid::Uuid::new_v4().simple().to_string();
         Self {
             id: ProviderId::new(id),
+            instance: instance[..8].to_owned(),
             models,
             token: format!("sim-token-{id}"),
             state: Mutex::new(SimState::default()),
@@ -194,7 +198,7 @@ impl SimProvider {
             let mut s = self.lock();
             s.deliveries += 1;
             s.requests.insert(request_id.to_owned(), status.clone());
-            format!("{}-delivery-{}", self.id, s.deliveries)
+            format!("{}-{}-delivery-{}", self.id, self.instance, s.deliveries)
         };
         let body = SimDelivery {
             request_id: request_id.to_owned(),
@@ -270,7 +274,7 @@ impl VideoProvider for SimProvider {
             });
         }
         s.next_id += 1;
-        let request_id = format!("{}-req-{}", self.id, s.next_id);
+        let request_id = format!("{}-{}-req-{}", self.id, self.instance, s.next_id);
         s.requests.insert(
             request_id.clone(),
             ProviderStatus::Queued { position: Some(0) },

@@ -61,7 +61,7 @@ impl StoreError {
         text.contains("database is locked") || text.contains("database table is locked")
     }
 
-    fn is_unique_violation(&self) -> bool {
+    pub(crate) fn is_unique_violation(&self) -> bool {
         let StoreError::Sql(e) = self else {
             return false;
         };

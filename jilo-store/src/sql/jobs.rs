@@ -54,6 +54,56 @@ async fn insert_job(tx: &mut Transaction<'static, Any>, job: &Job) -> StoreResul
 }
 
 impl SqlStore {
+    /// One try of a compare-and-set update with its credit changes.
+    async fn try_update(&self, update: &JobUpdate, next: &Job) -> StoreResult<Job> {
+        let mut tx = self.begin_write().await?;
+        let changed = sqlx::query(
+            "UPDATE jilo_jobs SET state = $1, version = $2, provider = $3, \
+                     provider_request_id = $4, next_check_ms = $5, lease_owner = $6, \
+                     lease_until_ms = $7, deadline_ms = $8, doc = $9 \
+                     WHERE id = $10 AND version = $11 AND state = $12",
+        )
+        .bind(next.state.as_str())
+        .bind(version_i64(next.version)?)
+        .bind(next.provider().map(|p| p.as_str().to_owned()))
+        .bind(next.provider_request_id.clone())
+        .bind(next.next_check_at.map(Timestamp::as_millis))
+        .bind(next.lease_owner.clone())
+        .bind(next.lease_until.map(Timestamp::as_millis))
+        .bind(next.deadline_at.as_millis())
+        .bind(serde_json::to_string(next)?)
+        .bind(next.id.as_str())
+        .bind(version_i64(update.expected_version)?)
+        .bind(update.expected_state.as_str())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if changed == 0 {
+            let current: Option<(i64, String)> =
+                sqlx::query_as("SELECT version, state FROM jilo_jobs WHERE id = $1")
+                    .bind(next.id.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            return Err(match current {
+                None => Error::not_found("job", &next.id),
+                Some((version, state)) => Error::conflict(format!(
+                    "job {} is at version {version} ({state}), not {} ({})",
+                    next.id, update.expected_version, update.expected_state
+                )),
+            }
+            .into());
+        }
+        if let Some(to) = update.end_hold {
+            end_hold_in(&mut tx, &next.id, to, next.updated_at).await?;
+        }
+        if let Some(g) = &update.grant {
+            grant_in(&mut tx, g).await?;
+        }
+        self.notify_in(&mut tx, next).await?;
+        tx.commit().await?;
+        Ok(next.clone())
+    }
+
     async fn read_job(&self, id: &JobId) -> StoreResult<Option<Job>> {
         let row: Option<JobRow> = sqlx::query_as(&format!(
             "SELECT {JOB_COLUMNS} FROM jilo_jobs WHERE id = $1"
@@ -121,52 +171,22 @@ impl JobStore for SqlStore {
         next.version = update.expected_version + 1;
         let written = self
             .retry("updating a job", || async {
-                let mut tx = self.begin_write().await?;
-                let changed = sqlx::query(
-                    "UPDATE jilo_jobs SET state = $1, version = $2, provider = $3, \
-                     provider_request_id = $4, next_check_ms = $5, lease_owner = $6, \
-                     lease_until_ms = $7, deadline_ms = $8, doc = $9 \
-                     WHERE id = $10 AND version = $11 AND state = $12",
-                )
-                .bind(next.state.as_str())
-                .bind(version_i64(next.version)?)
-                .bind(next.provider().map(|p| p.as_str().to_owned()))
-                .bind(next.provider_request_id.clone())
-                .bind(next.next_check_at.map(Timestamp::as_millis))
-                .bind(next.lease_owner.clone())
-                .bind(next.lease_until.map(Timestamp::as_millis))
-                .bind(next.deadline_at.as_millis())
-                .bind(serde_json::to_string(&next)?)
-                .bind(next.id.as_str())
-                .bind(version_i64(update.expected_version)?)
-                .bind(update.expected_state.as_str())
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-                if changed == 0 {
-                    let current: Option<(i64, String)> =
-                        sqlx::query_as("SELECT version, state FROM jilo_jobs WHERE id = $1")
-                            .bind(next.id.as_str())
-                            .fetch_optional(&mut *tx)
-                            .await?;
-                    return Err(match current {
-                        None => Error::not_found("job", &next.id),
-                        Some((version, state)) => Error::conflict(format!(
-                            "job {} is at version {version} ({state}), not {} ({})",
-                            next.id, update.expected_version, update.expected_state
-                        )),
+                self.try_update(update, &next).await.map_err(|e| {
+                    if e.is_unique_violation() {
+                        // The only unique key an update can break: the provider request id.
+                        Error::invalid(
+                            "provider_request_id",
+                            format!(
+                                "another job already has request {} at provider {}",
+                                next.provider_request_id.as_deref().unwrap_or_default(),
+                                next.provider().map(|p| p.as_str()).unwrap_or_default()
+                            ),
+                        )
+                        .into()
+                    } else {
+                        e
                     }
-                    .into());
-                }
-                if let Some(to) = update.end_hold {
-                    end_hold_in(&mut tx, &next.id, to, next.updated_at).await?;
-                }
-                if let Some(g) = &update.grant {
-                    grant_in(&mut tx, g).await?;
-                }
-                self.notify_in(&mut tx, &next).await?;
-                tx.commit().await?;
-                Ok(next.clone())
+                })
             })
             .await?;
         self.publish_local(&written);
