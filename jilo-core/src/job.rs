@@ -169,6 +169,18 @@ impl Job {
         self.route.get(self.provider_index)
     }
 
+    /// Checks that a reservation is this job's hold: same job id, user and credits. Stores call
+    /// it in [`crate::JobStore::create`] before writing anything.
+    pub fn check_hold(&self, hold: &crate::ledger::Reservation) -> Result<(), Error> {
+        if hold.job != self.id || hold.user != self.user || hold.credits != self.credits {
+            return Err(Error::invalid(
+                "hold",
+                "the reservation must name the job's id, user and credits",
+            ));
+        }
+        Ok(())
+    }
+
     /// The event that describes the job as it is now.
     pub fn event(&self) -> JobEvent {
         JobEvent {

@@ -242,12 +242,7 @@ impl QuotaStore for InMemoryStore {
 #[async_trait]
 impl JobStore for InMemoryStore {
     async fn create(&self, job: &Job, hold: &Reservation) -> Result<CreditHold> {
-        if hold.job != job.id || hold.user != job.user || hold.credits != job.credits {
-            return Err(Error::invalid(
-                "hold",
-                "the reservation must name the job's id, user and credits",
-            ));
-        }
+        job.check_hold(hold)?;
         let stored = {
             let mut s = self.lock();
             if s.jobs.contains_key(&job.id) {

@@ -227,7 +227,19 @@ where
         Err(Error::InvalidInput { .. }) => {}
         other => panic!("ending a hold as Held must be InvalidInput, got {other:?}"),
     }
-    assert_eq!(read(store, &job.id).await.version, 3);
+    let mut stray_grant = JobUpdate::new(&v3, v3.clone());
+    let nobody = UserId::new(format!("{prefix}-nobody"));
+    stray_grant.grant = Some(Grant::free_retry(nobody.clone(), 5, &job.id, at));
+    match store.update(&stray_grant).await {
+        Err(Error::NotFound { .. }) => {}
+        other => panic!("a grant to an unknown user must be NotFound, got {other:?}"),
+    }
+    assert!(store.balance(&nobody).await.is_err(), "no account was made");
+    assert_eq!(
+        read(store, &job.id).await.version,
+        3,
+        "refused updates change nothing"
+    );
 
     // Listing: newest first, limited.
     let mut newer = sample_job(&user, 5, at.plus(Duration::from_secs(10)));

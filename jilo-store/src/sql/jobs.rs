@@ -97,6 +97,14 @@ impl SqlStore {
             end_hold_in(&mut tx, &next.id, to, next.updated_at).await?;
         }
         if let Some(g) = &update.grant {
+            let known: Option<i64> =
+                sqlx::query_scalar("SELECT 1 FROM jilo_accounts WHERE user_id = $1")
+                    .bind(g.user.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if known.is_none() {
+                return Err(Error::not_found("user", &g.user).into());
+            }
             grant_in(&mut tx, g).await?;
         }
         self.notify_in(&mut tx, next).await?;
@@ -118,12 +126,7 @@ impl SqlStore {
 #[async_trait]
 impl JobStore for SqlStore {
     async fn create(&self, job: &Job, hold: &Reservation) -> Result<CreditHold> {
-        if hold.job != job.id || hold.user != job.user || hold.credits != job.credits {
-            return Err(Error::invalid(
-                "hold",
-                "the reservation must name the job's id, user and credits",
-            ));
-        }
+        job.check_hold(hold)?;
         let mut stored = job.clone();
         stored.version = 1;
         let taken = self
