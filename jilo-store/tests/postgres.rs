@@ -135,3 +135,81 @@ async fn subscribers_see_transitions_made_by_another_process() {
     there.close().await;
     common::drop_postgres_database(&url).await;
 }
+
+/// Two workers (two Studios on two pools: two processes, as far as Postgres can tell) poll
+/// the same jobs: every job completes once and each hold is settled once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_share_the_jobs_of_one_database() {
+    let Some(url) = common::postgres_database().await else {
+        return;
+    };
+    let a_store = Arc::new(common::open(&url).await);
+    let b_store = Arc::new(common::open(&url).await);
+    let sim = Arc::new(SimProvider::new("sim"));
+    let policy = jilo_core::Policy {
+        poll_interval: Duration::from_millis(5),
+        ..jilo_core::Policy::default()
+    };
+    let build = |store: Arc<SqlStore>, name: &str| {
+        Studio::builder()
+            .provider(sim.clone())
+            .store(store)
+            .policy(policy.clone())
+            .worker_name(name)
+            .build()
+            .unwrap()
+    };
+    let (a, b) = (
+        build(a_store.clone(), "worker-a"),
+        build(b_store.clone(), "worker-b"),
+    );
+    let user = UserId::new("pg-workers");
+    a_store
+        .grant(&Grant::signup(
+            user.clone(),
+            1_000,
+            Timestamp::from_millis(0),
+        ))
+        .await
+        .unwrap();
+    let mut jobs = Vec::new();
+    for i in 0..40 {
+        let req = VideoRequest::new(format!("Clip number {i} of a quiet harbour"), SIM_MODEL, 5);
+        jobs.push(a.generate(&user, req).await.unwrap());
+    }
+    for id in &jobs {
+        let rid = a.job(id).await.unwrap().provider_request_id.unwrap();
+        sim.set_status(&rid, jilo_core::ProviderStatus::Succeeded { video: None });
+    }
+    let mut claimed = (0, 0);
+    for _ in 0..200 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let (ra, rb) = tokio::join!(a.tick(), b.tick());
+        claimed.0 += ra.unwrap().claimed;
+        claimed.1 += rb.unwrap().claimed;
+        let mut done = 0;
+        for id in &jobs {
+            if a.job(id).await.unwrap().state == JobState::Completed {
+                done += 1;
+            }
+        }
+        if done == jobs.len() {
+            break;
+        }
+    }
+    for id in &jobs {
+        assert_eq!(a.job(id).await.unwrap().state, JobState::Completed);
+    }
+    eprintln!("claims: worker-a {}, worker-b {}", claimed.0, claimed.1);
+    assert_eq!(
+        claimed.0 + claimed.1,
+        jobs.len(),
+        "each job claimed once: a claim that finishes a job is never repeated"
+    );
+    let b = a_store.balance(&user).await.unwrap();
+    assert_eq!((b.spent, b.held), (400, 0));
+    common::check_ledger(&a_store).await;
+    a_store.close().await;
+    b_store.close().await;
+    common::drop_postgres_database(&url).await;
+}
