@@ -1,15 +1,13 @@
 //! Performing the state machine's steps: compare-and-set writes and the effects they call for.
 
-use crate::alert::{Alert, AlertKind};
 use crate::error::{Error, Result};
-use crate::ids::{ProviderId, Timestamp};
+use crate::ids::Timestamp;
 use crate::job::{Job, JobState, JobUpdate, StoredVideo};
 use crate::ledger::{Grant, HoldState};
 use crate::machine::{self, Effect, Input, Lifecycle, Limits};
-use crate::traits::{FailureClass, ProviderStatus, StatusQuery, SubmitRequest, VideoToStore};
-use crate::video::{ModelSpec, VideoRequest};
+use crate::traits::FailureClass;
 
-use super::{Inner, RegisteredProvider};
+use super::Inner;
 
 /// How many times a write is re-read and re-applied after losing a compare-and-set race.
 const CONFLICT_RETRIES: usize = 4;
@@ -43,23 +41,6 @@ pub(crate) enum Follow {
     Reschedule,
 }
 
-/// The status query for a job's current provider request.
-pub(crate) fn status_query(job: &Job, provider: &RegisteredProvider) -> StatusQuery {
-    StatusQuery {
-        request_id: job.provider_request_id.clone().unwrap_or_default(),
-        provider_model: provider_model(provider, &job.request.model),
-    }
-}
-
-fn provider_model(provider: &RegisteredProvider, model: &str) -> String {
-    provider
-        .models
-        .iter()
-        .find(|m| m.id == model)
-        .map(|m| m.provider_model.clone())
-        .unwrap_or_else(|| model.to_owned())
-}
-
 /// The seed's progress stages, for providers that report a percentage without a stage.
 fn stage_for(progress: u8) -> &'static str {
     match progress {
@@ -79,78 +60,6 @@ fn lifecycle(job: &Job) -> Lifecycle {
 }
 
 impl Inner {
-    pub(crate) fn provider(&self, id: &ProviderId) -> Option<&RegisteredProvider> {
-        self.providers.iter().find(|p| &p.id == id)
-    }
-
-    /// The providers offering the request, healthy ones first, and the first one's spec.
-    pub(crate) fn route_for(&self, request: &VideoRequest) -> Result<(Vec<ProviderId>, ModelSpec)> {
-        let offering: Vec<(&RegisteredProvider, &ModelSpec)> = self
-            .providers
-            .iter()
-            .filter_map(|p| {
-                p.models
-                    .iter()
-                    .find(|m| m.id == request.model)
-                    .map(|m| (p, m))
-            })
-            .collect();
-        if offering.is_empty() {
-            let known: Vec<&str> = self
-                .providers
-                .iter()
-                .flat_map(|p| p.models.iter().map(|m| m.id.as_str()))
-                .collect();
-            return Err(Error::invalid(
-                "model",
-                format!(
-                    "no provider offers `{}`; offered: {}",
-                    request.model,
-                    known.join(", ")
-                ),
-            ));
-        }
-        let fitting: Vec<(&RegisteredProvider, &ModelSpec)> = offering
-            .iter()
-            .filter(|(_, m)| m.offers(request.duration_secs, request.aspect_ratio))
-            .copied()
-            .collect();
-        if fitting.is_empty() {
-            let (field, offered) = if offering
-                .iter()
-                .any(|(_, m)| m.durations.contains(&request.duration_secs))
-            {
-                let mut ratios: Vec<&str> = offering
-                    .iter()
-                    .flat_map(|(_, m)| m.aspect_ratios.iter().map(|r| r.as_str()))
-                    .collect();
-                ratios.dedup();
-                ("aspect_ratio", ratios.join(", "))
-            } else {
-                let mut durations: Vec<u32> = offering
-                    .iter()
-                    .flat_map(|(_, m)| m.durations.iter().copied())
-                    .collect();
-                durations.sort_unstable();
-                durations.dedup();
-                let list: Vec<String> = durations.iter().map(|d| format!("{d}s")).collect();
-                ("duration_secs", list.join(", "))
-            };
-            return Err(Error::invalid(
-                field,
-                format!("model `{}` offers only {offered}", request.model),
-            ));
-        }
-        let now = self.clock.now();
-        let (mut healthy, cooling): (Vec<_>, Vec<_>) = fitting
-            .into_iter()
-            .partition(|(p, _)| !self.health.is_cooling(&p.id, now));
-        healthy.extend(cooling);
-        let spec = healthy[0].1.clone();
-        let route = healthy.iter().map(|(p, _)| p.id.clone()).collect();
-        Ok((route, spec))
-    }
-
     fn limits(&self, job: &Job) -> Limits {
         Limits {
             max_attempts: self.policy.max_attempts,
@@ -323,208 +232,6 @@ impl Inner {
             // Someone else moved the job meanwhile; their write stands.
             Err(Error::Conflict { .. }) => self.jobs.job(&job.id).await,
             Err(e) => Err(e),
-        }
-    }
-
-    async fn submit(&self, job: &Job, provider_index: usize) -> Follow {
-        let Some(registered) = job
-            .route
-            .get(provider_index)
-            .and_then(|id| self.provider(id))
-        else {
-            return Follow::Input(
-                Input::SubmitFailed(FailureClass::Permanent),
-                Observation::Failure {
-                    reason: format!(
-                        "provider #{provider_index} of the job's route is not registered"
-                    ),
-                },
-            );
-        };
-        let webhook_url = self.policy.webhook_url(&registered.id);
-        let request = SubmitRequest {
-            job: job.id.clone(),
-            request: job.request.clone(),
-            provider_model: provider_model(registered, &job.request.model),
-            webhook_url: webhook_url.clone(),
-        };
-        match registered.provider.submit(&request).await {
-            Ok(submission) => {
-                tracing::info!(provider = %registered.id, request_id = %submission.request_id, "submitted");
-                Follow::Input(
-                    Input::Accepted,
-                    Observation::Accepted {
-                        request_id: submission.request_id,
-                        webhook: webhook_url.is_some(),
-                    },
-                )
-            }
-            Err(e) => {
-                let class = FailureClass::of(&e);
-                tracing::warn!(provider = %registered.id, error = %e, ?class, "submit failed");
-                if matches!(class, FailureClass::OutOfFunds | FailureClass::KeyRejected) {
-                    self.health.cool(
-                        &registered.id,
-                        self.clock.now().plus(self.policy.provider_cooldown),
-                    );
-                }
-                Follow::Input(
-                    Input::SubmitFailed(class),
-                    Observation::Failure {
-                        reason: e.to_string(),
-                    },
-                )
-            }
-        }
-    }
-
-    async fn poll(&self, job: &Job) -> Follow {
-        let Some(registered) = job.provider().and_then(|id| self.provider(id)) else {
-            tracing::warn!("the job's provider is not registered; cannot poll");
-            return Follow::Reschedule;
-        };
-        let query = status_query(job, registered);
-        match registered.provider.status(&query).await {
-            Ok(status) => self.follow_status(registered, &query, status).await,
-            Err(e) => {
-                tracing::warn!(error = %e, "status poll failed");
-                Follow::Reschedule
-            }
-        }
-    }
-
-    /// Turns a provider's status (from a poll or a webhook) into the machine's input.
-    pub(crate) async fn follow_status(
-        &self,
-        registered: &RegisteredProvider,
-        query: &StatusQuery,
-        status: ProviderStatus,
-    ) -> Follow {
-        match status {
-            ProviderStatus::Queued { .. } => Follow::Reschedule,
-            ProviderStatus::Running { progress, stage } => {
-                Follow::Input(Input::Progress, Observation::Progress { progress, stage })
-            }
-            ProviderStatus::Succeeded { video: Some(video) } => {
-                Follow::Input(Input::Succeeded, Observation::Video { url: video.url })
-            }
-            ProviderStatus::Succeeded { video: None } => {
-                match registered.provider.result(query).await {
-                    Ok(video) => {
-                        Follow::Input(Input::Succeeded, Observation::Video { url: video.url })
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "fetching the result failed; will poll again");
-                        Follow::Reschedule
-                    }
-                }
-            }
-            ProviderStatus::Failed { reason, class } => Follow::Input(
-                Input::ProviderFailed(class),
-                Observation::Failure { reason },
-            ),
-        }
-    }
-
-    async fn store_video(&self, job: &Job) -> Follow {
-        let Some(url) = job.video_url.clone() else {
-            return Follow::Input(
-                Input::StoreFailed,
-                Observation::Failure {
-                    reason: "the provider gave no video URL".to_owned(),
-                },
-            );
-        };
-        let Some(media) = &self.media else {
-            return Follow::Input(
-                Input::Stored,
-                Observation::Stored(StoredVideo {
-                    key: url.clone(),
-                    location: url,
-                    bytes: None,
-                    content_type: None,
-                }),
-            );
-        };
-        let video = VideoToStore {
-            job: job.id.clone(),
-            user: job.user.clone(),
-            url,
-        };
-        match media.store(&video).await {
-            Ok(stored) => Follow::Input(Input::Stored, Observation::Stored(stored)),
-            Err(e) => {
-                tracing::warn!(error = %e, "storing the video failed");
-                Follow::Input(
-                    Input::StoreFailed,
-                    Observation::Failure {
-                        reason: e.to_string(),
-                    },
-                )
-            }
-        }
-    }
-
-    async fn cancel_at_provider(&self, job: &Job) {
-        let Some(registered) = job.provider().and_then(|id| self.provider(id)) else {
-            return;
-        };
-        if job.provider_request_id.is_none() {
-            return;
-        }
-        let query = status_query(job, registered);
-        if let Err(e) = registered.provider.cancel(&query).await {
-            tracing::warn!(error = %e, "cancelling at the provider failed");
-        }
-    }
-
-    async fn cancel_orphan(&self, job: &Job, request_id: &str) {
-        let Some(registered) = job.provider().and_then(|id| self.provider(id)) else {
-            return;
-        };
-        let query = StatusQuery {
-            request_id: request_id.to_owned(),
-            provider_model: provider_model(registered, &job.request.model),
-        };
-        tracing::warn!(
-            request_id,
-            "submission accepted after the job moved on; cancelling it"
-        );
-        if let Err(e) = registered.provider.cancel(&query).await {
-            tracing::warn!(error = %e, "cancelling the orphan submission failed");
-        }
-    }
-
-    async fn provider_alert(&self, job: &Job, provider_index: usize, class: FailureClass) {
-        let Some(provider) = job.route.get(provider_index).cloned() else {
-            return;
-        };
-        let kind = if class == FailureClass::OutOfFunds {
-            AlertKind::ProviderOutOfFunds { provider }
-        } else {
-            AlertKind::KeyRejected { provider }
-        };
-        let detail = job.failure.clone().unwrap_or_default();
-        self.alert(kind, detail).await;
-    }
-
-    /// Sends an alert unless the same subject was alerted within the cooldown.
-    pub(crate) async fn alert(&self, kind: AlertKind, detail: String) {
-        let now = self.clock.now();
-        if !self
-            .alerts
-            .admit(&kind.subject(), now, self.policy.alert_cooldown)
-        {
-            tracing::debug!(alert = %kind, "alert suppressed within the cooldown");
-            return;
-        }
-        let alert = Alert {
-            kind,
-            detail,
-            at: now,
-        };
-        if let Err(e) = self.notifier.notify(&alert).await {
-            tracing::error!(error = %e, alert = %alert.kind, "sending an admin alert failed");
         }
     }
 }

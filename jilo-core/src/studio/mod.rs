@@ -3,6 +3,8 @@
 mod alerts;
 mod builder;
 mod driver;
+mod effects;
+mod routing;
 
 use std::fmt;
 use std::future::Future;
@@ -301,7 +303,7 @@ impl Studio {
                     applied: false,
                 });
             }
-            let query = driver::status_query(&job, registered);
+            let query = routing::status_query(&job, registered);
             let follow = inner.follow_status(registered, &query, event.status).await;
             let Follow::Input(input, observation) = follow else {
                 return Ok(WebhookOutcome {
