@@ -858,3 +858,57 @@ fn the_studio_is_send_sync_and_cheap_to_clone() {
         request_id: String::new(),
     };
 }
+
+/// A subscriber that falls behind loses events from the store's buffer; re-reading the job
+/// still brings it the end.
+#[tokio::test(start_paused = true)]
+async fn a_subscriber_that_misses_events_still_sees_the_end() {
+    let sim = Arc::new(SimProvider::new("sim"));
+    let h = harness(vec![sim.clone()], policy());
+    let user = user_with(&h.store, "sam", 100).await;
+    let watched = h.studio.generate(&user, request()).await.unwrap();
+    let busy = h.studio.generate(&user, request()).await.unwrap();
+    let mut events = h.studio.subscribe(&watched).await.unwrap();
+    assert_eq!(events.next().await.unwrap().state, JobState::Submitted);
+
+    // The watched job finishes, then another job floods the event buffer (1024) before the
+    // subscriber reads again: the watched job's events are gone from it.
+    let rid = h
+        .studio
+        .job(&watched)
+        .await
+        .unwrap()
+        .provider_request_id
+        .unwrap();
+    let done = sim.succeeded(&rid, "https://cdn.example/s.mp4");
+    h.studio.handle_webhook(&"sim".into(), &done).await.unwrap();
+    let busy_rid = h
+        .studio
+        .job(&busy)
+        .await
+        .unwrap()
+        .provider_request_id
+        .unwrap();
+    for i in 0..1100u32 {
+        let p = ProviderStatus::Running {
+            progress: Some((i % 100) as u8),
+            stage: None,
+        };
+        h.studio
+            .handle_webhook(&"sim".into(), &sim.webhook(&busy_rid, p))
+            .await
+            .unwrap();
+    }
+    let rest: Vec<_> = events.collect().await;
+    assert_eq!(
+        rest.last().map(|e| e.state),
+        Some(JobState::Completed),
+        "{rest:?}"
+    );
+    assert!(rest.iter().all(|e| e.job == watched));
+    let versions: Vec<u64> = rest.iter().map(|e| e.version).collect();
+    assert!(
+        versions.windows(2).all(|w| w[0] < w[1]),
+        "no event repeats: {versions:?}"
+    );
+}

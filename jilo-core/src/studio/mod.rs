@@ -434,6 +434,12 @@ impl Studio {
     /// A stream of a job's events for a host's SSE or websocket: the job as it is now, then
     /// each change (state, progress %, stage), ending after a terminal state. On a shared
     /// Postgres store it sees changes made by other processes.
+    ///
+    /// Besides the store's events, the stream re-reads the job every
+    /// [`Policy::poll_interval`], so an event lost on the way (a watcher that fell behind, a
+    /// listener reconnecting) delays the subscriber at most that long and never leaves it
+    /// waiting for a terminal state that already happened. Events are never repeated: only
+    /// newer versions of the job pass.
     pub async fn subscribe(&self, id: &JobId) -> Result<BoxStream<'static, JobEvent>> {
         // Watch first, then read, so no change between the two is missed.
         let live = self.inner.jobs.watch().await?;
@@ -442,9 +448,20 @@ impl Studio {
         if current.state.is_terminal() {
             return Ok(stream::iter([first]).boxed());
         }
+        let jobs = self.inner.jobs.clone();
+        let every = self.inner.policy.poll_interval;
+        let reread_id = id.clone();
+        let rereads = stream::unfold((), move |()| {
+            let (jobs, id) = (jobs.clone(), reread_id.clone());
+            async move {
+                tokio::time::sleep(every).await;
+                Some((jobs.job(&id).await.ok().map(|j| j.event()), ()))
+            }
+        })
+        .filter_map(futures::future::ready);
         let id = id.clone();
         let mut last_version = current.version;
-        let changes = live
+        let changes = stream::select(live, rereads)
             .filter(move |e| {
                 let keep = e.job == id && e.version > last_version;
                 if keep {
