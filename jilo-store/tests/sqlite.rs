@@ -135,3 +135,17 @@ async fn a_busy_database_is_waited_on() {
     };
     assert_eq!(total, (0..400).filter(|i| i % 3 != 0).count() as i64);
 }
+
+/// A database that cannot be reached is a storage error that never shows the password.
+#[tokio::test]
+async fn connection_errors_never_show_the_password() {
+    let url = StoreUrl::parse("postgres://jilo:hunter2-secret@127.0.0.1:1/jilo").unwrap();
+    let options = SqlStoreOptions {
+        acquire_timeout: std::time::Duration::from_secs(2),
+        ..SqlStoreOptions::default()
+    };
+    let err = SqlStore::connect(&url, options).await.unwrap_err();
+    assert!(matches!(err, Error::Storage { .. }), "{err:?}");
+    let shown = format!("{err} {err:?} {:?}", std::error::Error::source(&err));
+    assert!(!shown.contains("hunter2"), "{shown}");
+}
