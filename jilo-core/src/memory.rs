@@ -333,7 +333,6 @@ impl JobStore for InMemoryStore {
             .by_request
             .get(&(provider.clone(), request_id.to_owned()))
             .and_then(|id| s.jobs.get(id))
-            .filter(|job| job.provider_request_id.as_deref() == Some(request_id))
             .cloned();
         Ok(found)
     }

@@ -912,3 +912,52 @@ async fn a_subscriber_that_misses_events_still_sees_the_end() {
         "no event repeats: {versions:?}"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_late_webhook_for_an_earlier_attempt_changes_nothing() {
+    let sim = Arc::new(SimProvider::new("sim"));
+    let h = harness(vec![sim.clone()], policy());
+    let tia = user_with(&h.store, "tia", 100).await;
+    let id = h.studio.generate(&tia, request()).await.unwrap();
+    let first = h
+        .studio
+        .job(&id)
+        .await
+        .unwrap()
+        .provider_request_id
+        .unwrap();
+
+    // The poll sees the first attempt fail; the worker resubmits after the back-off.
+    sim.set_status(
+        &first,
+        ProviderStatus::Failed {
+            reason: "GPU fault".into(),
+            class: jilo_core::FailureClass::Retryable,
+        },
+    );
+    tokio::time::advance(h.studio.policy().poll_interval).await;
+    h.studio.tick().await.unwrap();
+    assert_eq!(h.studio.job(&id).await.unwrap().state, JobState::Queued);
+    tokio::time::advance(h.studio.policy().retry_backoff.max).await;
+    h.studio.tick().await.unwrap();
+    let job = h.studio.job(&id).await.unwrap();
+    let second = job.provider_request_id.clone().unwrap();
+    assert_ne!(first, second);
+    assert_eq!((job.state, job.attempts), (JobState::Submitted, 2));
+
+    // The provider's webhook about the first attempt arrives late.
+    let late = sim.succeeded(&first, "https://cdn.example/first.mp4");
+    let out = h.studio.handle_webhook(&"sim".into(), &late).await.unwrap();
+    assert!(!out.applied && !out.duplicate);
+    assert_eq!(out.state, JobState::Submitted);
+    assert_eq!(h.studio.job(&id).await.unwrap(), job, "nothing changed");
+
+    // The current attempt still completes normally.
+    let done = sim.succeeded(&second, "https://cdn.example/second.mp4");
+    let out = h.studio.handle_webhook(&"sim".into(), &done).await.unwrap();
+    assert_eq!(out.state, JobState::Completed);
+    assert_eq!(
+        h.studio.job(&id).await.unwrap().video_url.as_deref(),
+        Some("https://cdn.example/second.mp4")
+    );
+}

@@ -32,8 +32,8 @@ async fn migrations_are_idempotent_and_a_newer_schema_is_refused() {
     let store = SqlStore::connect(&url, SqlStoreOptions::default())
         .await
         .unwrap();
-    assert_eq!(store.migrate().await.unwrap(), 1);
-    assert_eq!(store.migrate().await.unwrap(), 1);
+    assert_eq!(store.migrate().await.unwrap(), 2);
+    assert_eq!(store.migrate().await.unwrap(), 2);
     sqlx::query("INSERT INTO jilo_schema (version, name, applied_ms) VALUES (99, 'future', 0)")
         .execute(store.pool())
         .await
@@ -148,4 +148,43 @@ async fn connection_errors_never_show_the_password() {
     assert!(matches!(err, Error::Storage { .. }), "{err:?}");
     let shown = format!("{err} {err:?} {:?}", std::error::Error::source(&err));
     assert!(!shown.contains("hunter2"), "{shown}");
+}
+
+/// A database at schema 1 is upgraded in place: requests of existing jobs stay findable.
+#[tokio::test]
+async fn upgrading_from_schema_1_keeps_jobs_findable_by_request() {
+    let url = common::sqlite_file();
+    let store = SqlStore::connect(&url, SqlStoreOptions::default())
+        .await
+        .unwrap();
+    sqlx::raw_sql(include_str!(
+        "../migrations/sqlite/0001_ledger_and_jobs.sql"
+    ))
+    .execute(store.pool())
+    .await
+    .unwrap();
+    sqlx::raw_sql(
+        "CREATE TABLE jilo_schema (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_ms BIGINT NOT NULL);
+         INSERT INTO jilo_schema VALUES (1, 'ledger_and_jobs', 0);",
+    )
+    .execute(store.pool())
+    .await
+    .unwrap();
+    let mut job = jilo_core::testing::sample_job(&UserId::new("old"), 5, Timestamp::from_millis(0));
+    job.version = 1;
+    job.provider_request_id = Some("old-request".into());
+    sqlx::query(
+        "INSERT INTO jilo_jobs (id, user_id, state, version, provider, provider_request_id, \
+         created_ms, deadline_ms, doc) VALUES ($1, 'old', 'submitted', 1, 'sim', 'old-request', 0, 0, $2)",
+    )
+    .bind(job.id.as_str())
+    .bind(serde_json::to_string(&job).unwrap())
+    .execute(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(store.migrate().await.unwrap(), 2);
+    let found = jilo_core::JobStore::job_by_provider_request(&store, &"sim".into(), "old-request")
+        .await
+        .unwrap();
+    assert_eq!(found.map(|j| j.id), Some(job.id));
 }

@@ -268,8 +268,9 @@ impl Studio {
     /// finds the job, drops a delivery seen before, and applies the rest.
     ///
     /// A bad signature is [`Error::Unauthorized`], an unknown provider or job
-    /// [`Error::NotFound`]; neither changes anything. A late delivery to a finished job is
-    /// recorded and absorbed: no credit changes.
+    /// [`Error::NotFound`]; neither changes anything. A late delivery to a finished job, or
+    /// one about an earlier attempt of a job that was resubmitted, is recorded and absorbed: no
+    /// credit changes.
     pub async fn handle_webhook(
         &self,
         provider: &ProviderId,
@@ -300,6 +301,18 @@ impl Studio {
                     job: job.id.clone(),
                     state: job.state,
                     duplicate: true,
+                    applied: false,
+                });
+            }
+            let current_request = job.provider() == Some(provider)
+                && job.provider_request_id.as_deref() == Some(event.request_id.as_str());
+            if !current_request {
+                // A late word about an earlier attempt: recorded, and changes nothing.
+                tracing::info!(request_id = %event.request_id, "delivery for an earlier attempt ignored");
+                return Ok(WebhookOutcome {
+                    job: job.id.clone(),
+                    state: job.state,
+                    duplicate: false,
                     applied: false,
                 });
             }

@@ -163,6 +163,24 @@ where
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(none.is_none(), "an unknown request finds no job");
+    // A resubmission gets a new request id; the old one still finds the job.
+    let mut resubmitted = v2.clone();
+    resubmitted.provider_request_id = Some(format!("{prefix}-req-2"));
+    let v2 = store
+        .update(&JobUpdate::new(&v2, resubmitted))
+        .await
+        .unwrap_or_else(|e| panic!("changing the request id failed: {e}"));
+    for rid in ["req-1", "req-2"] {
+        let found = store
+            .job_by_provider_request(&sim, &format!("{prefix}-{rid}"))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            found.map(|j| (j.id, j.version)),
+            Some((job.id.clone(), 3)),
+            "request {rid} finds the job as it is now"
+        );
+    }
     let other = store
         .job_by_provider_request(&ProviderId::new("other"), &format!("{prefix}-req-1"))
         .await
@@ -205,7 +223,7 @@ where
         .update(&update)
         .await
         .unwrap_or_else(|e| panic!("a terminal update failed: {e}"));
-    assert_eq!((v3.version, v3.state), (3, JobState::TimedOut));
+    assert_eq!((v3.version, v3.state), (4, JobState::TimedOut));
     let hold = store.hold(&job.id).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
         hold.state,
@@ -237,7 +255,7 @@ where
     assert!(store.balance(&nobody).await.is_err(), "no account was made");
     assert_eq!(
         read(store, &job.id).await.version,
-        3,
+        4,
         "refused updates change nothing"
     );
 

@@ -17,6 +17,7 @@ use crate::ledger::{CreditHold, Reservation};
 ///   [`crate::Error::Conflict`] (or [`crate::Error::NotFound`]) changing nothing.
 /// - Every successful `create` and `update` publishes the job's [`JobEvent`] to `watch`ers,
 ///   across processes where the backend is shared.
+/// - `job_by_provider_request` finds a job by any request id it has had at that provider.
 /// - `record_delivery` remembers a webhook delivery once: the second time it is `Duplicate`.
 /// - `claim_due` returns non-terminal jobs whose `next_check_at` or deadline has come and whose
 ///   lease is free or expired, and leases them to the worker; two workers never claim the same
@@ -33,7 +34,8 @@ pub trait JobStore: Send + Sync {
     /// Writes a job if it is still at the expected version and state; returns it as stored.
     async fn update(&self, update: &JobUpdate) -> Result<Job>;
 
-    /// Finds the job a provider request belongs to.
+    /// Finds the job a provider request belongs to: the job's current request, or one of an
+    /// earlier attempt (so a late delivery for it is recognised and absorbed).
     async fn job_by_provider_request(
         &self,
         provider: &ProviderId,

@@ -53,6 +53,22 @@ async fn insert_job(tx: &mut Transaction<'static, Any>, job: &Job) -> StoreResul
     Ok(())
 }
 
+/// Remembers the job's current provider request, if it has one.
+async fn remember_request(tx: &mut Transaction<'static, Any>, job: &Job) -> StoreResult<()> {
+    if let (Some(provider), Some(request_id)) = (job.provider(), &job.provider_request_id) {
+        sqlx::query(
+            "INSERT INTO jilo_job_requests (provider, request_id, job_id) VALUES ($1, $2, $3) \
+             ON CONFLICT (provider, request_id) DO NOTHING",
+        )
+        .bind(provider.as_str())
+        .bind(request_id.as_str())
+        .bind(job.id.as_str())
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
 impl SqlStore {
     /// One try of a compare-and-set update with its credit changes.
     async fn try_update(&self, update: &JobUpdate, next: &Job) -> StoreResult<Job> {
@@ -93,6 +109,7 @@ impl SqlStore {
             }
             .into());
         }
+        remember_request(&mut tx, next).await?;
         if let Some(to) = update.end_hold {
             end_hold_in(&mut tx, &next.id, to, next.updated_at).await?;
         }
@@ -141,6 +158,7 @@ impl JobStore for SqlStore {
                     return Err(Error::conflict(format!("job {} already exists", job.id)).into());
                 }
                 insert_job(&mut tx, &stored).await?;
+                remember_request(&mut tx, &stored).await?;
                 let taken = reserve_in(&mut tx, self.backend, hold).await?;
                 self.notify_in(&mut tx, &stored).await?;
                 tx.commit().await?;
@@ -203,7 +221,8 @@ impl JobStore for SqlStore {
     ) -> Result<Option<Job>> {
         self.retry("finding a job by provider request", || async {
             let row: Option<JobRow> = sqlx::query_as(&format!(
-                "SELECT {JOB_COLUMNS} FROM jilo_jobs WHERE provider = $1 AND provider_request_id = $2"
+                "SELECT {JOB_COLUMNS} FROM jilo_job_requests r JOIN jilo_jobs j ON j.id = r.job_id \
+                 WHERE r.provider = $1 AND r.request_id = $2"
             ))
             .bind(provider.as_str())
             .bind(request_id)

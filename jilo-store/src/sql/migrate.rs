@@ -13,17 +13,31 @@ pub(crate) struct Migration {
     pub(crate) sql: &'static str,
 }
 
-const SQLITE: &[Migration] = &[Migration {
-    version: 1,
-    name: "ledger_and_jobs",
-    sql: include_str!("../../migrations/sqlite/0001_ledger_and_jobs.sql"),
-}];
+const SQLITE: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "ledger_and_jobs",
+        sql: include_str!("../../migrations/sqlite/0001_ledger_and_jobs.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "job_requests",
+        sql: include_str!("../../migrations/sqlite/0002_job_requests.sql"),
+    },
+];
 
-const POSTGRES: &[Migration] = &[Migration {
-    version: 1,
-    name: "ledger_and_jobs",
-    sql: include_str!("../../migrations/postgres/0001_ledger_and_jobs.sql"),
-}];
+const POSTGRES: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "ledger_and_jobs",
+        sql: include_str!("../../migrations/postgres/0001_ledger_and_jobs.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "job_requests",
+        sql: include_str!("../../migrations/postgres/0002_job_requests.sql"),
+    },
+];
 
 /// The newest schema this build knows.
 pub(crate) fn latest(backend: Backend) -> i64 {
