@@ -89,6 +89,9 @@ pub struct Policy {
     pub tick_interval: Duration,
     /// How long a worker's claim on a job holds.
     pub lease: Duration,
+    /// How long the claim holds while a finished video is copied into media storage, which
+    /// can take far longer than a provider call; a crash mid-copy is resumed after it.
+    pub storing_lease: Duration,
     /// How many due jobs one `tick` takes at most.
     pub claim_batch: usize,
     /// Credits per model and duration.
@@ -120,6 +123,7 @@ impl Default for Policy {
             },
             tick_interval: Duration::from_secs(1),
             lease: Duration::from_secs(60),
+            storing_lease: Duration::from_secs(15 * 60),
             claim_batch: 32,
             pricing: Pricing::default(),
             failover_order: Vec::new(),

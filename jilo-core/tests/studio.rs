@@ -961,3 +961,57 @@ async fn a_late_webhook_for_an_earlier_attempt_changes_nothing() {
         Some("https://cdn.example/second.mp4")
     );
 }
+
+/// A media store that takes minutes, like a large download on a slow link.
+struct SlowMedia {
+    calls: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl jilo_core::MediaStore for SlowMedia {
+    async fn store(&self, v: &jilo_core::VideoToStore) -> jilo_core::Result<StoredVideo> {
+        self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_secs(5 * 60)).await;
+        Ok(StoredVideo {
+            key: format!("videos/{}.mp4", v.job),
+            location: format!("/media/{}.mp4", v.job),
+            bytes: Some(1),
+            content_type: Some("video/mp4".into()),
+        })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_long_copy_into_media_storage_is_not_started_twice() {
+    let sim = Arc::new(SimProvider::new("sim"));
+    let media = Arc::new(SlowMedia {
+        calls: std::sync::atomic::AtomicUsize::new(0),
+    });
+    let store = Arc::new(InMemoryStore::new());
+    let studio = Studio::builder()
+        .provider(sim.clone())
+        .store(store.clone())
+        .media_store(media.clone())
+        .clock(Arc::new(TokioClock::new()))
+        .policy(policy())
+        .build()
+        .unwrap();
+    let uma = user_with(&store, "uma", 100).await;
+    let id = studio.generate(&uma, request()).await.unwrap();
+    let rid = studio.job(&id).await.unwrap().provider_request_id.unwrap();
+    let delivery = sim.succeeded(&rid, "https://cdn.example/big.mp4");
+    let copying = tokio::spawn({
+        let studio = studio.clone();
+        async move { studio.handle_webhook(&"sim".into(), &delivery).await }
+    });
+    tokio::time::sleep(Duration::from_secs(2 * 60)).await;
+    assert_eq!(studio.job(&id).await.unwrap().state, JobState::Storing);
+    assert_eq!(
+        studio.tick().await.unwrap().claimed,
+        0,
+        "the copy still holds the job"
+    );
+    let out = copying.await.unwrap().unwrap();
+    assert_eq!(out.state, JobState::Completed);
+    assert_eq!(media.calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+}

@@ -202,7 +202,13 @@ impl Inner {
             job.lease_until = None;
         } else if in_flight {
             // If this process dies mid-call, another worker resumes once the lease expires.
-            let until = now.plus(policy.lease);
+            // Copying a video can take long, so it holds the job longer.
+            let lease = if effects.contains(&Effect::Store) {
+                policy.storing_lease.max(policy.lease)
+            } else {
+                policy.lease
+            };
+            let until = now.plus(lease);
             job.next_check_at = Some(until);
             job.lease_owner = Some(self.worker.clone());
             job.lease_until = Some(until);
