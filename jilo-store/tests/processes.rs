@@ -48,7 +48,14 @@ fn spawn_child(test: &str, role: &str, url: &StoreUrl, user: &UserId) -> tokio::
 
 /// Child: 25 concurrent reservations of 1 credit; prints what it got.
 async fn reserve_25(url: &StoreUrl, user: &UserId) {
-    let store = common::open(url).await;
+    // 8 connections a process keeps 4 children well inside Postgres's connection limit while
+    // still racing 32 transactions at once.
+    let options = jilo_store::SqlStoreOptions {
+        max_connections: 8,
+        ..jilo_store::SqlStoreOptions::default()
+    };
+    let store = jilo_store::SqlStore::connect(url, options).await.unwrap();
+    store.migrate().await.unwrap();
     let at = Timestamp::from_millis(0);
     let results = join_all((0..25).map(|_| {
         let r = Reservation {
