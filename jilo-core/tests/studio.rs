@@ -35,6 +35,15 @@ fn policy() -> Policy {
 }
 
 fn harness(providers: Vec<Arc<SimProvider>>, policy: Policy) -> Harness {
+    harness_with(providers, policy, |b| b)
+}
+
+/// A harness whose builder `extra` completes (a media store, …).
+fn harness_with(
+    providers: Vec<Arc<SimProvider>>,
+    policy: Policy,
+    extra: impl FnOnce(jilo_core::StudioBuilder) -> jilo_core::StudioBuilder,
+) -> Harness {
     let store = Arc::new(InMemoryStore::new());
     let notifier = Arc::new(RecordingNotifier::new());
     let mut builder = Studio::builder()
@@ -47,7 +56,7 @@ fn harness(providers: Vec<Arc<SimProvider>>, policy: Policy) -> Harness {
         builder = builder.provider(p);
     }
     Harness {
-        studio: builder.build().unwrap(),
+        studio: extra(builder).build().unwrap(),
         store,
         notifier,
     }
@@ -739,15 +748,9 @@ async fn a_failing_media_store_is_retried_then_refunds() {
             })
         }
     });
-    let store = Arc::new(InMemoryStore::new());
-    let studio = Studio::builder()
-        .provider(sim.clone())
-        .store(store.clone())
-        .media_store(Arc::new(media))
-        .clock(Arc::new(TokioClock::new()))
-        .policy(policy())
-        .build()
-        .unwrap();
+    let Harness { studio, store, .. } = harness_with(vec![sim.clone()], policy(), |b| {
+        b.media_store(Arc::new(media))
+    });
     let quinn = user_with(&store, "quinn", 100).await;
     let id = studio.generate(&quinn, request()).await.unwrap();
     let rid = studio.job(&id).await.unwrap().provider_request_id.unwrap();
@@ -987,15 +990,9 @@ async fn a_long_copy_into_media_storage_is_not_started_twice() {
     let media = Arc::new(SlowMedia {
         calls: std::sync::atomic::AtomicUsize::new(0),
     });
-    let store = Arc::new(InMemoryStore::new());
-    let studio = Studio::builder()
-        .provider(sim.clone())
-        .store(store.clone())
-        .media_store(media.clone())
-        .clock(Arc::new(TokioClock::new()))
-        .policy(policy())
-        .build()
-        .unwrap();
+    let Harness { studio, store, .. } = harness_with(vec![sim.clone()], policy(), |b| {
+        b.media_store(media.clone())
+    });
     let uma = user_with(&store, "uma", 100).await;
     let id = studio.generate(&uma, request()).await.unwrap();
     let rid = studio.job(&id).await.unwrap().provider_request_id.unwrap();
