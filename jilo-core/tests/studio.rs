@@ -75,6 +75,16 @@ async fn user_with(store: &InMemoryStore, name: &str, credits: i64) -> UserId {
     user
 }
 
+/// The provider request id of a submitted job.
+async fn request_id(studio: &Studio, job: &jilo_core::JobId) -> String {
+    studio
+        .job(job)
+        .await
+        .unwrap()
+        .provider_request_id
+        .expect("the job was submitted")
+}
+
 fn request() -> VideoRequest {
     VideoRequest::new("A fox running through fresh snow at dusk", SIM_MODEL, 5)
 }
@@ -379,13 +389,7 @@ async fn deadline_times_out_without_refund_and_grants_one_free_retry() {
     let h = harness(vec![sim.clone()], policy());
     let hana = user_with(&h.store, "hana", 100).await;
     let id = h.studio.generate(&hana, request()).await.unwrap();
-    let rid = h
-        .studio
-        .job(&id)
-        .await
-        .unwrap()
-        .provider_request_id
-        .unwrap();
+    let rid = request_id(&h.studio, &id).await;
 
     tokio::time::advance(Duration::from_secs(14 * 60)).await;
     h.studio.tick().await.unwrap();
@@ -434,13 +438,7 @@ async fn cancel_refunds_before_the_provider_starts_and_not_after() {
     let ivan = user_with(&h.store, "ivan", 100).await;
 
     let early = h.studio.generate(&ivan, request()).await.unwrap();
-    let rid = h
-        .studio
-        .job(&early)
-        .await
-        .unwrap()
-        .provider_request_id
-        .unwrap();
+    let rid = request_id(&h.studio, &early).await;
     let job = h.studio.cancel(&ivan, &early).await.unwrap();
     assert_eq!(job.state, JobState::Cancelled);
     assert_eq!(sim.cancels(), [rid]);
@@ -450,13 +448,7 @@ async fn cancel_refunds_before_the_provider_starts_and_not_after() {
     );
 
     let late = h.studio.generate(&ivan, request()).await.unwrap();
-    let rid = h
-        .studio
-        .job(&late)
-        .await
-        .unwrap()
-        .provider_request_id
-        .unwrap();
+    let rid = request_id(&h.studio, &late).await;
     let running = sim.webhook(
         &rid,
         ProviderStatus::Running {
@@ -497,13 +489,7 @@ async fn the_same_webhook_twice_is_one_transition() {
     let h = harness(vec![sim.clone()], policy());
     let kim = user_with(&h.store, "kim", 100).await;
     let id = h.studio.generate(&kim, request()).await.unwrap();
-    let rid = h
-        .studio
-        .job(&id)
-        .await
-        .unwrap()
-        .provider_request_id
-        .unwrap();
+    let rid = request_id(&h.studio, &id).await;
     let delivery = sim.succeeded(&rid, "https://cdn.example/a.mp4");
 
     let first = h
@@ -575,13 +561,7 @@ async fn without_webhooks_the_worker_polls_to_completion() {
     let h = harness(vec![sim.clone()], policy());
     let max = user_with(&h.store, "max", 100).await;
     let id = h.studio.generate(&max, request()).await.unwrap();
-    let rid = h
-        .studio
-        .job(&id)
-        .await
-        .unwrap()
-        .provider_request_id
-        .unwrap();
+    let rid = request_id(&h.studio, &id).await;
     let poll = h.studio.policy().poll_interval;
 
     // Still queued at the provider: nothing changes but the next check.
@@ -619,13 +599,7 @@ async fn subscribers_see_each_change_and_the_stream_ends() {
     let h = harness(vec![sim.clone()], policy());
     let nia = user_with(&h.store, "nia", 100).await;
     let id = h.studio.generate(&nia, request()).await.unwrap();
-    let rid = h
-        .studio
-        .job(&id)
-        .await
-        .unwrap()
-        .provider_request_id
-        .unwrap();
+    let rid = request_id(&h.studio, &id).await;
     let mut events = h.studio.subscribe(&id).await.unwrap();
 
     let studio = h.studio.clone();
@@ -753,7 +727,7 @@ async fn a_failing_media_store_is_retried_then_refunds() {
     });
     let quinn = user_with(&store, "quinn", 100).await;
     let id = studio.generate(&quinn, request()).await.unwrap();
-    let rid = studio.job(&id).await.unwrap().provider_request_id.unwrap();
+    let rid = request_id(&studio, &id).await;
     studio
         .handle_webhook(
             &"sim".into(),
@@ -778,13 +752,7 @@ async fn run_polls_until_shutdown() {
     let h = harness(vec![sim.clone()], policy());
     let ray = user_with(&h.store, "ray", 100).await;
     let id = h.studio.generate(&ray, request()).await.unwrap();
-    let rid = h
-        .studio
-        .job(&id)
-        .await
-        .unwrap()
-        .provider_request_id
-        .unwrap();
+    let rid = request_id(&h.studio, &id).await;
     sim.set_status(
         &rid,
         ProviderStatus::Succeeded {
@@ -876,22 +844,10 @@ async fn a_subscriber_that_misses_events_still_sees_the_end() {
 
     // The watched job finishes, then another job floods the event buffer (1024) before the
     // subscriber reads again: the watched job's events are gone from it.
-    let rid = h
-        .studio
-        .job(&watched)
-        .await
-        .unwrap()
-        .provider_request_id
-        .unwrap();
+    let rid = request_id(&h.studio, &watched).await;
     let done = sim.succeeded(&rid, "https://cdn.example/s.mp4");
     h.studio.handle_webhook(&"sim".into(), &done).await.unwrap();
-    let busy_rid = h
-        .studio
-        .job(&busy)
-        .await
-        .unwrap()
-        .provider_request_id
-        .unwrap();
+    let busy_rid = request_id(&h.studio, &busy).await;
     for i in 0..1100u32 {
         let p = ProviderStatus::Running {
             progress: Some((i % 100) as u8),
@@ -922,13 +878,7 @@ async fn a_late_webhook_for_an_earlier_attempt_changes_nothing() {
     let h = harness(vec![sim.clone()], policy());
     let tia = user_with(&h.store, "tia", 100).await;
     let id = h.studio.generate(&tia, request()).await.unwrap();
-    let first = h
-        .studio
-        .job(&id)
-        .await
-        .unwrap()
-        .provider_request_id
-        .unwrap();
+    let first = request_id(&h.studio, &id).await;
 
     // The poll sees the first attempt fail; the worker resubmits after the back-off.
     sim.set_status(
@@ -995,7 +945,7 @@ async fn a_long_copy_into_media_storage_is_not_started_twice() {
     });
     let uma = user_with(&store, "uma", 100).await;
     let id = studio.generate(&uma, request()).await.unwrap();
-    let rid = studio.job(&id).await.unwrap().provider_request_id.unwrap();
+    let rid = request_id(&studio, &id).await;
     let delivery = sim.succeeded(&rid, "https://cdn.example/big.mp4");
     let copying = tokio::spawn({
         let studio = studio.clone();
