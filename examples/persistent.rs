@@ -42,7 +42,10 @@ async fn main() -> Result<(), jilo::Error> {
         .unwrap_or_default();
     let delivery = provider.succeeded(&request_id, "https://cdn.example/terraces.mp4");
     let outcome = studio.handle_webhook(&"sim".into(), &delivery).await?;
-    println!("job {job}: {}", outcome.state);
+    println!("job {job}: {} (webhook answered)", outcome.state);
+    // A worker copies the video into storage and settles; a host runs `studio.run(shutdown)`.
+    studio.tick().await?;
+    println!("job {job}: {}", studio.job(&job).await?.state);
 
     println!("balance: {:?}", studio.balance(&user).await?);
     for j in studio.jobs_for_user(&user, 10).await? {

@@ -43,6 +43,20 @@ async fn main() -> Result<(), jilo::Error> {
         studio.balance(&user).await?.held
     );
 
+    // A worker: stores finished videos, polls, retries, times out. A host runs it beside its
+    // HTTP server; webhooks only record what happened and leave the slow work to it.
+    let (stop_worker, stopped) = tokio::sync::oneshot::channel::<()>();
+    let worker = {
+        let studio = studio.clone();
+        tokio::spawn(async move {
+            studio
+                .run(async {
+                    let _ = stopped.await;
+                })
+                .await
+        })
+    };
+
     // Follow the job as a host's SSE endpoint would.
     let mut events = studio.subscribe(&job).await?;
     let request_id = studio
@@ -77,6 +91,8 @@ async fn main() -> Result<(), jilo::Error> {
     if let Ok(outcome) = driver.await {
         outcome?;
     }
+    let _ = stop_worker.send(());
+    let _ = worker.await;
     let finished = studio.job(&job).await?;
     println!(
         "video: {}",

@@ -43,8 +43,17 @@ pub enum ErrorKind {
     Protocol,
     /// The thing asked for does not exist.
     NotFound,
-    /// The request lost a race or does not fit the current state.
-    Conflict,
+    /// Another writer changed the record first (a compare-and-set saw another version):
+    /// read it again and retry.
+    LostRace,
+    /// The record to create exists already (a job id, a delivery, an idempotency key).
+    AlreadyExists,
+    /// The record's state does not allow the request (cancel a storing job, settle a hold
+    /// that was refunded); retrying the same call cannot help.
+    NotAllowed,
+    /// A paid call was sent but its answer was lost (timed out or cut off after the request
+    /// left): the service may have accepted it. Reconcile before sending it again.
+    OutcomeUnknown,
     /// A store failed.
     Storage,
 }
@@ -142,11 +151,36 @@ pub enum Error {
         /// The id looked up.
         id: String,
     },
-    /// The request lost a race (a compare-and-set saw another version) or does not fit the state.
-    #[error("conflict: {reason}")]
-    Conflict {
-        /// What conflicted.
+    /// Another writer changed the record first; read it again and retry.
+    #[error("lost a race: {reason}")]
+    LostRace {
+        /// What changed under the caller.
         reason: String,
+    },
+    /// The record to create exists already.
+    #[error("{entity} {id} already exists")]
+    AlreadyExists {
+        /// What was created: `job`, `delivery`, `hold`, …
+        entity: &'static str,
+        /// Its id.
+        id: String,
+    },
+    /// The record's state does not allow the request.
+    #[error("not allowed: {reason}")]
+    NotAllowed {
+        /// Why, in words a user can read.
+        reason: String,
+    },
+    /// A paid call left but its answer was lost: the service may have accepted it.
+    #[error("{service}: the outcome of the call is unknown: {reason}")]
+    OutcomeUnknown {
+        /// The service (provider id).
+        service: String,
+        /// What cut the call off.
+        reason: String,
+        /// The transport's error.
+        #[source]
+        source: Option<BoxError>,
     },
     /// The service asked us to slow down.
     #[error("{service} rate limited{}{}", retry_after.map(|d| format!(", retry after {}s", d.as_secs())).unwrap_or_default(), http_suffix(response))]
@@ -222,7 +256,10 @@ impl Error {
             Error::InvalidInput { .. } => ErrorKind::InvalidInput,
             Error::Moderation { .. } => ErrorKind::Moderation,
             Error::NotFound { .. } => ErrorKind::NotFound,
-            Error::Conflict { .. } => ErrorKind::Conflict,
+            Error::LostRace { .. } => ErrorKind::LostRace,
+            Error::AlreadyExists { .. } => ErrorKind::AlreadyExists,
+            Error::NotAllowed { .. } => ErrorKind::NotAllowed,
+            Error::OutcomeUnknown { .. } => ErrorKind::OutcomeUnknown,
             Error::RateLimited { .. } => ErrorKind::RateLimited,
             Error::ProviderOutOfFunds { .. } => ErrorKind::ProviderOutOfFunds,
             Error::Unauthorized { .. } => ErrorKind::Unauthorized,
@@ -233,12 +270,16 @@ impl Error {
         }
     }
 
-    /// Whether the same call may succeed later: rate limits, outages, time-outs and
-    /// transient storage failures. A paid submit is still never re-sent blindly: the Studio
-    /// reconciles by status first.
+    /// Whether the same call may succeed later: rate limits, outages, time-outs, lost
+    /// compare-and-set races and transient storage failures. A paid submit is still never
+    /// re-sent blindly: a time-out or [`Error::OutcomeUnknown`] of a submit is reconciled
+    /// first (see [`crate::FailureClass::Unknown`]).
     pub fn is_retryable(&self) -> bool {
         match self {
-            Error::RateLimited { .. } | Error::Unavailable { .. } | Error::Timeout { .. } => true,
+            Error::RateLimited { .. }
+            | Error::Unavailable { .. }
+            | Error::Timeout { .. }
+            | Error::LostRace { .. } => true,
             Error::Storage { retryable, .. } => *retryable,
             _ => false,
         }
@@ -268,9 +309,24 @@ impl Error {
         }
     }
 
-    /// Shorthand for [`Error::Conflict`].
-    pub fn conflict(reason: impl Into<String>) -> Self {
-        Error::Conflict {
+    /// Shorthand for [`Error::LostRace`].
+    pub fn lost_race(reason: impl Into<String>) -> Self {
+        Error::LostRace {
+            reason: reason.into(),
+        }
+    }
+
+    /// Shorthand for [`Error::AlreadyExists`].
+    pub fn already_exists(entity: &'static str, id: impl fmt::Display) -> Self {
+        Error::AlreadyExists {
+            entity,
+            id: id.to_string(),
+        }
+    }
+
+    /// Shorthand for [`Error::NotAllowed`].
+    pub fn not_allowed(reason: impl Into<String>) -> Self {
+        Error::NotAllowed {
             reason: reason.into(),
         }
     }

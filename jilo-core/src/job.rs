@@ -110,8 +110,25 @@ pub struct StoredVideo {
     pub content_type: Option<String>,
 }
 
+/// A submission written to the store before its call: which attempt, to which provider of
+/// the route, since when. It stays on the job until the call's outcome is written; a job found
+/// with one after its lease expired (a crash mid-call) or after an unknown outcome is
+/// reconciled, never resubmitted blindly.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingSubmit {
+    /// The attempt, 1-based.
+    pub attempt: u32,
+    /// The provider's index in the job's route.
+    pub provider_index: usize,
+    /// When the attempt was written, just before the call.
+    pub since: Timestamp,
+}
+
 /// A durable generation job: the request, the route of providers, the lifecycle counters the
 /// state machine reads, and the worker's scheduling fields.
+///
+/// Stores keep it as a document; fields added in later versions carry `#[serde(default)]`,
+/// so a job written by an earlier version still reads.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Job {
     /// The job's id; also the id of its credit hold.
@@ -134,6 +151,9 @@ pub struct Job {
     pub provider_request_id: Option<String>,
     /// Submissions made so far (never above the attempt limit).
     pub attempts: u32,
+    /// The submission in flight or whose outcome is unknown, if any.
+    #[serde(default)]
+    pub pending_submit: Option<PendingSubmit>,
     /// Tries to copy the finished video into media storage.
     pub store_attempts: u32,
     /// 0 to 100.
@@ -167,6 +187,13 @@ impl Job {
     /// The provider currently in use.
     pub fn provider(&self) -> Option<&ProviderId> {
         self.route.get(self.provider_index)
+    }
+
+    /// The key of the submission in flight, if one is.
+    pub fn pending_key(&self) -> Option<crate::traits::SubmissionKey> {
+        self.pending_submit
+            .as_ref()
+            .map(|p| crate::traits::SubmissionKey::new(self.id.clone(), p.attempt))
     }
 
     /// Checks that a reservation is this job's hold: same job id, user and credits. Stores call
@@ -236,7 +263,9 @@ pub fn broadcast_events(rx: broadcast::Receiver<JobEvent>) -> BoxStream<'static,
 ///
 /// The credit side of a transition travels with it: `end_hold` settles or refunds the job's
 /// hold and `grant` adds credits (the free retry) in the same transaction as the job write, so a
-/// crash can never leave a terminal job with an open hold, nor end a hold twice.
+/// crash can never leave a terminal job with an open hold, nor end a hold twice. So does the
+/// webhook delivery that caused it: the delivery is remembered only if the transition commits,
+/// so a failed write leaves the provider's retry to apply it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct JobUpdate {
     /// The version the writer read.
@@ -245,11 +274,15 @@ pub struct JobUpdate {
     pub expected_state: JobState,
     /// The new contents (its `version` field is ignored and set by the store).
     pub job: Job,
-    /// End the job's hold this way ([`HoldState::Settled`] or [`HoldState::Refunded`]);
-    /// an already ended hold is left as it is.
+    /// End the job's hold this way ([`HoldState::Settled`] or [`HoldState::Refunded`]).
+    /// A hold already ended the same way is left as it is; one ended the other way refuses the
+    /// whole update with [`Error::NotAllowed`].
     pub end_hold: Option<HoldState>,
     /// Credits to grant with the transition (idempotent by its key).
     pub grant: Option<Grant>,
+    /// The webhook delivery this transition applies, remembered in the same write; a delivery
+    /// seen before refuses the whole update with [`Error::AlreadyExists`].
+    pub delivery: Option<DeliveryRecord>,
 }
 
 impl JobUpdate {
@@ -261,8 +294,21 @@ impl JobUpdate {
             job,
             end_hold: None,
             grant: None,
+            delivery: None,
         }
     }
+}
+
+/// A worker's renewal of its lease on a job while a long effect (a video copy) runs. It
+/// changes only the lease, not the job's version.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeaseRenewal {
+    /// The job.
+    pub job: JobId,
+    /// The worker that holds the lease.
+    pub worker: String,
+    /// The new end of the lease.
+    pub until: Timestamp,
 }
 
 /// A worker's request for jobs that need attention.

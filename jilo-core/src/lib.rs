@@ -36,10 +36,13 @@
 //!     .await?;
 //! assert_eq!(studio.balance(&alice).await?.held, 15);
 //!
-//! // The provider finishes and calls the webhook; the Studio stores the video and settles.
+//! // The provider finishes and calls the webhook: the Studio records it and answers at once.
 //! let request_id = studio.job(&job).await?.provider_request_id.unwrap();
 //! let delivery = provider.succeeded(&request_id, "https://cdn.example/fox.mp4");
-//! studio.handle_webhook(&"sim".into(), &delivery).await?;
+//! assert_eq!(studio.handle_webhook(&"sim".into(), &delivery).await?.state, JobState::Storing);
+//!
+//! // A worker (`studio.run(shutdown)` in a host) stores the video and settles the hold.
+//! studio.tick().await?;
 //!
 //! assert_eq!(studio.job(&job).await?.state, JobState::Completed);
 //! let balance = studio.balance(&alice).await?;
@@ -82,7 +85,8 @@ pub use creative::{MetadataBrief, MetadataSuggestion, PromptBrief, ViralAnalysis
 pub use error::{Error, ErrorKind, HttpFailure, Result};
 pub use ids::{JobId, ProviderId, Timestamp, UserId};
 pub use job::{
-    ClaimRequest, DeliveryOutcome, DeliveryRecord, Job, JobEvent, JobState, JobUpdate, StoredVideo,
+    ClaimRequest, DeliveryOutcome, DeliveryRecord, Job, JobEvent, JobState, JobUpdate,
+    LeaseRenewal, PendingSubmit, StoredVideo,
 };
 pub use ledger::{
     Balance, CreditHold, Grant, GrantOutcome, GrantReason, HoldOutcome, HoldState, LedgerEntry,
@@ -99,8 +103,8 @@ pub use studio::{Studio, StudioBuilder, TickReport, WebhookOutcome};
 pub use traits::{
     CancelOutcome, CreativeModel, FailureClass, JobStore, MediaStore, ModerationVerdict, Moderator,
     Notifier, ProgressReporter, ProviderBalance, ProviderStatus, ProviderVideo, Publisher,
-    QuotaStore, StatusQuery, Submission, SubmitRequest, TrendSource, VideoProvider, VideoToStore,
-    WebhookDelivery, WebhookEvent,
+    QuotaStore, StatusQuery, Submission, SubmissionKey, SubmissionSearch, SubmitRequest,
+    TrendSource, VideoProvider, VideoToStore, WebhookDelivery, WebhookEvent,
 };
 pub use trend::{Platform, TrendQuery, TrendingVideo};
 pub use video::{AspectRatio, ModelPrice, ModelSpec, StyleOptions, VideoRequest};

@@ -2,13 +2,23 @@
 //! next lifecycle and the effects the Studio must perform. No I/O, no clock.
 //!
 //! ```text
-//! Queued ──Accepted──▶ Submitted ──Progress──▶ Running ──Succeeded──▶ Storing ──Stored──▶ Completed
-//!   retryable failure: back to Queued and RetryLater, resubmitted on Resume, up to the attempt limit
-//!   out of funds / key rejected: fail over to the next provider now, alert the admin
+//! Queued ──Resume: Submit──▶ (attempt written) ──Accepted──▶ Submitted ──Progress──▶ Running
+//!   Running/Submitted ──Succeeded──▶ Storing ──Resume: Store──▶ ──Stored──▶ Completed (settle)
+//!   retryable failure known not to have reached the provider: Queued, RetryLater
+//!   unknown outcome (time-out after sending, crash mid-call): Queued with the attempt pending,
+//!     ReconcileLater; Resume then Reconciles (webhook or provider lookup) and resubmits only on
+//!     SubmissionLost
+//!   out of funds / key rejected: next provider, ResumeNow, alert the admin
 //!   attempts exhausted, no next provider, or a permanent failure: Failed, refund
 //!   DeadlinePassed before a result: TimedOut, settle (no refund), one free retry granted
-//!   CancelRequested: Cancelled; refund unless the provider had started (Running: settle)
+//!   CancelRequested (queued, nothing at a provider) or CancelConfirmed (the provider stopped
+//!     the request): Cancelled, refund
 //! ```
+//! Effects that call a service (`Submit`, `Reconcile`, `Poll`, `Store`) come only from
+//! [`Input::Resume`]; other inputs that need one next ask for [`Effect::ResumeNow`]. So a
+//! transition made inside a webhook request can leave the slow work to a worker, and every
+//! paid submit is preceded by the write of its attempt.
+//!
 //! Terminal states absorb every input: the step is not applied and has no effects.
 
 use serde::{Deserialize, Serialize};
@@ -27,6 +37,9 @@ pub struct Lifecycle {
     pub provider_index: usize,
     /// Tries to store the finished video.
     pub store_attempts: u32,
+    /// Whether the last attempt was written but its outcome is not known yet (in flight, cut
+    /// off, or its process died mid-call).
+    pub pending_submit: bool,
 }
 
 impl Lifecycle {
@@ -37,6 +50,7 @@ impl Lifecycle {
             attempts: 0,
             provider_index: 0,
             store_attempts: 0,
+            pending_submit: false,
         }
     }
 }
@@ -60,13 +74,15 @@ pub struct Limits {
 /// What happened to a job.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Input {
-    /// A worker (or `generate`) takes up the job: submit when queued, poll when at the
-    /// provider, store when storing.
+    /// A worker (or `generate`) takes up the job: submit (or reconcile a pending attempt)
+    /// when queued, poll when at the provider, store when storing.
     Resume,
-    /// The provider accepted the submission.
+    /// The provider accepted the pending submission.
     Accepted,
-    /// The submission failed.
+    /// The pending submission failed this way.
     SubmitFailed(FailureClass),
+    /// Reconciling found the pending submission never reached the provider.
+    SubmissionLost,
     /// The provider reports queue position or progress.
     Progress,
     /// The provider delivered the video.
@@ -79,20 +95,29 @@ pub enum Input {
     StoreFailed,
     /// The deadline passed.
     DeadlinePassed,
-    /// The user asked to cancel.
+    /// The user asked to cancel a job that nothing is running for at a provider.
     CancelRequested,
+    /// The provider confirmed it stopped the request and will not bill it.
+    CancelConfirmed,
 }
 
 /// What the Studio must do after a step.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Effect {
-    /// Submit to the provider at this route index now.
+    /// Submit to the provider at this route index now (its attempt is written first).
     Submit {
         /// Route index.
         provider_index: usize,
     },
+    /// Find out what became of the pending submission: ask the provider where it can, else
+    /// keep waiting for its webhook.
+    Reconcile,
+    /// Resume the job at once (a worker does, when the step was made in a webhook request).
+    ResumeNow,
     /// Look again after a back-off (schedule the next `Resume`).
     RetryLater,
+    /// Look again after the grace window a lost answer's webhook is waited for.
+    ReconcileLater,
     /// Ask the provider for the status.
     Poll,
     /// Copy the video into media storage.
@@ -115,6 +140,16 @@ pub enum Effect {
         /// Route index.
         provider_index: usize,
     },
+}
+
+impl Effect {
+    /// Whether the effect calls a service and so holds the job's lease while it runs.
+    pub fn calls_service(self) -> bool {
+        matches!(
+            self,
+            Effect::Submit { .. } | Effect::Reconcile | Effect::Poll | Effect::Store
+        )
+    }
 }
 
 /// The result of one step.
@@ -155,12 +190,16 @@ pub fn step(current: &Lifecycle, input: Input, limits: &Limits) -> Step {
     }
     let mut next = *current;
     match (state, input) {
+        (Queued, Input::Resume) if current.pending_submit => {
+            Step::to(next, vec![Effect::Reconcile])
+        }
         (Queued, Input::Resume) => {
             if current.attempts >= limits.max_attempts {
                 next.state = Failed;
                 return Step::to(next, vec![Effect::Refund]);
             }
             next.attempts += 1;
+            next.pending_submit = true;
             Step::to(
                 next,
                 vec![Effect::Submit {
@@ -177,20 +216,31 @@ pub fn step(current: &Lifecycle, input: Input, limits: &Limits) -> Step {
             next.store_attempts += 1;
             Step::to(next, vec![Effect::Store])
         }
-        (Queued, Input::Accepted) => {
+        (Queued, Input::Accepted) if current.pending_submit => {
             next.state = Submitted;
+            next.pending_submit = false;
             Step::to(next, Vec::new())
         }
-        (Queued, Input::SubmitFailed(class))
-        | (Submitted | Running, Input::ProviderFailed(class)) => failure(current, class, limits),
+        (Queued, Input::SubmitFailed(FailureClass::Unknown)) if current.pending_submit => {
+            Step::to(next, vec![Effect::ReconcileLater])
+        }
+        (Queued, Input::SubmitFailed(class)) if current.pending_submit => {
+            next.pending_submit = false;
+            failure(&next, class, limits)
+        }
+        (Queued, Input::SubmissionLost) if current.pending_submit => {
+            next.pending_submit = false;
+            Step::to(next, vec![Effect::ResumeNow])
+        }
+        (Submitted | Running, Input::ProviderFailed(class)) => failure(current, class, limits),
         (Submitted | Running, Input::Progress) => {
             next.state = Running;
             Step::to(next, Vec::new())
         }
         (Submitted | Running, Input::Succeeded) => {
             next.state = Storing;
-            next.store_attempts = 1;
-            Step::to(next, vec![Effect::Store])
+            next.store_attempts = 0;
+            Step::to(next, vec![Effect::ResumeNow])
         }
         (Storing, Input::Stored) => {
             next.state = Completed;
@@ -199,6 +249,7 @@ pub fn step(current: &Lifecycle, input: Input, limits: &Limits) -> Step {
         (Storing, Input::StoreFailed) => Step::to(next, vec![Effect::RetryLater]),
         (Queued, Input::DeadlinePassed) => {
             next.state = TimedOut;
+            next.pending_submit = false;
             Step::to(next, vec![Effect::Settle, Effect::GrantFreeRetry])
         }
         (Submitted | Running, Input::DeadlinePassed) => {
@@ -212,28 +263,30 @@ pub fn step(current: &Lifecycle, input: Input, limits: &Limits) -> Step {
                 ],
             )
         }
-        (Queued, Input::CancelRequested) => {
+        (Queued, Input::CancelRequested) if !current.pending_submit => {
             next.state = Cancelled;
             Step::to(next, vec![Effect::Refund])
         }
-        (Submitted, Input::CancelRequested) => {
+        (Submitted | Running, Input::CancelConfirmed) => {
             next.state = Cancelled;
-            Step::to(next, vec![Effect::CancelAtProvider, Effect::Refund])
-        }
-        (Running, Input::CancelRequested) => {
-            next.state = Cancelled;
-            Step::to(next, vec![Effect::CancelAtProvider, Effect::Settle])
+            Step::to(next, vec![Effect::Refund])
         }
         _ => Step::ignored(current),
     }
 }
 
+/// A failure of the request at the provider (from a submit or a status): back to the queue,
+/// to the next provider, or failed.
 fn failure(current: &Lifecycle, class: FailureClass, limits: &Limits) -> Step {
     let mut next = *current;
     next.state = JobState::Queued;
+    next.pending_submit = false;
     let exhausted = current.attempts >= limits.max_attempts;
     match class {
-        FailureClass::Retryable if !exhausted => Step::to(next, vec![Effect::RetryLater]),
+        // A request the provider reports failed is over: an unknown class there is retryable.
+        FailureClass::Retryable | FailureClass::Unknown if !exhausted => {
+            Step::to(next, vec![Effect::RetryLater])
+        }
         FailureClass::OutOfFunds | FailureClass::KeyRejected => {
             let alert = if class == FailureClass::OutOfFunds {
                 Effect::AlertOutOfFunds {
@@ -247,16 +300,7 @@ fn failure(current: &Lifecycle, class: FailureClass, limits: &Limits) -> Step {
             let next_provider = current.provider_index + 1;
             if next_provider < limits.providers && !exhausted {
                 next.provider_index = next_provider;
-                next.attempts += 1;
-                Step::to(
-                    next,
-                    vec![
-                        alert,
-                        Effect::Submit {
-                            provider_index: next_provider,
-                        },
-                    ],
-                )
+                Step::to(next, vec![alert, Effect::ResumeNow])
             } else {
                 next.state = JobState::Failed;
                 Step::to(next, vec![alert, Effect::Refund])
@@ -297,6 +341,7 @@ mod tests {
             Input::Progress,
             Input::Progress,
             Input::Succeeded,
+            Input::Resume,
             Input::Stored,
         ]);
         assert_eq!(l.state, JobState::Completed);
@@ -304,6 +349,7 @@ mod tests {
             effects,
             vec![
                 Effect::Submit { provider_index: 0 },
+                Effect::ResumeNow,
                 Effect::Store,
                 Effect::Settle
             ]
@@ -335,19 +381,57 @@ mod tests {
     }
 
     #[test]
+    fn an_unknown_outcome_is_reconciled_never_resubmitted_blindly() {
+        let unknown = Input::SubmitFailed(FailureClass::Unknown);
+        let (l, effects) = run(&[Input::Resume, unknown]);
+        assert_eq!(
+            (l.state, l.attempts, l.pending_submit),
+            (JobState::Queued, 1, true)
+        );
+        assert_eq!(effects.last(), Some(&Effect::ReconcileLater));
+        // A worker (or the restarted process) resumes: it reconciles, it does not submit.
+        let s = step(&l, Input::Resume, &LIMITS);
+        assert_eq!(s.effects, vec![Effect::Reconcile]);
+        assert_eq!(s.next.attempts, 1);
+        // Found at the provider (or its webhook came): the same attempt goes on.
+        let found = step(&l, Input::Accepted, &LIMITS);
+        assert_eq!(
+            (found.next.state, found.next.pending_submit),
+            (JobState::Submitted, false)
+        );
+        assert_eq!(found.next.attempts, 1);
+        // Known lost: only then the next attempt.
+        let lost = step(&l, Input::SubmissionLost, &LIMITS);
+        assert_eq!(lost.effects, vec![Effect::ResumeNow]);
+        let again = step(&lost.next, Input::Resume, &LIMITS);
+        assert_eq!(again.effects, vec![Effect::Submit { provider_index: 0 }]);
+        assert_eq!(again.next.attempts, 2);
+        // Without a pending attempt, answers about one are out of place.
+        let fresh = Lifecycle::new();
+        for input in [Input::Accepted, Input::SubmissionLost, unknown] {
+            assert!(!step(&fresh, input, &LIMITS).applied, "{input:?}");
+        }
+    }
+
+    #[test]
     fn out_of_funds_fails_over_and_alerts() {
         let (l, effects) = run(&[Input::Resume, Input::SubmitFailed(FailureClass::OutOfFunds)]);
-        assert_eq!(l.provider_index, 1);
-        assert_eq!(l.attempts, 2);
+        assert_eq!((l.provider_index, l.attempts), (1, 1));
         assert_eq!(
             effects,
             vec![
                 Effect::Submit { provider_index: 0 },
                 Effect::AlertOutOfFunds { provider_index: 0 },
-                Effect::Submit { provider_index: 1 }
+                Effect::ResumeNow
             ]
         );
-        let s = step(&l, Input::SubmitFailed(FailureClass::KeyRejected), &LIMITS);
+        let s = step(&l, Input::Resume, &LIMITS);
+        assert_eq!(s.effects, vec![Effect::Submit { provider_index: 1 }]);
+        let s = step(
+            &s.next,
+            Input::SubmitFailed(FailureClass::KeyRejected),
+            &LIMITS,
+        );
         assert_eq!(s.next.state, JobState::Failed);
         assert_eq!(
             s.effects,
@@ -370,18 +454,23 @@ mod tests {
     }
 
     #[test]
-    fn cancel_refunds_only_before_the_provider_starts() {
-        let (_, e) = run(&[Input::Resume, Input::Accepted, Input::CancelRequested]);
-        assert!(e.contains(&Effect::Refund));
-        let (_, e) = run(&[
-            Input::Resume,
-            Input::Accepted,
-            Input::Progress,
-            Input::CancelRequested,
-        ]);
-        assert!(e.contains(&Effect::Settle) && !e.contains(&Effect::Refund));
-        let (l, _) = run(&[Input::Resume, Input::Accepted, Input::Succeeded]);
+    fn cancel_refunds_only_when_nothing_runs_or_the_provider_stopped() {
+        let (l, e) = run(&[Input::CancelRequested]);
+        assert_eq!(l.state, JobState::Cancelled);
+        assert_eq!(e, vec![Effect::Refund]);
+        // A submission in flight or in doubt: a plain cancel cannot know; it does not apply.
+        let (l, _) = run(&[Input::Resume]);
         assert!(!step(&l, Input::CancelRequested, &LIMITS).applied);
+        // At the provider, only the provider's confirmation cancels (and refunds).
+        let (l, _) = run(&[Input::Resume, Input::Accepted, Input::Progress]);
+        assert!(!step(&l, Input::CancelRequested, &LIMITS).applied);
+        let s = step(&l, Input::CancelConfirmed, &LIMITS);
+        assert_eq!(
+            (s.next.state, s.effects),
+            (JobState::Cancelled, vec![Effect::Refund])
+        );
+        let (l, _) = run(&[Input::Resume, Input::Accepted, Input::Succeeded]);
+        assert!(!step(&l, Input::CancelConfirmed, &LIMITS).applied);
     }
 
     #[test]
@@ -390,6 +479,7 @@ mod tests {
             Input::Resume,
             Input::Accepted,
             Input::Succeeded,
+            Input::Resume,
             Input::StoreFailed,
             Input::Resume,
             Input::StoreFailed,
@@ -400,5 +490,43 @@ mod tests {
         assert_eq!(l.state, JobState::Failed);
         assert_eq!(e.iter().filter(|x| **x == Effect::Store).count(), 3);
         assert_eq!(e.last(), Some(&Effect::Refund));
+    }
+
+    #[test]
+    fn service_calls_come_only_from_resume() {
+        let inputs = [
+            Input::Resume,
+            Input::Accepted,
+            Input::SubmitFailed(FailureClass::Retryable),
+            Input::SubmitFailed(FailureClass::OutOfFunds),
+            Input::SubmitFailed(FailureClass::Unknown),
+            Input::SubmissionLost,
+            Input::Progress,
+            Input::Succeeded,
+            Input::ProviderFailed(FailureClass::KeyRejected),
+            Input::Stored,
+            Input::StoreFailed,
+            Input::DeadlinePassed,
+            Input::CancelRequested,
+            Input::CancelConfirmed,
+        ];
+        for state in JobState::ALL {
+            for pending_submit in [false, true] {
+                let l = Lifecycle {
+                    state,
+                    attempts: 1,
+                    pending_submit,
+                    ..Lifecycle::new()
+                };
+                for input in inputs.into_iter().filter(|i| *i != Input::Resume) {
+                    let s = step(&l, input, &LIMITS);
+                    assert!(
+                        !s.effects.iter().any(|e| e.calls_service()),
+                        "{state:?} {input:?} calls a service: {:?}",
+                        s.effects
+                    );
+                }
+            }
+        }
     }
 }

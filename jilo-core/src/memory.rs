@@ -13,7 +13,9 @@ use tokio::sync::broadcast;
 
 use crate::error::{Error, Result};
 use crate::ids::{JobId, ProviderId, Timestamp, UserId};
-use crate::job::{ClaimRequest, DeliveryOutcome, DeliveryRecord, Job, JobEvent, JobUpdate};
+use crate::job::{
+    ClaimRequest, DeliveryOutcome, DeliveryRecord, Job, JobEvent, JobUpdate, LeaseRenewal,
+};
 use crate::ledger::{
     check_amount, Balance, CreditHold, Grant, GrantOutcome, HoldOutcome, HoldState, LedgerEntry,
     LedgerEntryKind, Reservation,
@@ -74,7 +76,7 @@ impl State {
     fn reserve(&mut self, r: &Reservation) -> Result<CreditHold> {
         check_amount(r.credits)?;
         if self.holds.contains_key(&r.job) {
-            return Err(Error::conflict(format!("job {} already has a hold", r.job)));
+            return Err(Error::already_exists("hold", &r.job));
         }
         let balance = self
             .balances
@@ -121,7 +123,31 @@ impl State {
         Ok(hold)
     }
 
+    /// Checks a hold can end `to`: it exists, and is held or already ended the same way.
+    fn check_end(&self, job: &JobId, to: HoldState) -> Result<()> {
+        if to == HoldState::Held {
+            return Err(Error::invalid(
+                "end_hold",
+                "a hold ends as settled or refunded",
+            ));
+        }
+        let row = self
+            .holds
+            .get(job)
+            .ok_or_else(|| Error::not_found("hold", job))?;
+        match row.hold.state {
+            HoldState::Held => Ok(()),
+            s if s == to => Ok(()),
+            s => Err(Error::not_allowed(format!(
+                "the hold of job {job} was already {}; it cannot be {} too",
+                s.as_str(),
+                to.as_str()
+            ))),
+        }
+    }
+
     fn end_hold(&mut self, job: &JobId, to: HoldState, at: Timestamp) -> Result<HoldOutcome> {
+        self.check_end(job, to)?;
         let row = self
             .holds
             .get_mut(job)
@@ -198,18 +224,6 @@ impl QuotaStore for InMemoryStore {
         Ok(self.lock().grant(grant))
     }
 
-    async fn reserve(&self, reservation: &Reservation) -> Result<CreditHold> {
-        self.lock().reserve(reservation)
-    }
-
-    async fn settle(&self, job: &JobId, at: Timestamp) -> Result<HoldOutcome> {
-        self.lock().end_hold(job, HoldState::Settled, at)
-    }
-
-    async fn refund(&self, job: &JobId, at: Timestamp) -> Result<HoldOutcome> {
-        self.lock().end_hold(job, HoldState::Refunded, at)
-    }
-
     async fn hold(&self, job: &JobId) -> Result<CreditHold> {
         self.lock()
             .holds
@@ -246,7 +260,7 @@ impl JobStore for InMemoryStore {
         let stored = {
             let mut s = self.lock();
             if s.jobs.contains_key(&job.id) {
-                return Err(Error::conflict(format!("job {} already exists", job.id)));
+                return Err(Error::already_exists("job", &job.id));
             }
             let taken = s.reserve(hold)?;
             let mut stored = job.clone();
@@ -279,7 +293,7 @@ impl JobStore for InMemoryStore {
                 .ok_or_else(|| Error::not_found("job", &update.job.id))?;
             if current.version != update.expected_version || current.state != update.expected_state
             {
-                return Err(Error::conflict(format!(
+                return Err(Error::lost_race(format!(
                     "job {} is at version {} ({}), not {} ({})",
                     current.id,
                     current.version,
@@ -288,11 +302,8 @@ impl JobStore for InMemoryStore {
                     update.expected_state
                 )));
             }
-            if update.end_hold == Some(HoldState::Held) {
-                return Err(Error::invalid(
-                    "end_hold",
-                    "a hold ends as settled or refunded",
-                ));
+            if let Some(to) = update.end_hold {
+                s.check_end(&update.job.id, to)?;
             }
             if let Some(g) = &update.grant {
                 check_amount(g.credits)?;
@@ -300,10 +311,18 @@ impl JobStore for InMemoryStore {
                     return Err(Error::not_found("user", &g.user));
                 }
             }
-            if update.end_hold.is_some() && !s.holds.contains_key(&update.job.id) {
-                return Err(Error::not_found("hold", &update.job.id));
+            if let Some(d) = &update.delivery {
+                if s.deliveries
+                    .contains(&(d.provider.clone(), d.delivery_id.clone()))
+                {
+                    return Err(Error::already_exists("delivery", &d.delivery_id));
+                }
             }
-            // Checks done: the hold, the grant and the job change together.
+            // Checks done: the hold, the grant, the delivery and the job change together.
+            if let Some(d) = &update.delivery {
+                s.deliveries
+                    .insert((d.provider.clone(), d.delivery_id.clone()));
+            }
             if let Some(to) = update.end_hold {
                 s.end_hold(&update.job.id, to, update.job.updated_at)?;
             }
@@ -390,6 +409,19 @@ impl JobStore for InMemoryStore {
                 j.clone()
             })
             .collect())
+    }
+
+    async fn renew_lease(&self, renewal: &LeaseRenewal) -> Result<bool> {
+        let mut s = self.lock();
+        let job = s
+            .jobs
+            .get_mut(&renewal.job)
+            .ok_or_else(|| Error::not_found("job", &renewal.job))?;
+        if job.state.is_terminal() || job.lease_owner.as_deref() != Some(renewal.worker.as_str()) {
+            return Ok(false);
+        }
+        job.lease_until = Some(renewal.until);
+        Ok(true)
     }
 
     async fn watch(&self) -> Result<BoxStream<'static, JobEvent>> {

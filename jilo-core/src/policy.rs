@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::ids::ProviderId;
+use crate::traits::SubmissionKey;
 use crate::video::ModelSpec;
 
 /// What a generation costs in credits, per model and duration.
@@ -87,13 +88,20 @@ pub struct Policy {
     pub retry_backoff: Backoff,
     /// How often [`crate::Studio::run`] ticks.
     pub tick_interval: Duration,
-    /// How long a worker's claim on a job holds.
+    /// How long a worker's claim on a job holds. While an effect runs (a submit, a poll, a
+    /// video copy of any length) the worker renews it every third of this, so a live worker
+    /// keeps its job and a dead one's job is resumed this long after it died.
     pub lease: Duration,
-    /// How long the claim holds while a finished video is copied into media storage, which
-    /// can take far longer than a provider call; a crash mid-copy is resumed after it.
-    pub storing_lease: Duration,
     /// How many due jobs one `tick` takes at most.
     pub claim_batch: usize,
+    /// How many claimed jobs one process works on at once (submits, polls and video copies);
+    /// a slow copy takes one place and leaves the others to the rest.
+    pub worker_concurrency: usize,
+    /// After a submit whose answer was lost (or a crash mid-submit), how long to wait for the
+    /// attempt's webhook before asking the provider about it
+    /// ([`crate::VideoProvider::find_submission`]); without an answer either way the job waits
+    /// for the webhook until its deadline, never resubmitting an attempt that may be running.
+    pub submit_grace: Duration,
     /// Credits per model and duration.
     pub pricing: Pricing,
     /// Provider ids in failover order; providers not named keep their registration order after
@@ -105,8 +113,10 @@ pub struct Policy {
     pub alert_cooldown: Duration,
     /// A provider found out of funds or with a rejected key is skipped for new jobs this long.
     pub provider_cooldown: Duration,
-    /// The base URL webhooks are delivered to; the provider id is appended as a path segment
-    /// (`https://host/webhooks` → `https://host/webhooks/fal`). `None`: poll only.
+    /// The base URL webhooks are delivered to; the provider id, the job and the attempt are
+    /// appended as path segments (`https://host/webhooks` →
+    /// `https://host/webhooks/fal/{job}/{attempt}`), so a delivery whose request id the Studio
+    /// never learned still names its job. `None`: poll only.
     pub webhook_base_url: Option<String>,
 }
 
@@ -123,8 +133,9 @@ impl Default for Policy {
             },
             tick_interval: Duration::from_secs(1),
             lease: Duration::from_secs(60),
-            storing_lease: Duration::from_secs(15 * 60),
             claim_batch: 32,
+            worker_concurrency: 8,
+            submit_grace: Duration::from_secs(60),
             pricing: Pricing::default(),
             failover_order: Vec::new(),
             daily_generation_cap: None,
@@ -136,11 +147,20 @@ impl Default for Policy {
 }
 
 impl Policy {
-    /// The webhook URL for one provider, when webhooks are on.
-    pub fn webhook_url(&self, provider: &ProviderId) -> Option<String> {
-        self.webhook_base_url
-            .as_ref()
-            .map(|base| format!("{}/{}", base.trim_end_matches('/'), provider))
+    /// The webhook URL of one submission, when webhooks are on:
+    /// `{base}/{provider}/{job}/{attempt}`. A host routes `{base}/{provider}/{job}/{attempt}`
+    /// to [`crate::Studio::handle_webhook`] with the delivery's
+    /// [`crate::WebhookDelivery::submission`] set from the last two segments.
+    pub fn webhook_url(&self, provider: &ProviderId, key: &SubmissionKey) -> Option<String> {
+        self.webhook_base_url.as_ref().map(|base| {
+            format!(
+                "{}/{}/{}/{}",
+                base.trim_end_matches('/'),
+                provider,
+                key.job,
+                key.attempt
+            )
+        })
     }
 }
 
@@ -189,15 +209,30 @@ mod tests {
     }
 
     #[test]
-    fn webhook_urls_append_the_provider() {
+    fn webhook_urls_name_the_provider_job_and_attempt() {
         let p = Policy {
             webhook_base_url: Some("https://h.example/hooks/".into()),
             ..Policy::default()
         };
+        let key = SubmissionKey::new("j-1".into(), 2);
+        let url = p.webhook_url(&ProviderId::new("fal"), &key);
+        assert_eq!(url.as_deref(), Some("https://h.example/hooks/fal/j-1/2"));
+        let tail: Vec<&str> = url
+            .as_deref()
+            .unwrap_or_default()
+            .rsplit('/')
+            .take(2)
+            .collect();
         assert_eq!(
-            p.webhook_url(&ProviderId::new("fal")).as_deref(),
-            Some("https://h.example/hooks/fal")
+            SubmissionKey::from_route(tail[1], tail[0]).ok(),
+            Some(key.clone())
         );
-        assert_eq!(Policy::default().webhook_url(&ProviderId::new("fal")), None);
+        assert_eq!(
+            Policy::default().webhook_url(&ProviderId::new("fal"), &key),
+            None
+        );
+        assert!(SubmissionKey::from_route("j-1", "0").is_err());
+        assert!(SubmissionKey::from_route("", "1").is_err());
+        assert!(SubmissionKey::from_route("j-1", "x").is_err());
     }
 }

@@ -147,10 +147,15 @@ async fn happy_path_by_webhook_stores_and_settles() {
         (40, Some("generating frames"))
     );
 
+    // The webhook stores the transition and returns; the copy and the settle are a worker's.
     let done = sim.succeeded(&rid, "https://cdn.example/fox.mp4");
     let out = h.studio.handle_webhook(&"sim".into(), &done).await.unwrap();
-    assert_eq!(out.state, JobState::Completed);
+    assert_eq!(out.state, JobState::Storing);
+    assert_eq!(h.store.hold(&job_id).await.unwrap().state, HoldState::Held);
+    let report = h.studio.tick().await.unwrap();
+    assert_eq!((report.claimed, report.advanced), (1, 1));
     let job = h.studio.job(&job_id).await.unwrap();
+    assert_eq!(job.state, JobState::Completed);
     assert_eq!(
         job.output.as_ref().map(|o| o.location.as_str()),
         Some("https://cdn.example/fox.mp4")
@@ -331,7 +336,11 @@ async fn out_of_funds_fails_over_with_one_alert_for_many_jobs() {
             )
             .await
             .unwrap();
-        assert_eq!(out.state, JobState::Completed);
+        assert_eq!(out.state, JobState::Storing);
+    }
+    assert_eq!(h.studio.tick().await.unwrap().advanced, 5);
+    for id in &jobs {
+        assert_eq!(h.studio.job(id).await.unwrap().state, JobState::Completed);
     }
     let alerts = h.notifier.alerts();
     assert_eq!(
@@ -432,11 +441,12 @@ async fn deadline_times_out_without_refund_and_grants_one_free_retry() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn cancel_refunds_before_the_provider_starts_and_not_after() {
+async fn cancel_refunds_only_when_the_provider_stops() {
     let sim = Arc::new(SimProvider::new("sim"));
     let h = harness(vec![sim.clone()], policy());
     let ivan = user_with(&h.store, "ivan", 100).await;
 
+    // Queued at the provider: it stops the request, the user is refunded.
     let early = h.studio.generate(&ivan, request()).await.unwrap();
     let rid = request_id(&h.studio, &early).await;
     let job = h.studio.cancel(&ivan, &early).await.unwrap();
@@ -447,6 +457,8 @@ async fn cancel_refunds_before_the_provider_starts_and_not_after() {
         HoldState::Refunded
     );
 
+    // Running: the provider answers too late, so it will finish and bill. The cancel is
+    // refused, nothing is refunded, and the user gets (and pays for) the video.
     let late = h.studio.generate(&ivan, request()).await.unwrap();
     let rid = request_id(&h.studio, &late).await;
     let running = sim.webhook(
@@ -460,7 +472,20 @@ async fn cancel_refunds_before_the_provider_starts_and_not_after() {
         .handle_webhook(&"sim".into(), &running)
         .await
         .unwrap();
-    h.studio.cancel(&ivan, &late).await.unwrap();
+    match h.studio.cancel(&ivan, &late).await {
+        Err(Error::NotAllowed { reason }) => assert!(reason.contains("bill"), "{reason}"),
+        other => panic!("a cancel the provider refuses must be NotAllowed, got {other:?}"),
+    }
+    assert_eq!(sim.cancels().len(), 2, "the provider was asked");
+    assert_eq!(h.store.hold(&late).await.unwrap().state, HoldState::Held);
+    assert_eq!(h.studio.job(&late).await.unwrap().state, JobState::Running);
+    let done = sim.succeeded(&rid, "https://cdn.example/late.mp4");
+    h.studio.handle_webhook(&"sim".into(), &done).await.unwrap();
+    h.studio.tick().await.unwrap();
+    assert_eq!(
+        h.studio.job(&late).await.unwrap().state,
+        JobState::Completed
+    );
     assert_eq!(h.store.hold(&late).await.unwrap().state, HoldState::Settled);
 
     let b = h.studio.balance(&ivan).await.unwrap();
@@ -468,8 +493,8 @@ async fn cancel_refunds_before_the_provider_starts_and_not_after() {
 
     // Finished jobs cannot be cancelled, and other users' jobs are not found.
     match h.studio.cancel(&ivan, &late).await {
-        Err(Error::Conflict { .. }) => {}
-        other => panic!("cancelling a finished job must conflict, got {other:?}"),
+        Err(Error::NotAllowed { .. }) => {}
+        other => panic!("cancelling a finished job must be NotAllowed, got {other:?}"),
     }
     let judy = user_with(&h.store, "judy", 100).await;
     let hers = h.studio.generate(&judy, request()).await.unwrap();
@@ -490,8 +515,44 @@ async fn the_same_webhook_twice_is_one_transition() {
     let kim = user_with(&h.store, "kim", 100).await;
     let id = h.studio.generate(&kim, request()).await.unwrap();
     let rid = request_id(&h.studio, &id).await;
-    let delivery = sim.succeeded(&rid, "https://cdn.example/a.mp4");
+    let mut events = h.studio.subscribe(&id).await.unwrap();
+    assert_eq!(events.next().await.unwrap().state, JobState::Submitted);
 
+    // A progress delivery twice, and the same progress again under a new delivery id: one
+    // transition, one event.
+    let progress = ProviderStatus::Running {
+        progress: Some(30),
+        stage: None,
+    };
+    let running = sim.webhook(&rid, progress.clone());
+    let first = h
+        .studio
+        .handle_webhook(&"sim".into(), &running)
+        .await
+        .unwrap();
+    let version = h.studio.job(&id).await.unwrap().version;
+    let again = h
+        .studio
+        .handle_webhook(&"sim".into(), &running)
+        .await
+        .unwrap();
+    let resent = sim.webhook(&rid, progress);
+    let same = h
+        .studio
+        .handle_webhook(&"sim".into(), &resent)
+        .await
+        .unwrap();
+    assert!(first.applied && !first.duplicate);
+    assert!(again.duplicate && !again.applied);
+    assert!(!same.applied && !same.duplicate);
+    assert_eq!(h.studio.job(&id).await.unwrap().version, version);
+    let running_event = events.next().await.unwrap();
+    assert_eq!(
+        (running_event.state, running_event.version),
+        (JobState::Running, version)
+    );
+
+    let delivery = sim.succeeded(&rid, "https://cdn.example/a.mp4");
     let first = h
         .studio
         .handle_webhook(&"sim".into(), &delivery)
@@ -506,6 +567,13 @@ async fn the_same_webhook_twice_is_one_transition() {
     assert!(first.applied && !first.duplicate);
     assert!(second.duplicate && !second.applied);
     assert_eq!(h.studio.job(&id).await.unwrap().version, version);
+    h.studio.tick().await.unwrap();
+    let seen: Vec<(JobState, u64)> = events.map(|e| (e.state, e.version)).collect().await;
+    assert_eq!(
+        seen.iter().map(|s| s.0).collect::<Vec<_>>(),
+        [JobState::Storing, JobState::Storing, JobState::Completed],
+        "one event per transition: {seen:?}"
+    );
     assert_eq!(
         ledger_kinds(&h.store.history(&kim).await.unwrap()),
         ["grant", "hold", "settle"]
@@ -617,6 +685,7 @@ async fn subscribers_see_each_change_and_the_stream_ends() {
         }
         let d = sim2.succeeded(&rid, "https://cdn.example/n.mp4");
         studio.handle_webhook(&"sim".into(), &d).await.unwrap();
+        studio.tick().await.unwrap();
     });
     let mut seen = Vec::new();
     while let Some(e) = events.next().await {
@@ -735,6 +804,7 @@ async fn a_failing_media_store_is_retried_then_refunds() {
         )
         .await
         .unwrap();
+    studio.tick().await.unwrap();
     let job = studio.job(&id).await.unwrap();
     assert_eq!(job.state, JobState::Storing);
     assert!(job.failure.unwrap().contains("disk full"));
@@ -847,6 +917,7 @@ async fn a_subscriber_that_misses_events_still_sees_the_end() {
     let rid = request_id(&h.studio, &watched).await;
     let done = sim.succeeded(&rid, "https://cdn.example/s.mp4");
     h.studio.handle_webhook(&"sim".into(), &done).await.unwrap();
+    h.studio.tick().await.unwrap();
     let busy_rid = request_id(&h.studio, &busy).await;
     for i in 0..1100u32 {
         let p = ProviderStatus::Running {
@@ -908,7 +979,9 @@ async fn a_late_webhook_for_an_earlier_attempt_changes_nothing() {
     // The current attempt still completes normally.
     let done = sim.succeeded(&second, "https://cdn.example/second.mp4");
     let out = h.studio.handle_webhook(&"sim".into(), &done).await.unwrap();
-    assert_eq!(out.state, JobState::Completed);
+    assert_eq!(out.state, JobState::Storing);
+    h.studio.tick().await.unwrap();
+    assert_eq!(h.studio.job(&id).await.unwrap().state, JobState::Completed);
     assert_eq!(
         h.studio.job(&id).await.unwrap().video_url.as_deref(),
         Some("https://cdn.example/second.mp4")
@@ -934,31 +1007,69 @@ impl jilo_core::MediaStore for SlowMedia {
     }
 }
 
+/// A webhook handled while the copy into media storage is slow returns before the copy
+/// ends; the copy runs once, in a worker that renews its lease, while another worker on the
+/// same store finds nothing to take; the job completes.
 #[tokio::test(start_paused = true)]
-async fn a_long_copy_into_media_storage_is_not_started_twice() {
+async fn a_slow_copy_runs_once_in_a_worker_not_in_the_webhook() {
     let sim = Arc::new(SimProvider::new("sim"));
     let media = Arc::new(SlowMedia {
         calls: std::sync::atomic::AtomicUsize::new(0),
     });
     let Harness { studio, store, .. } = harness_with(vec![sim.clone()], policy(), |b| {
-        b.media_store(media.clone())
+        b.media_store(media.clone()).worker_name("worker-a")
     });
+    let other = Studio::builder()
+        .provider(sim.clone())
+        .store(store.clone())
+        .media_store(media.clone())
+        .clock(Arc::new(TokioClock::new()))
+        .policy(policy())
+        .worker_name("worker-b")
+        .build()
+        .unwrap();
     let uma = user_with(&store, "uma", 100).await;
     let id = studio.generate(&uma, request()).await.unwrap();
     let rid = request_id(&studio, &id).await;
+
+    let started = tokio::time::Instant::now();
     let delivery = sim.succeeded(&rid, "https://cdn.example/big.mp4");
-    let copying = tokio::spawn({
-        let studio = studio.clone();
-        async move { studio.handle_webhook(&"sim".into(), &delivery).await }
-    });
-    tokio::time::sleep(Duration::from_secs(2 * 60)).await;
-    assert_eq!(studio.job(&id).await.unwrap().state, JobState::Storing);
-    assert_eq!(
-        studio.tick().await.unwrap().claimed,
-        0,
-        "the copy still holds the job"
+    let out = studio
+        .handle_webhook(&"sim".into(), &delivery)
+        .await
+        .unwrap();
+    assert_eq!(out.state, JobState::Storing);
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "the webhook did not wait"
     );
-    let out = copying.await.unwrap().unwrap();
-    assert_eq!(out.state, JobState::Completed);
+    assert_eq!(media.calls.load(std::sync::atomic::Ordering::SeqCst), 0);
+
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let worker = tokio::spawn({
+        let studio = studio.clone();
+        async move {
+            studio
+                .run(async {
+                    let _ = stopped.await;
+                })
+                .await
+        }
+    });
+    // Well past the 60 s lease: the copying worker renewed it, so the other finds nothing.
+    for _ in 0..4 {
+        tokio::time::sleep(Duration::from_secs(61)).await;
+        assert_eq!(studio.job(&id).await.unwrap().state, JobState::Storing);
+        assert_eq!(
+            other.tick().await.unwrap().claimed,
+            0,
+            "the copy still holds the job"
+        );
+    }
+    tokio::time::sleep(Duration::from_secs(2 * 60)).await;
+    assert_eq!(studio.job(&id).await.unwrap().state, JobState::Completed);
+    assert_eq!(store.hold(&id).await.unwrap().state, HoldState::Settled);
     assert_eq!(media.calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+    stop.send(()).unwrap();
+    worker.await.unwrap();
 }

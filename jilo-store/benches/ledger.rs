@@ -1,5 +1,7 @@
-//! Reserve + settle per second on each backend at 1 and 32 concurrent callers, beside the
-//! same SQL run raw through sqlx's typed drivers in the same run: the floor jilo can't beat.
+//! A job's credit life per second (create the job with its hold, then the transition that
+//! completes it and settles the hold) on each backend at 1 and 32 concurrent callers, beside
+//! the same SQL run raw through sqlx's typed drivers in the same run: the floor jilo can't
+//! beat.
 //!
 //! `cargo bench -p jilo-store --features sqlite,postgres --bench ledger`
 //! (Postgres: `JILO_TEST_POSTGRES_URL`, else the local server; skipped when unreachable.)
@@ -9,7 +11,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use jilo_core::{Grant, JobId, QuotaStore, Reservation, Timestamp, UserId};
+use jilo_core::testing::take_hold;
+use jilo_core::{Grant, HoldState, JobState, JobStore, JobUpdate, QuotaStore, Timestamp, UserId};
 use jilo_store::{SqlStore, SqlStoreOptions, StoreUrl};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
@@ -59,24 +62,23 @@ async fn jilo_run(store: Arc<SqlStore>, callers: usize) -> f64 {
         let store = store.clone();
         let user = UserId::new(format!("bench-{run}-{c}"));
         async move {
-            let job = JobId::random();
-            let r = Reservation {
-                user,
-                job: job.clone(),
-                credits: 1,
-                at,
-                daily_cap: None,
-            };
-            store.reserve(&r).await.unwrap();
-            store.settle(&job, at).await.unwrap();
+            // The job as the Studio holds it after creating it: no read before the transition.
+            let (mut job, _) = take_hold(&*store, &user, 1, at, None).await.unwrap();
+            job.version = 1;
+            let mut done = job.clone();
+            done.state = JobState::Completed;
+            let mut update = JobUpdate::new(&job, done);
+            update.end_hold = Some(HoldState::Settled);
+            store.update(&update).await.unwrap();
         }
     })
     .await
 }
 
-/// The same statements jilo runs for a reserve and a settle, on a typed pool.
+/// The same statements jilo runs to create a job with its hold and to complete it, on a typed
+/// pool (`$notify`: Postgres also queues the job event).
 macro_rules! raw_run {
-    ($pool:expr, $callers:expr, $begin:expr) => {{
+    ($pool:expr, $callers:expr, $begin:expr, $notify:expr) => {{
         let pool = $pool;
         let run = uuid::Uuid::new_v4().simple().to_string();
         for c in 0..$callers {
@@ -91,8 +93,16 @@ macro_rules! raw_run {
             let pool = pool.clone();
             let user = format!("raw-{run}-{c}");
             async move {
-                let job = JobId::random().to_string();
+                let mut record = jilo_core::testing::sample_job(&UserId::new(user.clone()), 1, Timestamp::from_millis(0));
+                record.next_check_at = None;
+                let job = record.id.to_string();
+                let doc = serde_json::to_string(&record).unwrap();
                 let mut tx = pool.begin_with($begin).await.unwrap();
+                let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM jilo_jobs WHERE id = $1")
+                    .bind(&job).fetch_optional(&mut *tx).await.unwrap();
+                assert!(exists.is_none());
+                sqlx::query("INSERT INTO jilo_jobs (id, user_id, state, version, provider, provider_request_id, created_ms, deadline_ms, next_check_ms, lease_owner, lease_until_ms, doc) VALUES ($1, $2, 'queued', 1, 'sim', NULL, 0, 0, NULL, NULL, NULL, $3)")
+                    .bind(&job).bind(&user).bind(&doc).execute(&mut *tx).await.unwrap();
                 let n = sqlx::query("UPDATE jilo_accounts SET available = available - $2, held = held + $2 WHERE user_id = $1 AND available >= $2")
                     .bind(&user).bind(1_i64).execute(&mut *tx).await.unwrap().rows_affected();
                 assert_eq!(n, 1);
@@ -100,14 +110,23 @@ macro_rules! raw_run {
                     .bind(&job).bind(&user).bind(1_i64).execute(&mut *tx).await.unwrap();
                 sqlx::query("INSERT INTO jilo_ledger (user_id, kind, job_id, grant_key, reason, credits, at_ms) VALUES ($1, 'hold', $2, NULL, NULL, $3, 0)")
                     .bind(&user).bind(&job).bind(1_i64).execute(&mut *tx).await.unwrap();
+                if $notify {
+                    sqlx::query("SELECT pg_notify($1, $2)").bind("jilo_bench_events").bind(&doc).execute(&mut *tx).await.unwrap();
+                }
                 tx.commit().await.unwrap();
                 let mut tx = pool.begin_with($begin).await.unwrap();
+                let n = sqlx::query("UPDATE jilo_jobs SET state = 'completed', version = 2, provider = 'sim', provider_request_id = NULL, next_check_ms = NULL, lease_owner = NULL, lease_until_ms = NULL, deadline_ms = 0, doc = $1 WHERE id = $2 AND version = 1 AND state = 'queued'")
+                    .bind(&doc).bind(&job).execute(&mut *tx).await.unwrap().rows_affected();
+                assert_eq!(n, 1);
                 let (u, credits): (String, i64) = sqlx::query_as("UPDATE jilo_holds SET state = 'settled', ended_ms = 0 WHERE job_id = $1 AND state = 'held' RETURNING user_id, credits")
                     .bind(&job).fetch_one(&mut *tx).await.unwrap();
                 sqlx::query("UPDATE jilo_accounts SET held = held - $2, spent = spent + $2 WHERE user_id = $1")
                     .bind(&u).bind(credits).execute(&mut *tx).await.unwrap();
                 sqlx::query("INSERT INTO jilo_ledger (user_id, kind, job_id, grant_key, reason, credits, at_ms) VALUES ($1, 'settle', $2, NULL, NULL, $3, 0)")
                     .bind(&u).bind(&job).bind(credits).execute(&mut *tx).await.unwrap();
+                if $notify {
+                    sqlx::query("SELECT pg_notify($1, $2)").bind("jilo_bench_events").bind(&doc).execute(&mut *tx).await.unwrap();
+                }
                 tx.commit().await.unwrap();
             }
         })
@@ -148,7 +167,7 @@ async fn sqlite(callers: usize) {
     for _ in 0..2 {
         best.1 = best
             .1
-            .max(raw_run!(pool.clone(), callers, "BEGIN IMMEDIATE"));
+            .max(raw_run!(pool.clone(), callers, "BEGIN IMMEDIATE", false));
         best.0 = best.0.max(jilo_run(store.clone(), callers).await);
     }
     row("sqlite", callers, best.0, best.1);
@@ -181,7 +200,7 @@ async fn postgres(callers: usize) -> bool {
         .connect(&url)
         .await
         .unwrap();
-    let raw = raw_run!(pool.clone(), callers, "BEGIN");
+    let raw = raw_run!(pool.clone(), callers, "BEGIN", true);
     row("postgres", callers, jilo, raw);
     store.close().await;
     pool.close().await;
@@ -199,7 +218,7 @@ fn main() {
         .unwrap();
     rt.block_on(async {
         println!(
-            "reserve + settle per second, {}s per cell",
+            "job created with its hold + completed with its settle, per second, {}s per cell",
             RUN_FOR.as_secs()
         );
         println!("| backend  | callers |   jilo ops/s |    raw ops/s | of raw  |");

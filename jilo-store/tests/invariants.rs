@@ -7,7 +7,8 @@ mod common;
 
 use std::sync::Arc;
 
-use jilo_core::{Error, Grant, JobId, QuotaStore, Reservation, Timestamp, UserId};
+use jilo_core::testing::{end_hold, take_hold};
+use jilo_core::{Error, Grant, HoldState, QuotaStore, Timestamp, UserId};
 use jilo_store::{SqlStore, SqlStoreOptions, StoreUrl};
 
 /// A small deterministic generator, so a failure can be replayed from its seed.
@@ -62,22 +63,18 @@ async fn thousand_operations(url: &StoreUrl) {
                     let g = Grant::purchase(user, credits, &payment, at);
                     store.grant(&g).await.map(|_| ())
                 } else {
-                    let job = JobId::random();
-                    let r = Reservation {
-                        user,
-                        job: job.clone(),
-                        credits,
-                        at,
-                        daily_cap: None,
-                    };
-                    match store.reserve(&r).await {
-                        Ok(_) => {}
+                    let job = match take_hold(&*store, &user, credits, at, None).await {
+                        Ok((job, _)) => job.id,
                         Err(Error::Insufficient { .. }) => return Ok(()),
                         Err(e) => return Err(e),
-                    }
+                    };
                     match op {
-                        2..=5 => store.settle(&job, at).await.map(|_| ()),
-                        6..=8 => store.refund(&job, at).await.map(|_| ()),
+                        2..=5 => end_hold(&*store, &job, HoldState::Settled)
+                            .await
+                            .map(|_| ()),
+                        6..=8 => end_hold(&*store, &job, HoldState::Refunded)
+                            .await
+                            .map(|_| ()),
                         _ => Ok(()), // left held
                     }
                 }

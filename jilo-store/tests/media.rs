@@ -185,8 +185,15 @@ async fn the_studio_stores_the_video_before_settling() {
         .handle_webhook(&"sim".into(), &delivery)
         .await
         .unwrap();
-    assert_eq!(out.state, JobState::Completed);
+    assert_eq!(
+        out.state,
+        JobState::Storing,
+        "the webhook leaves the copy to a worker"
+    );
+    assert_eq!(studio.balance(&user).await.unwrap().held, 10);
+    studio.tick().await.unwrap();
     let done = studio.job(&job).await.unwrap();
+    assert_eq!(done.state, JobState::Completed);
     let output = done.output.unwrap();
     assert_eq!(std::fs::read(&output.location).unwrap(), body);
     assert_eq!(output.bytes, Some(body.len() as u64));

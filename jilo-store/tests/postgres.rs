@@ -108,13 +108,18 @@ async fn subscribers_see_transitions_made_by_another_process() {
         )
         .await
         .unwrap();
+    // The other process's worker copies the video and settles.
+    studio_there.tick().await.unwrap();
     let seen: Vec<JobState> = tokio::time::timeout(
         Duration::from_secs(10),
         events.map(|e| e.state).collect::<Vec<_>>(),
     )
     .await
     .expect("the stream ends after the terminal event");
-    assert_eq!(seen, [JobState::Storing, JobState::Completed]);
+    assert_eq!(
+        seen,
+        [JobState::Storing, JobState::Storing, JobState::Completed]
+    );
 
     // Many watchers of one store share one LISTEN connection.
     let mut watchers = Vec::new();

@@ -10,7 +10,10 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use futures::future::join_all;
-use jilo_core::{Error, Grant, JobId, QuotaStore, Reservation, Timestamp, UserId};
+use std::collections::HashSet;
+
+use jilo_core::testing::{end_hold, take_hold};
+use jilo_core::{Error, Grant, HoldState, JobId, QuotaStore, Timestamp, UserId};
 use jilo_store::StoreUrl;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
@@ -57,18 +60,7 @@ async fn reserve_25(url: &StoreUrl, user: &UserId) {
     let store = jilo_store::SqlStore::connect(url, options).await.unwrap();
     store.migrate().await.unwrap();
     let at = Timestamp::from_millis(0);
-    let results = join_all((0..25).map(|_| {
-        let r = Reservation {
-            user: user.clone(),
-            job: JobId::random(),
-            credits: 1,
-            at,
-            daily_cap: None,
-        };
-        let store = &store;
-        async move { store.reserve(&r).await }
-    }))
-    .await;
+    let results = join_all((0..25).map(|_| take_hold(&store, user, 1, at, None))).await;
     let accepted = results.iter().filter(|r| r.is_ok()).count();
     let insufficient = results
         .iter()
@@ -78,28 +70,22 @@ async fn reserve_25(url: &StoreUrl, user: &UserId) {
     println!("RESULT accepted={accepted} insufficient={insufficient}");
 }
 
-/// Child: reserve and settle or refund in a loop until killed, printing each committed hold.
+/// Child: hold and settle or refund in a loop until killed, printing each committed hold with
+/// the end it is about to get, and each committed end.
 async fn reserve_forever(url: &StoreUrl, user: &UserId) {
     let store = common::open(url).await;
     let at = Timestamp::from_millis(0);
     for i in 0u64.. {
-        let job = JobId::random();
-        let r = Reservation {
-            user: user.clone(),
-            job: job.clone(),
-            credits: 1 + (i % 3) as i64,
-            at,
-            daily_cap: None,
-        };
-        if store.reserve(&r).await.is_ok() {
-            println!("HELD {job}");
-            let ended = if i % 2 == 0 {
-                store.settle(&job, at).await
+        let credits = 1 + (i % 3) as i64;
+        if let Ok((job, _)) = take_hold(&store, user, credits, at, None).await {
+            let to = if i % 2 == 0 {
+                HoldState::Settled
             } else {
-                store.refund(&job, at).await
+                HoldState::Refunded
             };
-            if ended.is_ok() {
-                println!("ENDED {job}");
+            println!("HELD {} {}", job.id, to.as_str());
+            if end_hold(&store, &job.id, to).await.is_ok() {
+                println!("ENDED {}", job.id);
             }
         }
     }
@@ -189,53 +175,68 @@ async fn killed_mid_reservation(url: StoreUrl, test: &str) {
         .await
         .unwrap();
     let mut child = spawn_child(test, "reserve-forever", &url, &user);
-    // Lines may start with the harness's own words; find ours in them.
-    let strip = |line: &str| -> Option<String> {
-        line.find("HELD ").map(|i| line[i + 5..].trim().to_owned())
+    // Lines may start with the harness's own words; find ours in them. Each committed hold
+    // and the end it is to get; then whether that end committed.
+    let mut held: Vec<(JobId, HoldState)> = Vec::new();
+    let mut ended: HashSet<JobId> = HashSet::new();
+    let mut read = |line: &str| {
+        if let Some(i) = line.find("HELD ") {
+            let mut parts = line[i + 5..].split_whitespace();
+            let job = JobId::new(parts.next().unwrap_or_default());
+            let to = match parts.next() {
+                Some("settled") => HoldState::Settled,
+                _ => HoldState::Refunded,
+            };
+            held.push((job, to));
+        } else if let Some(i) = line.find("ENDED ") {
+            ended.insert(JobId::new(line[i + 6..].trim()));
+        }
     };
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut held = Vec::new();
-    let mut ended = 0;
     // Let it work, then kill it (SIGKILL) wherever it is.
     let deadline = tokio::time::Instant::now() + Duration::from_millis(1500);
     while tokio::time::Instant::now() < deadline {
         match tokio::time::timeout_at(deadline, lines.next_line()).await {
-            Ok(Ok(Some(line))) => {
-                if let Some(job) = strip(&line) {
-                    held.push(JobId::new(job));
-                } else if line.contains("ENDED ") {
-                    ended += 1;
-                }
-            }
+            Ok(Ok(Some(line))) => read(&line),
             _ => break,
         }
     }
     child.start_kill().unwrap();
     child.wait().await.unwrap();
     while let Ok(Some(line)) = lines.next_line().await {
-        if let Some(job) = strip(&line) {
-            held.push(JobId::new(job));
-        }
+        read(&line);
     }
+    let ended_count = ended.len();
+    let ended = ended;
     assert!(
         held.len() > 10,
         "the child made progress before it was killed ({} holds)",
         held.len()
     );
-    assert!(ended > 0);
+    assert!(ended_count > 0);
     eprintln!(
-        "killed the child after {} committed holds, {ended} ended",
+        "killed the child after {} committed holds, {ended_count} ended",
         held.len()
     );
 
-    // After a restart: every hold the child saw committed is there, none twice, and the
+    // After a restart: every hold the child saw committed is there in the state it last saw
+    // committed (an end it did not see commit may or may not have), none twice, and the
     // ledger invariant holds.
     let reopened = common::open(&url).await;
-    for job in &held {
-        reopened
+    for (job, to) in &held {
+        let hold = reopened
             .hold(job)
             .await
             .unwrap_or_else(|e| panic!("hold {job} was lost: {e}"));
+        if ended.contains(job) {
+            assert_eq!(hold.state, *to, "hold {job} ended as the child saw");
+        } else {
+            assert!(
+                hold.state == HoldState::Held || hold.state == *to,
+                "hold {job} is {:?}, neither held nor {to:?}",
+                hold.state
+            );
+        }
     }
     common::check_ledger(&reopened).await;
     let b = reopened.balance(&user).await.unwrap();

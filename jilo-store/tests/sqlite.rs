@@ -5,8 +5,9 @@ mod common;
 
 use std::sync::Arc;
 
+use jilo_core::testing::{end_hold, take_hold};
 use jilo_core::testing::{job_store_suite, quota_store_suite};
-use jilo_core::{Error, Grant, JobId, QuotaStore, Reservation, Timestamp, UserId};
+use jilo_core::{Error, Grant, HoldState, QuotaStore, Timestamp, UserId};
 use jilo_store::{SqlStore, SqlStoreOptions, StoreUrl};
 
 #[tokio::test]
@@ -103,20 +104,13 @@ async fn a_busy_database_is_waited_on() {
             };
             let user = users[i % users.len()].clone();
             tokio::spawn(async move {
-                let job = JobId::random();
-                s.reserve(&Reservation {
-                    user,
-                    job: job.clone(),
-                    credits: 1,
-                    at,
-                    daily_cap: None,
-                })
-                .await?;
-                if i % 3 == 0 {
-                    s.refund(&job, at).await?;
+                let (job, _) = take_hold(&*s, &user, 1, at, None).await?;
+                let to = if i % 3 == 0 {
+                    HoldState::Refunded
                 } else {
-                    s.settle(&job, at).await?;
-                }
+                    HoldState::Settled
+                };
+                end_hold(&*s, &job.id, to).await?;
                 Ok::<_, Error>(())
             })
         })

@@ -139,6 +139,12 @@ impl StudioBuilder {
         if self.policy.max_attempts == 0 {
             return Err(Error::invalid("max_attempts", "must be at least 1"));
         }
+        if self.policy.worker_concurrency == 0 {
+            return Err(Error::invalid("worker_concurrency", "must be at least 1"));
+        }
+        if self.policy.lease < std::time::Duration::from_millis(30) {
+            return Err(Error::invalid("lease", "must be at least 30 ms"));
+        }
         let mut seen = HashSet::new();
         for p in &self.providers {
             if !seen.insert(p.id()) {
@@ -191,6 +197,7 @@ impl StudioBuilder {
                 worker,
                 alerts: AlertGate::default(),
                 health: ProviderHealth::default(),
+                wake: tokio::sync::Notify::new(),
             }),
         })
     }

@@ -1,8 +1,10 @@
 //! Performing the state machine's steps: compare-and-set writes and the effects they call for.
 
+use std::future::Future;
+
 use crate::error::{Error, Result};
 use crate::ids::Timestamp;
-use crate::job::{Job, JobState, JobUpdate, StoredVideo};
+use crate::job::{DeliveryRecord, Job, JobState, JobUpdate, LeaseRenewal, PendingSubmit};
 use crate::ledger::{Grant, HoldState};
 use crate::machine::{self, Effect, Input, Lifecycle, Limits};
 use crate::traits::FailureClass;
@@ -12,12 +14,24 @@ use super::Inner;
 /// How many times a write is re-read and re-applied after losing a compare-and-set race.
 const CONFLICT_RETRIES: usize = 4;
 
+/// Where a job is driven from, which decides what may run inline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// A worker, `generate` or `cancel`: effects that call services run here, with the lease
+    /// renewed while they do.
+    Worker,
+    /// A webhook request: only the transition is written; anything that calls a service next
+    /// is left, due at once, to a worker, so the provider's HTTP request is answered fast.
+    Webhook,
+}
+
 /// What was learnt with an input, written into the job alongside the transition.
 #[derive(Clone, Debug)]
 pub(crate) enum Observation {
     Nothing,
     Accepted {
         request_id: String,
+        attempt: u32,
         webhook: bool,
     },
     Failure {
@@ -27,18 +41,24 @@ pub(crate) enum Observation {
         progress: Option<u8>,
         stage: Option<String>,
     },
+    /// The provider finished; its URL when it gave one (else storing fetches the result).
     Video {
-        url: String,
+        url: Option<String>,
     },
-    Stored(StoredVideo),
+    Stored {
+        stored: crate::job::StoredVideo,
+        video_url: String,
+    },
 }
 
 /// What to do after an effect that asked a service something.
 pub(crate) enum Follow {
     /// Feed this input back into the machine.
     Input(Input, Observation),
-    /// Nothing new: look again later.
+    /// Nothing new: look again at the normal interval.
     Reschedule,
+    /// Nothing new: look again at this time.
+    RescheduleAt(Timestamp),
 }
 
 /// The seed's progress stages, for providers that report a percentage without a stage.
@@ -56,7 +76,24 @@ fn lifecycle(job: &Job) -> Lifecycle {
         attempts: job.attempts,
         provider_index: job.provider_index,
         store_attempts: job.store_attempts,
+        pending_submit: job.pending_submit.is_some(),
     }
+}
+
+/// Whether two versions of a job differ in anything but bookkeeping (schedule, lease, time).
+fn same_record(a: &Job, b: &Job) -> bool {
+    a.state == b.state
+        && a.progress == b.progress
+        && a.stage == b.stage
+        && a.provider_request_id == b.provider_request_id
+        && a.attempts == b.attempts
+        && a.provider_index == b.provider_index
+        && a.store_attempts == b.store_attempts
+        && a.pending_submit == b.pending_submit
+        && a.video_url == b.video_url
+        && a.output == b.output
+        && a.failure == b.failure
+        && a.webhook == b.webhook
 }
 
 impl Inner {
@@ -74,19 +111,37 @@ impl Inner {
         job: Job,
         input: Input,
         observation: Observation,
+        mode: Mode,
+    ) -> Result<Job> {
+        self.drive_with(job, input, observation, mode, None).await
+    }
+
+    /// [`Inner::drive`], writing `delivery` with the first transition (the webhook's).
+    pub(crate) async fn drive_with(
+        &self,
+        job: Job,
+        input: Input,
+        observation: Observation,
+        mode: Mode,
+        delivery: Option<DeliveryRecord>,
     ) -> Result<Job> {
         let mut job = job;
         let mut input = input;
         let mut observation = observation;
+        let mut delivery = delivery;
         loop {
-            let Some((written, effects)) = self.apply(job.clone(), input, &observation).await?
-            else {
-                if input == Input::Accepted {
-                    // The job moved on (cancelled, timed out) while the provider accepted a
-                    // submission we can no longer record: stop it there.
-                    if let Observation::Accepted { request_id, .. } = &observation {
-                        self.cancel_orphan(&job, request_id).await;
+            let applied = self
+                .apply(job.clone(), input, &observation, mode, delivery.take())
+                .await?;
+            let Some((written, effects)) = applied else {
+                if let Observation::Accepted { request_id, .. } = &observation {
+                    let current = self.jobs.job(&job.id).await?;
+                    if current.provider_request_id.as_deref() != Some(request_id.as_str()) {
+                        // The job moved on (cancelled, timed out, another attempt) while the
+                        // provider accepted a submission we can no longer use: stop it there.
+                        self.cancel_orphan(&current, request_id).await;
                     }
+                    return Ok(current);
                 }
                 return self.jobs.job(&job.id).await;
             };
@@ -95,10 +150,20 @@ impl Inner {
             for effect in effects {
                 match effect {
                     Effect::Submit { provider_index } => {
-                        follow = Some(self.submit(&job, provider_index).await);
+                        follow = Some(self.leased(&job, self.submit(&job, provider_index)).await);
                     }
-                    Effect::Poll => follow = Some(self.poll(&job).await),
-                    Effect::Store => follow = Some(self.store_video(&job).await),
+                    Effect::Reconcile => {
+                        follow = Some(self.leased(&job, self.reconcile(&job)).await);
+                    }
+                    Effect::Poll => follow = Some(self.leased(&job, self.poll(&job)).await),
+                    Effect::Store => {
+                        follow = Some(self.leased(&job, self.store_video(&job)).await);
+                    }
+                    Effect::ResumeNow if mode == Mode::Worker => {
+                        follow = Some(Follow::Input(Input::Resume, Observation::Nothing));
+                    }
+                    // Written as due now by `schedule`; a worker takes it up.
+                    Effect::ResumeNow => self.wake.notify_one(),
                     Effect::CancelAtProvider => self.cancel_at_provider(&job).await,
                     Effect::AlertOutOfFunds { provider_index } => {
                         self.provider_alert(&job, provider_index, FailureClass::OutOfFunds)
@@ -112,7 +177,8 @@ impl Inner {
                     Effect::Settle
                     | Effect::Refund
                     | Effect::GrantFreeRetry
-                    | Effect::RetryLater => {}
+                    | Effect::RetryLater
+                    | Effect::ReconcileLater => {}
                 }
             }
             match follow {
@@ -120,21 +186,61 @@ impl Inner {
                     input = next_input;
                     observation = next_observation;
                 }
-                Some(Follow::Reschedule) => return self.reschedule(job).await,
+                Some(Follow::Reschedule) => return self.reschedule(job, None).await,
+                Some(Follow::RescheduleAt(at)) => return self.reschedule(job, Some(at)).await,
                 None => return Ok(job),
             }
         }
     }
 
+    /// Runs an effect while renewing the job's lease every third of [`crate::Policy::lease`],
+    /// so a slow effect keeps its job and no other worker starts it a second time.
+    async fn leased<T>(&self, job: &Job, effect: impl Future<Output = T>) -> T {
+        let every = self.policy.lease / 3;
+        let renew = async {
+            loop {
+                tokio::time::sleep(every).await;
+                let renewal = LeaseRenewal {
+                    job: job.id.clone(),
+                    worker: self.worker.clone(),
+                    until: self.clock.now().plus(self.policy.lease),
+                };
+                match self.jobs.renew_lease(&renewal).await {
+                    Ok(true) => tracing::debug!(job = %job.id, "lease renewed"),
+                    Ok(false) => {
+                        tracing::warn!(job = %job.id, "the job's lease was lost during an effect");
+                        std::future::pending::<()>().await;
+                    }
+                    Err(e) => tracing::warn!(job = %job.id, error = %e, "renewing a lease failed"),
+                }
+            }
+        };
+        tokio::pin!(effect);
+        tokio::pin!(renew);
+        tokio::select! {
+            biased;
+            out = &mut effect => out,
+            () = &mut renew => effect.await,
+        }
+    }
+
     /// One step and its compare-and-set write, re-read and re-applied when another writer won.
-    /// `None` when the input does not apply to the job's state.
+    /// `None` when the input does not apply to the job's state (or changes nothing).
     async fn apply(
         &self,
         mut job: Job,
         input: Input,
         observation: &Observation,
+        mode: Mode,
+        delivery: Option<DeliveryRecord>,
     ) -> Result<Option<(Job, Vec<Effect>)>> {
         for _ in 0..CONFLICT_RETRIES {
+            if let Observation::Accepted { attempt, .. } = observation {
+                if job.pending_submit.as_ref().map(|p| p.attempt) != Some(*attempt) {
+                    tracing::debug!(attempt, "acceptance of an attempt the job no longer awaits");
+                    return Ok(None);
+                }
+            }
             let step = machine::step(&lifecycle(&job), input, &self.limits(&job));
             if !step.applied {
                 tracing::debug!(?input, state = %job.state, "input absorbed");
@@ -146,10 +252,27 @@ impl Inner {
             next.attempts = step.next.attempts;
             next.provider_index = step.next.provider_index;
             next.store_attempts = step.next.store_attempts;
+            next.pending_submit = match (step.next.pending_submit, &job.pending_submit) {
+                (false, _) => None,
+                (true, Some(p)) if p.attempt == step.next.attempts => Some(p.clone()),
+                (true, _) => Some(PendingSubmit {
+                    attempt: step.next.attempts,
+                    provider_index: step.next.provider_index,
+                    since: now,
+                }),
+            };
             next.updated_at = now;
             observe(&mut next, input, observation, &self.policy.deadline);
-            self.schedule(&mut next, &step.effects, now);
+            if step.effects.contains(&Effect::Reconcile) {
+                next.stage = Some("confirming the submission".to_owned());
+            }
+            if step.effects.is_empty() && same_record(&job, &next) {
+                tracing::debug!(?input, state = %job.state, "input changes nothing");
+                return Ok(None);
+            }
+            self.schedule(&mut next, &step.effects, now, mode);
             let mut update = JobUpdate::new(&job, next);
+            update.delivery = delivery.clone();
             for effect in &step.effects {
                 match effect {
                     Effect::Settle => update.end_hold = Some(HoldState::Settled),
@@ -177,66 +300,92 @@ impl Inner {
                     );
                     return Ok(Some((written, step.effects)));
                 }
-                Err(Error::Conflict { .. }) => {
+                Err(Error::LostRace { .. }) => {
                     tracing::debug!(job = %job.id, "lost a compare-and-set race; re-reading");
                     job = self.jobs.job(&job.id).await?;
+                    let leased_elsewhere = job.lease_owner.as_deref() != Some(&self.worker)
+                        && job
+                            .lease_until
+                            .is_some_and(|until| until > self.clock.now());
+                    if input == Input::Resume && leased_elsewhere {
+                        // Another worker has taken the job up meanwhile; it is theirs now.
+                        return Ok(None);
+                    }
                 }
                 Err(e) => return Err(e),
             }
         }
-        Err(Error::conflict(format!(
+        Err(Error::lost_race(format!(
             "job {} kept changing under {CONFLICT_RETRIES} tries",
             job.id
         )))
     }
 
     /// Sets when the job is next looked at and who holds it while an effect is in flight.
-    fn schedule(&self, job: &mut Job, effects: &[Effect], now: Timestamp) {
+    fn schedule(&self, job: &mut Job, effects: &[Effect], now: Timestamp, mode: Mode) {
         let policy = &self.policy;
-        let in_flight = effects
-            .iter()
-            .any(|e| matches!(e, Effect::Submit { .. } | Effect::Store | Effect::Poll));
+        let in_flight = effects.iter().any(|e| e.calls_service())
+            || (mode == Mode::Worker && effects.contains(&Effect::ResumeNow));
         if job.state.is_terminal() {
             job.next_check_at = None;
             job.lease_owner = None;
             job.lease_until = None;
         } else if in_flight {
-            // If this process dies mid-call, another worker resumes once the lease expires.
-            // Copying a video can take long, so it holds the job longer.
-            let lease = if effects.contains(&Effect::Store) {
-                policy.storing_lease.max(policy.lease)
-            } else {
-                policy.lease
-            };
-            let until = now.plus(lease);
+            // If this process dies mid-call, another worker resumes once the lease expires;
+            // while the call runs, the lease is renewed.
+            let until = now.plus(policy.lease);
             job.next_check_at = Some(until);
             job.lease_owner = Some(self.worker.clone());
             job.lease_until = Some(until);
         } else {
-            let wait = if effects.contains(&Effect::RetryLater) {
-                policy
-                    .retry_backoff
-                    .delay(job.attempts.max(job.store_attempts))
-            } else if job.webhook {
-                policy.webhook_backstop
+            job.next_check_at = Some(if effects.contains(&Effect::ResumeNow) {
+                now
+            } else if effects.contains(&Effect::RetryLater) {
+                now.plus(
+                    policy
+                        .retry_backoff
+                        .delay(job.attempts.max(job.store_attempts)),
+                )
             } else {
-                policy.poll_interval
-            };
-            job.next_check_at = Some(now.plus(wait));
+                now.plus(self.wait_interval(job))
+            });
             job.lease_owner = None;
             job.lease_until = None;
         }
     }
 
+    /// How long a resting job waits before a worker looks again.
+    fn wait_interval(&self, job: &Job) -> std::time::Duration {
+        let policy = &self.policy;
+        if let Some(p) = &job.pending_submit {
+            // A lost answer: wait out the grace window for its webhook, then look again at
+            // the polling interval.
+            let grace_end = p.since.plus(policy.submit_grace);
+            let now = self.clock.now();
+            if grace_end > now {
+                return grace_end.since(now);
+            }
+            return policy.poll_interval;
+        }
+        if job.webhook {
+            policy.webhook_backstop
+        } else {
+            policy.poll_interval
+        }
+    }
+
     /// Writes only the schedule: nothing new from the provider, look again later.
-    async fn reschedule(&self, job: Job) -> Result<Job> {
+    async fn reschedule(&self, job: Job, at: Option<Timestamp>) -> Result<Job> {
         let now = self.clock.now();
         let mut next = job.clone();
-        self.schedule(&mut next, &[], now);
+        self.schedule(&mut next, &[], now, Mode::Webhook);
+        if let Some(at) = at {
+            next.next_check_at = Some(at);
+        }
         match self.jobs.update(&JobUpdate::new(&job, next)).await {
             Ok(written) => Ok(written),
             // Someone else moved the job meanwhile; their write stands.
-            Err(Error::Conflict { .. }) => self.jobs.job(&job.id).await,
+            Err(Error::LostRace { .. }) => self.jobs.job(&job.id).await,
             Err(e) => Err(e),
         }
     }
@@ -248,6 +397,7 @@ fn observe(job: &mut Job, input: Input, observation: &Observation, deadline: &st
         Observation::Accepted {
             request_id,
             webhook,
+            ..
         } => {
             job.provider_request_id = Some(request_id.clone());
             job.webhook = *webhook;
@@ -261,12 +411,13 @@ fn observe(job: &mut Job, input: Input, observation: &Observation, deadline: &st
             job.stage = Some(stage.clone().unwrap_or_else(|| stage_for(p).to_owned()));
         }
         Observation::Video { url } => {
-            job.video_url = Some(url.clone());
+            job.video_url = url.clone();
             job.progress = 100;
             job.stage = Some("storing".to_owned());
         }
-        Observation::Stored(stored) => {
+        Observation::Stored { stored, video_url } => {
             job.output = Some(stored.clone());
+            job.video_url = Some(video_url.clone());
             job.stage = Some("completed".to_owned());
         }
         Observation::Nothing => {}
@@ -278,17 +429,26 @@ fn observe(job: &mut Job, input: Input, observation: &Observation, deadline: &st
                 deadline.as_secs() / 60
             ));
         }
-        Input::CancelRequested => job.failure = Some("cancelled by the user".to_owned()),
+        Input::CancelRequested | Input::CancelConfirmed => {
+            job.failure = Some("cancelled by the user".to_owned());
+        }
         _ => {}
     }
     if job.state == JobState::Queued {
-        // Back in the queue after a failure: the old request is over.
-        if matches!(input, Input::SubmitFailed(_) | Input::ProviderFailed(_)) {
+        if job.pending_submit.is_some() {
+            job.stage = Some(if matches!(input, Input::SubmitFailed(_)) {
+                "confirming the submission".to_owned()
+            } else {
+                "submitting".to_owned()
+            });
+        } else if matches!(
+            input,
+            Input::SubmitFailed(_) | Input::ProviderFailed(_) | Input::SubmissionLost
+        ) {
+            // Back in the queue after a failure: the old request is over.
             job.provider_request_id = None;
             job.progress = 0;
             job.stage = Some("retrying".to_owned());
-        } else if matches!(input, Input::Resume) {
-            job.stage = Some("submitting".to_owned());
         }
     }
     if job.state.is_terminal() {

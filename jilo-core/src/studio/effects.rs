@@ -3,11 +3,35 @@
 use crate::alert::{Alert, AlertKind};
 use crate::job::{Job, StoredVideo};
 use crate::machine::Input;
-use crate::traits::{FailureClass, ProviderStatus, StatusQuery, SubmitRequest, VideoToStore};
+use crate::traits::{
+    CancelOutcome, FailureClass, ProviderStatus, StatusQuery, SubmissionKey, SubmissionSearch,
+    SubmitRequest, VideoToStore,
+};
 
 use super::driver::{Follow, Observation};
 use super::routing::{provider_model, status_query};
-use super::{Inner, RegisteredProvider};
+use super::Inner;
+
+/// Turns a provider's status (from a poll or a webhook) into the machine's input. It calls
+/// nothing: a success without the video's URL leaves fetching it to the store step.
+pub(crate) fn follow_status(status: ProviderStatus) -> Follow {
+    match status {
+        ProviderStatus::Queued { .. } => Follow::Reschedule,
+        ProviderStatus::Running { progress, stage } => {
+            Follow::Input(Input::Progress, Observation::Progress { progress, stage })
+        }
+        ProviderStatus::Succeeded { video } => Follow::Input(
+            Input::Succeeded,
+            Observation::Video {
+                url: video.map(|v| v.url),
+            },
+        ),
+        ProviderStatus::Failed { reason, class } => Follow::Input(
+            Input::ProviderFailed(class),
+            Observation::Failure { reason },
+        ),
+    }
+}
 
 impl Inner {
     pub(crate) async fn submit(&self, job: &Job, provider_index: usize) -> Follow {
@@ -25,27 +49,30 @@ impl Inner {
                 },
             );
         };
-        let webhook_url = self.policy.webhook_url(&registered.id);
-        let request = SubmitRequest {
-            job: job.id.clone(),
-            request: job.request.clone(),
-            provider_model: provider_model(registered, &job.request.model),
-            webhook_url: webhook_url.clone(),
-        };
+        let key = SubmissionKey::new(job.id.clone(), job.attempts);
+        let webhook_url = self.policy.webhook_url(&registered.id, &key);
+        let mut request = SubmitRequest::new(
+            job.id.clone(),
+            job.attempts,
+            job.request.clone(),
+            provider_model(registered, &job.request.model),
+        );
+        request.webhook_url = webhook_url.clone();
         match registered.provider.submit(&request).await {
             Ok(submission) => {
-                tracing::info!(provider = %registered.id, request_id = %submission.request_id, "submitted");
+                tracing::info!(provider = %registered.id, request_id = %submission.request_id, attempt = job.attempts, "submitted");
                 Follow::Input(
                     Input::Accepted,
                     Observation::Accepted {
                         request_id: submission.request_id,
+                        attempt: job.attempts,
                         webhook: webhook_url.is_some(),
                     },
                 )
             }
             Err(e) => {
                 let class = FailureClass::of(&e);
-                tracing::warn!(provider = %registered.id, error = %e, ?class, "submit failed");
+                tracing::warn!(provider = %registered.id, error = %e, ?class, attempt = job.attempts, "submit failed");
                 if matches!(class, FailureClass::OutOfFunds | FailureClass::KeyRejected) {
                     self.health.cool(
                         &registered.id,
@@ -62,6 +89,64 @@ impl Inner {
         }
     }
 
+    /// Finds out what became of a submission whose answer was lost: after the grace window
+    /// its webhook had, asks the provider where it can. Resubmits (via `SubmissionLost`) only
+    /// when the provider says it never received it.
+    pub(crate) async fn reconcile(&self, job: &Job) -> Follow {
+        let Some(pending) = job.pending_submit.clone() else {
+            return Follow::Reschedule;
+        };
+        let grace_end = pending.since.plus(self.policy.submit_grace);
+        if self.clock.now() < grace_end {
+            return Follow::RescheduleAt(grace_end);
+        }
+        let Some(registered) = job
+            .route
+            .get(pending.provider_index)
+            .and_then(|id| self.provider(id))
+        else {
+            tracing::warn!("the pending submission's provider is not registered; waiting");
+            return Follow::Reschedule;
+        };
+        let key = SubmissionKey::new(job.id.clone(), pending.attempt);
+        match registered.provider.find_submission(&key).await {
+            Ok(SubmissionSearch::Found(submission)) => {
+                tracing::info!(request_id = %submission.request_id, attempt = pending.attempt, "pending submission found at the provider");
+                Follow::Input(
+                    Input::Accepted,
+                    Observation::Accepted {
+                        request_id: submission.request_id,
+                        attempt: pending.attempt,
+                        webhook: self.policy.webhook_base_url.is_some(),
+                    },
+                )
+            }
+            Ok(SubmissionSearch::NotFound) => {
+                tracing::info!(
+                    attempt = pending.attempt,
+                    "pending submission never reached the provider"
+                );
+                Follow::Input(
+                    Input::SubmissionLost,
+                    Observation::Failure {
+                        reason: format!(
+                            "attempt {} never reached {}",
+                            pending.attempt, registered.id
+                        ),
+                    },
+                )
+            }
+            Ok(SubmissionSearch::Unsupported) => {
+                tracing::debug!("the provider cannot look submissions up; waiting for its webhook");
+                Follow::Reschedule
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "looking up a pending submission failed");
+                Follow::Reschedule
+            }
+        }
+    }
+
     pub(crate) async fn poll(&self, job: &Job) -> Follow {
         let Some(registered) = job.provider().and_then(|id| self.provider(id)) else {
             tracing::warn!("the job's provider is not registered; cannot poll");
@@ -69,7 +154,7 @@ impl Inner {
         };
         let query = status_query(job, registered);
         match registered.provider.status(&query).await {
-            Ok(status) => self.follow_status(registered, &query, status).await,
+            Ok(status) => follow_status(status),
             Err(e) => {
                 tracing::warn!(error = %e, "status poll failed");
                 Follow::Reschedule
@@ -77,66 +162,59 @@ impl Inner {
         }
     }
 
-    /// Turns a provider's status (from a poll or a webhook) into the machine's input.
-    pub(crate) async fn follow_status(
-        &self,
-        registered: &RegisteredProvider,
-        query: &StatusQuery,
-        status: ProviderStatus,
-    ) -> Follow {
-        match status {
-            ProviderStatus::Queued { .. } => Follow::Reschedule,
-            ProviderStatus::Running { progress, stage } => {
-                Follow::Input(Input::Progress, Observation::Progress { progress, stage })
-            }
-            ProviderStatus::Succeeded { video: Some(video) } => {
-                Follow::Input(Input::Succeeded, Observation::Video { url: video.url })
-            }
-            ProviderStatus::Succeeded { video: None } => {
-                match registered.provider.result(query).await {
-                    Ok(video) => {
-                        Follow::Input(Input::Succeeded, Observation::Video { url: video.url })
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "fetching the result failed; will poll again");
-                        Follow::Reschedule
-                    }
-                }
-            }
-            ProviderStatus::Failed { reason, class } => Follow::Input(
-                Input::ProviderFailed(class),
-                Observation::Failure { reason },
-            ),
+    /// The finished video's URL: as the provider delivered it, or fetched now.
+    async fn video_url(&self, job: &Job) -> Result<String, String> {
+        if let Some(url) = &job.video_url {
+            return Ok(url.clone());
         }
+        let registered = job
+            .provider()
+            .and_then(|id| self.provider(id))
+            .ok_or_else(|| "the job's provider is not registered".to_owned())?;
+        let query = status_query(job, registered);
+        registered
+            .provider
+            .result(&query)
+            .await
+            .map(|video| video.url)
+            .map_err(|e| format!("fetching the result failed: {e}"))
     }
 
     pub(crate) async fn store_video(&self, job: &Job) -> Follow {
-        let Some(url) = job.video_url.clone() else {
-            return Follow::Input(
-                Input::StoreFailed,
-                Observation::Failure {
-                    reason: "the provider gave no video URL".to_owned(),
-                },
-            );
+        let url = match self.video_url(job).await {
+            Ok(url) => url,
+            Err(reason) => {
+                tracing::warn!(%reason, "no video to store yet");
+                return Follow::Input(Input::StoreFailed, Observation::Failure { reason });
+            }
         };
         let Some(media) = &self.media else {
             return Follow::Input(
                 Input::Stored,
-                Observation::Stored(StoredVideo {
-                    key: url.clone(),
-                    location: url,
-                    bytes: None,
-                    content_type: None,
-                }),
+                Observation::Stored {
+                    stored: StoredVideo {
+                        key: url.clone(),
+                        location: url.clone(),
+                        bytes: None,
+                        content_type: None,
+                    },
+                    video_url: url,
+                },
             );
         };
         let video = VideoToStore {
             job: job.id.clone(),
             user: job.user.clone(),
-            url,
+            url: url.clone(),
         };
         match media.store(&video).await {
-            Ok(stored) => Follow::Input(Input::Stored, Observation::Stored(stored)),
+            Ok(stored) => Follow::Input(
+                Input::Stored,
+                Observation::Stored {
+                    stored,
+                    video_url: url,
+                },
+            ),
             Err(e) => {
                 tracing::warn!(error = %e, "storing the video failed");
                 Follow::Input(
@@ -149,17 +227,29 @@ impl Inner {
         }
     }
 
+    /// Asks the provider to stop the job's request, best effort (a timed-out job).
     pub(crate) async fn cancel_at_provider(&self, job: &Job) {
-        let Some(registered) = job.provider().and_then(|id| self.provider(id)) else {
-            return;
-        };
-        if job.provider_request_id.is_none() {
-            return;
-        }
-        let query = status_query(job, registered);
-        if let Err(e) = registered.provider.cancel(&query).await {
+        if let Err(e) = self.ask_cancel(job).await {
             tracing::warn!(error = %e, "cancelling at the provider failed");
         }
+    }
+
+    /// Asks the provider to stop the job's current request and says what it answered.
+    pub(crate) async fn ask_cancel(&self, job: &Job) -> crate::Result<CancelOutcome> {
+        let registered = job
+            .provider()
+            .and_then(|id| self.provider(id))
+            .ok_or_else(|| {
+                crate::Error::not_found(
+                    "provider",
+                    job.provider().map(|p| p.as_str()).unwrap_or("-"),
+                )
+            })?;
+        if job.provider_request_id.is_none() {
+            return Ok(CancelOutcome::Unsupported);
+        }
+        let query = status_query(job, registered);
+        registered.provider.cancel(&query).await
     }
 
     pub(crate) async fn cancel_orphan(&self, job: &Job, request_id: &str) {

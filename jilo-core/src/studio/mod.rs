@@ -31,7 +31,7 @@ use crate::video::{ModelSpec, VideoRequest};
 pub use builder::StudioBuilder;
 
 use alerts::{AlertGate, ProviderHealth};
-use driver::{Follow, Observation};
+use driver::{Follow, Mode, Observation};
 
 /// A provider with the models it reported when the Studio was built.
 pub(crate) struct RegisteredProvider {
@@ -55,6 +55,8 @@ pub(crate) struct Inner {
     pub(crate) worker: String,
     pub(crate) alerts: AlertGate,
     pub(crate) health: ProviderHealth,
+    /// Wakes this process's [`Studio::run`] when a webhook left a job due at once.
+    pub(crate) wake: tokio::sync::Notify,
 }
 
 /// Generates videos for users with exact credits: validates and moderates a request, holds the
@@ -215,6 +217,7 @@ impl Studio {
             provider_index: 0,
             provider_request_id: None,
             attempts: 0,
+            pending_submit: None,
             store_attempts: 0,
             progress: 0,
             stage: Some("queued".to_owned()),
@@ -254,7 +257,10 @@ impl Studio {
             }
             tracing::info!(credits, "job created, credits held");
             job.version = 1;
-            if let Err(e) = inner.drive(job, Input::Resume, Observation::Nothing).await {
+            if let Err(e) = inner
+                .drive(job, Input::Resume, Observation::Nothing, Mode::Worker)
+                .await
+            {
                 // The job and its hold exist; a worker resumes it when the lease expires.
                 tracing::error!(error = %e, "submitting the job failed; a worker will resume it");
             }
@@ -264,13 +270,20 @@ impl Studio {
         .await
     }
 
-    /// Handles a webhook delivery for a provider: verifies the signature on the raw bytes,
-    /// finds the job, drops a delivery seen before, and applies the rest.
+    /// Handles a webhook delivery for a provider and returns once its transition is stored.
+    ///
+    /// Verifies the signature on the raw bytes, finds the job (by the request id, or by the
+    /// job and attempt the delivery's URL names when the request id was never learnt because
+    /// the submit's answer was lost), and writes the transition together with the delivery's
+    /// record: a failed write records nothing, so the provider's next delivery applies it, and
+    /// a delivery seen before is reported as a duplicate. Nothing slow runs here: copying the
+    /// video into media storage (and anything else that calls a service) is left to the
+    /// workers ([`Studio::run`]), due at once.
     ///
     /// A bad signature is [`Error::Unauthorized`], an unknown provider or job
-    /// [`Error::NotFound`]; neither changes anything. A late delivery to a finished job, or
-    /// one about an earlier attempt of a job that was resubmitted, is recorded and absorbed: no
-    /// credit changes.
+    /// [`Error::NotFound`], a request id belonging to another job than the URL names
+    /// [`Error::InvalidInput`]; none changes anything. A late delivery to a finished job, or
+    /// one about an earlier attempt, is recorded and absorbed: no credit changes.
     pub async fn handle_webhook(
         &self,
         provider: &ProviderId,
@@ -281,148 +294,283 @@ impl Studio {
             .provider(provider)
             .ok_or_else(|| Error::not_found("provider", provider))?;
         let event = registered.provider.parse_webhook(delivery).await?;
-        let job = inner
+        let by_request = inner
             .jobs
             .job_by_provider_request(provider, &event.request_id)
-            .await?
-            .ok_or_else(|| Error::not_found("job for provider request", &event.request_id))?;
+            .await?;
+        let job = match (by_request, &delivery.submission) {
+            (Some(job), Some(key)) if job.id != key.job => {
+                return Err(Error::invalid(
+                    "webhook",
+                    format!(
+                        "request {} belongs to another job than the URL names",
+                        event.request_id
+                    ),
+                ))
+            }
+            (Some(job), _) => job,
+            (None, Some(key)) => inner.jobs.job(&key.job).await?,
+            (None, None) => {
+                return Err(Error::not_found(
+                    "job for provider request",
+                    &event.request_id,
+                ))
+            }
+        };
         let span =
             tracing::info_span!("webhook", job = %job.id, user = %job.user, provider = %provider);
-        async {
-            let record = DeliveryRecord {
-                provider: provider.clone(),
-                delivery_id: event.delivery_id.clone(),
-                job: job.id.clone(),
-                at: inner.clock.now(),
+        self.apply_delivery(job, provider, delivery, event)
+            .instrument(span)
+            .await
+    }
+
+    async fn apply_delivery(
+        &self,
+        job: Job,
+        provider: &ProviderId,
+        delivery: &WebhookDelivery,
+        event: crate::traits::WebhookEvent,
+    ) -> Result<WebhookOutcome> {
+        let inner = &self.inner;
+        let record = DeliveryRecord {
+            provider: provider.clone(),
+            delivery_id: event.delivery_id.clone(),
+            job: job.id.clone(),
+            at: inner.clock.now(),
+        };
+        let outcome = |job: &Job, duplicate, applied| WebhookOutcome {
+            job: job.id.clone(),
+            state: job.state,
+            duplicate,
+            applied,
+        };
+        let current_request = job.provider() == Some(provider)
+            && job.provider_request_id.as_deref() == Some(event.request_id.as_str());
+        // The URL names the attempt still awaiting its submit's answer: this is that answer.
+        let pending_answer = delivery.submission.as_ref().and_then(|key| {
+            let pending = job.pending_submit.as_ref()?;
+            let at = job.route.get(pending.provider_index)?;
+            (key.job == job.id && key.attempt == pending.attempt && at == provider)
+                .then_some(pending.attempt)
+        });
+        let mut job = job;
+        if let Some(attempt) = pending_answer {
+            let accepted = Observation::Accepted {
+                request_id: event.request_id.clone(),
+                attempt,
+                webhook: true,
             };
-            if inner.jobs.record_delivery(&record).await? == DeliveryOutcome::Duplicate {
-                tracing::info!("duplicate delivery ignored");
-                return Ok(WebhookOutcome {
-                    job: job.id.clone(),
-                    state: job.state,
-                    duplicate: true,
-                    applied: false,
-                });
-            }
-            let current_request = job.provider() == Some(provider)
-                && job.provider_request_id.as_deref() == Some(event.request_id.as_str());
-            if !current_request {
-                // A late word about an earlier attempt: recorded, and changes nothing.
-                tracing::info!(request_id = %event.request_id, "delivery for an earlier attempt ignored");
-                return Ok(WebhookOutcome {
-                    job: job.id.clone(),
-                    state: job.state,
-                    duplicate: false,
-                    applied: false,
-                });
-            }
-            let query = routing::status_query(&job, registered);
-            let follow = inner.follow_status(registered, &query, event.status).await;
-            let Follow::Input(input, observation) = follow else {
-                return Ok(WebhookOutcome {
-                    job: job.id.clone(),
-                    state: job.state,
-                    duplicate: false,
-                    applied: false,
-                });
-            };
-            let before = job.version;
-            let id = job.id.clone();
-            let after = inner.drive(job, input, observation).await?;
-            Ok(WebhookOutcome {
-                job: id,
-                state: after.state,
-                duplicate: false,
-                applied: after.version > before,
-            })
+            tracing::info!(request_id = %event.request_id, attempt, "webhook names the pending submission");
+            job = inner
+                .drive(job, Input::Accepted, accepted, Mode::Webhook)
+                .await?;
+        } else if !current_request {
+            // A late word about an earlier attempt: recorded, and changes nothing.
+            tracing::info!(request_id = %event.request_id, "delivery for an earlier attempt ignored");
+            let duplicate =
+                inner.jobs.record_delivery(&record).await? == DeliveryOutcome::Duplicate;
+            return Ok(outcome(&job, duplicate, false));
         }
-        .instrument(span)
-        .await
+        let Follow::Input(input, observation) = effects::follow_status(event.status) else {
+            // Still queued at the provider: nothing to move, but the delivery is remembered.
+            let duplicate =
+                inner.jobs.record_delivery(&record).await? == DeliveryOutcome::Duplicate;
+            return Ok(outcome(&job, duplicate, pending_answer.is_some()));
+        };
+        let before = job.version;
+        match inner
+            .drive_with(
+                job.clone(),
+                input,
+                observation,
+                Mode::Webhook,
+                Some(record.clone()),
+            )
+            .await
+        {
+            Ok(after) if after.version > before => Ok(outcome(&after, false, true)),
+            Ok(after) => {
+                // Absorbed (a finished job) or changing nothing (the same progress again).
+                let duplicate =
+                    inner.jobs.record_delivery(&record).await? == DeliveryOutcome::Duplicate;
+                Ok(outcome(&after, duplicate, pending_answer.is_some()))
+            }
+            Err(Error::AlreadyExists { .. }) => {
+                tracing::info!("duplicate delivery ignored");
+                let now = inner.jobs.job(&job.id).await?;
+                Ok(outcome(&now, true, false))
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// One pass of the worker: claims due jobs (polls jobs without webhooks, resubmits after
-    /// back-off, resumes jobs a crashed process left mid-flight) and times out jobs past their
-    /// deadline.
+    /// back-off, reconciles submits whose answer was lost, stores finished videos, resumes
+    /// jobs a crashed process left mid-flight, times out jobs past their deadline) and works
+    /// on them, at most [`Policy::worker_concurrency`] at once, until each rests.
     pub async fn tick(&self) -> Result<TickReport> {
         let inner = &self.inner;
-        let now = inner.clock.now();
-        let claimed = inner
-            .jobs
-            .claim_due(&ClaimRequest {
-                worker: inner.worker.clone(),
-                now,
-                lease: inner.policy.lease,
-                limit: inner.policy.claim_batch,
-            })
-            .await?;
+        let claimed = self.claim(inner.policy.claim_batch).await?;
         let mut report = TickReport {
             claimed: claimed.len(),
             ..TickReport::default()
         };
-        for job in claimed {
-            let input = if job.deadline_at <= now && job.state.awaits_result() {
-                Input::DeadlinePassed
-            } else {
-                Input::Resume
-            };
-            let span = tracing::info_span!("tick", job = %job.id, user = %job.user, provider = %job.provider().map(|p| p.as_str()).unwrap_or("-"));
-            let before = (job.version, job.state);
-            match inner
-                .drive(job, input, Observation::Nothing)
-                .instrument(span)
-                .await
-            {
-                Ok(after) => {
-                    if (after.version, after.state) != before {
-                        report.advanced += 1;
-                    }
-                }
-                Err(e) => {
-                    report.errors += 1;
-                    tracing::warn!(error = %e, "worker could not advance a job");
-                }
+        let results: Vec<Option<bool>> = stream::iter(claimed)
+            .map(|job| self.work(job))
+            .buffer_unordered(inner.policy.worker_concurrency.max(1))
+            .collect()
+            .await;
+        for r in results {
+            match r {
+                Some(true) => report.advanced += 1,
+                Some(false) => {}
+                None => report.errors += 1,
             }
         }
         Ok(report)
     }
 
-    /// Ticks every [`Policy::tick_interval`] until `shutdown` completes. A failing tick is
-    /// logged and the loop goes on.
-    pub async fn run<F>(&self, shutdown: F)
-    where
-        F: Future<Output = ()>,
-    {
-        tokio::pin!(shutdown);
-        loop {
-            if let Err(e) = self.tick().await {
-                tracing::warn!(error = %e, "worker tick failed");
-            }
-            tokio::select! {
-                _ = &mut shutdown => return,
-                _ = tokio::time::sleep(self.inner.policy.tick_interval) => {}
+    async fn claim(&self, limit: usize) -> Result<Vec<Job>> {
+        let inner = &self.inner;
+        inner
+            .jobs
+            .claim_due(&ClaimRequest {
+                worker: inner.worker.clone(),
+                now: inner.clock.now(),
+                lease: inner.policy.lease,
+                limit,
+            })
+            .await
+    }
+
+    /// Drives one claimed job until it rests. `Some(advanced)`, or `None` on an error (logged;
+    /// the job is retried when its lease expires).
+    async fn work(&self, job: Job) -> Option<bool> {
+        let inner = &self.inner;
+        let now = inner.clock.now();
+        let input = if job.deadline_at <= now && job.state.awaits_result() {
+            Input::DeadlinePassed
+        } else {
+            Input::Resume
+        };
+        let span = tracing::info_span!("tick", job = %job.id, user = %job.user, provider = %job.provider().map(|p| p.as_str()).unwrap_or("-"));
+        let before = (job.version, job.state);
+        match inner
+            .drive(job, input, Observation::Nothing, Mode::Worker)
+            .instrument(span)
+            .await
+        {
+            Ok(after) => Some((after.version, after.state) != before),
+            Err(e) => {
+                tracing::warn!(error = %e, "worker could not advance a job");
+                None
             }
         }
     }
 
-    /// Cancels a user's job. Before the provider started, the hold is refunded; once it runs,
-    /// the credits are spent. A job that is storing or finished cannot be cancelled
-    /// ([`Error::Conflict`]); another user's job is [`Error::NotFound`].
+    /// Works until `shutdown` completes: claims due jobs whenever a place is free (at most
+    /// [`Policy::worker_concurrency`] at once, each in its own task, its lease renewed while
+    /// it runs), looking every [`Policy::tick_interval`] and at once when a webhook in this
+    /// process left a job due. A failing claim is logged and the loop goes on.
+    ///
+    /// On shutdown it claims nothing more and returns when the jobs in hand rest. Dropping the
+    /// future instead stops them mid-effect; another worker resumes them when their leases
+    /// expire (a submit cut off that way is reconciled, not sent twice).
+    pub async fn run<F>(&self, shutdown: F)
+    where
+        F: Future<Output = ()>,
+    {
+        let concurrency = self.inner.policy.worker_concurrency.max(1);
+        let places = Arc::new(tokio::sync::Semaphore::new(concurrency));
+        let mut tasks = tokio::task::JoinSet::new();
+        tokio::pin!(shutdown);
+        loop {
+            let free = places.available_permits();
+            if free > 0 {
+                match self.claim(free.min(self.inner.policy.claim_batch)).await {
+                    Ok(jobs) => {
+                        for job in jobs {
+                            let Ok(place) = places.clone().try_acquire_owned() else {
+                                break;
+                            };
+                            let studio = self.clone();
+                            tasks.spawn(async move {
+                                studio.work(job).await;
+                                drop(place);
+                            });
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "claiming due jobs failed"),
+                }
+            }
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = tokio::time::sleep(self.inner.policy.tick_interval) => {}
+                _ = self.inner.wake.notified() => {}
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            }
+        }
+        while tasks.join_next().await.is_some() {}
+    }
+
+    /// Cancels a user's job, refunding the hold only when the provider will not bill:
+    ///
+    /// - queued, nothing at a provider: cancelled, **refunded**;
+    /// - at the provider (submitted or running): the provider is asked to stop. If it
+    ///   confirms, the job is cancelled and **refunded**. If it answers that it is too late
+    ///   (or has no cancel), it will finish and bill: the cancel is refused with
+    ///   [`Error::NotAllowed`] and the job goes on; the user is **charged when the video is
+    ///   delivered** (and refunded if the provider then fails);
+    /// - a submission in flight, or whose answer was lost: refused with
+    ///   [`Error::NotAllowed`] until the provider's answer is known (try again shortly);
+    /// - storing or finished: refused with [`Error::NotAllowed`].
+    ///
+    /// Another user's job is [`Error::NotFound`]; a provider that cannot be reached returns
+    /// its error and nothing changes.
     pub async fn cancel(&self, user: &UserId, job: &JobId) -> Result<Job> {
         let current = self.job_for(user, job).await?;
         let span = tracing::info_span!("cancel", job = %job, user = %user);
-        let (state, version) = (current.state, current.version);
-        let after = self
-            .inner
-            .drive(current, Input::CancelRequested, Observation::Nothing)
-            .instrument(span)
-            .await?;
-        if after.state != JobState::Cancelled || after.version == version {
-            return Err(Error::conflict(format!(
-                "job {job} is {} and can no longer be cancelled (was {state})",
-                after.state
-            )));
+        async {
+            let inner = &self.inner;
+            let state = current.state;
+            let input = match state {
+                JobState::Queued if current.pending_submit.is_some() => {
+                    return Err(Error::not_allowed(format!(
+                        "job {job} is being submitted to the provider; try again when it is                          accepted"
+                    )))
+                }
+                JobState::Queued => Input::CancelRequested,
+                JobState::Submitted | JobState::Running => {
+                    match inner.ask_cancel(&current).await? {
+                        crate::traits::CancelOutcome::Cancelled => Input::CancelConfirmed,
+                        crate::traits::CancelOutcome::TooLate
+                        | crate::traits::CancelOutcome::Unsupported => {
+                            return Err(Error::not_allowed(format!(
+                                "job {job} has started at the provider, which will finish and                                  bill it: it goes on and is charged when the video is delivered"
+                            )))
+                        }
+                    }
+                }
+                _ => {
+                    return Err(Error::not_allowed(format!(
+                        "job {job} is {state} and can no longer be cancelled"
+                    )))
+                }
+            };
+            let version = current.version;
+            let after = inner
+                .drive(current, input, Observation::Nothing, Mode::Worker)
+                .await?;
+            if after.state != JobState::Cancelled || after.version == version {
+                return Err(Error::not_allowed(format!(
+                    "job {job} is {} and can no longer be cancelled (was {state})",
+                    after.state
+                )));
+            }
+            Ok(after)
         }
-        Ok(after)
+        .instrument(span)
+        .await
     }
 
     /// A job.

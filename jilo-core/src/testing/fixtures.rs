@@ -25,6 +25,7 @@ pub fn sample_job(user: &UserId, credits: i64, at: Timestamp) -> Job {
         provider_index: 0,
         provider_request_id: None,
         attempts: 0,
+        pending_submit: None,
         store_attempts: 0,
         progress: 0,
         stage: None,

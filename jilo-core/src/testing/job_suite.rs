@@ -7,7 +7,9 @@ use futures::StreamExt;
 
 use crate::error::Error;
 use crate::ids::{JobId, ProviderId, UserId};
-use crate::job::{ClaimRequest, DeliveryOutcome, DeliveryRecord, Job, JobState, JobUpdate};
+use crate::job::{
+    ClaimRequest, DeliveryOutcome, DeliveryRecord, Job, JobState, JobUpdate, LeaseRenewal,
+};
 use crate::ledger::{Grant, GrantOutcome, HoldState, Reservation};
 use crate::traits::{JobStore, QuotaStore};
 
@@ -79,8 +81,8 @@ where
     assert_eq!((created.job.clone(), created.version), (job.id.clone(), 1));
 
     match JobStore::create(store, &job, &hold_for(&job)).await {
-        Err(Error::Conflict { .. }) => {}
-        other => panic!("creating a job twice must conflict, got {other:?}"),
+        Err(Error::AlreadyExists { .. }) => {}
+        other => panic!("creating a job twice must be AlreadyExists, got {other:?}"),
     }
     let too_big = sample_job(&user, 31, at);
     match JobStore::create(store, &too_big, &hold_for(&too_big)).await {
@@ -122,14 +124,21 @@ where
         .update(&JobUpdate::new(&stored, submitted.clone()))
         .await
     {
-        Err(Error::Conflict { .. }) => {}
-        other => panic!("an update from a stale version must conflict, got {other:?}"),
+        Err(Error::LostRace { .. }) => {}
+        other => panic!("an update from a stale version must be LostRace, got {other:?}"),
     }
     let mut wrong_state = JobUpdate::new(&v2, v2.clone());
     wrong_state.expected_state = JobState::Running;
     match store.update(&wrong_state).await {
-        Err(Error::Conflict { .. }) => {}
-        other => panic!("an update from the wrong state must conflict, got {other:?}"),
+        Err(Error::LostRace { .. }) => {}
+        other => panic!("an update from the wrong state must be LostRace, got {other:?}"),
+    }
+    // The right state at a stale version: the version alone must refuse it.
+    let mut stale_version = JobUpdate::new(&v2, v2.clone());
+    stale_version.expected_version = 1;
+    match store.update(&stale_version).await {
+        Err(Error::LostRace { .. }) => {}
+        other => panic!("the right state at a stale version must be LostRace, got {other:?}"),
     }
     let ghost = sample_job(&user, 1, at);
     match store.update(&JobUpdate::new(&ghost, ghost.clone())).await {
@@ -187,6 +196,52 @@ where
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(other.is_none(), "request ids are per provider");
 
+    // A delivery written with a transition is remembered with it; seen again, the whole
+    // update is refused and nothing changes.
+    let with_delivery = DeliveryRecord {
+        provider: sim.clone(),
+        delivery_id: format!("{prefix}-d0"),
+        job: job.id.clone(),
+        at,
+    };
+    let mut progressed = v2.clone();
+    progressed.state = JobState::Running;
+    progressed.progress = 40;
+    let mut u = JobUpdate::new(&v2, progressed.clone());
+    u.delivery = Some(with_delivery.clone());
+    let v2 = store
+        .update(&u)
+        .await
+        .unwrap_or_else(|e| panic!("an update with a delivery failed: {e}"));
+    assert_eq!((v2.version, v2.progress), (4, 40));
+    let mut again = JobUpdate::new(&v2, v2.clone());
+    again.delivery = Some(with_delivery.clone());
+    match store.update(&again).await {
+        Err(Error::AlreadyExists { .. }) => {}
+        other => panic!("a transition with a seen delivery must be AlreadyExists, got {other:?}"),
+    }
+    assert_eq!(read(store, &job.id).await.version, 4, "and changes nothing");
+    assert_eq!(
+        store.record_delivery(&with_delivery).await.ok(),
+        Some(DeliveryOutcome::Duplicate),
+        "a delivery written with a transition is known to record_delivery"
+    );
+    let failed_write = DeliveryRecord {
+        delivery_id: format!("{prefix}-d-failed"),
+        ..with_delivery.clone()
+    };
+    let mut doomed = JobUpdate::new(&stored, v2.clone());
+    doomed.delivery = Some(failed_write.clone());
+    assert!(
+        store.update(&doomed).await.is_err(),
+        "a stale update with a delivery fails"
+    );
+    assert_eq!(
+        store.record_delivery(&failed_write).await.ok(),
+        Some(DeliveryOutcome::New),
+        "the delivery of a failed transition is not remembered"
+    );
+
     // Deliveries are remembered once.
     let delivery = DeliveryRecord {
         provider: sim.clone(),
@@ -223,7 +278,7 @@ where
         .update(&update)
         .await
         .unwrap_or_else(|e| panic!("a terminal update failed: {e}"));
-    assert_eq!((v3.version, v3.state), (4, JobState::TimedOut));
+    assert_eq!((v3.version, v3.state), (5, JobState::TimedOut));
     let hold = store.hold(&job.id).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
         hold.state,
@@ -255,7 +310,7 @@ where
     assert!(store.balance(&nobody).await.is_err(), "no account was made");
     assert_eq!(
         read(store, &job.id).await.version,
-        4,
+        5,
         "refused updates change nothing"
     );
 
@@ -329,13 +384,61 @@ where
         now: now.plus(Duration::from_secs(31)),
         ..claim("worker-c")
     };
+    // A lease renewed by its worker holds past its first end; another worker's renewal and a
+    // renewal of a finished job are refused.
+    let renewed = a.first().or(b.first()).cloned();
+    let renewed = renewed.unwrap_or_else(|| panic!("nothing was claimed"));
+    let holder = renewed.lease_owner.clone().unwrap_or_default();
+    let renewal = LeaseRenewal {
+        job: renewed.id.clone(),
+        worker: holder.clone(),
+        until: now.plus(Duration::from_secs(90)),
+    };
+    assert_eq!(store.renew_lease(&renewal).await.ok(), Some(true));
+    let stranger = LeaseRenewal {
+        worker: "worker-z".to_owned(),
+        ..renewal.clone()
+    };
+    assert_eq!(
+        store.renew_lease(&stranger).await.ok(),
+        Some(false),
+        "only the holder renews"
+    );
+    let renewed_read = read(store, &renewed.id).await;
+    assert_eq!(
+        (renewed_read.version, renewed_read.lease_until),
+        (renewed.version, Some(now.plus(Duration::from_secs(90)))),
+        "a renewal moves the lease, not the version"
+    );
     let expired = ours(
         store
             .claim_due(&after_lease)
             .await
             .unwrap_or_else(|e| panic!("{e}")),
     );
-    assert_eq!(expired.len(), 2, "expired leases are claimed again");
+    let mut expired_ids: Vec<&JobId> = expired.iter().map(|j| &j.id).collect();
+    expired_ids.sort();
+    assert_eq!(
+        expired_ids,
+        expected
+            .iter()
+            .filter(|id| **id != renewed.id)
+            .collect::<Vec<_>>(),
+        "expired leases are claimed again, renewed ones are not"
+    );
+    let after_renewal = ours(
+        store
+            .claim_due(&ClaimRequest {
+                now: now.plus(Duration::from_secs(91)),
+                ..claim("worker-c")
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{e}")),
+    );
+    assert!(
+        after_renewal.iter().any(|j| j.id == renewed.id),
+        "a renewed lease is claimable once it expires"
+    );
     let read_later = read(store, &later.id).await;
     let mut finished = read_later.clone();
     finished.state = JobState::Completed;

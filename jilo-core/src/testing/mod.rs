@@ -28,5 +28,5 @@ pub use crate::traits::{
 pub use fixtures::{sample_job, RecordingNotifier};
 pub use job_suite::job_store_suite;
 pub use provider_suite::video_provider_suite;
-pub use quota_suite::quota_store_suite;
+pub use quota_suite::{end_hold, quota_store_suite, take_hold};
 pub use sim::{SimFailure, SimProvider, SIM_MODEL, SIM_TOKEN_HEADER};

@@ -51,17 +51,17 @@ pub async fn video_provider_suite(provider: &dyn VideoProvider) {
     }
 
     let model = &models[0];
-    let request = SubmitRequest {
-        job: JobId::random(),
-        request: VideoRequest::new(
+    let request = SubmitRequest::new(
+        JobId::random(),
+        1,
+        VideoRequest::new(
             "A calm lake at dawn, mist drifting over the water",
             model.id.clone(),
             model.durations[0],
         )
         .with_aspect_ratio(model.aspect_ratios[0]),
-        provider_model: model.provider_model.clone(),
-        webhook_url: None,
-    };
+        model.provider_model.clone(),
+    );
     let submission = provider
         .submit(&request)
         .await

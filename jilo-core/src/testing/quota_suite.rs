@@ -1,13 +1,19 @@
-//! The conformance suite every [`QuotaStore`] runs against itself.
+//! The conformance suite every [`QuotaStore`] runs against itself, taking and ending holds
+//! through the same backend's [`JobStore`] (the only way holds are taken and ended).
+
+use std::time::Duration;
 
 use futures::future::join_all;
 
 use crate::error::Error;
 use crate::ids::{JobId, Timestamp, UserId};
+use crate::job::{Job, JobState, JobUpdate};
 use crate::ledger::{
-    Balance, Grant, GrantOutcome, GrantReason, HoldOutcome, HoldState, LedgerEntryKind, Reservation,
+    Balance, CreditHold, Grant, GrantOutcome, GrantReason, HoldState, LedgerEntryKind, Reservation,
 };
-use crate::traits::QuotaStore;
+use crate::traits::{JobStore, QuotaStore};
+
+use super::fixtures::sample_job;
 
 /// A random UTC day among the first 9000 after the epoch, so daily-cap checks of one run
 /// rarely meet another run's holds, and a unique user prefix.
@@ -18,17 +24,56 @@ pub(crate) fn run_scope() -> (String, Timestamp) {
     (prefix, Timestamp::from_millis(day * 86_400_000 + 3_600_000))
 }
 
-fn reservation(user: &UserId, credits: i64, at: Timestamp) -> Reservation {
-    Reservation {
+/// Takes a hold of `credits` for a new job of `user` (not due for any worker) the only way a
+/// hold is taken, with its job; for stores' tests and benchmarks.
+pub async fn take_hold<S>(
+    store: &S,
+    user: &UserId,
+    credits: i64,
+    at: Timestamp,
+    daily_cap: Option<u32>,
+) -> crate::Result<(Job, CreditHold)>
+where
+    S: JobStore + ?Sized,
+{
+    let mut job = sample_job(user, credits, at);
+    job.next_check_at = None;
+    let reservation = Reservation {
         user: user.clone(),
-        job: JobId::random(),
+        job: job.id.clone(),
         credits,
         at,
-        daily_cap: None,
+        daily_cap,
+    };
+    let hold = store.create(&job, &reservation).await?;
+    Ok((job, hold))
+}
+
+/// Ends a job's hold the way its terminal transition does: settled with `Completed`, refunded
+/// with `Failed`. Reads the job first and retries a lost race, like the Studio.
+pub async fn end_hold<S>(store: &S, job: &JobId, to: HoldState) -> crate::Result<Job>
+where
+    S: JobStore + ?Sized,
+{
+    loop {
+        let current = store.job(job).await?;
+        let mut next = current.clone();
+        next.state = if to == HoldState::Settled {
+            JobState::Completed
+        } else {
+            JobState::Failed
+        };
+        next.next_check_at = None;
+        let mut update = JobUpdate::new(&current, next);
+        update.end_hold = Some(to);
+        match store.update(&update).await {
+            Err(Error::LostRace { .. }) => tokio::task::yield_now().await,
+            other => return other,
+        }
     }
 }
 
-async fn balance_of(store: &dyn QuotaStore, user: &UserId) -> Balance {
+async fn balance_of<S: QuotaStore + ?Sized>(store: &S, user: &UserId) -> Balance {
     match store.balance(user).await {
         Ok(b) => b,
         Err(e) => panic!("balance of {user} failed: {e}"),
@@ -49,14 +94,20 @@ fn expect_not_found<T: std::fmt::Debug>(result: crate::Result<T>, rule: &str) {
     }
 }
 
-/// Checks the [`QuotaStore`] contract: positive amounts only, idempotent grants, atomic holds
-/// that end exactly once, `Insufficient` and the daily cap changing nothing, typed errors for
-/// unknown users and holds, a ledger row per change, and the seed's concurrency bar (quota 10,
-/// 100 concurrent reservations: exactly 10 holds, balance 0, 90 refusals).
+/// Checks the [`QuotaStore`] contract, with holds taken by [`JobStore::create`] and ended by
+/// [`JobStore::update`]: positive amounts only, idempotent grants, atomic holds that end
+/// exactly once (a second end the same way is a no-op, the other way fails with
+/// [`Error::NotAllowed`]), two ends raced from many tasks leaving exact balances,
+/// `Insufficient` and the daily cap changing nothing (also under 20 concurrent holds), typed
+/// errors for unknown users and holds, a ledger row per change, and the seed's concurrency bar
+/// (quota 10, 100 concurrent holds: exactly 10, balance 0, 90 refusals).
 ///
-/// Uses fresh random user ids, so it can run on a store holding other data. Panics naming the
-/// broken rule.
-pub async fn quota_store_suite(store: &dyn QuotaStore) {
+/// Uses fresh random user ids, so it can run on a store holding other data; its jobs are
+/// never due for a worker. Panics naming the broken rule.
+pub async fn quota_store_suite<S>(store: &S)
+where
+    S: QuotaStore + JobStore + ?Sized,
+{
     let (prefix, at) = run_scope();
     let user = UserId::new(format!("{prefix}-alice"));
 
@@ -64,8 +115,8 @@ pub async fn quota_store_suite(store: &dyn QuotaStore) {
     expect_not_found(store.balance(&user).await, "balance of an unknown user");
     expect_not_found(store.history(&user).await, "history of an unknown user");
     expect_not_found(
-        store.reserve(&reservation(&user, 5, at)).await,
-        "reserving for an unknown user",
+        take_hold(store, &user, 5, at, None).await,
+        "holding for an unknown user",
     );
 
     // Grants are idempotent by key; bad amounts change nothing.
@@ -80,28 +131,15 @@ pub async fn quota_store_suite(store: &dyn QuotaStore) {
         Some(GrantOutcome::Duplicate),
         "a grant with a seen key is a duplicate"
     );
-    expect_invalid(
-        store
-            .grant(&Grant::purchase(
-                user.clone(),
-                0,
-                &format!("{prefix}-p0"),
-                at,
-            ))
-            .await,
-        "a zero grant",
-    );
-    expect_invalid(
-        store
-            .grant(&Grant::purchase(
-                user.clone(),
-                -5,
-                &format!("{prefix}-p1"),
-                at,
-            ))
-            .await,
-        "a negative grant",
-    );
+    for (credits, rule) in [(0, "a zero grant"), (-5, "a negative grant")] {
+        let key = format!("{prefix}-p{credits}");
+        expect_invalid(
+            store
+                .grant(&Grant::purchase(user.clone(), credits, &key, at))
+                .await,
+            rule,
+        );
+    }
     let mut blank = Grant::purchase(user.clone(), 5, "x", at);
     blank.key = "  ".to_owned();
     expect_invalid(store.grant(&blank).await, "a grant without a key");
@@ -117,26 +155,16 @@ pub async fn quota_store_suite(store: &dyn QuotaStore) {
     );
 
     // Holds.
+    expect_invalid(take_hold(store, &user, 0, at, None).await, "a zero hold");
     expect_invalid(
-        store.reserve(&reservation(&user, 0, at)).await,
-        "a zero hold",
-    );
-    expect_invalid(
-        store.reserve(&reservation(&user, -1, at)).await,
+        take_hold(store, &user, -1, at, None).await,
         "a negative hold",
     );
-    let first = reservation(&user, 30, at);
-    let hold = store
-        .reserve(&first)
+    let (first, hold) = take_hold(store, &user, 30, at, None)
         .await
-        .unwrap_or_else(|e| panic!("reserving 30 of 100 failed: {e}"));
-    assert_eq!(hold.state, HoldState::Held);
-    assert_eq!(hold.credits, 30);
-    match store.reserve(&first).await {
-        Err(Error::Conflict { .. }) => {}
-        other => panic!("a second hold for one job must conflict, got {other:?}"),
-    }
-    match store.reserve(&reservation(&user, 200, at)).await {
+        .unwrap_or_else(|e| panic!("holding 30 of 100 failed: {e}"));
+    assert_eq!((hold.state, hold.credits), (HoldState::Held, 30));
+    match take_hold(store, &user, 200, at, None).await {
         Err(Error::Insufficient {
             available: 70,
             needed: 200,
@@ -154,50 +182,39 @@ pub async fn quota_store_suite(store: &dyn QuotaStore) {
         "a refused hold changes nothing"
     );
 
-    // A hold ends exactly once.
-    let later = at.plus(std::time::Duration::from_secs(60));
+    // A hold ends exactly once: the same way again is a no-op, the other way is refused.
+    end_hold(store, &first.id, HoldState::Settled)
+        .await
+        .unwrap_or_else(|e| panic!("settling failed: {e}"));
+    end_hold(store, &first.id, HoldState::Settled)
+        .await
+        .unwrap_or_else(|e| panic!("a second settle must be a no-op, got {e}"));
+    let settled_version = store.job(&first.id).await.map(|j| j.version).ok();
+    match end_hold(store, &first.id, HoldState::Refunded).await {
+        Err(Error::NotAllowed { .. }) => {}
+        other => panic!("refunding a settled hold must be NotAllowed, got {other:?}"),
+    }
     assert_eq!(
-        store.settle(&first.job, later).await.ok(),
-        Some(HoldOutcome::Ended(HoldState::Settled))
+        store.job(&first.id).await.map(|j| j.version).ok(),
+        settled_version,
+        "a refused end changes the job neither"
     );
-    assert_eq!(
-        store.settle(&first.job, later).await.ok(),
-        Some(HoldOutcome::AlreadyEnded(HoldState::Settled)),
-        "a second settle is a no-op"
-    );
-    assert_eq!(
-        store.refund(&first.job, later).await.ok(),
-        Some(HoldOutcome::AlreadyEnded(HoldState::Settled)),
-        "a refund after a settle is a no-op"
-    );
-    let second = reservation(&user, 20, at);
-    store
-        .reserve(&second)
+    let (second, _) = take_hold(store, &user, 20, at, None)
         .await
         .unwrap_or_else(|e| panic!("second hold failed: {e}"));
-    assert_eq!(
-        store.refund(&second.job, later).await.ok(),
-        Some(HoldOutcome::Ended(HoldState::Refunded))
-    );
-    assert_eq!(
-        store.settle(&second.job, later).await.ok(),
-        Some(HoldOutcome::AlreadyEnded(HoldState::Refunded)),
-        "a settle after a refund is a no-op"
-    );
-    expect_not_found(
-        store.settle(&JobId::random(), later).await,
-        "settling an unknown hold",
-    );
-    expect_not_found(
-        store.refund(&JobId::random(), later).await,
-        "refunding an unknown hold",
-    );
+    end_hold(store, &second.id, HoldState::Refunded)
+        .await
+        .unwrap_or_else(|e| panic!("refunding failed: {e}"));
+    match end_hold(store, &second.id, HoldState::Settled).await {
+        Err(Error::NotAllowed { .. }) => {}
+        other => panic!("settling a refunded hold must be NotAllowed, got {other:?}"),
+    }
     expect_not_found(
         store.hold(&JobId::random()).await,
         "reading an unknown hold",
     );
     assert_eq!(
-        store.hold(&second.job).await.ok().map(|h| h.state),
+        store.hold(&second.id).await.ok().map(|h| h.state),
         Some(HoldState::Refunded)
     );
     let b = balance_of(store, &user).await;
@@ -241,6 +258,61 @@ pub async fn quota_store_suite(store: &dyn QuotaStore) {
     ));
     assert!(history.iter().all(|e| e.credits > 0 && e.user == user));
 
+    // Two ends of one hold raced from many tasks: exactly one ends it, balances stay exact.
+    let racer = UserId::new(format!("{prefix}-ends"));
+    store
+        .grant(&Grant::signup(racer.clone(), 100, at))
+        .await
+        .unwrap_or_else(|e| panic!("grant failed: {e}"));
+    for ways in [
+        [HoldState::Settled, HoldState::Refunded],
+        [HoldState::Settled, HoldState::Settled],
+        [HoldState::Refunded, HoldState::Refunded],
+    ] {
+        let (job, _) = take_hold(store, &racer, 10, at, None)
+            .await
+            .unwrap_or_else(|e| panic!("hold failed: {e}"));
+        let results = join_all((0..8).map(|i| end_hold(store, &job.id, ways[i % 2]))).await;
+        let hold = store
+            .hold(&job.id)
+            .await
+            .unwrap_or_else(|e| panic!("reading the raced hold failed: {e}"));
+        assert_ne!(hold.state, HoldState::Held, "a raced hold ends");
+        for r in &results {
+            match r {
+                Ok(_) => {}
+                Err(Error::NotAllowed { .. }) => {}
+                Err(e) => panic!("ending a raced hold failed: {e}"),
+            }
+        }
+        let ok_other_way = results
+            .iter()
+            .zip((0..8).map(|i| ways[i % 2]))
+            .filter(|(r, way)| r.is_ok() && *way != hold.state)
+            .count();
+        assert_eq!(ok_other_way, 0, "{ways:?}: no end the other way succeeds");
+    }
+    let history = store
+        .history(&racer)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let ends = history
+        .iter()
+        .filter(|e| {
+            matches!(
+                e.kind,
+                LedgerEntryKind::Settle { .. } | LedgerEntryKind::Refund { .. }
+            )
+        })
+        .count();
+    assert_eq!(ends, 3, "three raced holds, three ledger ends");
+    let b = balance_of(store, &racer).await;
+    assert_eq!(b.held, 0, "no raced hold stays held");
+    assert!(
+        b.is_consistent(),
+        "raced ends keep the balance exact: {b:?}"
+    );
+
     // The daily cap counts every user's holds of the day, not refunded ones. Cap checks use a
     // day of their own (9000 days after this run's), which no other run's uncapped holds use.
     let at = Timestamp::from_millis(at.as_millis() + 9_000 * 86_400_000);
@@ -249,20 +321,13 @@ pub async fn quota_store_suite(store: &dyn QuotaStore) {
         .grant(&Grant::signup(capped.clone(), 100, at))
         .await
         .unwrap_or_else(|e| panic!("grant failed: {e}"));
-    let with_cap = |credits| Reservation {
-        daily_cap: Some(2),
-        ..reservation(&capped, credits, at)
-    };
-    let a = with_cap(1);
-    store
-        .reserve(&a)
+    let (a, _) = take_hold(store, &capped, 1, at, Some(2))
         .await
         .unwrap_or_else(|e| panic!("capped hold 1: {e}"));
-    store
-        .reserve(&with_cap(1))
+    take_hold(store, &capped, 1, at, Some(2))
         .await
         .unwrap_or_else(|e| panic!("capped hold 2: {e}"));
-    match store.reserve(&with_cap(1)).await {
+    match take_hold(store, &capped, 1, at, Some(2)).await {
         Err(Error::DailyCapReached { cap: 2 }) => {}
         other => panic!("a third hold of the day must hit the cap, got {other:?}"),
     }
@@ -271,26 +336,34 @@ pub async fn quota_store_suite(store: &dyn QuotaStore) {
         2,
         "a capped hold changes nothing"
     );
-    store
-        .refund(&a.job, at)
+    end_hold(store, &a.id, HoldState::Refunded)
         .await
         .unwrap_or_else(|e| panic!("refund: {e}"));
-    store
-        .reserve(&with_cap(1))
+    take_hold(store, &capped, 1, at, Some(2))
         .await
         .unwrap_or_else(|e| panic!("a refunded hold frees a place under the cap: {e}"));
 
-    // The seed's bar: quota 10, 100 concurrent reservations of 1.
+    // The daily cap under concurrency: 20 holds at once under a cap of 2 on a fresh day.
+    let day2 = at.plus(Duration::from_secs(86_400));
+    let results = join_all((0..20).map(|_| take_hold(store, &capped, 1, day2, Some(2)))).await;
+    let accepted = results.iter().filter(|r| r.is_ok()).count();
+    let capped_out = results
+        .iter()
+        .filter(|r| matches!(r, Err(Error::DailyCapReached { cap: 2 })))
+        .count();
+    assert_eq!(
+        (accepted, capped_out),
+        (2, 18),
+        "20 concurrent holds under a cap of 2"
+    );
+
+    // The seed's bar: quota 10, 100 concurrent holds of 1.
     let racer = UserId::new(format!("{prefix}-racer"));
     store
         .grant(&Grant::signup(racer.clone(), 10, at))
         .await
         .unwrap_or_else(|e| panic!("grant failed: {e}"));
-    let results = join_all((0..100).map(|_| {
-        let r = reservation(&racer, 1, at);
-        async move { store.reserve(&r).await }
-    }))
-    .await;
+    let results = join_all((0..100).map(|_| take_hold(store, &racer, 1, at, None))).await;
     let accepted = results.iter().filter(|r| r.is_ok()).count();
     let refused = results
         .iter()

@@ -10,7 +10,7 @@ use crate::error::{Error, HttpFailure, Result};
 use crate::ids::ProviderId;
 use crate::traits::{
     CancelOutcome, ProviderBalance, ProviderStatus, ProviderVideo, StatusQuery, Submission,
-    SubmitRequest, VideoProvider, WebhookDelivery, WebhookEvent,
+    SubmissionKey, SubmissionSearch, SubmitRequest, VideoProvider, WebhookDelivery, WebhookEvent,
 };
 use crate::video::{AspectRatio, ModelPrice, ModelSpec};
 
@@ -36,6 +36,9 @@ pub enum SimFailure {
     RateLimited,
     /// HTTP 422, input refused.
     Invalid,
+    /// The submission is accepted (and billed) but its answer is lost on the way back: the
+    /// caller sees [`Error::OutcomeUnknown`].
+    AnswerLost,
 }
 
 impl SimFailure {
@@ -65,6 +68,11 @@ impl SimFailure {
                 reason: "input refused".into(),
                 response: Some(HttpFailure::new(422, "prompt: field required")),
             },
+            SimFailure::AnswerLost => Error::OutcomeUnknown {
+                service,
+                reason: "connection reset after the request was sent".into(),
+                source: None,
+            },
         }
     }
 }
@@ -76,6 +84,8 @@ struct SimState {
     submit_failures: VecDeque<SimFailure>,
     failing_forever: Option<SimFailure>,
     submissions: Vec<SubmitRequest>,
+    by_key: HashMap<String, String>,
+    lookup: bool,
     cancels: Vec<String>,
     deliveries: u64,
 }
@@ -168,6 +178,22 @@ impl SimProvider {
         s.submit_failures.clear();
     }
 
+    /// Lets [`VideoProvider::find_submission`] answer from the idempotency keys it saw
+    /// (default: the lookup is unsupported, like FAL's).
+    pub fn enable_lookup(&self) {
+        self.lock().lookup = true;
+    }
+
+    /// The request id accepted for an idempotency key, if any.
+    pub fn request_for_key(&self, idempotency_key: &str) -> Option<String> {
+        self.lock().by_key.get(idempotency_key).cloned()
+    }
+
+    /// How many distinct requests it accepted (and would bill).
+    pub fn billed(&self) -> usize {
+        self.lock().requests.len()
+    }
+
     /// Sets what `status` reports for a request.
     pub fn set_status(&self, request_id: &str, status: ProviderStatus) {
         self.lock().requests.insert(request_id.to_owned(), status);
@@ -251,10 +277,18 @@ impl VideoProvider for SimProvider {
     async fn submit(&self, request: &SubmitRequest) -> Result<Submission> {
         let mut s = self.lock();
         s.submissions.push(request.clone());
-        if let Some(f) = s.failing_forever {
-            return Err(f.error(self.id.as_str()));
+        let key = request.idempotency_key();
+        if let Some(known) = s.by_key.get(&key) {
+            // Idempotent by key: the same attempt is the same request, billed once.
+            return Ok(Submission {
+                request_id: known.clone(),
+            });
         }
-        if let Some(f) = s.submit_failures.pop_front() {
+        let failure = match s.failing_forever {
+            Some(f) => Some(f),
+            None => s.submit_failures.pop_front(),
+        };
+        if let Some(f) = failure.filter(|f| *f != SimFailure::AnswerLost) {
             return Err(f.error(self.id.as_str()));
         }
         let offered = self.models.iter().any(|m| {
@@ -279,6 +313,10 @@ impl VideoProvider for SimProvider {
             request_id.clone(),
             ProviderStatus::Queued { position: Some(0) },
         );
+        s.by_key.insert(key, request_id.clone());
+        if let Some(lost) = failure {
+            return Err(lost.error(self.id.as_str()));
+        }
         Ok(Submission { request_id })
     }
 
@@ -294,7 +332,7 @@ impl VideoProvider for SimProvider {
                 content_type: Some("video/mp4".to_owned()),
                 bytes: None,
             }),
-            other => Err(Error::conflict(format!(
+            other => Err(Error::not_allowed(format!(
                 "request {} has no result yet ({other:?})",
                 query.request_id
             ))),
@@ -330,6 +368,19 @@ impl VideoProvider for SimProvider {
             request_id: body.request_id,
             delivery_id: body.delivery_id,
             status: body.status,
+        })
+    }
+
+    async fn find_submission(&self, key: &SubmissionKey) -> Result<SubmissionSearch> {
+        let s = self.lock();
+        if !s.lookup {
+            return Ok(SubmissionSearch::Unsupported);
+        }
+        Ok(match s.by_key.get(&key.idempotency_key()) {
+            Some(request_id) => SubmissionSearch::Found(Submission {
+                request_id: request_id.clone(),
+            }),
+            None => SubmissionSearch::NotFound,
         })
     }
 

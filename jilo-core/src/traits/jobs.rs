@@ -3,7 +3,9 @@ use futures::stream::BoxStream;
 
 use crate::error::Result;
 use crate::ids::{JobId, ProviderId, UserId};
-use crate::job::{ClaimRequest, DeliveryOutcome, DeliveryRecord, Job, JobEvent, JobUpdate};
+use crate::job::{
+    ClaimRequest, DeliveryOutcome, DeliveryRecord, Job, JobEvent, JobUpdate, LeaseRenewal,
+};
 use crate::ledger::{CreditHold, Reservation};
 
 /// Durable generation jobs.
@@ -11,10 +13,15 @@ use crate::ledger::{CreditHold, Reservation};
 /// Contract (checked by [`crate::testing::job_store_suite`]):
 /// - `create` writes the job and takes its credit hold in one transaction, on the ledger of the
 ///   same backend's [`crate::QuotaStore`]: both or neither. A short balance fails with
-///   [`crate::Error::Insufficient`] and writes no job.
+///   [`crate::Error::Insufficient`] (the daily cap with [`crate::Error::DailyCapReached`]) and
+///   writes no job; a job id seen before is [`crate::Error::AlreadyExists`]. This is the only
+///   way a hold is taken.
 /// - `update` is a compare-and-set: it applies only when the stored job still has the expected
 ///   version and state, bumps the version by one, and otherwise fails with
-///   [`crate::Error::Conflict`] (or [`crate::Error::NotFound`]) changing nothing.
+///   [`crate::Error::LostRace`] (or [`crate::Error::NotFound`]) changing nothing. Its
+///   `end_hold` is the only way a hold ends: a hold already ended the other way fails the
+///   update with [`crate::Error::NotAllowed`]; its `delivery`, seen before, with
+///   [`crate::Error::AlreadyExists`]. Either way nothing is written.
 /// - Every successful `create` and `update` publishes the job's [`JobEvent`] to `watch`ers,
 ///   across processes where the backend is shared.
 /// - `job_by_provider_request` finds a job by any request id it has had at that provider.
@@ -22,6 +29,8 @@ use crate::ledger::{CreditHold, Reservation};
 /// - `claim_due` returns non-terminal jobs whose `next_check_at` or deadline has come and whose
 ///   lease is free or expired, and leases them to the worker; two workers never claim the same
 ///   job at once.
+/// - `renew_lease` extends a lease its worker still holds on a non-terminal job, without
+///   changing the job's version; it says `false` when the lease is no longer that worker's.
 #[cfg_attr(any(test, feature = "test-utils"), mockall::automock)]
 #[async_trait]
 pub trait JobStore: Send + Sync {
@@ -50,6 +59,9 @@ pub trait JobStore: Send + Sync {
 
     /// Leases the jobs that need a worker now.
     async fn claim_due(&self, claim: &ClaimRequest) -> Result<Vec<Job>>;
+
+    /// Extends a lease the worker holds; `false` when it holds it no more.
+    async fn renew_lease(&self, renewal: &LeaseRenewal) -> Result<bool>;
 
     /// A stream of every job's events from now on.
     async fn watch(&self) -> Result<BoxStream<'static, JobEvent>>;

@@ -22,7 +22,8 @@ pub use moderator::{ModerationVerdict, Moderator};
 pub use notifier::Notifier;
 pub use provider::{
     CancelOutcome, FailureClass, ProviderBalance, ProviderStatus, ProviderVideo, StatusQuery,
-    Submission, SubmitRequest, VideoProvider, WebhookDelivery, WebhookEvent,
+    Submission, SubmissionKey, SubmissionSearch, SubmitRequest, VideoProvider, WebhookDelivery,
+    WebhookEvent,
 };
 pub use publisher::{ProgressReporter, Publisher};
 pub use quota::QuotaStore;

@@ -5,17 +5,117 @@ use crate::error::{Error, Result};
 use crate::ids::{JobId, ProviderId};
 use crate::video::{ModelSpec, VideoRequest};
 
+/// Names one submission: a job and its attempt number (1-based).
+///
+/// It is the submission's idempotency key ([`SubmissionKey::idempotency_key`]) and the tail
+/// of its webhook URL (`…/webhooks/{provider}/{job}/{attempt}`), so a delivery for a request
+/// id the Studio never learned (the submit's answer was lost) still finds its job.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SubmissionKey {
+    /// The job.
+    pub job: JobId,
+    /// The attempt, 1 for the first submission.
+    pub attempt: u32,
+}
+
+impl SubmissionKey {
+    /// The key of a job's attempt.
+    pub fn new(job: JobId, attempt: u32) -> Self {
+        Self { job, attempt }
+    }
+
+    /// The idempotency key a provider that supports one sends: `jilo-{job}-{attempt}`.
+    /// The same job and attempt always give the same key.
+    pub fn idempotency_key(&self) -> String {
+        format!("jilo-{}-{}", self.job, self.attempt)
+    }
+
+    /// The key from the two last segments of a webhook URL, as a host's router captured them
+    /// (`…/webhooks/fal/{job}/{attempt}`). A missing job or an attempt that is not a positive
+    /// number is [`Error::InvalidInput`].
+    pub fn from_route(job: &str, attempt: &str) -> Result<Self> {
+        let job = job.trim();
+        if job.is_empty() || job.contains('/') {
+            return Err(Error::invalid("job", "the webhook route names no job"));
+        }
+        let attempt = attempt
+            .trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|a| *a > 0)
+            .ok_or_else(|| {
+                Error::invalid("attempt", format!("`{attempt}` is not a positive number"))
+            })?;
+        Ok(Self::new(JobId::new(job), attempt))
+    }
+}
+
 /// What the Studio asks a provider to start.
+///
+/// The attempt is written to the store before the call, so whatever happens to the call the
+/// Studio knows an attempt may be at the provider. A provider that supports idempotency keys
+/// sends [`SubmitRequest::idempotency_key`]; one that can look a submission up by it says so
+/// through [`VideoProvider::find_submission`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct SubmitRequest {
     /// The job this submission is for (providers may send it as metadata).
     pub job: JobId,
+    /// The attempt this submission is, 1-based, all providers together.
+    pub attempt: u32,
     /// The user's request.
     pub request: VideoRequest,
     /// The provider's model to run, from its [`ModelSpec::provider_model`].
     pub provider_model: String,
-    /// Where the provider should deliver the result, if the host receives webhooks.
+    /// Where the provider should deliver the result, if the host receives webhooks; it names
+    /// the job and attempt (`…/webhooks/{provider}/{job}/{attempt}`).
     pub webhook_url: Option<String>,
+}
+
+impl SubmitRequest {
+    /// A submission of `request` as attempt `attempt` of `job`, without a webhook.
+    pub fn new(
+        job: JobId,
+        attempt: u32,
+        request: VideoRequest,
+        provider_model: impl Into<String>,
+    ) -> Self {
+        Self {
+            job,
+            attempt,
+            request,
+            provider_model: provider_model.into(),
+            webhook_url: None,
+        }
+    }
+
+    /// The same submission with a webhook URL.
+    pub fn with_webhook_url(mut self, url: impl Into<String>) -> Self {
+        self.webhook_url = Some(url.into());
+        self
+    }
+
+    /// The job and attempt this submission is.
+    pub fn key(&self) -> SubmissionKey {
+        SubmissionKey::new(self.job.clone(), self.attempt)
+    }
+
+    /// The idempotency key: the same for every try of this job's attempt.
+    pub fn idempotency_key(&self) -> String {
+        self.key().idempotency_key()
+    }
+}
+
+/// What a provider knows of a submission looked up by its key
+/// ([`VideoProvider::find_submission`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SubmissionSearch {
+    /// The provider has it: the submit went through.
+    Found(Submission),
+    /// The provider is sure it never accepted it: the attempt is lost and may be sent again.
+    NotFound,
+    /// The provider cannot look submissions up (the default).
+    Unsupported,
 }
 
 /// A provider's acceptance of a submission.
@@ -57,14 +157,25 @@ pub enum FailureClass {
     KeyRejected,
     /// Trying again cannot help (the provider refused the input).
     Permanent,
+    /// The submit left but its answer was lost (a time-out or a connection cut after the
+    /// request was sent): the provider may be running, and billing, it. The Studio does not
+    /// resubmit; it waits for the attempt's webhook and asks the provider
+    /// ([`VideoProvider::find_submission`]) until the attempt is found or known lost.
+    Unknown,
 }
 
 impl FailureClass {
-    /// How the Studio handles an error from a provider call.
+    /// How the Studio handles an error from a submit.
+    ///
+    /// [`Error::OutcomeUnknown`] and [`Error::Timeout`] are [`FailureClass::Unknown`]: a
+    /// time-out cannot tell whether the request arrived. Other retryable errors (a refused
+    /// connection, DNS, 429, a 5xx the provider answered without taking the request) were
+    /// known not to start anything and are [`FailureClass::Retryable`].
     pub fn of(error: &Error) -> FailureClass {
         match error {
             Error::ProviderOutOfFunds { .. } => FailureClass::OutOfFunds,
             Error::Unauthorized { .. } => FailureClass::KeyRejected,
+            Error::OutcomeUnknown { .. } | Error::Timeout { .. } => FailureClass::Unknown,
             e if e.is_retryable() => FailureClass::Retryable,
             _ => FailureClass::Permanent,
         }
@@ -103,13 +214,16 @@ pub enum ProviderStatus {
 }
 
 /// A webhook as the host received it: headers and the raw body, untouched, because
-/// signatures cover the exact bytes.
+/// signatures cover the exact bytes, and the submission its URL names.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct WebhookDelivery {
     /// Header names and values as received.
     pub headers: Vec<(String, String)>,
     /// The raw body.
     pub body: Vec<u8>,
+    /// The job and attempt the delivery's URL names (`…/{provider}/{job}/{attempt}`), when
+    /// the host's route captured them; see [`SubmissionKey::from_route`].
+    pub submission: Option<SubmissionKey>,
 }
 
 impl WebhookDelivery {
@@ -118,7 +232,14 @@ impl WebhookDelivery {
         Self {
             headers,
             body: body.into(),
+            submission: None,
         }
+    }
+
+    /// The same delivery, received at the URL of this submission.
+    pub fn for_submission(mut self, key: SubmissionKey) -> Self {
+        self.submission = Some(key);
+        self
     }
 
     /// The first header with this name, compared case-insensitively.
@@ -141,14 +262,16 @@ pub struct WebhookEvent {
     pub status: ProviderStatus,
 }
 
-/// What a cancel did.
+/// What a cancel did. Only [`CancelOutcome::Cancelled`] means the provider will not bill;
+/// the Studio refunds a user's cancel only then.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CancelOutcome {
-    /// The provider stopped the request.
+    /// The provider stopped the request and will not bill it.
     Cancelled,
-    /// Too late: the provider already finished or started it and cannot stop.
+    /// Too late: the provider started or finished it and will bill it (a cancel it merely
+    /// forwarded to a running job, which may ignore it, is also too late).
     TooLate,
-    /// The service has no cancel.
+    /// The service has no cancel: the request runs to its end.
     Unsupported,
 }
 
@@ -168,8 +291,12 @@ pub struct ProviderBalance {
 ///   [`Error::ProviderOutOfFunds`], 401/403 key → [`Error::Unauthorized`], 429 →
 ///   [`Error::RateLimited`], 5xx → [`Error::Unavailable`]. Keep the status and a truncated body,
 ///   never the key.
-/// - `submit` is paid: never retry it blindly after a time-out; the Studio reconciles by
-///   `status` first.
+/// - `submit` is paid and called once per attempt; never retry it inside the provider after
+///   the request may have left. Map a failure before sending (connection refused, DNS, 429, a
+///   5xx that took nothing) to a retryable error, and a time-out or a connection cut after
+///   sending to [`Error::OutcomeUnknown`] (or [`Error::Timeout`]): the Studio then waits for
+///   the attempt's webhook and asks [`VideoProvider::find_submission`] before sending again.
+///   Send [`SubmitRequest::idempotency_key`] where the service takes one.
 /// - `parse_webhook` verifies the signature over the raw bytes before reading them, and returns
 ///   [`Error::Unauthorized`] for a bad one and [`Error::Protocol`] for an unreadable body.
 #[cfg_attr(any(test, feature = "test-utils"), mockall::automock)]
@@ -193,8 +320,17 @@ pub trait VideoProvider: Send + Sync {
     /// Asks the provider to stop a request.
     async fn cancel(&self, query: &StatusQuery) -> Result<CancelOutcome>;
 
-    /// Verifies and parses a webhook delivery.
+    /// Verifies and parses a webhook delivery. It must also check the delivery belongs to
+    /// this account where the service signs that (a delivery to a job-named URL is matched
+    /// to the job the URL names).
     async fn parse_webhook(&self, delivery: &WebhookDelivery) -> Result<WebhookEvent>;
+
+    /// Looks a submission up by its key after its submit's answer was lost. The default, for
+    /// services without such a lookup, is [`SubmissionSearch::Unsupported`]: the Studio then
+    /// relies on the attempt's webhook and never resubmits the attempt blindly.
+    async fn find_submission(&self, _key: &SubmissionKey) -> Result<SubmissionSearch> {
+        Ok(SubmissionSearch::Unsupported)
+    }
 
     /// The account balance, or `None` when the service has no balance endpoint.
     async fn balance(&self) -> Result<Option<ProviderBalance>>;

@@ -61,21 +61,15 @@ impl StoreError {
         text.contains("database is locked") || text.contains("database table is locked")
     }
 
+    /// A unique key refused the write, as the driver tells it.
     pub(crate) fn is_unique_violation(&self) -> bool {
-        let StoreError::Sql(e) = self else {
-            return false;
-        };
-        matches!(
-            code(e).as_deref(),
-            // Postgres unique_violation; SQLite SQLITE_CONSTRAINT_PRIMARYKEY / _UNIQUE.
-            Some("23505") | Some("1555") | Some("2067")
-        )
+        matches!(self, StoreError::Sql(sqlx::Error::Database(db)) if db.is_unique_violation())
     }
 
     /// The jilo error for the caller.
     pub(crate) fn into_error(self, what: &str) -> Error {
         if self.is_unique_violation() {
-            return Error::conflict(format!("{what}: it already exists"));
+            return Error::already_exists("record", format!("({what})"));
         }
         let transient = self.is_transient();
         match self {

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use futures::stream::BoxStream;
 use jilo_core::{
     ClaimRequest, CreditHold, DeliveryOutcome, DeliveryRecord, Error, HoldState, Job, JobEvent,
-    JobId, JobStore, JobUpdate, ProviderId, Reservation, Result, Timestamp, UserId,
+    JobId, JobStore, JobUpdate, LeaseRenewal, ProviderId, Reservation, Result, Timestamp, UserId,
 };
 use sqlx::{Any, Transaction};
 
@@ -69,6 +69,29 @@ async fn remember_request(tx: &mut Transaction<'static, Any>, job: &Job) -> Stor
     Ok(())
 }
 
+/// Remembers a webhook delivery inside a transaction; `Duplicate` when it was seen.
+async fn insert_delivery(
+    tx: &mut Transaction<'static, Any>,
+    delivery: &DeliveryRecord,
+) -> StoreResult<DeliveryOutcome> {
+    let inserted = sqlx::query(
+        "INSERT INTO jilo_deliveries (provider, delivery_id, job_id, at_ms) \
+         VALUES ($1, $2, $3, $4) ON CONFLICT (provider, delivery_id) DO NOTHING",
+    )
+    .bind(delivery.provider.as_str())
+    .bind(delivery.delivery_id.as_str())
+    .bind(delivery.job.as_str())
+    .bind(delivery.at.as_millis())
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    Ok(if inserted == 1 {
+        DeliveryOutcome::New
+    } else {
+        DeliveryOutcome::Duplicate
+    })
+}
+
 impl SqlStore {
     /// One try of a compare-and-set update with its credit changes.
     async fn try_update(&self, update: &JobUpdate, next: &Job) -> StoreResult<Job> {
@@ -102,7 +125,7 @@ impl SqlStore {
                     .await?;
             return Err(match current {
                 None => Error::not_found("job", &next.id),
-                Some((version, state)) => Error::conflict(format!(
+                Some((version, state)) => Error::lost_race(format!(
                     "job {} is at version {version} ({state}), not {} ({})",
                     next.id, update.expected_version, update.expected_state
                 )),
@@ -110,6 +133,11 @@ impl SqlStore {
             .into());
         }
         remember_request(&mut tx, next).await?;
+        if let Some(d) = &update.delivery {
+            if insert_delivery(&mut tx, d).await? == DeliveryOutcome::Duplicate {
+                return Err(Error::already_exists("delivery", &d.delivery_id).into());
+            }
+        }
         if let Some(to) = update.end_hold {
             end_hold_in(&mut tx, &next.id, to, next.updated_at).await?;
         }
@@ -155,7 +183,7 @@ impl JobStore for SqlStore {
                         .fetch_optional(&mut *tx)
                         .await?;
                 if exists.is_some() {
-                    return Err(Error::conflict(format!("job {} already exists", job.id)).into());
+                    return Err(Error::already_exists("job", &job.id).into());
                 }
                 insert_job(&mut tx, &stored).await?;
                 remember_request(&mut tx, &stored).await?;
@@ -259,23 +287,9 @@ impl JobStore for SqlStore {
             if exists.is_none() {
                 return Err(Error::not_found("job", &delivery.job).into());
             }
-            let inserted = sqlx::query(
-                "INSERT INTO jilo_deliveries (provider, delivery_id, job_id, at_ms) \
-                 VALUES ($1, $2, $3, $4) ON CONFLICT (provider, delivery_id) DO NOTHING",
-            )
-            .bind(delivery.provider.as_str())
-            .bind(delivery.delivery_id.as_str())
-            .bind(delivery.job.as_str())
-            .bind(delivery.at.as_millis())
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+            let outcome = insert_delivery(&mut tx, delivery).await?;
             tx.commit().await?;
-            Ok(if inserted == 1 {
-                DeliveryOutcome::New
-            } else {
-                DeliveryOutcome::Duplicate
-            })
+            Ok(outcome)
         })
         .await
     }
@@ -309,6 +323,36 @@ impl JobStore for SqlStore {
                 .await?;
             tx.commit().await?;
             rows.into_iter().map(job_from_row).collect()
+        })
+        .await
+    }
+
+    async fn renew_lease(&self, renewal: &LeaseRenewal) -> Result<bool> {
+        self.retry("renewing a lease", || async {
+            let mut tx = self.begin_write().await?;
+            let renewed = sqlx::query(
+                "UPDATE jilo_jobs SET lease_until_ms = $1 \
+                 WHERE id = $2 AND lease_owner = $3 \
+                   AND state IN ('queued', 'submitted', 'running', 'storing')",
+            )
+            .bind(renewal.until.as_millis())
+            .bind(renewal.job.as_str())
+            .bind(renewal.worker.as_str())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if renewed == 0 {
+                let exists: Option<i64> =
+                    sqlx::query_scalar("SELECT 1 FROM jilo_jobs WHERE id = $1")
+                        .bind(renewal.job.as_str())
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                if exists.is_none() {
+                    return Err(Error::not_found("job", &renewal.job).into());
+                }
+            }
+            tx.commit().await?;
+            Ok(renewed > 0)
         })
         .await
     }

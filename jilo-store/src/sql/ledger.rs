@@ -175,7 +175,9 @@ pub(crate) async fn reserve_in(
     })
 }
 
-/// Ends a hold inside a transaction, exactly once.
+/// Ends a hold inside a transaction, exactly once: a hold already ended the same way is left
+/// as it is, one ended the other way is [`Error::NotAllowed`] (and the caller's transaction
+/// rolls back).
 pub(crate) async fn end_hold_in(
     tx: &mut Transaction<'static, Any>,
     job: &JobId,
@@ -215,7 +217,18 @@ pub(crate) async fn end_hold_in(
                 .await?;
         return match current {
             None => Err(Error::not_found("hold", job).into()),
-            Some(s) => Ok(HoldOutcome::AlreadyEnded(hold_state(&s)?)),
+            Some(s) => {
+                let ended = hold_state(&s)?;
+                if ended == to {
+                    Ok(HoldOutcome::AlreadyEnded(ended))
+                } else {
+                    Err(Error::not_allowed(format!(
+                        "the hold of job {job} was already {s}; it cannot be {} too",
+                        to.as_str()
+                    ))
+                    .into())
+                }
+            }
         };
     };
     sqlx::query(account_sql)
@@ -225,18 +238,6 @@ pub(crate) async fn end_hold_in(
         .await?;
     ledger_row(tx, &UserId::new(user), kind, Some(job), None, credits, at).await?;
     Ok(HoldOutcome::Ended(to))
-}
-
-impl SqlStore {
-    async fn end_hold(&self, job: &JobId, to: HoldState, at: Timestamp) -> Result<HoldOutcome> {
-        self.retry("ending a hold", || async {
-            let mut tx = self.begin_write().await?;
-            let outcome = end_hold_in(&mut tx, job, to, at).await?;
-            tx.commit().await?;
-            Ok(outcome)
-        })
-        .await
-    }
 }
 
 #[async_trait]
@@ -250,25 +251,6 @@ impl QuotaStore for SqlStore {
             Ok(outcome)
         })
         .await
-    }
-
-    async fn reserve(&self, reservation: &Reservation) -> Result<CreditHold> {
-        check_amount(reservation.credits)?;
-        self.retry("reserving credits", || async {
-            let mut tx = self.begin_write().await?;
-            let hold = reserve_in(&mut tx, self.backend, reservation).await?;
-            tx.commit().await?;
-            Ok(hold)
-        })
-        .await
-    }
-
-    async fn settle(&self, job: &JobId, at: Timestamp) -> Result<HoldOutcome> {
-        self.end_hold(job, HoldState::Settled, at).await
-    }
-
-    async fn refund(&self, job: &JobId, at: Timestamp) -> Result<HoldOutcome> {
-        self.end_hold(job, HoldState::Refunded, at).await
     }
 
     async fn hold(&self, job: &JobId) -> Result<CreditHold> {
