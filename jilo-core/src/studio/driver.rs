@@ -340,6 +340,12 @@ impl Inner {
         } else {
             job.next_check_at = Some(if effects.contains(&Effect::ResumeNow) {
                 now
+            } else if effects.contains(&Effect::ReconcileLater) {
+                // Its webhook has until the end of the grace window; then ask at once.
+                job.pending_submit
+                    .as_ref()
+                    .map(|p| p.since.plus(policy.submit_grace).max(now))
+                    .unwrap_or(now)
             } else if effects.contains(&Effect::RetryLater) {
                 now.plus(
                     policy
@@ -354,17 +360,12 @@ impl Inner {
         }
     }
 
-    /// How long a resting job waits before a worker looks again.
+    /// How long a resting job waits before a worker looks again. A submission whose answer
+    /// was lost and that the provider could not find is asked about again at the polling
+    /// interval, while its webhook may still come.
     fn wait_interval(&self, job: &Job) -> std::time::Duration {
         let policy = &self.policy;
-        if let Some(p) = &job.pending_submit {
-            // A lost answer: wait out the grace window for its webhook, then look again at
-            // the polling interval.
-            let grace_end = p.since.plus(policy.submit_grace);
-            let now = self.clock.now();
-            if grace_end > now {
-                return grace_end.since(now);
-            }
+        if job.pending_submit.is_some() {
             return policy.poll_interval;
         }
         if job.webhook {

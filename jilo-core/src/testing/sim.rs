@@ -39,6 +39,9 @@ pub enum SimFailure {
     /// The submission is accepted (and billed) but its answer is lost on the way back: the
     /// caller sees [`Error::OutcomeUnknown`].
     AnswerLost,
+    /// The call times out before the submission reaches the provider: nothing is accepted,
+    /// but the caller, seeing [`Error::Timeout`], cannot tell.
+    TimedOut,
 }
 
 impl SimFailure {
@@ -68,6 +71,7 @@ impl SimFailure {
                 reason: "input refused".into(),
                 response: Some(HttpFailure::new(422, "prompt: field required")),
             },
+            SimFailure::TimedOut => Error::Timeout { service },
             SimFailure::AnswerLost => Error::OutcomeUnknown {
                 service,
                 reason: "connection reset after the request was sent".into(),

@@ -1,0 +1,479 @@
+//! Paid submits are never doubled: every way a submit's outcome can be unknown (its answer
+//! lost, a time-out, a crash between the call and the write) is reconciled, by the attempt's
+//! job-named webhook or the provider's lookup, before anything is sent again. And webhook
+//! deliveries are never lost to a failed write.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+use jilo_core::testing::{SimFailure, SimProvider, SIM_MODEL};
+use jilo_core::{
+    Balance, CancelOutcome, ClaimRequest, CreditHold, DeliveryOutcome, DeliveryRecord, Error,
+    Grant, GrantOutcome, InMemoryStore, Job, JobEvent, JobId, JobState, JobStore, JobUpdate,
+    LeaseRenewal, LedgerEntry, LedgerEntryKind, ModelSpec, Policy, Pricing, ProviderBalance,
+    ProviderId, ProviderStatus, ProviderVideo, QuotaStore, Reservation, StatusQuery, Studio,
+    Submission, SubmissionKey, SubmissionSearch, SubmitRequest, Timestamp, TokioClock, UserId,
+    VideoProvider, VideoRequest, WebhookDelivery, WebhookEvent,
+};
+
+const HOOKS: &str = "https://host.example/webhooks";
+
+fn policy() -> Policy {
+    Policy {
+        pricing: Pricing::new().with_price(SIM_MODEL, 5, 15),
+        webhook_base_url: Some(HOOKS.to_owned()),
+        ..Policy::default()
+    }
+}
+
+fn studio<S: QuotaStore + JobStore + 'static>(
+    provider: Arc<dyn VideoProvider>,
+    store: Arc<S>,
+) -> Studio {
+    Studio::builder()
+        .provider(provider)
+        .store(store)
+        .clock(Arc::new(TokioClock::new()))
+        .policy(policy())
+        .worker_name("worker-1")
+        .build()
+        .unwrap()
+}
+
+async fn user(store: &impl QuotaStore, name: &str) -> UserId {
+    let user = UserId::new(name);
+    store
+        .grant(&Grant::signup(user.clone(), 100, Timestamp::from_millis(0)))
+        .await
+        .unwrap();
+    user
+}
+
+fn request() -> VideoRequest {
+    VideoRequest::new("A heron lifting off a misty river at dawn", SIM_MODEL, 5)
+}
+
+fn kinds(entries: &[LedgerEntry]) -> Vec<&'static str> {
+    entries
+        .iter()
+        .map(|e| match e.kind {
+            LedgerEntryKind::Grant { .. } => "grant",
+            LedgerEntryKind::Hold { .. } => "hold",
+            LedgerEntryKind::Settle { .. } => "settle",
+            LedgerEntryKind::Refund { .. } => "refund",
+        })
+        .collect()
+}
+
+/// The delivery a host's route `…/webhooks/sim/{job}/{attempt}` hands to the Studio.
+fn at_url(delivery: WebhookDelivery, job: &JobId, attempt: u32) -> WebhookDelivery {
+    let url = format!("{HOOKS}/sim/{job}/{attempt}");
+    let mut tail = url.rsplit('/');
+    let (attempt, job) = (tail.next().unwrap(), tail.next().unwrap());
+    delivery.for_submission(SubmissionKey::from_route(job, attempt).unwrap())
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lost_answer_is_found_by_the_providers_lookup_and_billed_once() {
+    let sim = Arc::new(SimProvider::new("sim"));
+    sim.enable_lookup();
+    sim.fail_next_submits(SimFailure::AnswerLost, 1);
+    let store = Arc::new(InMemoryStore::new());
+    let studio = studio(sim.clone(), store.clone());
+    let ana = user(&*store, "ana").await;
+
+    let id = studio.generate(&ana, request()).await.unwrap();
+    let job = studio.job(&id).await.unwrap();
+    assert_eq!(job.state, JobState::Queued);
+    assert_eq!(job.pending_submit.as_ref().map(|p| p.attempt), Some(1));
+    assert_eq!(job.stage.as_deref(), Some("confirming the submission"));
+    assert_eq!(sim.billed(), 1, "the provider accepted (and bills) it");
+    let sent = sim.submissions();
+    assert_eq!(sent[0].attempt, 1);
+    assert_eq!(sent[0].idempotency_key(), format!("jilo-{id}-1"));
+    assert_eq!(
+        sent[0].webhook_url.as_deref(),
+        Some(format!("{HOOKS}/sim/{id}/1").as_str())
+    );
+
+    // Within the grace window the worker waits for the attempt's webhook.
+    tokio::time::advance(Duration::from_secs(30)).await;
+    assert_eq!(studio.tick().await.unwrap().claimed, 0);
+    // Then it asks the provider, which has it: the same attempt goes on.
+    tokio::time::advance(studio.policy().submit_grace).await;
+    assert_eq!(studio.tick().await.unwrap().advanced, 1);
+    let job = studio.job(&id).await.unwrap();
+    assert_eq!((job.state, job.attempts), (JobState::Submitted, 1));
+    assert!(job.pending_submit.is_none());
+    let rid = job.provider_request_id.clone().unwrap();
+    assert_eq!(
+        sim.request_for_key(&format!("jilo-{id}-1")),
+        Some(rid.clone())
+    );
+
+    let done = sim.succeeded(&rid, "https://cdn.example/heron.mp4");
+    studio.handle_webhook(&"sim".into(), &done).await.unwrap();
+    studio.tick().await.unwrap();
+    assert_eq!(studio.job(&id).await.unwrap().state, JobState::Completed);
+    assert_eq!(sim.submissions().len(), 1, "one submit in all");
+    assert_eq!(sim.billed(), 1);
+    assert_eq!(
+        kinds(&store.history(&ana).await.unwrap()),
+        ["grant", "hold", "settle"]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_a_lookup_the_job_named_webhook_completes_the_attempt() {
+    let sim = Arc::new(SimProvider::new("sim"));
+    sim.fail_next_submits(SimFailure::AnswerLost, 1);
+    let store = Arc::new(InMemoryStore::new());
+    let studio = studio(sim.clone(), store.clone());
+    let bo = user(&*store, "bo").await;
+    let id = studio.generate(&bo, request()).await.unwrap();
+
+    // Past the grace window the provider cannot say; the job keeps waiting, nothing is resent.
+    for _ in 0..5 {
+        tokio::time::advance(studio.policy().submit_grace).await;
+        studio.tick().await.unwrap();
+    }
+    let job = studio.job(&id).await.unwrap();
+    assert_eq!((job.state, job.attempts), (JobState::Queued, 1));
+    assert_eq!(sim.submissions().len(), 1);
+
+    // The provider's webhook names a request the Studio never learnt; without the URL's job
+    // it finds nothing, with it it completes the attempt.
+    let rid = sim.request_for_key(&format!("jilo-{id}-1")).unwrap();
+    let plain = sim.succeeded(&rid, "https://cdn.example/bo.mp4");
+    match studio.handle_webhook(&"sim".into(), &plain).await {
+        Err(Error::NotFound { .. }) => {}
+        other => panic!("a delivery for an unknown request without a job URL: {other:?}"),
+    }
+    let named = at_url(sim.succeeded(&rid, "https://cdn.example/bo.mp4"), &id, 1);
+    let out = studio.handle_webhook(&"sim".into(), &named).await.unwrap();
+    assert!(out.applied);
+    assert_eq!(out.state, JobState::Storing);
+    let job = studio.job(&id).await.unwrap();
+    assert_eq!(job.provider_request_id.as_deref(), Some(rid.as_str()));
+    // The same delivery again is a duplicate.
+    let again = studio.handle_webhook(&"sim".into(), &named).await.unwrap();
+    assert!(again.duplicate && !again.applied);
+    studio.tick().await.unwrap();
+    assert_eq!(studio.job(&id).await.unwrap().state, JobState::Completed);
+    assert_eq!((sim.submissions().len(), sim.billed()), (1, 1));
+    assert_eq!(
+        kinds(&store.history(&bo).await.unwrap()),
+        ["grant", "hold", "settle"]
+    );
+
+    // A URL naming another job than the request belongs to is refused.
+    let other = studio.generate(&bo, request()).await.unwrap();
+    let forged = at_url(sim.succeeded(&rid, "https://cdn.example/x.mp4"), &other, 1);
+    match studio.handle_webhook(&"sim".into(), &forged).await {
+        Err(Error::InvalidInput { .. }) => {}
+        other => panic!("a request id of another job must be refused, got {other:?}"),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_submit_known_lost_is_sent_again_and_billed_once() {
+    let sim = Arc::new(SimProvider::new("sim"));
+    sim.enable_lookup();
+    sim.fail_next_submits(SimFailure::TimedOut, 1);
+    let store = Arc::new(InMemoryStore::new());
+    let studio = studio(sim.clone(), store.clone());
+    let cy = user(&*store, "cy").await;
+    let id = studio.generate(&cy, request()).await.unwrap();
+    assert_eq!(studio.job(&id).await.unwrap().state, JobState::Queued);
+    assert_eq!(
+        sim.billed(),
+        0,
+        "the time-out came before the provider had it"
+    );
+
+    tokio::time::advance(studio.policy().submit_grace).await;
+    studio.tick().await.unwrap();
+    let job = studio.job(&id).await.unwrap();
+    assert_eq!((job.state, job.attempts), (JobState::Submitted, 2));
+    let sent = sim.submissions();
+    assert_eq!(
+        sent.iter().map(|s| s.attempt).collect::<Vec<_>>(),
+        [1, 2],
+        "resent as the next attempt only once the provider said it never had the first"
+    );
+    assert_eq!(sim.billed(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_submit_refused_before_sending_is_retried_as_before() {
+    let sim = Arc::new(SimProvider::new("sim"));
+    sim.fail_next_submits(SimFailure::Unavailable, 1);
+    let store = Arc::new(InMemoryStore::new());
+    let studio = studio(sim.clone(), store.clone());
+    let dee = user(&*store, "dee").await;
+    let id = studio.generate(&dee, request()).await.unwrap();
+    let job = studio.job(&id).await.unwrap();
+    assert_eq!(job.state, JobState::Queued);
+    assert!(
+        job.pending_submit.is_none(),
+        "nothing can be at the provider"
+    );
+    tokio::time::advance(studio.policy().retry_backoff.max).await;
+    studio.tick().await.unwrap();
+    assert_eq!(
+        studio.job(&id).await.unwrap().state,
+        JobState::Submitted,
+        "resubmitted after the back-off, no reconciliation needed"
+    );
+    assert_eq!(sim.submissions().len(), 2);
+}
+
+/// A provider whose submit answers only when the test lets it: stands for a call in flight.
+struct Gated {
+    sim: Arc<SimProvider>,
+    gate: tokio::sync::Semaphore,
+}
+
+#[async_trait]
+impl VideoProvider for Gated {
+    fn id(&self) -> ProviderId {
+        self.sim.id()
+    }
+    fn models(&self) -> Vec<ModelSpec> {
+        self.sim.models()
+    }
+    async fn submit(&self, request: &SubmitRequest) -> jilo_core::Result<Submission> {
+        let answer = self.sim.submit(request).await;
+        let _permit = self.gate.acquire().await;
+        answer
+    }
+    async fn status(&self, q: &StatusQuery) -> jilo_core::Result<ProviderStatus> {
+        self.sim.status(q).await
+    }
+    async fn result(&self, q: &StatusQuery) -> jilo_core::Result<ProviderVideo> {
+        self.sim.result(q).await
+    }
+    async fn cancel(&self, q: &StatusQuery) -> jilo_core::Result<CancelOutcome> {
+        self.sim.cancel(q).await
+    }
+    async fn parse_webhook(&self, d: &WebhookDelivery) -> jilo_core::Result<WebhookEvent> {
+        self.sim.parse_webhook(d).await
+    }
+    async fn find_submission(&self, key: &SubmissionKey) -> jilo_core::Result<SubmissionSearch> {
+        self.sim.find_submission(key).await
+    }
+    async fn balance(&self) -> jilo_core::Result<Option<ProviderBalance>> {
+        self.sim.balance().await
+    }
+}
+
+/// The process dies between the provider accepting and the `Accepted` write: the next
+/// worker finds the attempt pending, asks the provider, and goes on with it.
+#[tokio::test(start_paused = true)]
+async fn a_crash_between_the_call_and_the_write_is_reconciled() {
+    let sim = Arc::new(SimProvider::new("sim"));
+    sim.enable_lookup();
+    let gated = Arc::new(Gated {
+        sim: sim.clone(),
+        gate: tokio::sync::Semaphore::new(0),
+    });
+    let store = Arc::new(InMemoryStore::new());
+    let dying = studio(gated, store.clone());
+    let eve = user(&*store, "eve").await;
+    let call = tokio::spawn({
+        let dying = dying.clone();
+        let eve = eve.clone();
+        async move { dying.generate(&eve, request()).await }
+    });
+    while sim.billed() == 0 {
+        tokio::task::yield_now().await;
+    }
+    call.abort(); // the process is gone mid-call
+    assert!(call.await.is_err());
+    let id = store.jobs_for_user(&eve, 1).await.unwrap()[0].id.clone();
+    let job = store.job(&id).await.unwrap();
+    assert_eq!(job.state, JobState::Queued);
+    assert_eq!(job.pending_submit.as_ref().map(|p| p.attempt), Some(1));
+
+    // Another process's worker, once the lease is over.
+    let next = Studio::builder()
+        .provider(sim.clone())
+        .store(store.clone())
+        .clock(Arc::new(TokioClock::new()))
+        .policy(policy())
+        .worker_name("worker-2")
+        .build()
+        .unwrap();
+    assert_eq!(next.tick().await.unwrap().claimed, 0, "the lease holds");
+    tokio::time::advance(next.policy().lease + Duration::from_secs(1)).await;
+    next.tick().await.unwrap();
+    let job = next.job(&id).await.unwrap();
+    assert_eq!((job.state, job.attempts), (JobState::Submitted, 1));
+    assert_eq!((sim.submissions().len(), sim.billed()), (1, 1));
+    let rid = job.provider_request_id.unwrap();
+    next.handle_webhook(
+        &"sim".into(),
+        &sim.succeeded(&rid, "https://cdn.example/e.mp4"),
+    )
+    .await
+    .unwrap();
+    next.tick().await.unwrap();
+    assert_eq!(next.job(&id).await.unwrap().state, JobState::Completed);
+    assert_eq!(
+        kinds(&store.history(&eve).await.unwrap()),
+        ["grant", "hold", "settle"]
+    );
+}
+
+/// The provider's webhook beats its own HTTP answer: the job goes on from the webhook, and
+/// the answer arriving after is recognised, not cancelled as an orphan.
+#[tokio::test(start_paused = true)]
+async fn a_webhook_before_the_submits_answer_is_applied_once() {
+    let sim = Arc::new(SimProvider::new("sim"));
+    let gated = Arc::new(Gated {
+        sim: sim.clone(),
+        gate: tokio::sync::Semaphore::new(0),
+    });
+    let store = Arc::new(InMemoryStore::new());
+    let studio = studio(gated.clone(), store.clone());
+    let fay = user(&*store, "fay").await;
+    let call = tokio::spawn({
+        let studio = studio.clone();
+        let fay = fay.clone();
+        async move { studio.generate(&fay, request()).await }
+    });
+    while sim.billed() == 0 {
+        tokio::task::yield_now().await;
+    }
+    let id = store.jobs_for_user(&fay, 1).await.unwrap()[0].id.clone();
+    let rid = sim.request_for_key(&format!("jilo-{id}-1")).unwrap();
+    let running = ProviderStatus::Running {
+        progress: Some(20),
+        stage: None,
+    };
+    let early = at_url(sim.webhook(&rid, running), &id, 1);
+    let out = studio.handle_webhook(&"sim".into(), &early).await.unwrap();
+    assert!(out.applied);
+    assert_eq!(out.state, JobState::Running);
+    gated.gate.add_permits(1);
+    assert_eq!(call.await.unwrap().unwrap(), id);
+    let job = studio.job(&id).await.unwrap();
+    assert_eq!(job.state, JobState::Running);
+    assert_eq!(job.provider_request_id.as_deref(), Some(rid.as_str()));
+    assert!(sim.cancels().is_empty(), "the answer is not an orphan");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_submission_in_doubt_cannot_be_cancelled_yet() {
+    let sim = Arc::new(SimProvider::new("sim"));
+    sim.fail_next_submits(SimFailure::AnswerLost, 1);
+    let store = Arc::new(InMemoryStore::new());
+    let studio = studio(sim.clone(), store.clone());
+    let gus = user(&*store, "gus").await;
+    let id = studio.generate(&gus, request()).await.unwrap();
+    match studio.cancel(&gus, &id).await {
+        Err(Error::NotAllowed { .. }) => {}
+        other => panic!("cancelling a submission in doubt must wait, got {other:?}"),
+    }
+    assert_eq!(studio.balance(&gus).await.unwrap().held, 15);
+}
+
+/// The in-memory store, failing the next transition that carries a webhook delivery.
+struct Flaky {
+    inner: InMemoryStore,
+    fail_next: AtomicBool,
+}
+
+#[async_trait]
+impl QuotaStore for Flaky {
+    async fn grant(&self, g: &Grant) -> jilo_core::Result<GrantOutcome> {
+        self.inner.grant(g).await
+    }
+    async fn hold(&self, job: &JobId) -> jilo_core::Result<CreditHold> {
+        self.inner.hold(job).await
+    }
+    async fn balance(&self, user: &UserId) -> jilo_core::Result<Balance> {
+        self.inner.balance(user).await
+    }
+    async fn history(&self, user: &UserId) -> jilo_core::Result<Vec<LedgerEntry>> {
+        self.inner.history(user).await
+    }
+}
+
+#[async_trait]
+impl JobStore for Flaky {
+    async fn create(&self, job: &Job, hold: &Reservation) -> jilo_core::Result<CreditHold> {
+        self.inner.create(job, hold).await
+    }
+    async fn job(&self, id: &JobId) -> jilo_core::Result<Job> {
+        self.inner.job(id).await
+    }
+    async fn update(&self, update: &JobUpdate) -> jilo_core::Result<Job> {
+        if update.delivery.is_some() && self.fail_next.swap(false, Ordering::SeqCst) {
+            return Err(Error::storage("connection lost", true, None));
+        }
+        self.inner.update(update).await
+    }
+    async fn job_by_provider_request(
+        &self,
+        provider: &ProviderId,
+        request_id: &str,
+    ) -> jilo_core::Result<Option<Job>> {
+        self.inner
+            .job_by_provider_request(provider, request_id)
+            .await
+    }
+    async fn jobs_for_user(&self, user: &UserId, limit: usize) -> jilo_core::Result<Vec<Job>> {
+        self.inner.jobs_for_user(user, limit).await
+    }
+    async fn record_delivery(&self, d: &DeliveryRecord) -> jilo_core::Result<DeliveryOutcome> {
+        self.inner.record_delivery(d).await
+    }
+    async fn claim_due(&self, claim: &ClaimRequest) -> jilo_core::Result<Vec<Job>> {
+        self.inner.claim_due(claim).await
+    }
+    async fn renew_lease(&self, renewal: &LeaseRenewal) -> jilo_core::Result<bool> {
+        self.inner.renew_lease(renewal).await
+    }
+    async fn watch(&self) -> jilo_core::Result<BoxStream<'static, JobEvent>> {
+        self.inner.watch().await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_webhook_whose_write_failed_is_applied_on_the_next_delivery() {
+    let sim = Arc::new(SimProvider::new("sim"));
+    let store = Arc::new(Flaky {
+        inner: InMemoryStore::new(),
+        fail_next: AtomicBool::new(false),
+    });
+    let studio = studio(sim.clone(), store.clone());
+    let hal = user(&*store, "hal").await;
+    let id = studio.generate(&hal, request()).await.unwrap();
+    let rid = studio.job(&id).await.unwrap().provider_request_id.unwrap();
+    let before = studio.job(&id).await.unwrap();
+
+    let delivery = sim.succeeded(&rid, "https://cdn.example/hal.mp4");
+    store.fail_next.store(true, Ordering::SeqCst);
+    match studio.handle_webhook(&"sim".into(), &delivery).await {
+        Err(e) => assert_eq!(e.kind(), jilo_core::ErrorKind::Storage),
+        Ok(out) => panic!("the failed write must fail the webhook, got {out:?}"),
+    }
+    assert_eq!(studio.job(&id).await.unwrap(), before, "nothing changed");
+    // The provider delivers again (same delivery): applied, not taken for a duplicate.
+    let out = studio
+        .handle_webhook(&"sim".into(), &delivery)
+        .await
+        .unwrap();
+    assert!(out.applied && !out.duplicate);
+    studio.tick().await.unwrap();
+    assert_eq!(studio.job(&id).await.unwrap().state, JobState::Completed);
+    assert_eq!(
+        kinds(&store.history(&hal).await.unwrap()),
+        ["grant", "hold", "settle"]
+    );
+}
