@@ -1,6 +1,7 @@
 //! Admin alerts: what needs a person's attention.
 
 use std::fmt;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -89,4 +90,27 @@ pub struct Alert {
     pub detail: String,
     /// When.
     pub at: Timestamp,
+}
+
+/// A request to send an alert on `subject` unless one went out within `cooldown`; stores
+/// answer it atomically, so many processes on one store send one alert per window.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AlertClaim {
+    /// What the alert is about ([`AlertKind::subject`]).
+    pub subject: String,
+    /// Now, by the caller's clock.
+    pub now: Timestamp,
+    /// No second alert on the subject within this window.
+    pub cooldown: Duration,
+}
+
+/// A provider that ran out of funds or had its key rejected: new jobs try it last until
+/// `until`, in every process sharing the store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProviderCooling {
+    /// The provider.
+    pub provider: ProviderId,
+    /// Until when (a later cooling of the same provider extends it, an earlier one does not
+    /// shorten it).
+    pub until: Timestamp,
 }

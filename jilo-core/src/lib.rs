@@ -79,7 +79,7 @@ pub mod traits;
 pub mod trend;
 pub mod video;
 
-pub use alert::{Alert, AlertKind};
+pub use alert::{Alert, AlertClaim, AlertKind, ProviderCooling};
 pub use clock::{Clock, SystemClock, TokioClock};
 pub use creative::{MetadataBrief, MetadataSuggestion, PromptBrief, ViralAnalysis};
 pub use error::{Error, ErrorKind, HttpFailure, Result};

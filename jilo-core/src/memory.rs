@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use futures::stream::BoxStream;
 use tokio::sync::broadcast;
 
+use crate::alert::{AlertClaim, ProviderCooling};
 use crate::error::{Error, Result};
 use crate::ids::{JobId, ProviderId, Timestamp, UserId};
 use crate::job::{
@@ -40,6 +41,8 @@ struct State {
     jobs: HashMap<JobId, Job>,
     by_request: HashMap<(ProviderId, String), JobId>,
     deliveries: HashSet<(ProviderId, String)>,
+    alerts: HashMap<String, Timestamp>,
+    cooling: HashMap<ProviderId, Timestamp>,
 }
 
 impl State {
@@ -422,6 +425,39 @@ impl JobStore for InMemoryStore {
         }
         job.lease_until = Some(renewal.until);
         Ok(true)
+    }
+
+    async fn claim_alert(&self, claim: &AlertClaim) -> Result<bool> {
+        let mut s = self.lock();
+        match s.alerts.get(&claim.subject) {
+            Some(last) if claim.now.since(*last) < claim.cooldown => Ok(false),
+            _ => {
+                s.alerts.insert(claim.subject.clone(), claim.now);
+                Ok(true)
+            }
+        }
+    }
+
+    async fn cool_provider(&self, cooling: &ProviderCooling) -> Result<()> {
+        let mut s = self.lock();
+        let until = s
+            .cooling
+            .entry(cooling.provider.clone())
+            .or_insert(cooling.until);
+        *until = (*until).max(cooling.until);
+        Ok(())
+    }
+
+    async fn cooling_providers(&self, now: Timestamp) -> Result<Vec<ProviderId>> {
+        let s = self.lock();
+        let mut cooling: Vec<ProviderId> = s
+            .cooling
+            .iter()
+            .filter(|(_, until)| **until > now)
+            .map(|(p, _)| p.clone())
+            .collect();
+        cooling.sort();
+        Ok(cooling)
     }
 
     async fn watch(&self) -> Result<BoxStream<'static, JobEvent>> {

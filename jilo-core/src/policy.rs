@@ -92,8 +92,17 @@ pub struct Policy {
     /// video copy of any length) the worker renews it every third of this, so a live worker
     /// keeps its job and a dead one's job is resumed this long after it died.
     pub lease: Duration,
-    /// How many due jobs one `tick` takes at most.
+    /// How many due jobs one claim takes at most.
     pub claim_batch: usize,
+    /// The longest a provider call (a submit, a status, a lookup) may take, leases renewed,
+    /// before the worker gives up on it: a submit cut off this way is an unknown outcome and
+    /// reconciled; a status is asked again later.
+    pub call_timeout: Duration,
+    /// The longest copying a finished video into media storage may take before the try counts
+    /// as failed (and is retried, up to the attempt limit).
+    pub store_timeout: Duration,
+    /// How long [`crate::Studio::run`] waits, on shutdown, for the jobs in hand to rest.
+    pub shutdown_grace: Duration,
     /// How many claimed jobs one process works on at once (submits, polls and video copies);
     /// a slow copy takes one place and leaves the others to the rest.
     pub worker_concurrency: usize,
@@ -134,6 +143,9 @@ impl Default for Policy {
             tick_interval: Duration::from_secs(1),
             lease: Duration::from_secs(60),
             claim_batch: 32,
+            call_timeout: Duration::from_secs(2 * 60),
+            store_timeout: Duration::from_secs(60 * 60),
+            shutdown_grace: Duration::from_secs(30),
             worker_concurrency: 8,
             submit_grace: Duration::from_secs(60),
             pricing: Pricing::default(),

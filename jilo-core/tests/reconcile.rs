@@ -12,12 +12,12 @@ use async_trait::async_trait;
 use futures::stream::BoxStream;
 use jilo_core::testing::{SimFailure, SimProvider, SIM_MODEL};
 use jilo_core::{
-    Balance, CancelOutcome, ClaimRequest, CreditHold, DeliveryOutcome, DeliveryRecord, Error,
-    Grant, GrantOutcome, InMemoryStore, Job, JobEvent, JobId, JobState, JobStore, JobUpdate,
+    AlertClaim, Balance, CancelOutcome, ClaimRequest, CreditHold, DeliveryOutcome, DeliveryRecord,
+    Error, Grant, GrantOutcome, InMemoryStore, Job, JobEvent, JobId, JobState, JobStore, JobUpdate,
     LeaseRenewal, LedgerEntry, LedgerEntryKind, ModelSpec, Policy, Pricing, ProviderBalance,
-    ProviderId, ProviderStatus, ProviderVideo, QuotaStore, Reservation, StatusQuery, Studio,
-    Submission, SubmissionKey, SubmissionSearch, SubmitRequest, Timestamp, TokioClock, UserId,
-    VideoProvider, VideoRequest, WebhookDelivery, WebhookEvent,
+    ProviderCooling, ProviderId, ProviderStatus, ProviderVideo, QuotaStore, Reservation,
+    StatusQuery, Studio, Submission, SubmissionKey, SubmissionSearch, SubmitRequest, Timestamp,
+    TokioClock, UserId, VideoProvider, VideoRequest, WebhookDelivery, WebhookEvent,
 };
 
 const HOOKS: &str = "https://host.example/webhooks";
@@ -232,10 +232,12 @@ async fn a_submit_refused_before_sending_is_retried_as_before() {
     assert_eq!(sim.submissions().len(), 2);
 }
 
-/// A provider whose submit answers only when the test lets it: stands for a call in flight.
+/// A provider whose submit (or, with `gate_status`, status) answers only when the test lets
+/// it: stands for a call in flight.
 struct Gated {
     sim: Arc<SimProvider>,
     gate: tokio::sync::Semaphore,
+    gate_status: bool,
 }
 
 #[async_trait]
@@ -252,6 +254,9 @@ impl VideoProvider for Gated {
         answer
     }
     async fn status(&self, q: &StatusQuery) -> jilo_core::Result<ProviderStatus> {
+        if self.gate_status {
+            let _permit = self.gate.acquire().await;
+        }
         self.sim.status(q).await
     }
     async fn result(&self, q: &StatusQuery) -> jilo_core::Result<ProviderVideo> {
@@ -280,6 +285,7 @@ async fn a_crash_between_the_call_and_the_write_is_reconciled() {
     let gated = Arc::new(Gated {
         sim: sim.clone(),
         gate: tokio::sync::Semaphore::new(0),
+        gate_status: false,
     });
     let store = Arc::new(InMemoryStore::new());
     let dying = studio(gated, store.clone());
@@ -337,6 +343,7 @@ async fn a_webhook_before_the_submits_answer_is_applied_once() {
     let gated = Arc::new(Gated {
         sim: sim.clone(),
         gate: tokio::sync::Semaphore::new(0),
+        gate_status: false,
     });
     let store = Arc::new(InMemoryStore::new());
     let studio = studio(gated.clone(), store.clone());
@@ -439,6 +446,15 @@ impl JobStore for Flaky {
     async fn renew_lease(&self, renewal: &LeaseRenewal) -> jilo_core::Result<bool> {
         self.inner.renew_lease(renewal).await
     }
+    async fn claim_alert(&self, claim: &AlertClaim) -> jilo_core::Result<bool> {
+        self.inner.claim_alert(claim).await
+    }
+    async fn cool_provider(&self, cooling: &ProviderCooling) -> jilo_core::Result<()> {
+        self.inner.cool_provider(cooling).await
+    }
+    async fn cooling_providers(&self, now: Timestamp) -> jilo_core::Result<Vec<ProviderId>> {
+        self.inner.cooling_providers(now).await
+    }
     async fn watch(&self) -> jilo_core::Result<BoxStream<'static, JobEvent>> {
         self.inner.watch().await
     }
@@ -476,4 +492,132 @@ async fn a_webhook_whose_write_failed_is_applied_on_the_next_delivery() {
         kinds(&store.history(&hal).await.unwrap()),
         ["grant", "hold", "settle"]
     );
+}
+
+/// A poll in flight while the job moves on to another attempt: its answer about the old
+/// request is dropped, not applied to the new one.
+#[tokio::test(start_paused = true)]
+async fn a_stale_poll_answer_never_touches_a_newer_attempt() {
+    let sim = Arc::new(SimProvider::new("sim"));
+    let slow_poller = Arc::new(Gated {
+        sim: sim.clone(),
+        gate: tokio::sync::Semaphore::new(0),
+        gate_status: true,
+    });
+    let store = Arc::new(InMemoryStore::new());
+    let mut no_hooks = policy();
+    no_hooks.webhook_base_url = None;
+    let build = |provider: Arc<dyn VideoProvider>, name: &str| {
+        Studio::builder()
+            .provider(provider)
+            .store(store.clone())
+            .clock(Arc::new(TokioClock::new()))
+            .policy(no_hooks.clone())
+            .worker_name(name)
+            .build()
+            .unwrap()
+    };
+    let slow = build(slow_poller.clone(), "slow");
+    let other = build(sim.clone(), "other");
+    let ida = user(&*store, "ida").await;
+    let id = other.generate(&ida, request()).await.unwrap();
+    let first = other.job(&id).await.unwrap().provider_request_id.unwrap();
+
+    // The slow worker starts polling the first request and hangs in the call.
+    tokio::time::advance(other.policy().poll_interval).await;
+    let polling = tokio::spawn({
+        let slow = slow.clone();
+        async move { slow.tick().await }
+    });
+    tokio::task::yield_now().await;
+    // Meanwhile the provider reports the first request failed; the job is resubmitted.
+    let failed = ProviderStatus::Failed {
+        reason: "GPU fault".into(),
+        class: jilo_core::FailureClass::Retryable,
+    };
+    other
+        .handle_webhook(&"sim".into(), &sim.webhook(&first, failed))
+        .await
+        .unwrap();
+    tokio::time::advance(other.policy().retry_backoff.max).await;
+    other.tick().await.unwrap();
+    let moved = other.job(&id).await.unwrap();
+    assert_eq!((moved.state, moved.attempts), (JobState::Submitted, 2));
+    let second = moved.provider_request_id.clone().unwrap();
+    assert_ne!(first, second);
+
+    // The slow poll answers, about the first request: dropped.
+    slow_poller.gate.add_permits(10);
+    polling.await.unwrap().unwrap();
+    let job = other.job(&id).await.unwrap();
+    assert_eq!(
+        (job.state, job.attempts, job.provider_request_id.as_deref()),
+        (JobState::Submitted, 2, Some(second.as_str())),
+        "the second attempt goes on"
+    );
+    assert_eq!(sim.submissions().len(), 2);
+}
+
+/// A submit that never answers does not pin its job: after the call time-out the attempt is
+/// in doubt (reconciled, not resent) and the lease is given back.
+#[tokio::test(start_paused = true)]
+async fn a_hung_submit_gives_its_job_back_after_the_call_timeout() {
+    let sim = Arc::new(SimProvider::new("sim"));
+    let hung = Arc::new(Gated {
+        sim: sim.clone(),
+        gate: tokio::sync::Semaphore::new(0),
+        gate_status: false,
+    });
+    let store = Arc::new(InMemoryStore::new());
+    let studio = studio(hung, store.clone());
+    let jo = user(&*store, "jo").await;
+    let started = tokio::time::Instant::now();
+    let id = studio.generate(&jo, request()).await.unwrap();
+    assert!(started.elapsed() >= studio.policy().call_timeout);
+    let job = studio.job(&id).await.unwrap();
+    assert_eq!(job.state, JobState::Queued);
+    assert_eq!(job.pending_submit.as_ref().map(|p| p.attempt), Some(1));
+    assert_eq!(job.lease_owner, None, "the lease is given back");
+    assert!(job.failure.unwrap().contains("did not answer"));
+    assert_eq!(sim.submissions().len(), 1);
+}
+
+/// A poll that learns nothing new gives the lease back and looks again at the polling
+/// interval, not when the lease would have expired.
+#[tokio::test(start_paused = true)]
+async fn a_poll_that_changes_nothing_releases_the_job() {
+    let sim = Arc::new(SimProvider::new("sim"));
+    let store = Arc::new(InMemoryStore::new());
+    let mut no_hooks = policy();
+    no_hooks.webhook_base_url = None;
+    let studio = Studio::builder()
+        .provider(sim.clone())
+        .store(store.clone())
+        .clock(Arc::new(TokioClock::new()))
+        .policy(no_hooks)
+        .build()
+        .unwrap();
+    let kai = user(&*store, "kai").await;
+    let id = studio.generate(&kai, request()).await.unwrap();
+    let created = studio.job(&id).await.unwrap();
+    let (rid, t0) = (created.provider_request_id.unwrap(), created.created_at);
+    let running = ProviderStatus::Running {
+        progress: Some(50),
+        stage: None,
+    };
+    sim.set_status(&rid, running);
+    for round in 0..3 {
+        tokio::time::advance(studio.policy().poll_interval).await;
+        let report = studio.tick().await.unwrap();
+        assert_eq!(report.claimed, 1, "round {round}: polled every interval");
+        let job = studio.job(&id).await.unwrap();
+        assert_eq!((job.state, job.progress), (JobState::Running, 50));
+        assert_eq!(job.lease_owner, None, "round {round}: lease given back");
+        let polled_at = t0.plus(studio.policy().poll_interval * (round + 1));
+        assert_eq!(
+            job.next_check_at,
+            Some(polled_at.plus(studio.policy().poll_interval)),
+            "round {round}: next look one polling interval after this one"
+        );
+    }
 }

@@ -33,8 +33,8 @@ async fn migrations_are_idempotent_and_a_newer_schema_is_refused() {
     let store = SqlStore::connect(&url, SqlStoreOptions::default())
         .await
         .unwrap();
-    assert_eq!(store.migrate().await.unwrap(), 2);
-    assert_eq!(store.migrate().await.unwrap(), 2);
+    assert_eq!(store.migrate().await.unwrap(), store.schema_version());
+    assert_eq!(store.migrate().await.unwrap(), store.schema_version());
     sqlx::query("INSERT INTO jilo_schema (version, name, applied_ms) VALUES (99, 'future', 0)")
         .execute(store.pool())
         .await
@@ -176,9 +176,45 @@ async fn upgrading_from_schema_1_keeps_jobs_findable_by_request() {
     .execute(store.pool())
     .await
     .unwrap();
-    assert_eq!(store.migrate().await.unwrap(), 2);
+    assert_eq!(store.migrate().await.unwrap(), store.schema_version());
     let found = jilo_core::JobStore::job_by_provider_request(&store, &"sim".into(), "old-request")
         .await
         .unwrap();
     assert_eq!(found.map(|j| j.id), Some(job.id));
+}
+
+/// A job document exactly as the previous release wrote it (schema 2, before attempts were
+/// tracked as pending submits) still reads, every field in place and new ones defaulted.
+#[tokio::test]
+async fn a_job_written_by_the_previous_release_still_reads() {
+    let store = common::open(&common::sqlite_file()).await;
+    let doc = include_str!("fixtures/job_schema2.json");
+    sqlx::query(
+        "INSERT INTO jilo_jobs (id, user_id, state, version, provider, provider_request_id, \
+         created_ms, deadline_ms, next_check_ms, doc) \
+         VALUES ('5b0f3c4e-8a51-4d0b-9a39-1f6f1d2c7e10', 'fixture-user', 'running', 4, 'fal', \
+                 '019d61ac-62e0-7893-bea6-336a1659511f', 1796000000000, 1796000900000, \
+                 1796000090000, $1)",
+    )
+    .bind(doc)
+    .execute(store.pool())
+    .await
+    .unwrap();
+    let job = jilo_core::JobStore::job(&store, &"5b0f3c4e-8a51-4d0b-9a39-1f6f1d2c7e10".into())
+        .await
+        .unwrap();
+    assert_eq!(job.state, jilo_core::JobState::Running);
+    assert_eq!(job.version, 4);
+    assert_eq!(job.route, vec!["fal".into(), "suchuang".into()]);
+    assert_eq!(job.request.style.style.as_deref(), Some("cinematic"));
+    assert_eq!(
+        job.provider_request_id.as_deref(),
+        Some("019d61ac-62e0-7893-bea6-336a1659511f")
+    );
+    assert_eq!((job.progress, job.attempts, job.webhook), (40, 1, true));
+    assert_eq!(
+        job.pending_submit, None,
+        "a field added since reads as its default"
+    );
+    assert_eq!(job.deadline_at, Timestamp::from_millis(1796000900000));
 }

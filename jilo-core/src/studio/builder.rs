@@ -13,7 +13,6 @@ use crate::traits::{
     VideoProvider,
 };
 
-use super::alerts::{AlertGate, ProviderHealth};
 use super::{Inner, RegisteredProvider, Studio};
 
 /// Builds a [`Studio`]: providers in failover order, a store, and optional parts.
@@ -195,9 +194,8 @@ impl StudioBuilder {
                 clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
                 policy: self.policy,
                 worker,
-                alerts: AlertGate::default(),
-                health: ProviderHealth::default(),
                 wake: tokio::sync::Notify::new(),
+                lease_counter: std::sync::atomic::AtomicU64::new(0),
             }),
         })
     }

@@ -96,12 +96,44 @@ fn same_record(a: &Job, b: &Job) -> bool {
         && a.webhook == b.webhook
 }
 
+/// What a provider-derived input is about: the attempt, provider, request and store try of
+/// the job it was learnt on. After a lost race, an input whose job has since moved to another
+/// attempt is dropped, never applied to the new one.
+type Origin = (u32, usize, Option<String>, Option<u32>, u32);
+
+fn origin(job: &Job) -> Origin {
+    (
+        job.attempts,
+        job.provider_index,
+        job.provider_request_id.clone(),
+        job.pending_submit.as_ref().map(|p| p.attempt),
+        job.store_attempts,
+    )
+}
+
+/// The result of driving a job.
+pub(crate) struct Driven {
+    /// The job as last written (or read).
+    pub(crate) job: Job,
+    /// Whether the first input was written (with the delivery, if one was given).
+    pub(crate) wrote_first: bool,
+}
+
 impl Inner {
     fn limits(&self, job: &Job) -> Limits {
         Limits {
             max_attempts: self.policy.max_attempts,
             providers: job.route.len(),
         }
+    }
+
+    /// A lease token unique to one drive or claim in this process: leases name it, so two
+    /// tasks of one process never take each other's lease for their own.
+    pub(crate) fn lease_token(&self) -> String {
+        let n = self
+            .lease_counter
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        format!("{}/{}", self.worker, n)
     }
 
     /// Applies `input` and then every input the effects produce, until the job rests.
@@ -112,8 +144,12 @@ impl Inner {
         input: Input,
         observation: Observation,
         mode: Mode,
+        token: &str,
     ) -> Result<Job> {
-        self.drive_with(job, input, observation, mode, None).await
+        Ok(self
+            .drive_with(job, input, observation, mode, token, None)
+            .await?
+            .job)
     }
 
     /// [`Inner::drive`], writing `delivery` with the first transition (the webhook's).
@@ -123,41 +159,88 @@ impl Inner {
         input: Input,
         observation: Observation,
         mode: Mode,
+        token: &str,
         delivery: Option<DeliveryRecord>,
-    ) -> Result<Job> {
+    ) -> Result<Driven> {
         let mut job = job;
         let mut input = input;
         let mut observation = observation;
         let mut delivery = delivery;
+        let mut wrote_first = None;
         loop {
             let applied = self
-                .apply(job.clone(), input, &observation, mode, delivery.take())
+                .apply(
+                    job.clone(),
+                    input,
+                    &observation,
+                    mode,
+                    token,
+                    delivery.take(),
+                )
                 .await?;
+            wrote_first.get_or_insert(applied.is_some());
+            let wrote_first = wrote_first.unwrap_or(false);
             let Some((written, effects)) = applied else {
+                let current = self.jobs.job(&job.id).await?;
                 if let Observation::Accepted { request_id, .. } = &observation {
-                    let current = self.jobs.job(&job.id).await?;
                     if current.provider_request_id.as_deref() != Some(request_id.as_str()) {
                         // The job moved on (cancelled, timed out, another attempt) while the
                         // provider accepted a submission we can no longer use: stop it there.
                         self.cancel_orphan(&current, request_id).await;
                     }
-                    return Ok(current);
                 }
-                return self.jobs.job(&job.id).await;
+                let job = self.release(current, token).await?;
+                return Ok(Driven { job, wrote_first });
             };
             job = written;
             let mut follow = None;
             for effect in effects {
                 match effect {
                     Effect::Submit { provider_index } => {
-                        follow = Some(self.leased(&job, self.submit(&job, provider_index)).await);
+                        let call = self.submit(&job, provider_index);
+                        let limit = self.policy.call_timeout;
+                        follow = Some(self.leased(&job, token, limit, call).await.unwrap_or_else(
+                            || {
+                                Follow::Input(
+                                    Input::SubmitFailed(FailureClass::Unknown),
+                                    Observation::Failure {
+                                        reason: format!(
+                                            "the submit did not answer within {}s",
+                                            limit.as_secs()
+                                        ),
+                                    },
+                                )
+                            },
+                        ));
                     }
                     Effect::Reconcile => {
-                        follow = Some(self.leased(&job, self.reconcile(&job)).await);
+                        let call = self.reconcile(&job);
+                        let limit = self.policy.call_timeout;
+                        let answer = self.leased(&job, token, limit, call).await;
+                        follow = Some(answer.unwrap_or(Follow::Reschedule));
                     }
-                    Effect::Poll => follow = Some(self.leased(&job, self.poll(&job)).await),
+                    Effect::Poll => {
+                        let call = self.poll(&job);
+                        let limit = self.policy.call_timeout;
+                        let answer = self.leased(&job, token, limit, call).await;
+                        follow = Some(answer.unwrap_or(Follow::Reschedule));
+                    }
                     Effect::Store => {
-                        follow = Some(self.leased(&job, self.store_video(&job)).await);
+                        let copy = self.store_video(&job);
+                        let limit = self.policy.store_timeout;
+                        follow = Some(self.leased(&job, token, limit, copy).await.unwrap_or_else(
+                            || {
+                                Follow::Input(
+                                    Input::StoreFailed,
+                                    Observation::Failure {
+                                        reason: format!(
+                                            "copying the video took more than {}s",
+                                            limit.as_secs()
+                                        ),
+                                    },
+                                )
+                            },
+                        ));
                     }
                     Effect::ResumeNow if mode == Mode::Worker => {
                         follow = Some(Follow::Input(Input::Resume, Observation::Nothing));
@@ -181,28 +264,37 @@ impl Inner {
                     | Effect::ReconcileLater => {}
                 }
             }
-            match follow {
+            let job = match follow {
                 Some(Follow::Input(next_input, next_observation)) => {
                     input = next_input;
                     observation = next_observation;
+                    continue;
                 }
-                Some(Follow::Reschedule) => return self.reschedule(job, None).await,
-                Some(Follow::RescheduleAt(at)) => return self.reschedule(job, Some(at)).await,
-                None => return Ok(job),
-            }
+                Some(Follow::Reschedule) => self.reschedule(job, None, token).await?,
+                Some(Follow::RescheduleAt(at)) => self.reschedule(job, Some(at), token).await?,
+                None => job,
+            };
+            return Ok(Driven { job, wrote_first });
         }
     }
 
     /// Runs an effect while renewing the job's lease every third of [`crate::Policy::lease`],
-    /// so a slow effect keeps its job and no other worker starts it a second time.
-    async fn leased<T>(&self, job: &Job, effect: impl Future<Output = T>) -> T {
+    /// so a slow effect keeps its job and no other worker starts it a second time; gives up
+    /// (`None`) after `limit`, so a hung call never pins its job.
+    async fn leased<T>(
+        &self,
+        job: &Job,
+        token: &str,
+        limit: std::time::Duration,
+        effect: impl Future<Output = T>,
+    ) -> Option<T> {
         let every = self.policy.lease / 3;
         let renew = async {
             loop {
                 tokio::time::sleep(every).await;
                 let renewal = LeaseRenewal {
                     job: job.id.clone(),
-                    worker: self.worker.clone(),
+                    worker: token.to_owned(),
                     until: self.clock.now().plus(self.policy.lease),
                 };
                 match self.jobs.renew_lease(&renewal).await {
@@ -215,26 +307,47 @@ impl Inner {
                 }
             }
         };
+        let effect = tokio::time::timeout(limit, effect);
         tokio::pin!(effect);
         tokio::pin!(renew);
-        tokio::select! {
+        let out = tokio::select! {
             biased;
             out = &mut effect => out,
             () = &mut renew => effect.await,
+        };
+        match out {
+            Ok(v) => Some(v),
+            Err(_) => {
+                tracing::warn!(job = %job.id, limit_secs = limit.as_secs(), "an effect ran out of time");
+                None
+            }
         }
     }
 
     /// One step and its compare-and-set write, re-read and re-applied when another writer won.
     /// `None` when the input does not apply to the job's state (or changes nothing).
+    ///
+    /// After a lost race a `Resume` is never re-applied (whoever moved the job scheduled it),
+    /// and an input learnt from the provider is dropped if the job has moved to another
+    /// attempt, request or store try meanwhile.
     async fn apply(
         &self,
         mut job: Job,
         input: Input,
         observation: &Observation,
         mode: Mode,
+        token: &str,
         delivery: Option<DeliveryRecord>,
     ) -> Result<Option<(Job, Vec<Effect>)>> {
-        for _ in 0..CONFLICT_RETRIES {
+        let learnt_on = origin(&job);
+        for round in 0..CONFLICT_RETRIES {
+            if round > 0 {
+                let absolute = matches!(input, Input::DeadlinePassed | Input::CancelRequested);
+                if input == Input::Resume || (!absolute && origin(&job) != learnt_on) {
+                    tracing::debug!(?input, "the job moved on meanwhile; input dropped");
+                    return Ok(None);
+                }
+            }
             if let Observation::Accepted { attempt, .. } = observation {
                 if job.pending_submit.as_ref().map(|p| p.attempt) != Some(*attempt) {
                     tracing::debug!(attempt, "acceptance of an attempt the job no longer awaits");
@@ -270,7 +383,7 @@ impl Inner {
                 tracing::debug!(?input, state = %job.state, "input changes nothing");
                 return Ok(None);
             }
-            self.schedule(&mut next, &step.effects, now, mode);
+            self.schedule(&mut next, &step.effects, now, mode, token);
             let mut update = JobUpdate::new(&job, next);
             update.delivery = delivery.clone();
             for effect in &step.effects {
@@ -303,14 +416,6 @@ impl Inner {
                 Err(Error::LostRace { .. }) => {
                     tracing::debug!(job = %job.id, "lost a compare-and-set race; re-reading");
                     job = self.jobs.job(&job.id).await?;
-                    let leased_elsewhere = job.lease_owner.as_deref() != Some(&self.worker)
-                        && job
-                            .lease_until
-                            .is_some_and(|until| until > self.clock.now());
-                    if input == Input::Resume && leased_elsewhere {
-                        // Another worker has taken the job up meanwhile; it is theirs now.
-                        return Ok(None);
-                    }
                 }
                 Err(e) => return Err(e),
             }
@@ -321,8 +426,9 @@ impl Inner {
         )))
     }
 
-    /// Sets when the job is next looked at and who holds it while an effect is in flight.
-    fn schedule(&self, job: &mut Job, effects: &[Effect], now: Timestamp, mode: Mode) {
+    /// Sets when the job is next looked at and who holds it while an effect is in flight. A
+    /// write that calls nothing leaves another drive's live lease in place.
+    fn schedule(&self, job: &mut Job, effects: &[Effect], now: Timestamp, mode: Mode, token: &str) {
         let policy = &self.policy;
         let in_flight = effects.iter().any(|e| e.calls_service())
             || (mode == Mode::Worker && effects.contains(&Effect::ResumeNow));
@@ -335,7 +441,7 @@ impl Inner {
             // while the call runs, the lease is renewed.
             let until = now.plus(policy.lease);
             job.next_check_at = Some(until);
-            job.lease_owner = Some(self.worker.clone());
+            job.lease_owner = Some(token.to_owned());
             job.lease_until = Some(until);
         } else {
             job.next_check_at = Some(if effects.contains(&Effect::ResumeNow) {
@@ -355,8 +461,12 @@ impl Inner {
             } else {
                 now.plus(self.wait_interval(job))
             });
-            job.lease_owner = None;
-            job.lease_until = None;
+            let held_by_another = job.lease_owner.as_deref() != Some(token)
+                && job.lease_until.is_some_and(|until| until > now);
+            if !held_by_another {
+                job.lease_owner = None;
+                job.lease_until = None;
+            }
         }
     }
 
@@ -375,13 +485,22 @@ impl Inner {
         }
     }
 
-    /// Writes only the schedule: nothing new from the provider, look again later.
-    async fn reschedule(&self, job: Job, at: Option<Timestamp>) -> Result<Job> {
+    /// Writes only the schedule: nothing new from the provider, look again later (or sooner,
+    /// if another writer made the job due sooner), and our lease released.
+    async fn reschedule(&self, job: Job, at: Option<Timestamp>, token: &str) -> Result<Job> {
         let now = self.clock.now();
         let mut next = job.clone();
-        self.schedule(&mut next, &[], now, Mode::Webhook);
-        if let Some(at) = at {
-            next.next_check_at = Some(at);
+        let target = at.unwrap_or_else(|| now.plus(self.wait_interval(&job)));
+        next.next_check_at = Some(match job.next_check_at {
+            Some(sooner) if sooner < target => sooner,
+            _ => target,
+        });
+        if next.lease_owner.as_deref() == Some(token) {
+            next.lease_owner = None;
+            next.lease_until = None;
+        }
+        if next == job {
+            return Ok(job);
         }
         match self.jobs.update(&JobUpdate::new(&job, next)).await {
             Ok(written) => Ok(written),
@@ -389,6 +508,19 @@ impl Inner {
             Err(Error::LostRace { .. }) => self.jobs.job(&job.id).await,
             Err(e) => Err(e),
         }
+    }
+
+    /// After an input that did not apply: gives back this drive's lease, if it still holds
+    /// one, so the job is not left waiting for it to expire.
+    async fn release(&self, current: Job, token: &str) -> Result<Job> {
+        if current.state.is_terminal() || current.lease_owner.as_deref() != Some(token) {
+            return Ok(current);
+        }
+        let job = self.reschedule(current, None, token).await?;
+        if job.next_check_at.is_some_and(|t| t <= self.clock.now()) {
+            self.wake.notify_one();
+        }
+        Ok(job)
     }
 }
 

@@ -1,6 +1,6 @@
 //! The effects that call services: submit, poll, store, cancel, alert.
 
-use crate::alert::{Alert, AlertKind};
+use crate::alert::{Alert, AlertClaim, AlertKind, ProviderCooling};
 use crate::job::{Job, StoredVideo};
 use crate::machine::Input;
 use crate::traits::{
@@ -74,10 +74,13 @@ impl Inner {
                 let class = FailureClass::of(&e);
                 tracing::warn!(provider = %registered.id, error = %e, ?class, attempt = job.attempts, "submit failed");
                 if matches!(class, FailureClass::OutOfFunds | FailureClass::KeyRejected) {
-                    self.health.cool(
-                        &registered.id,
-                        self.clock.now().plus(self.policy.provider_cooldown),
-                    );
+                    let cooling = ProviderCooling {
+                        provider: registered.id.clone(),
+                        until: self.clock.now().plus(self.policy.provider_cooldown),
+                    };
+                    if let Err(e) = self.jobs.cool_provider(&cooling).await {
+                        tracing::warn!(error = %e, "recording a cooling provider failed");
+                    }
                 }
                 Follow::Input(
                     Input::SubmitFailed(class),
@@ -287,15 +290,23 @@ impl Inner {
         self.alert(kind, detail).await;
     }
 
-    /// Sends an alert unless the same subject was alerted within the cooldown.
+    /// Sends an alert unless the same subject was alerted within the cooldown, by any process
+    /// sharing the store. When the store cannot say, the alert goes out: a repeat is better
+    /// than silence.
     pub(crate) async fn alert(&self, kind: AlertKind, detail: String) {
         let now = self.clock.now();
-        if !self
-            .alerts
-            .admit(&kind.subject(), now, self.policy.alert_cooldown)
-        {
-            tracing::debug!(alert = %kind, "alert suppressed within the cooldown");
-            return;
+        let claim = AlertClaim {
+            subject: kind.subject(),
+            now,
+            cooldown: self.policy.alert_cooldown,
+        };
+        match self.jobs.claim_alert(&claim).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::debug!(alert = %kind, "alert suppressed within the cooldown");
+                return;
+            }
+            Err(e) => tracing::warn!(error = %e, "the alert gate failed; sending anyway"),
         }
         let alert = Alert {
             kind,

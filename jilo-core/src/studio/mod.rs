@@ -1,6 +1,5 @@
 //! The Studio: the one object a host builds, which drives every job through the state machine.
 
-mod alerts;
 mod builder;
 mod driver;
 mod effects;
@@ -23,14 +22,13 @@ use crate::ledger::{Balance, Reservation};
 use crate::machine::Input;
 use crate::policy::Policy;
 use crate::traits::{
-    CreativeModel, JobStore, MediaStore, Moderator, Notifier, Publisher, QuotaStore, TrendSource,
-    VideoProvider, WebhookDelivery,
+    CreativeModel, JobStore, MediaStore, Moderator, Notifier, ProviderStatus, Publisher,
+    QuotaStore, TrendSource, VideoProvider, WebhookDelivery,
 };
 use crate::video::{ModelSpec, VideoRequest};
 
 pub use builder::StudioBuilder;
 
-use alerts::{AlertGate, ProviderHealth};
 use driver::{Follow, Mode, Observation};
 
 /// A provider with the models it reported when the Studio was built.
@@ -53,10 +51,10 @@ pub(crate) struct Inner {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) policy: Policy,
     pub(crate) worker: String,
-    pub(crate) alerts: AlertGate,
-    pub(crate) health: ProviderHealth,
     /// Wakes this process's [`Studio::run`] when a webhook left a job due at once.
     pub(crate) wake: tokio::sync::Notify,
+    /// Numbers this process's lease tokens.
+    pub(crate) lease_counter: std::sync::atomic::AtomicU64,
 }
 
 /// Generates videos for users with exact credits: validates and moderates a request, holds the
@@ -181,7 +179,7 @@ impl Studio {
             return Err(Error::invalid("user", "a user id is required"));
         }
         request.validate_prompt()?;
-        let (route, spec) = inner.route_for(&request)?;
+        let (route, spec) = inner.route_for(&request).await?;
         if let Some(moderator) = &inner.moderator {
             let verdict = moderator.check(&request.prompt).await?;
             if !verdict.is_allowed() {
@@ -205,6 +203,7 @@ impl Studio {
             })?;
         let now = inner.clock.now();
         let lease_until = now.plus(inner.policy.lease);
+        let token = inner.lease_token();
         let id = JobId::random();
         let mut job = Job {
             id: id.clone(),
@@ -229,7 +228,7 @@ impl Studio {
             updated_at: now,
             deadline_at: now.plus(inner.policy.deadline),
             next_check_at: Some(lease_until),
-            lease_owner: Some(inner.worker.clone()),
+            lease_owner: Some(token.clone()),
             lease_until: Some(lease_until),
         };
         let reservation = Reservation {
@@ -258,7 +257,13 @@ impl Studio {
             tracing::info!(credits, "job created, credits held");
             job.version = 1;
             if let Err(e) = inner
-                .drive(job, Input::Resume, Observation::Nothing, Mode::Worker)
+                .drive(
+                    job,
+                    Input::Resume,
+                    Observation::Nothing,
+                    Mode::Worker,
+                    &token,
+                )
                 .await
             {
                 // The job and its hold exist; a worker resumes it when the lease expires.
@@ -298,6 +303,7 @@ impl Studio {
             .jobs
             .job_by_provider_request(provider, &event.request_id)
             .await?;
+        let by_url = by_request.is_none();
         let job = match (by_request, &delivery.submission) {
             (Some(job), Some(key)) if job.id != key.job => {
                 return Err(Error::invalid(
@@ -319,7 +325,7 @@ impl Studio {
         };
         let span =
             tracing::info_span!("webhook", job = %job.id, user = %job.user, provider = %provider);
-        self.apply_delivery(job, provider, delivery, event)
+        self.apply_delivery(job, by_url, provider, delivery, event)
             .instrument(span)
             .await
     }
@@ -327,11 +333,13 @@ impl Studio {
     async fn apply_delivery(
         &self,
         job: Job,
+        by_url: bool,
         provider: &ProviderId,
         delivery: &WebhookDelivery,
         event: crate::traits::WebhookEvent,
     ) -> Result<WebhookOutcome> {
         let inner = &self.inner;
+        let token = inner.lease_token();
         let record = DeliveryRecord {
             provider: provider.clone(),
             delivery_id: event.delivery_id.clone(),
@@ -362,13 +370,22 @@ impl Studio {
             };
             tracing::info!(request_id = %event.request_id, attempt, "webhook names the pending submission");
             job = inner
-                .drive(job, Input::Accepted, accepted, Mode::Webhook)
+                .drive(job, Input::Accepted, accepted, Mode::Webhook, &token)
                 .await?;
         } else if !current_request {
             // A late word about an earlier attempt: recorded, and changes nothing.
             tracing::info!(request_id = %event.request_id, "delivery for an earlier attempt ignored");
             let duplicate =
                 inner.jobs.record_delivery(&record).await? == DeliveryOutcome::Duplicate;
+            let still_running = matches!(
+                event.status,
+                ProviderStatus::Queued { .. } | ProviderStatus::Running { .. }
+            );
+            if by_url && still_running && !duplicate {
+                // A request of this job the Studio never learnt (its attempt was given up as
+                // lost): it runs, and bills, beside the attempt in use. Stop it.
+                inner.cancel_orphan(&job, &event.request_id).await;
+            }
             return Ok(outcome(&job, duplicate, false));
         }
         let Follow::Input(input, observation) = effects::follow_status(event.status) else {
@@ -377,23 +394,23 @@ impl Studio {
                 inner.jobs.record_delivery(&record).await? == DeliveryOutcome::Duplicate;
             return Ok(outcome(&job, duplicate, pending_answer.is_some()));
         };
-        let before = job.version;
         match inner
             .drive_with(
                 job.clone(),
                 input,
                 observation,
                 Mode::Webhook,
+                &token,
                 Some(record.clone()),
             )
             .await
         {
-            Ok(after) if after.version > before => Ok(outcome(&after, false, true)),
-            Ok(after) => {
+            Ok(driven) if driven.wrote_first => Ok(outcome(&driven.job, false, true)),
+            Ok(driven) => {
                 // Absorbed (a finished job) or changing nothing (the same progress again).
                 let duplicate =
                     inner.jobs.record_delivery(&record).await? == DeliveryOutcome::Duplicate;
-                Ok(outcome(&after, duplicate, pending_answer.is_some()))
+                Ok(outcome(&driven.job, duplicate, pending_answer.is_some()))
             }
             Err(Error::AlreadyExists { .. }) => {
                 tracing::info!("duplicate delivery ignored");
@@ -410,7 +427,10 @@ impl Studio {
     /// on them, at most [`Policy::worker_concurrency`] at once, until each rests.
     pub async fn tick(&self) -> Result<TickReport> {
         let inner = &self.inner;
-        let claimed = self.claim(inner.policy.claim_batch).await?;
+        // No more than it works on at once: a claimed job waiting for a place would see its
+        // lease expire and be taken by another worker.
+        let places = inner.policy.worker_concurrency.max(1);
+        let claimed = self.claim(inner.policy.claim_batch.min(places)).await?;
         let mut report = TickReport {
             claimed: claimed.len(),
             ..TickReport::default()
@@ -435,7 +455,7 @@ impl Studio {
         inner
             .jobs
             .claim_due(&ClaimRequest {
-                worker: inner.worker.clone(),
+                worker: inner.lease_token(),
                 now: inner.clock.now(),
                 lease: inner.policy.lease,
                 limit,
@@ -455,8 +475,13 @@ impl Studio {
         };
         let span = tracing::info_span!("tick", job = %job.id, user = %job.user, provider = %job.provider().map(|p| p.as_str()).unwrap_or("-"));
         let before = (job.version, job.state);
+        // The claim's lease token is this drive's.
+        let token = job
+            .lease_owner
+            .clone()
+            .unwrap_or_else(|| inner.lease_token());
         match inner
-            .drive(job, input, Observation::Nothing, Mode::Worker)
+            .drive(job, input, Observation::Nothing, Mode::Worker, &token)
             .instrument(span)
             .await
         {
@@ -473,9 +498,10 @@ impl Studio {
     /// it runs), looking every [`Policy::tick_interval`] and at once when a webhook in this
     /// process left a job due. A failing claim is logged and the loop goes on.
     ///
-    /// On shutdown it claims nothing more and returns when the jobs in hand rest. Dropping the
-    /// future instead stops them mid-effect; another worker resumes them when their leases
-    /// expire (a submit cut off that way is reconciled, not sent twice).
+    /// On shutdown it claims nothing more and returns when the jobs in hand rest, waiting at
+    /// most [`Policy::shutdown_grace`]; jobs still running then (or when the future is
+    /// dropped) are stopped mid-effect and resumed by another worker once their leases expire
+    /// (a submit cut off that way is reconciled, not sent twice).
     pub async fn run<F>(&self, shutdown: F)
     where
         F: Future<Output = ()>,
@@ -504,13 +530,25 @@ impl Studio {
                 }
             }
             tokio::select! {
+                biased;
                 _ = &mut shutdown => break,
-                _ = tokio::time::sleep(self.inner.policy.tick_interval) => {}
-                _ = self.inner.wake.notified() => {}
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                _ = self.inner.wake.notified() => {}
+                _ = tokio::time::sleep(self.inner.policy.tick_interval) => {}
             }
         }
-        while tasks.join_next().await.is_some() {}
+        let drained = tokio::time::timeout(self.inner.policy.shutdown_grace, async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                left = tasks.len(),
+                "jobs still running at shutdown are stopped; other workers resume them after \
+                 their leases"
+            );
+            tasks.abort_all();
+        }
     }
 
     /// Cancels a user's job, refunding the hold only when the provider will not bill:
@@ -559,7 +597,7 @@ impl Studio {
             };
             let version = current.version;
             let after = inner
-                .drive(current, input, Observation::Nothing, Mode::Worker)
+                .drive(current, input, Observation::Nothing, Mode::Worker, &inner.lease_token())
                 .await?;
             if after.state != JobState::Cancelled || after.version == version {
                 return Err(Error::not_allowed(format!(

@@ -32,7 +32,10 @@ impl Inner {
     }
 
     /// The providers offering the request, healthy ones first, and the first one's spec.
-    pub(crate) fn route_for(&self, request: &VideoRequest) -> Result<(Vec<ProviderId>, ModelSpec)> {
+    pub(crate) async fn route_for(
+        &self,
+        request: &VideoRequest,
+    ) -> Result<(Vec<ProviderId>, ModelSpec)> {
         let offering: Vec<(&RegisteredProvider, &ModelSpec)> = self
             .providers
             .iter()
@@ -89,10 +92,20 @@ impl Inner {
                 format!("model `{}` offers only {offered}", request.model),
             ));
         }
-        let now = self.clock.now();
+        let cooling_now = if fitting.len() > 1 {
+            match self.jobs.cooling_providers(self.clock.now()).await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading cooling providers failed; routing in order");
+                    Vec::new()
+                }
+            }
+        } else {
+            Vec::new()
+        };
         let (mut healthy, cooling): (Vec<_>, Vec<_>) = fitting
             .into_iter()
-            .partition(|(p, _)| !self.health.is_cooling(&p.id, now));
+            .partition(|(p, _)| !cooling_now.contains(&p.id));
         healthy.extend(cooling);
         let spec = healthy[0].1.clone();
         let route = healthy.iter().map(|(p, _)| p.id.clone()).collect();

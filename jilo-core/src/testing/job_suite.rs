@@ -5,6 +5,7 @@ use std::time::Duration;
 use futures::future::join_all;
 use futures::StreamExt;
 
+use crate::alert::{AlertClaim, ProviderCooling};
 use crate::error::Error;
 use crate::ids::{JobId, ProviderId, UserId};
 use crate::job::{
@@ -463,6 +464,67 @@ where
             .all(|j| j.id != later.id && !j.state.is_terminal()),
         "terminal jobs are never claimed, even with a due check time"
     );
+
+    // Alerts: one per subject and window, whoever asks; cooling providers shared.
+    let subject = format!("{prefix}-out-of-funds:sim");
+    let claim = |now, secs| AlertClaim {
+        subject: subject.clone(),
+        now,
+        cooldown: Duration::from_secs(secs),
+    };
+    let first_claim = claim(at, 3600);
+    let first = join_all((0..8).map(|_| store.claim_alert(&first_claim))).await;
+    let admitted = first.iter().filter(|r| matches!(r, Ok(true))).count();
+    assert_eq!(
+        admitted, 1,
+        "eight concurrent claims of one alert, one admitted"
+    );
+    assert_eq!(
+        store
+            .claim_alert(&claim(at.plus(Duration::from_secs(3599)), 3600))
+            .await
+            .ok(),
+        Some(false),
+        "within the window"
+    );
+    assert_eq!(
+        store
+            .claim_alert(&claim(at.plus(Duration::from_secs(3600)), 3600))
+            .await
+            .ok(),
+        Some(true),
+        "after the window"
+    );
+    let mut other_subject = claim(at, 3600);
+    other_subject.subject.push_str("-other");
+    assert_eq!(store.claim_alert(&other_subject).await.ok(), Some(true));
+    let cooled = ProviderId::new(format!("{prefix}-fal"));
+    let cool = |until| ProviderCooling {
+        provider: cooled.clone(),
+        until,
+    };
+    store
+        .cool_provider(&cool(at.plus(Duration::from_secs(300))))
+        .await
+        .unwrap_or_else(|e| panic!("cooling failed: {e}"));
+    store
+        .cool_provider(&cool(at.plus(Duration::from_secs(60))))
+        .await
+        .unwrap_or_else(|e| panic!("cooling failed: {e}"));
+    let cooling_at = |secs| {
+        let now = at.plus(Duration::from_secs(secs));
+        let cooled = cooled.clone();
+        async move {
+            store
+                .cooling_providers(now)
+                .await
+                .unwrap_or_else(|e| panic!("reading cooling providers failed: {e}"))
+                .contains(&cooled)
+        }
+    };
+    assert!(cooling_at(0).await, "a cooled provider is cooling");
+    assert!(cooling_at(299).await, "an earlier end does not shorten it");
+    assert!(!cooling_at(300).await, "cooling ends");
 
     // Close this run's jobs so no later claim finds them.
     let all = store

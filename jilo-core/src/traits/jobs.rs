@@ -1,8 +1,9 @@
 use async_trait::async_trait;
 use futures::stream::BoxStream;
 
+use crate::alert::{AlertClaim, ProviderCooling};
 use crate::error::Result;
-use crate::ids::{JobId, ProviderId, UserId};
+use crate::ids::{JobId, ProviderId, Timestamp, UserId};
 use crate::job::{
     ClaimRequest, DeliveryOutcome, DeliveryRecord, Job, JobEvent, JobUpdate, LeaseRenewal,
 };
@@ -31,6 +32,9 @@ use crate::ledger::{CreditHold, Reservation};
 ///   job at once.
 /// - `renew_lease` extends a lease its worker still holds on a non-terminal job, without
 ///   changing the job's version; it says `false` when the lease is no longer that worker's.
+/// - `claim_alert` says `true` to exactly one caller per subject and cooldown window, across
+///   processes where the backend is shared; `cool_provider` and `cooling_providers` share which
+///   providers new jobs should try last.
 #[cfg_attr(any(test, feature = "test-utils"), mockall::automock)]
 #[async_trait]
 pub trait JobStore: Send + Sync {
@@ -62,6 +66,15 @@ pub trait JobStore: Send + Sync {
 
     /// Extends a lease the worker holds; `false` when it holds it no more.
     async fn renew_lease(&self, renewal: &LeaseRenewal) -> Result<bool>;
+
+    /// Whether the caller may send an alert on the subject now (and records it if so).
+    async fn claim_alert(&self, claim: &AlertClaim) -> Result<bool>;
+
+    /// Marks a provider to be tried last until a time.
+    async fn cool_provider(&self, cooling: &ProviderCooling) -> Result<()>;
+
+    /// The providers cooling at `now`.
+    async fn cooling_providers(&self, now: Timestamp) -> Result<Vec<ProviderId>>;
 
     /// A stream of every job's events from now on.
     async fn watch(&self) -> Result<BoxStream<'static, JobEvent>>;

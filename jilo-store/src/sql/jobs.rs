@@ -4,8 +4,9 @@
 use async_trait::async_trait;
 use futures::stream::BoxStream;
 use jilo_core::{
-    ClaimRequest, CreditHold, DeliveryOutcome, DeliveryRecord, Error, HoldState, Job, JobEvent,
-    JobId, JobStore, JobUpdate, LeaseRenewal, ProviderId, Reservation, Result, Timestamp, UserId,
+    AlertClaim, ClaimRequest, CreditHold, DeliveryOutcome, DeliveryRecord, Error, HoldState, Job,
+    JobEvent, JobId, JobStore, JobUpdate, LeaseRenewal, ProviderCooling, ProviderId, Reservation,
+    Result, Timestamp, UserId,
 };
 use sqlx::{Any, Transaction};
 
@@ -353,6 +354,62 @@ impl JobStore for SqlStore {
             }
             tx.commit().await?;
             Ok(renewed > 0)
+        })
+        .await
+    }
+
+    async fn claim_alert(&self, claim: &AlertClaim) -> Result<bool> {
+        let now = claim.now.as_millis();
+        let window_start =
+            now.saturating_sub(i64::try_from(claim.cooldown.as_millis()).unwrap_or(i64::MAX));
+        self.retry("claiming an alert", || async {
+            let mut tx = self.begin_write().await?;
+            // One statement: the insert, or the update only when the last alert is older
+            // than the window. Concurrent claims serialise on the row.
+            let admitted = sqlx::query(
+                "INSERT INTO jilo_alerts (subject, last_ms) VALUES ($1, $2) \
+                 ON CONFLICT (subject) DO UPDATE SET last_ms = excluded.last_ms \
+                 WHERE jilo_alerts.last_ms <= $3",
+            )
+            .bind(claim.subject.as_str())
+            .bind(now)
+            .bind(window_start)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            tx.commit().await?;
+            Ok(admitted > 0)
+        })
+        .await
+    }
+
+    async fn cool_provider(&self, cooling: &ProviderCooling) -> Result<()> {
+        self.retry("cooling a provider", || async {
+            let mut tx = self.begin_write().await?;
+            sqlx::query(
+                "INSERT INTO jilo_provider_cooling (provider, until_ms) VALUES ($1, $2) \
+                 ON CONFLICT (provider) DO UPDATE SET until_ms = excluded.until_ms \
+                 WHERE jilo_provider_cooling.until_ms < excluded.until_ms",
+            )
+            .bind(cooling.provider.as_str())
+            .bind(cooling.until.as_millis())
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn cooling_providers(&self, now: Timestamp) -> Result<Vec<ProviderId>> {
+        self.retry("reading cooling providers", || async {
+            let rows: Vec<String> = sqlx::query_scalar(
+                "SELECT provider FROM jilo_provider_cooling WHERE until_ms > $1 ORDER BY provider",
+            )
+            .bind(now.as_millis())
+            .fetch_all(&self.pool)
+            .await?;
+            Ok(rows.into_iter().map(ProviderId::new).collect())
         })
         .await
     }

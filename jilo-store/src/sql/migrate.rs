@@ -24,6 +24,11 @@ const SQLITE: &[Migration] = &[
         name: "job_requests",
         sql: include_str!("../../migrations/sqlite/0002_job_requests.sql"),
     },
+    Migration {
+        version: 3,
+        name: "alerts_and_cooling",
+        sql: include_str!("../../migrations/sqlite/0003_alerts_and_cooling.sql"),
+    },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -36,6 +41,11 @@ const POSTGRES: &[Migration] = &[
         version: 2,
         name: "job_requests",
         sql: include_str!("../../migrations/postgres/0002_job_requests.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "alerts_and_cooling",
+        sql: include_str!("../../migrations/postgres/0003_alerts_and_cooling.sql"),
     },
 ];
 
