@@ -222,3 +222,95 @@ async fn two_workers_share_the_jobs_of_one_database() {
     b_store.close().await;
     common::drop_postgres_database(&url).await;
 }
+
+/// Four Studios on one Postgres (four pools: four processes as far as Postgres can tell) and
+/// a provider out of funds: one admin alert in all, and once it is known, every process routes
+/// new jobs to the other provider.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_processes_send_one_alert_and_all_route_around_the_provider() {
+    let Some(url) = common::postgres_database().await else {
+        return;
+    };
+    let suchuang = Arc::new(SimProvider::new("suchuang"));
+    suchuang.fail_all_submits(jilo_core::testing::SimFailure::OutOfFunds);
+    let fal = Arc::new(SimProvider::new("fal"));
+    let notifier = Arc::new(jilo_core::testing::RecordingNotifier::new());
+    let mut stores = Vec::new();
+    let mut studios = Vec::new();
+    for i in 0..4 {
+        let store = Arc::new(common::open(&url).await);
+        studios.push(
+            Studio::builder()
+                .provider(suchuang.clone())
+                .provider(fal.clone())
+                .store(store.clone())
+                .notifier(notifier.clone())
+                .worker_name(format!("process-{i}"))
+                .build()
+                .unwrap(),
+        );
+        stores.push(store);
+    }
+    let user = UserId::new("pg-outage");
+    stores[0]
+        .grant(&Grant::signup(
+            user.clone(),
+            1_000,
+            Timestamp::from_millis(0),
+        ))
+        .await
+        .unwrap();
+    let request = |i: usize| VideoRequest::new(format!("Harbour lights, take {i}"), SIM_MODEL, 5);
+
+    // The outage meets all four processes at once.
+    let first = futures::future::join_all(
+        studios
+            .iter()
+            .enumerate()
+            .map(|(i, s)| s.generate(&user, request(i))),
+    )
+    .await;
+    for id in first {
+        let job = studios[0].job(&id.unwrap()).await.unwrap();
+        assert_eq!(job.state, JobState::Submitted);
+        assert_eq!(job.provider(), Some(&"fal".into()), "failed over to fal");
+    }
+    let alerts = notifier.alerts();
+    assert_eq!(
+        alerts.len(),
+        1,
+        "one alert across four processes: {alerts:?}"
+    );
+    assert_eq!(
+        alerts[0].kind,
+        jilo_core::AlertKind::ProviderOutOfFunds {
+            provider: "suchuang".into()
+        }
+    );
+    let tried = suchuang.submissions().len();
+    assert!((1..=4).contains(&tried), "{tried}");
+
+    // From now on every process routes new jobs to fal first.
+    let later = futures::future::join_all(
+        studios
+            .iter()
+            .flat_map(|s| (0..5).map(move |i| (s, i)))
+            .map(|(s, i)| s.generate(&user, request(10 + i))),
+    )
+    .await;
+    for id in later {
+        let job = studios[1].job(&id.unwrap()).await.unwrap();
+        assert_eq!(job.route.first(), Some(&"fal".into()), "fal first");
+        assert_eq!(job.state, JobState::Submitted);
+    }
+    assert_eq!(
+        suchuang.submissions().len(),
+        tried,
+        "no process sent another job to the provider out of funds"
+    );
+    assert_eq!(notifier.alerts().len(), 1);
+    for s in &stores {
+        s.close().await;
+    }
+    common::drop_postgres_database(&url).await;
+}
