@@ -63,6 +63,7 @@ pub mod alert;
 pub mod clock;
 pub mod creative;
 pub mod error;
+pub mod events;
 pub mod ids;
 pub mod job;
 pub mod ledger;
@@ -83,6 +84,7 @@ pub use alert::{Alert, AlertClaim, AlertKind, ProviderCooling};
 pub use clock::{Clock, SystemClock, TokioClock};
 pub use creative::{MetadataBrief, MetadataSuggestion, PromptBrief, ViralAnalysis};
 pub use error::{Error, ErrorKind, HttpFailure, Result};
+pub use events::EventHub;
 pub use ids::{JobId, ProviderId, Timestamp, UserId};
 pub use job::{
     ClaimRequest, DeliveryOutcome, DeliveryRecord, Job, JobEvent, JobState, JobUpdate,

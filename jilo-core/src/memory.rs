@@ -9,10 +9,10 @@ use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use futures::stream::BoxStream;
-use tokio::sync::broadcast;
 
 use crate::alert::{AlertClaim, ProviderCooling};
 use crate::error::{Error, Result};
+use crate::events::EventHub;
 use crate::ids::{JobId, ProviderId, Timestamp, UserId};
 use crate::job::{
     ClaimRequest, DeliveryOutcome, DeliveryRecord, Job, JobEvent, JobUpdate, LeaseRenewal,
@@ -22,8 +22,6 @@ use crate::ledger::{
     LedgerEntryKind, Reservation,
 };
 use crate::traits::{JobStore, QuotaStore};
-
-const EVENT_BUFFER: usize = 1024;
 
 #[derive(Debug)]
 struct HoldRow {
@@ -185,7 +183,7 @@ impl State {
 #[derive(Debug)]
 pub struct InMemoryStore {
     state: Mutex<State>,
-    events: broadcast::Sender<JobEvent>,
+    events: EventHub,
 }
 
 impl Default for InMemoryStore {
@@ -197,10 +195,9 @@ impl Default for InMemoryStore {
 impl InMemoryStore {
     /// An empty store.
     pub fn new() -> Self {
-        let (events, _) = broadcast::channel(EVENT_BUFFER);
         Self {
             state: Mutex::new(State::default()),
-            events,
+            events: EventHub::new(),
         }
     }
 
@@ -212,8 +209,7 @@ impl InMemoryStore {
     }
 
     fn publish(&self, job: &Job) {
-        // No receiver is not an error: nobody is watching.
-        let _ = self.events.send(job.event());
+        self.events.publish(job.event());
     }
 }
 
@@ -461,6 +457,10 @@ impl JobStore for InMemoryStore {
     }
 
     async fn watch(&self) -> Result<BoxStream<'static, JobEvent>> {
-        Ok(crate::job::broadcast_events(self.events.subscribe()))
+        Ok(self.events.watch_all())
+    }
+
+    async fn watch_job(&self, job: &JobId) -> Result<BoxStream<'static, JobEvent>> {
+        Ok(self.events.watch_job(job))
     }
 }

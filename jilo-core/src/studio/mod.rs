@@ -641,7 +641,7 @@ impl Studio {
     /// newer versions of the job pass.
     pub async fn subscribe(&self, id: &JobId) -> Result<BoxStream<'static, JobEvent>> {
         // Watch first, then read, so no change between the two is missed.
-        let live = self.inner.jobs.watch().await?;
+        let live = self.inner.jobs.watch_job(id).await?;
         let current = self.inner.jobs.job(id).await?;
         let first = current.event();
         if current.state.is_terminal() {

@@ -111,6 +111,12 @@ where
         "refused creates change nothing"
     );
 
+    // A watcher of one job sees that job's events only.
+    let mut only = store
+        .watch_job(&job.id)
+        .await
+        .unwrap_or_else(|e| panic!("watch_job failed: {e}"));
+
     // Compare-and-set updates.
     let mut submitted = stored.clone();
     submitted.state = JobState::Submitted;
@@ -321,6 +327,18 @@ where
     JobStore::create(store, &newer, &hold_for(&newer))
         .await
         .unwrap_or_else(|e| panic!("create failed: {e}"));
+    let mut seen_by_one = Vec::new();
+    while let Ok(Some(e)) = tokio::time::timeout(Duration::from_millis(300), only.next()).await {
+        seen_by_one.push((e.job, e.version));
+    }
+    assert!(
+        !seen_by_one.is_empty() && seen_by_one.iter().all(|(id, _)| id == &job.id),
+        "a watcher of one job sees its events and no other job's: {seen_by_one:?}"
+    );
+    assert!(
+        seen_by_one.windows(2).all(|w| w[0].1 < w[1].1),
+        "in order: {seen_by_one:?}"
+    );
     let listed = store
         .jobs_for_user(&user, 10)
         .await

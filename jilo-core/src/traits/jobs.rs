@@ -78,4 +78,17 @@ pub trait JobStore: Send + Sync {
 
     /// A stream of every job's events from now on.
     async fn watch(&self) -> Result<BoxStream<'static, JobEvent>>;
+
+    /// A stream of one job's events from now on. The default filters [`JobStore::watch`];
+    /// stores deliver only the job's events (an [`crate::EventHub`] does), so many
+    /// subscribers each following one job do not each read every job's events.
+    async fn watch_job(&self, job: &JobId) -> Result<BoxStream<'static, JobEvent>> {
+        use futures::StreamExt;
+        let job = job.clone();
+        Ok(self
+            .watch()
+            .await?
+            .filter(move |e| futures::future::ready(e.job == job))
+            .boxed())
+    }
 }

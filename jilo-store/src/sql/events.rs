@@ -1,7 +1,7 @@
 //! Job events: in process on SQLite, by `LISTEN/NOTIFY` across processes on Postgres.
 
 use futures::stream::BoxStream;
-use jilo_core::{Job, JobEvent, Result};
+use jilo_core::{Job, JobEvent, JobId, Result};
 use sqlx::{Any, Transaction};
 
 use super::errors::StoreResult;
@@ -32,23 +32,28 @@ impl SqlStore {
     /// After a commit: publishes a job's event to this process's watchers (SQLite).
     pub(crate) fn publish_local(&self, job: &Job) {
         if self.backend == Backend::Sqlite {
-            // No receiver is not an error: nobody is watching.
-            let _ = self.events.send(job.event());
+            self.events.publish(job.event());
         }
     }
 
-    pub(crate) async fn watch_events(&self) -> Result<BoxStream<'static, JobEvent>> {
+    /// Every job's events (`job` `None`) or one job's, from now on.
+    pub(crate) async fn watch_events(
+        &self,
+        job: Option<&JobId>,
+    ) -> Result<BoxStream<'static, JobEvent>> {
+        // Subscribe first, then make sure the shared listener runs: nothing is missed between
+        // the two.
+        let events = match job {
+            Some(job) => self.events.watch_job(job),
+            None => self.events.watch_all(),
+        };
         #[cfg(feature = "postgres")]
         if let (Backend::Postgres, crate::StoreUrl::Postgres(url)) = (&self.backend, &self.url) {
-            // Subscribe first, then make sure the shared listener runs: nothing is missed
-            // between the two.
-            let rx = self.events.subscribe();
             self.listener
                 .get_or_try_init(|| listen(url, self.events.clone()))
                 .await?;
-            return Ok(jilo_core::job::broadcast_events(rx));
         }
-        Ok(jilo_core::job::broadcast_events(self.events.subscribe()))
+        Ok(events)
     }
 }
 
@@ -62,12 +67,10 @@ impl Drop for ListenerTask {
     }
 }
 
-/// One `LISTEN` connection per store, fanned out to every watcher in the process.
+/// One `LISTEN` connection per store, fanned out to the process's watchers: each event goes
+/// to the watchers of every job and to those of its own job only.
 #[cfg(feature = "postgres")]
-async fn listen(
-    url: &str,
-    events: tokio::sync::broadcast::Sender<JobEvent>,
-) -> Result<ListenerTask> {
+async fn listen(url: &str, events: jilo_core::EventHub) -> Result<ListenerTask> {
     use sqlx::postgres::PgListener;
 
     let fail =
@@ -79,9 +82,7 @@ async fn listen(
             // `recv` reconnects by itself after a lost connection.
             match listener.recv().await {
                 Ok(n) => match serde_json::from_str::<JobEvent>(n.payload()) {
-                    Ok(event) => {
-                        let _ = events.send(event);
-                    }
+                    Ok(event) => events.publish(event),
                     Err(e) => tracing::warn!(error = %e, "unreadable job event notification"),
                 },
                 Err(e) => {

@@ -415,6 +415,10 @@ impl JobStore for SqlStore {
     }
 
     async fn watch(&self) -> Result<BoxStream<'static, JobEvent>> {
-        self.watch_events().await
+        self.watch_events(None).await
+    }
+
+    async fn watch_job(&self, job: &JobId) -> Result<BoxStream<'static, JobEvent>> {
+        self.watch_events(Some(job)).await
     }
 }

@@ -29,7 +29,7 @@ use std::time::Duration;
 use jilo_core::{Error, Result};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
-use tokio::sync::{broadcast, OnceCell};
+use tokio::sync::OnceCell;
 
 use crate::StoreUrl;
 use errors::{StoreError, StoreResult};
@@ -77,7 +77,7 @@ pub struct SqlStore {
     pub(crate) options: SqlStoreOptions,
     /// Job events for this process's watchers: published here after a commit on SQLite, fed
     /// by the shared `LISTEN` connection on Postgres.
-    pub(crate) events: broadcast::Sender<jilo_core::JobEvent>,
+    pub(crate) events: jilo_core::EventHub,
     /// The shared Postgres listener, started by the first watcher.
     #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     pub(crate) listener: Arc<OnceCell<events::ListenerTask>>,
@@ -157,7 +157,7 @@ impl SqlStore {
             .connect_with(connect_options)
             .await
             .map_err(|e| StoreError::from(e).into_error("connecting to the database"))?;
-        let (events, _) = broadcast::channel(1024);
+        let events = jilo_core::EventHub::new();
         Ok(Self {
             pool,
             backend,
