@@ -3,6 +3,7 @@
 use std::fmt;
 
 use jilo_core::Error;
+use url::form_urlencoded;
 
 /// The SQLite file used when `DATABASE_URL` is not set.
 pub const DEFAULT_SQLITE_PATH: &str = "jilo.db";
@@ -10,7 +11,8 @@ pub const DEFAULT_SQLITE_PATH: &str = "jilo.db";
 /// A database location, from `DATABASE_URL`.
 #[derive(Clone, PartialEq, Eq)]
 pub enum StoreUrl {
-    /// An SQLite database file.
+    /// An SQLite database file: its path, with the URL's parameters (`?mode=ro&cache=shared`)
+    /// kept after a `?` and passed to SQLite when connecting.
     SqliteFile(String),
     /// An SQLite database in memory (one connection's lifetime).
     SqliteMemory,
@@ -27,17 +29,29 @@ impl StoreUrl {
             return Ok(StoreUrl::SqliteMemory);
         }
         if let Some(rest) = url.strip_prefix("sqlite:") {
-            let path = rest.strip_prefix("//").unwrap_or(rest);
-            let path = path.split('?').next().unwrap_or_default();
+            let file = rest.strip_prefix("//").unwrap_or(rest);
+            let (path, params) = file.split_once('?').unwrap_or((file, ""));
             if path.is_empty() {
                 return Err(Error::invalid(
                     "DATABASE_URL",
                     "an sqlite URL needs a file path",
                 ));
             }
-            return Ok(StoreUrl::SqliteFile(path.to_owned()));
+            if form_urlencoded::parse(params.as_bytes()).any(|(k, _)| k.is_empty()) {
+                return Err(Error::invalid(
+                    "DATABASE_URL",
+                    format!("`{params}` are not sqlite URL parameters"),
+                ));
+            }
+            return Ok(StoreUrl::SqliteFile(file.to_owned()));
         }
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            if let Err(e) = ::url::Url::parse(url) {
+                return Err(Error::invalid(
+                    "DATABASE_URL",
+                    format!("`{}` is not a valid URL: {e}", redact(url)),
+                ));
+            }
             return Ok(StoreUrl::Postgres(url.to_owned()));
         }
         Err(Error::invalid(
@@ -55,25 +69,46 @@ impl StoreUrl {
     }
 }
 
-/// The URL with any password replaced by `***`.
+/// Query parameters that carry a secret in a connection URL.
+const SECRET_PARAMS: [&str; 3] = ["password", "sslpassword", "passfile"];
+
+/// The URL with any password (in the user info or as a query parameter) replaced by `***`.
+/// A URL that does not parse keeps only its scheme, so nothing in it can leak.
 fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
+    let Ok(mut parsed) = ::url::Url::parse(url) else {
+        let scheme = url.split_once("://").map(|(s, _)| s).unwrap_or("unknown");
+        return format!("{scheme}://***");
     };
-    let (authority, tail) = match rest.find('/') {
-        Some(i) => rest.split_at(i),
-        None => (rest, ""),
-    };
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split(':').next().unwrap_or_default();
-            if userinfo.contains(':') {
-                format!("{scheme}://{user}:***@{host}{tail}")
-            } else {
-                url.to_owned()
-            }
+    if parsed.password().is_some() {
+        let _ = parsed.set_password(Some("***"));
+    }
+    if parsed.query().is_some() {
+        let pairs: Vec<(String, String)> = parsed
+            .query_pairs()
+            .map(|(k, v)| {
+                let secret = SECRET_PARAMS.iter().any(|s| k.eq_ignore_ascii_case(s));
+                (
+                    k.into_owned(),
+                    if secret {
+                        "***".to_owned()
+                    } else {
+                        v.into_owned()
+                    },
+                )
+            })
+            .collect();
+        parsed.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    parsed.to_string()
+}
+
+impl StoreUrl {
+    /// An SQLite file's path and its URL parameters (empty when none), e.g. `("jilo.db", "mode=ro")`.
+    pub fn sqlite_path_and_params(&self) -> Option<(&str, &str)> {
+        match self {
+            StoreUrl::SqliteFile(file) => Some(file.split_once('?').unwrap_or((file, ""))),
+            _ => None,
         }
-        None => url.to_owned(),
     }
 }
 
@@ -109,7 +144,7 @@ mod tests {
         );
         assert_eq!(
             StoreUrl::parse("sqlite://data/jilo.db?mode=rwc").unwrap(),
-            StoreUrl::SqliteFile("data/jilo.db".into())
+            StoreUrl::SqliteFile("data/jilo.db?mode=rwc".into())
         );
         assert_eq!(
             StoreUrl::parse("sqlite:jilo.db").unwrap(),
@@ -127,6 +162,31 @@ mod tests {
         assert!(matches!(err, Error::InvalidInput { ref field, .. } if field == "DATABASE_URL"));
         assert!(!err.to_string().contains("hunter2"), "{err}");
         assert!(StoreUrl::parse("sqlite://").is_err());
+    }
+
+    #[test]
+    fn sqlite_parameters_are_kept_and_query_passwords_hidden() {
+        let url = StoreUrl::parse("sqlite://data/jilo.db?mode=ro&cache=shared").unwrap();
+        assert_eq!(
+            url.sqlite_path_and_params(),
+            Some(("data/jilo.db", "mode=ro&cache=shared"))
+        );
+        assert_eq!(
+            url.to_string(),
+            "sqlite://data/jilo.db?mode=ro&cache=shared"
+        );
+        let pg = StoreUrl::parse(
+            "postgres://jilo@db.internal/app?sslmode=require&password=hunter2&application_name=x",
+        )
+        .unwrap();
+        let shown = format!("{pg} {pg:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(
+            shown.contains("password=***") && shown.contains("sslmode=require"),
+            "{shown}"
+        );
+        let err = StoreUrl::parse("postgres://jilo:s3cret@[bad/db").unwrap_err();
+        assert!(!err.to_string().contains("s3cret"), "{err}");
     }
 
     #[test]

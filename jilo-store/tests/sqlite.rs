@@ -131,6 +131,7 @@ async fn a_busy_database_is_waited_on() {
 }
 
 /// A database that cannot be reached is a storage error that never shows the password.
+#[cfg(feature = "postgres")]
 #[tokio::test]
 async fn connection_errors_never_show_the_password() {
     let url = StoreUrl::parse("postgres://jilo:hunter2-secret@127.0.0.1:1/jilo").unwrap();
@@ -217,4 +218,31 @@ async fn a_job_written_by_the_previous_release_still_reads() {
         "a field added since reads as its default"
     );
     assert_eq!(job.deadline_at, Timestamp::from_millis(1796000900000));
+}
+
+/// The URL's SQLite parameters reach SQLite: `mode=ro` opens the file read-only.
+#[tokio::test]
+async fn sqlite_url_parameters_are_passed_on() {
+    let url = common::sqlite_file();
+    let store = common::open(&url).await;
+    store
+        .grant(&Grant::signup("rw".into(), 5, Timestamp::from_millis(0)))
+        .await
+        .unwrap();
+    store.close().await;
+    let StoreUrl::SqliteFile(path) = &url else {
+        unreachable!()
+    };
+    let read_only = StoreUrl::parse(&format!("sqlite://{path}?mode=ro")).unwrap();
+    let ro = jilo_store::SqlStore::connect(&read_only, jilo_store::SqlStoreOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(ro.balance(&"rw".into()).await.unwrap().available, 5, "reads work");
+    match ro
+        .grant(&Grant::signup("other".into(), 5, Timestamp::from_millis(0)))
+        .await
+    {
+        Err(e) => assert_eq!(e.kind(), jilo_core::ErrorKind::Storage, "{e}"),
+        Ok(o) => panic!("a read-only database took a write: {o:?}"),
+    }
 }

@@ -116,11 +116,25 @@ impl SqlStore {
     pub async fn connect(url: &StoreUrl, options: SqlStoreOptions) -> Result<Self> {
         sqlx::any::install_default_drivers();
         let (backend, conn_url, max) = match url {
-            StoreUrl::SqliteFile(path) => (
-                Backend::Sqlite,
-                format!("sqlite://{path}?mode=rwc"),
-                options.max_connections,
-            ),
+            StoreUrl::SqliteFile(_) => {
+                let (path, params) = url.sqlite_path_and_params().unwrap_or_default();
+                // Created when missing, unless the URL sets its own mode.
+                let mode = if params.split('&').any(|p| p.starts_with("mode=")) {
+                    String::new()
+                } else {
+                    "mode=rwc".to_owned()
+                };
+                let query = [mode.as_str(), params]
+                    .into_iter()
+                    .filter(|p| !p.is_empty())
+                    .collect::<Vec<_>>()
+                    .join("&");
+                (
+                    Backend::Sqlite,
+                    format!("sqlite://{path}?{query}"),
+                    options.max_connections,
+                )
+            }
             StoreUrl::SqliteMemory => (Backend::Sqlite, "sqlite::memory:".to_owned(), 1),
             StoreUrl::Postgres(u) => (Backend::Postgres, u.clone(), options.max_connections),
         };
