@@ -60,6 +60,7 @@ impl StandIn {
             service: "standin".into(),
             reason: format!("HTTP {status}"),
             response: Some(HttpFailure::new(status, body)),
+            source: None,
         }
     }
 
@@ -73,6 +74,7 @@ impl StandIn {
                 service: "standin".into(),
                 reason: e.to_string(),
                 response: None,
+                source: None,
             })?;
         let status = resp.status().as_u16();
         let body = resp.text().await.unwrap_or_default();
@@ -134,6 +136,7 @@ impl VideoProvider for StandIn {
                 service: "standin".into(),
                 reason: format!("connection refused: {e}"),
                 response: None,
+                source: None,
             }),
             // The request may have reached the provider: unknown.
             Err(e) => Err(Error::OutcomeUnknown {
@@ -178,12 +181,14 @@ impl VideoProvider for StandIn {
             return Err(Error::Unauthorized {
                 service: "standin webhook".into(),
                 response: None,
+                source: None,
             });
         }
         let v: Value = serde_json::from_slice(&delivery.body).map_err(|e| Error::Protocol {
             service: "standin".into(),
             reason: e.to_string(),
             response: None,
+            source: None,
         })?;
         let text = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
         Ok(WebhookEvent {

@@ -191,6 +191,9 @@ pub enum Error {
         retry_after: Option<Duration>,
         /// The HTTP answer, when there was one.
         response: Option<HttpFailure>,
+        /// The transport's or parser's error, when there was one.
+        #[source]
+        source: Option<BoxError>,
     },
     /// The provider's own account has no funds; an admin must top it up.
     #[error("{service} account is out of funds{}", http_suffix(response))]
@@ -199,6 +202,9 @@ pub enum Error {
         service: String,
         /// The HTTP answer, when there was one.
         response: Option<HttpFailure>,
+        /// The transport's or parser's error, when there was one.
+        #[source]
+        source: Option<BoxError>,
     },
     /// A key or token was rejected.
     #[error("{service} rejected the credentials{}", http_suffix(response))]
@@ -207,6 +213,9 @@ pub enum Error {
         service: String,
         /// The HTTP answer, when there was one.
         response: Option<HttpFailure>,
+        /// The transport's or parser's error, when there was one.
+        #[source]
+        source: Option<BoxError>,
     },
     /// The service is down or failing.
     #[error("{service} unavailable: {reason}{}", http_suffix(response))]
@@ -217,12 +226,20 @@ pub enum Error {
         reason: String,
         /// The HTTP answer, when there was one.
         response: Option<HttpFailure>,
+        /// The transport's or parser's error, when there was one.
+        #[source]
+        source: Option<BoxError>,
     },
     /// The call did not answer in time.
-    #[error("{service} timed out")]
+    #[error("{service} timed out{}", http_suffix(response))]
     Timeout {
         /// The service (provider id).
         service: String,
+        /// The HTTP answer (408, 504), when there was one.
+        response: Option<HttpFailure>,
+        /// The transport's error, when there was one.
+        #[source]
+        source: Option<BoxError>,
     },
     /// The service answered something we cannot read.
     #[error("{service} protocol error: {reason}{}", http_suffix(response))]
@@ -233,6 +250,9 @@ pub enum Error {
         reason: String,
         /// The HTTP answer, when there was one.
         response: Option<HttpFailure>,
+        /// The transport's or parser's error, when there was one.
+        #[source]
+        source: Option<BoxError>,
     },
     /// A store failed.
     #[error("storage error: {reason}")]
@@ -351,6 +371,7 @@ impl Error {
             | Error::ProviderOutOfFunds { response, .. }
             | Error::Unauthorized { response, .. }
             | Error::Unavailable { response, .. }
+            | Error::Timeout { response, .. }
             | Error::Protocol { response, .. } => response.as_ref(),
             _ => None,
         }
@@ -376,6 +397,7 @@ mod tests {
             service: "fal".into(),
             retry_after: Some(Duration::from_secs(7)),
             response: Some(HttpFailure::new(429, "slow down")),
+            source: None,
         };
         assert_eq!(e.kind(), ErrorKind::RateLimited);
         assert!(e.is_retryable());
@@ -402,6 +424,19 @@ mod tests {
             "the prompt contains disallowed terms: gore, bomb"
         );
         assert!(Error::storage("busy", true, None).is_retryable());
+        let cause = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset by peer");
+        let e = Error::Unavailable {
+            service: "fal".into(),
+            reason: "connection reset".into(),
+            response: None,
+            source: Some(Box::new(cause)),
+        };
+        let source = std::error::Error::source(&e).map(|s| s.to_string());
+        assert_eq!(
+            source.as_deref(),
+            Some("reset by peer"),
+            "the cause is kept"
+        );
         assert!(!Error::storage("corrupt", false, None).is_retryable());
     }
 }

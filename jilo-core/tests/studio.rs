@@ -269,6 +269,7 @@ async fn provider_5xx_three_times_fails_and_refunds() {
             service: "fal".into(),
             reason: "upstream error".into(),
             response: Some(jilo_core::HttpFailure::new(502, "bad gateway")),
+            source: None,
         })
     });
     let store = Arc::new(InMemoryStore::new());
@@ -781,6 +782,7 @@ async fn a_failing_media_store_is_retried_then_refunds() {
                 service: "media".into(),
                 reason: "disk full".into(),
                 response: None,
+                source: None,
             })
         } else {
             Ok(StoredVideo {

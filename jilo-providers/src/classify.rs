@@ -1,10 +1,13 @@
 //! One mapping from a service's failed answer to jilo's [`Error`].
 //!
 //! The rules, from the seed's incident report and the services' specs:
-//! - 402, or a body that speaks of the balance (`余额`, `insufficient`, `balance`, `quota
-//!   exceeded`, `credit`), is [`Error::ProviderOutOfFunds`]: the provider's account cannot pay.
+//! - 402, or a 4xx (not 429) whose body says the account's balance is short (`余额`,
+//!   `积分不足`, `额度不足`, `insufficient balance`, `insufficient credits`, `exhausted
+//!   balance`, …: whole phrases, not a lone word like `credit` that an unrelated body may hold),
+//!   is [`Error::ProviderOutOfFunds`]: the provider's account cannot pay. A 5xx never is, whatever
+//!   its body says: a failing server is unavailable, not unpaid.
 //! - 401 and 403 are [`Error::Unauthorized`] (the key is wrong or lacks rights), unless the body
-//!   speaks of the balance (速创 answers some balance failures with 403).
+//!   says the balance is short (速创 answers some balance failures with 403).
 //! - 429, or a body that says it is rate limited (`频繁`, `限流`, `rate limit`), is
 //!   [`Error::RateLimited`] with the `Retry-After` the caller parsed.
 //! - 404 is [`Error::NotFound`].
@@ -20,14 +23,22 @@ use std::time::Duration;
 
 use jilo_core::{Error, HttpFailure};
 
-const BALANCE_WORDS: [&str; 7] = [
+/// Phrases that say the account's balance is short, matched in lower case.
+const BALANCE_PHRASES: [&str; 14] = [
     "余额",
     "积分不足",
-    "额度",
-    "insufficient",
-    "balance",
-    "quota exceeded",
-    "credit",
+    "额度不足",
+    "欠费",
+    "insufficient balance",
+    "insufficient funds",
+    "insufficient credit",
+    "not enough credit",
+    "out of credit",
+    "exhausted balance",
+    "balance exhausted",
+    "balance is insufficient",
+    "balance is not enough",
+    "please top up",
 ];
 const RATE_WORDS: [&str; 4] = ["频繁", "限流", "rate limit", "too many requests"];
 
@@ -47,18 +58,28 @@ pub fn retry_after_seconds(value: &str) -> Option<Duration> {
 pub fn http_error(service: &str, status: u16, body: &str, retry_after: Option<Duration>) -> Error {
     let service = service.to_owned();
     let response = Some(HttpFailure::new(status, body));
-    if status == 402 || (status != 429 && status >= 400 && mentions(body, &BALANCE_WORDS)) {
-        return Error::ProviderOutOfFunds { service, response };
+    let client_error = (400..500).contains(&status) && status != 429;
+    if status == 402 || (client_error && mentions(body, &BALANCE_PHRASES)) {
+        return Error::ProviderOutOfFunds {
+            service,
+            response,
+            source: None,
+        };
     }
     if status == 429 || mentions(body, &RATE_WORDS) {
         return Error::RateLimited {
             service,
             retry_after,
             response,
+            source: None,
         };
     }
     match status {
-        401 | 403 => Error::Unauthorized { service, response },
+        401 | 403 => Error::Unauthorized {
+            service,
+            response,
+            source: None,
+        },
         404 => Error::NotFound {
             entity: "request",
             id: format!("at {service}"),
@@ -67,16 +88,22 @@ pub fn http_error(service: &str, status: u16, body: &str, retry_after: Option<Du
             field: "request".to_owned(),
             reason: format!("{service} refused it: {}", HttpFailure::new(status, body)),
         },
-        408 | 504 => Error::Timeout { service },
+        408 | 504 => Error::Timeout {
+            service,
+            response,
+            source: None,
+        },
         500..=599 => Error::Unavailable {
             service,
             reason: format!("HTTP {status}"),
             response,
+            source: None,
         },
         _ => Error::Protocol {
             service,
             reason: format!("unexpected HTTP {status}"),
             response,
+            source: None,
         },
     }
 }
@@ -99,6 +126,13 @@ mod tests {
             assert_eq!(kind(502, ""), ErrorKind::Unavailable);
             assert_eq!(kind(503, ""), ErrorKind::Unavailable);
             assert_eq!(kind(504, ""), ErrorKind::Timeout);
+            assert_eq!(
+                http_error(service, 504, "gateway", None)
+                    .http()
+                    .map(|h| h.status),
+                Some(504),
+                "every service error keeps its HTTP answer"
+            );
             assert_eq!(kind(404, ""), ErrorKind::NotFound);
             assert_eq!(kind(422, "prompt: field required"), ErrorKind::InvalidInput);
             assert_eq!(kind(302, ""), ErrorKind::Protocol);
@@ -133,6 +167,35 @@ mod tests {
         );
         assert_eq!(e.retry_after(), Some(Duration::from_secs(3)));
         assert_eq!(e.http().map(|h| h.status), Some(400));
+    }
+
+    #[test]
+    fn the_balance_rule_needs_a_client_error_and_a_whole_phrase() {
+        let kind = |status, body| http_error("p", status, body, None).kind();
+        assert_eq!(
+            kind(500, "upstream: insufficient balance on worker"),
+            ErrorKind::Unavailable,
+            "a 5xx is never out of funds"
+        );
+        assert_eq!(kind(503, "余额服务维护中"), ErrorKind::Unavailable);
+        assert_eq!(
+            kind(400, r#"{"error":"credit_card field is not allowed"}"#),
+            ErrorKind::InvalidInput,
+            "a lone word in an unrelated body is not a balance"
+        );
+        assert_eq!(
+            kind(422, "balance the colours of the scene"),
+            ErrorKind::InvalidInput
+        );
+        assert_eq!(
+            kind(400, "Insufficient credits to run this model"),
+            ErrorKind::ProviderOutOfFunds
+        );
+        assert_eq!(
+            kind(403, "Your balance is not enough"),
+            ErrorKind::ProviderOutOfFunds
+        );
+        assert_eq!(kind(401, "invalid key"), ErrorKind::Unauthorized);
     }
 
     #[test]

@@ -93,15 +93,20 @@ fn looks_like_video(head: &[u8]) -> bool {
 }
 
 fn download_error(e: reqwest::Error) -> Error {
+    // The URL may carry a signed token: it never goes into the error.
+    let e = e.without_url();
     if e.is_timeout() {
         Error::Timeout {
             service: SERVICE.to_owned(),
+            response: None,
+            source: Some(Box::new(e)),
         }
     } else {
         Error::Unavailable {
             service: SERVICE.to_owned(),
-            reason: e.without_url().to_string(),
+            reason: e.to_string(),
             response: None,
+            source: Some(Box::new(e)),
         }
     }
 }
@@ -217,12 +222,14 @@ impl MediaStore for ObjectMediaStore {
                     service: SERVICE.to_owned(),
                     reason: format!("HTTP {code}"),
                     response: failure,
+                    source: None,
                 }
             } else {
                 Error::Protocol {
                     service: SERVICE.to_owned(),
                     reason: format!("the video URL answered HTTP {code}"),
                     response: failure,
+                    source: None,
                 }
             });
         }
@@ -251,6 +258,7 @@ impl MediaStore for ObjectMediaStore {
                     declared_type.unwrap_or_default()
                 ),
                 response: None,
+                source: None,
             });
         }
         if let Some(len) = response.content_length() {
@@ -262,6 +270,7 @@ impl MediaStore for ObjectMediaStore {
                         self.max_bytes
                     ),
                     response: None,
+                    source: None,
                 });
             }
         }
@@ -294,6 +303,7 @@ impl MediaStore for ObjectMediaStore {
                     service: SERVICE.to_owned(),
                     reason: format!("the video exceeds {} bytes", self.max_bytes),
                     response: None,
+                    source: None,
                 });
             }
             if let Err(e) = writer.wait_for_capacity(MAX_PARTS_IN_FLIGHT).await {
@@ -306,6 +316,7 @@ impl MediaStore for ObjectMediaStore {
                 service: SERVICE.to_owned(),
                 reason: "the download is not a video (no mp4/mov/webm signature)".to_owned(),
                 response: None,
+                source: None,
             })
         });
         if let Some(e) = failure {

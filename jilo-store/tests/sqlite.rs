@@ -237,7 +237,11 @@ async fn sqlite_url_parameters_are_passed_on() {
     let ro = jilo_store::SqlStore::connect(&read_only, jilo_store::SqlStoreOptions::default())
         .await
         .unwrap();
-    assert_eq!(ro.balance(&"rw".into()).await.unwrap().available, 5, "reads work");
+    assert_eq!(
+        ro.balance(&"rw".into()).await.unwrap().available,
+        5,
+        "reads work"
+    );
     match ro
         .grant(&Grant::signup("other".into(), 5, Timestamp::from_millis(0)))
         .await

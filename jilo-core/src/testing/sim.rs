@@ -52,26 +52,35 @@ impl SimFailure {
                 service,
                 reason: "service unavailable".into(),
                 response: Some(HttpFailure::new(503, "upstream busy")),
+                source: None,
             },
             SimFailure::OutOfFunds => Error::ProviderOutOfFunds {
                 service,
                 response: Some(HttpFailure::new(402, r#"{"code":400,"msg":"余额不足"}"#)),
+                source: None,
             },
             SimFailure::KeyRejected => Error::Unauthorized {
                 service,
                 response: Some(HttpFailure::new(401, "invalid key")),
+                source: None,
             },
             SimFailure::RateLimited => Error::RateLimited {
                 service,
                 retry_after: Some(std::time::Duration::from_secs(2)),
                 response: Some(HttpFailure::new(429, "slow down")),
+                source: None,
             },
             SimFailure::Invalid => Error::Protocol {
                 service,
                 reason: "input refused".into(),
                 response: Some(HttpFailure::new(422, "prompt: field required")),
+                source: None,
             },
-            SimFailure::TimedOut => Error::Timeout { service },
+            SimFailure::TimedOut => Error::Timeout {
+                service,
+                response: None,
+                source: None,
+            },
             SimFailure::AnswerLost => Error::OutcomeUnknown {
                 service,
                 reason: "connection reset after the request was sent".into(),
@@ -309,6 +318,7 @@ impl VideoProvider for SimProvider {
                     request.request.aspect_ratio
                 ),
                 response: Some(HttpFailure::new(422, "unsupported model parameters")),
+                source: None,
             });
         }
         s.next_id += 1;
@@ -360,6 +370,7 @@ impl VideoProvider for SimProvider {
             return Err(Error::Unauthorized {
                 service: format!("{} webhook", self.id),
                 response: None,
+                source: None,
             });
         }
         let body: SimDelivery =
@@ -367,6 +378,7 @@ impl VideoProvider for SimProvider {
                 service: self.id.to_string(),
                 reason: format!("webhook body: {e}"),
                 response: None,
+                source: None,
             })?;
         Ok(WebhookEvent {
             request_id: body.request_id,

@@ -347,14 +347,16 @@ mod tests {
         assert_eq!(
             FailureClass::of(&Error::ProviderOutOfFunds {
                 service: svc(),
-                response: Some(HttpFailure::new(402, "余额不足"))
+                response: Some(HttpFailure::new(402, "余额不足")),
+                source: None,
             }),
             FailureClass::OutOfFunds
         );
         assert_eq!(
             FailureClass::of(&Error::Unauthorized {
                 service: svc(),
-                response: None
+                response: None,
+                source: None,
             }),
             FailureClass::KeyRejected
         );
@@ -362,7 +364,8 @@ mod tests {
             FailureClass::of(&Error::Unavailable {
                 service: svc(),
                 reason: "503".into(),
-                response: None
+                response: None,
+                source: None,
             }),
             FailureClass::Retryable
         );
