@@ -35,3 +35,40 @@ async fn suites_pass_on_one_shared_store_run_concurrently() {
 async fn simulated_provider_passes_the_provider_suite() {
     testing::video_provider_suite(&SimProvider::new("sim")).await;
 }
+
+/// The seed's bar on the in-memory store with real parallelism: 100 tasks spawned on four
+/// threads, released together, each holding 1 of 10 credits: exactly 10 holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn in_memory_holds_are_exact_under_parallel_tasks() {
+    use jilo_core::{Error, Grant, QuotaStore, Timestamp, UserId};
+    use std::sync::Arc;
+
+    let store = Arc::new(InMemoryStore::new());
+    let user = UserId::new("parallel");
+    let at = Timestamp::from_millis(0);
+    store
+        .grant(&Grant::signup(user.clone(), 10, at))
+        .await
+        .unwrap();
+    let barrier = Arc::new(tokio::sync::Barrier::new(100));
+    let tasks: Vec<_> = (0..100)
+        .map(|_| {
+            let (store, user, barrier) = (store.clone(), user.clone(), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                testing::take_hold(store.as_ref(), &user, 1, at, None).await
+            })
+        })
+        .collect();
+    let mut accepted = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => accepted += 1,
+            Err(Error::Insufficient { .. }) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(accepted, 10);
+    let b = store.balance(&user).await.unwrap();
+    assert_eq!((b.available, b.held), (0, 10));
+}

@@ -21,6 +21,7 @@ use tokio::process::Command;
 const CHILD: &str = "JILO_CHILD";
 const URL: &str = "JILO_CHILD_URL";
 const USER: &str = "JILO_CHILD_USER";
+const ARG: &str = "JILO_CHILD_ARG";
 
 fn url_env(url: &StoreUrl) -> String {
     match url {
@@ -37,9 +38,21 @@ fn child_role() -> Option<(String, StoreUrl, UserId)> {
 }
 
 fn spawn_child(test: &str, role: &str, url: &StoreUrl, user: &UserId) -> tokio::process::Child {
+    spawn_child_with(test, role, url, user, "")
+}
+
+/// A child with one more argument (`JILO_CHILD_ARG`).
+fn spawn_child_with(
+    test: &str,
+    role: &str,
+    url: &StoreUrl,
+    user: &UserId,
+    arg: &str,
+) -> tokio::process::Child {
     Command::new(std::env::current_exe().unwrap())
         .args([test, "--exact", "--nocapture", "--test-threads=1"])
         .env(CHILD, role)
+        .env(ARG, arg)
         .env(URL, url_env(url))
         .env(USER, user.as_str())
         .stdout(Stdio::piped())
@@ -266,6 +279,202 @@ async fn postgres_survives_a_killed_process() {
         },
     };
     killed_mid_reservation(url.clone(), "postgres_survives_a_killed_process").await;
+    if child_role().is_none() {
+        common::drop_postgres_database(&url).await;
+    }
+}
+
+/// Reads a child's `RESULT k=v …` line into counts.
+async fn child_counts(child: tokio::process::Child) -> std::collections::HashMap<String, usize> {
+    let out = child.wait_with_output().await.unwrap();
+    assert!(out.status.success(), "a child failed");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let line = text
+        .lines()
+        .find_map(|l| l.find("RESULT ").map(|i| l[i..].to_owned()))
+        .expect("a RESULT line");
+    line.split_whitespace()
+        .skip(1)
+        .filter_map(|p| p.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.parse().unwrap()))
+        .collect()
+}
+
+/// The day every capped hold of these tests falls on.
+const CAP_DAY: Timestamp = Timestamp::from_millis(20_000 * 86_400_000);
+
+/// Child: 5 concurrent holds of 1 under a daily cap of 2.
+async fn capped_5(url: &StoreUrl, user: &UserId) {
+    let options = jilo_store::SqlStoreOptions {
+        max_connections: 8,
+        ..jilo_store::SqlStoreOptions::default()
+    };
+    let store = jilo_store::SqlStore::connect(url, options).await.unwrap();
+    let results = join_all((0..5).map(|_| take_hold(&store, user, 1, CAP_DAY, Some(2)))).await;
+    let accepted = results.iter().filter(|r| r.is_ok()).count();
+    let capped = results
+        .iter()
+        .filter(|r| matches!(r, Err(Error::DailyCapReached { cap: 2 })))
+        .count();
+    println!();
+    println!("RESULT accepted={accepted} capped={capped}");
+}
+
+async fn four_processes_share_one_daily_cap(url: StoreUrl, test: &str) {
+    if let Some((role, url, user)) = child_role() {
+        assert_eq!(role, "capped-5");
+        capped_5(&url, &user).await;
+        return;
+    }
+    let store = common::open(&url).await;
+    let user = UserId::new(format!("capped-{}", uuid::Uuid::new_v4().simple()));
+    store
+        .grant(&Grant::signup(user.clone(), 100, CAP_DAY))
+        .await
+        .unwrap();
+    let children: Vec<_> = (0..4)
+        .map(|_| spawn_child(test, "capped-5", &url, &user))
+        .collect();
+    let (mut accepted, mut capped) = (0, 0);
+    for child in children {
+        let counts = child_counts(child).await;
+        accepted += counts["accepted"];
+        capped += counts["capped"];
+    }
+    assert_eq!(
+        (accepted, capped),
+        (2, 18),
+        "20 holds from 4 processes under a cap of 2"
+    );
+    assert_eq!(store.balance(&user).await.unwrap().held, 2);
+    common::check_ledger(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_four_processes_share_one_daily_cap() {
+    let url = match child_role() {
+        Some((_, url, _)) => url,
+        None => common::sqlite_file(),
+    };
+    four_processes_share_one_daily_cap(url, "sqlite_four_processes_share_one_daily_cap").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_four_processes_share_one_daily_cap() {
+    let url = match child_role() {
+        Some((_, url, _)) => url,
+        None => match common::postgres_database().await {
+            Some(u) => u,
+            None => return,
+        },
+    };
+    four_processes_share_one_daily_cap(url.clone(), "postgres_four_processes_share_one_daily_cap")
+        .await;
+    if child_role().is_none() {
+        common::drop_postgres_database(&url).await;
+    }
+}
+
+/// Child: ends each listed hold one way (settle or refund by role), four tasks per hold.
+async fn end_all(url: &StoreUrl, to: HoldState, jobs: &str) {
+    let store = common::open(url).await;
+    let ids: Vec<JobId> = jobs.split(',').map(JobId::new).collect();
+    let results = join_all(
+        ids.iter()
+            .flat_map(|id| (0..4).map(move |_| id))
+            .map(|id| end_hold(&store, id, to)),
+    )
+    .await;
+    let ended = results.iter().filter(|r| r.is_ok()).count();
+    let refused = results
+        .iter()
+        .filter(|r| matches!(r, Err(Error::NotAllowed { .. })))
+        .count();
+    assert_eq!(
+        ended + refused,
+        results.len(),
+        "only ends or refusals: {results:?}"
+    );
+    println!();
+    println!("RESULT ended={ended} refused={refused}");
+}
+
+async fn two_processes_race_the_ends_of_holds(url: StoreUrl, test: &str) {
+    if let Some((role, url, _)) = child_role() {
+        let to = if role == "settle-all" {
+            HoldState::Settled
+        } else {
+            HoldState::Refunded
+        };
+        end_all(&url, to, &std::env::var(ARG).unwrap()).await;
+        return;
+    }
+    let store = common::open(&url).await;
+    let user = UserId::new(format!("ends-{}", uuid::Uuid::new_v4().simple()));
+    let at = Timestamp::from_millis(0);
+    store
+        .grant(&Grant::signup(user.clone(), 1_000, at))
+        .await
+        .unwrap();
+    let mut jobs = Vec::new();
+    for _ in 0..20 {
+        jobs.push(take_hold(&store, &user, 3, at, None).await.unwrap().0.id);
+    }
+    let list = jobs
+        .iter()
+        .map(|j| j.as_str())
+        .collect::<Vec<_>>()
+        .join(",");
+    let settle = spawn_child_with(test, "settle-all", &url, &user, &list);
+    let refund = spawn_child_with(test, "refund-all", &url, &user, &list);
+    let (settle, refund) = futures::join!(child_counts(settle), child_counts(refund));
+    let mut settled = 0;
+    for job in &jobs {
+        let hold = store.hold(job).await.unwrap();
+        assert_ne!(hold.state, HoldState::Held, "every raced hold ended");
+        if hold.state == HoldState::Settled {
+            settled += 1;
+        }
+    }
+    // Each hold: the winning way's four calls succeed (one ends it, three find it so ended),
+    // the other way's four are refused.
+    assert_eq!(settle["ended"], 4 * settled, "{settle:?}");
+    assert_eq!(refund["ended"], 4 * (jobs.len() - settled), "{refund:?}");
+    assert_eq!(settle["refused"] + refund["refused"], 4 * jobs.len());
+    eprintln!(
+        "{settled} of {} raced holds settled, the rest refunded",
+        jobs.len()
+    );
+    let b = store.balance(&user).await.unwrap();
+    assert_eq!(b.held, 0);
+    assert_eq!(b.spent, 3 * settled as i64, "each hold ended once: {b:?}");
+    assert!(b.is_consistent());
+    common::check_ledger(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_two_processes_race_the_ends_of_holds() {
+    let url = match child_role() {
+        Some((_, url, _)) => url,
+        None => common::sqlite_file(),
+    };
+    two_processes_race_the_ends_of_holds(url, "sqlite_two_processes_race_the_ends_of_holds").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_two_processes_race_the_ends_of_holds() {
+    let url = match child_role() {
+        Some((_, url, _)) => url,
+        None => match common::postgres_database().await {
+            Some(u) => u,
+            None => return,
+        },
+    };
+    two_processes_race_the_ends_of_holds(
+        url.clone(),
+        "postgres_two_processes_race_the_ends_of_holds",
+    )
+    .await;
     if child_role().is_none() {
         common::drop_postgres_database(&url).await;
     }
