@@ -621,3 +621,49 @@ async fn a_poll_that_changes_nothing_releases_the_job() {
         );
     }
 }
+
+/// A host that refunds a running job's hold behind the Studio's back (writing the job store
+/// directly; `QuotaStore` has no refund) cannot end with a completed job on a refunded hold:
+/// the completing transition fails loudly, typed, and changes nothing.
+#[tokio::test(start_paused = true)]
+async fn a_hold_refunded_behind_the_studios_back_never_completes() {
+    let sim = Arc::new(SimProvider::new("sim"));
+    let store = Arc::new(InMemoryStore::new());
+    let studio = studio(sim.clone(), store.clone());
+    let lin = user(&*store, "lin").await;
+    let id = studio.generate(&lin, request()).await.unwrap();
+    let running = studio.job(&id).await.unwrap();
+    let mut refund = JobUpdate::new(&running, running.clone());
+    refund.end_hold = Some(jilo_core::HoldState::Refunded);
+    store.update(&refund).await.unwrap();
+    assert_eq!(
+        store.hold(&id).await.unwrap().state,
+        jilo_core::HoldState::Refunded
+    );
+
+    let rid = running.provider_request_id.unwrap();
+    let done = sim.succeeded(&rid, "https://cdn.example/lin.mp4");
+    studio.handle_webhook(&"sim".into(), &done).await.unwrap();
+    let report = studio.tick().await.unwrap();
+    assert_eq!(report.errors, 1, "the completing transition fails loudly");
+    let job = studio.job(&id).await.unwrap();
+    assert_ne!(job.state, JobState::Completed);
+    assert_eq!(
+        store.hold(&id).await.unwrap().state,
+        jilo_core::HoldState::Refunded
+    );
+    let last = JobUpdate {
+        end_hold: Some(jilo_core::HoldState::Settled),
+        ..JobUpdate::new(&job, job.clone())
+    };
+    match store.update(&last).await {
+        Err(Error::NotAllowed { reason }) => assert!(reason.contains("refunded"), "{reason}"),
+        other => panic!("settling a refunded hold must be NotAllowed, got {other:?}"),
+    }
+    let b = store.balance(&lin).await.unwrap();
+    assert_eq!(
+        (b.available, b.held, b.spent),
+        (100, 0, 0),
+        "nothing was charged twice"
+    );
+}

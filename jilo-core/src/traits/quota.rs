@@ -8,7 +8,17 @@ use crate::ledger::{Balance, CreditHold, Grant, GrantOutcome, LedgerEntry};
 ///
 /// Holds are not here: a hold is taken with its job ([`crate::JobStore::create`]) and ended
 /// only by the job's transition ([`crate::JobUpdate::end_hold`]), so a host cannot refund a
-/// running job's hold and still get its video.
+/// running job's hold and still get its video. This does not compile:
+///
+/// ```compile_fail,E0599
+/// # async fn host(store: &jilo_core::InMemoryStore, job: &jilo_core::JobId) {
+/// use jilo_core::{QuotaStore, Timestamp};
+/// store.refund(job, Timestamp::from_millis(0)).await;
+/// # }
+/// ```
+///
+/// And a transition whose hold was ended the other way (by a host writing the job store
+/// directly) fails with [`crate::Error::NotAllowed`] instead of completing the job.
 ///
 /// Contract (checked by [`crate::testing::quota_store_suite`], which also takes and ends holds
 /// through the store's [`crate::JobStore`]):
