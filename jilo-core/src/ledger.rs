@@ -259,6 +259,18 @@ pub enum LedgerEntryKind {
     },
 }
 
+impl LedgerEntryKind {
+    /// The kind's name as stores keep it: `grant`, `hold`, `settle` or `refund`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            LedgerEntryKind::Grant { .. } => "grant",
+            LedgerEntryKind::Hold { .. } => "hold",
+            LedgerEntryKind::Settle { .. } => "settle",
+            LedgerEntryKind::Refund { .. } => "refund",
+        }
+    }
+}
+
 /// One row of a user's ledger. Every credit change is one.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LedgerEntry {

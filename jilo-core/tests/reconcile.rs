@@ -14,10 +14,10 @@ use jilo_core::testing::{SimFailure, SimProvider, SIM_MODEL};
 use jilo_core::{
     AlertClaim, Balance, CancelOutcome, ClaimRequest, CreditHold, DeliveryOutcome, DeliveryRecord,
     Error, Grant, GrantOutcome, InMemoryStore, Job, JobEvent, JobId, JobState, JobStore, JobUpdate,
-    LeaseRenewal, LedgerEntry, LedgerEntryKind, ModelSpec, Policy, Pricing, ProviderBalance,
-    ProviderCooling, ProviderId, ProviderStatus, ProviderVideo, QuotaStore, Reservation,
-    StatusQuery, Studio, Submission, SubmissionKey, SubmissionSearch, SubmitRequest, Timestamp,
-    TokioClock, UserId, VideoProvider, VideoRequest, WebhookDelivery, WebhookEvent,
+    LeaseRenewal, LedgerEntry, ModelSpec, Policy, Pricing, ProviderBalance, ProviderCooling,
+    ProviderId, ProviderStatus, ProviderVideo, QuotaStore, Reservation, StatusQuery, Studio,
+    Submission, SubmissionKey, SubmissionSearch, SubmitRequest, Timestamp, TokioClock, UserId,
+    VideoProvider, VideoRequest, WebhookDelivery, WebhookEvent,
 };
 
 const HOOKS: &str = "https://host.example/webhooks";
@@ -58,15 +58,7 @@ fn request() -> VideoRequest {
 }
 
 fn kinds(entries: &[LedgerEntry]) -> Vec<&'static str> {
-    entries
-        .iter()
-        .map(|e| match e.kind {
-            LedgerEntryKind::Grant { .. } => "grant",
-            LedgerEntryKind::Hold { .. } => "hold",
-            LedgerEntryKind::Settle { .. } => "settle",
-            LedgerEntryKind::Refund { .. } => "refund",
-        })
-        .collect()
+    entries.iter().map(|e| e.kind.as_str()).collect()
 }
 
 /// The delivery a host's route `…/webhooks/sim/{job}/{attempt}` hands to the Studio.

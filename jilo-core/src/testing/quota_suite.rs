@@ -234,15 +234,7 @@ where
         .history(&user)
         .await
         .unwrap_or_else(|e| panic!("history failed: {e}"));
-    let kinds: Vec<&str> = history
-        .iter()
-        .map(|e| match &e.kind {
-            LedgerEntryKind::Grant { .. } => "grant",
-            LedgerEntryKind::Hold { .. } => "hold",
-            LedgerEntryKind::Settle { .. } => "settle",
-            LedgerEntryKind::Refund { .. } => "refund",
-        })
-        .collect();
+    let kinds: Vec<&str> = history.iter().map(|e| e.kind.as_str()).collect();
     assert_eq!(
         kinds,
         ["grant", "hold", "settle", "hold", "refund"],
