@@ -250,3 +250,45 @@ async fn sqlite_url_parameters_are_passed_on() {
         Ok(o) => panic!("a read-only database took a write: {o:?}"),
     }
 }
+
+/// Callers that give up mid-write (their futures dropped) leave the file consistent: each
+/// transaction they sent either committed whole or not at all, and later writes go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_dropped_mid_write_leave_the_store_consistent() {
+    let store = Arc::new(common::open(&common::sqlite_file()).await);
+    let user = UserId::new("quitter");
+    let at = Timestamp::from_millis(0);
+    store
+        .grant(&Grant::signup(user.clone(), 1_000, at))
+        .await
+        .unwrap();
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            let (store, user) = (store.clone(), user.clone());
+            tokio::spawn(async move { take_hold(&*store, &user, 1, at, None).await })
+        })
+        .collect();
+    for (i, t) in tasks.into_iter().enumerate() {
+        if i % 2 == 0 {
+            t.abort();
+        } else {
+            t.await.unwrap().unwrap();
+        }
+    }
+    // Every job written has its hold and its ledger row; later writes work.
+    let (job, _) = take_hold(&*store, &user, 1, at, None).await.unwrap();
+    end_hold(&*store, &job.id, HoldState::Settled)
+        .await
+        .unwrap();
+    let b = store.balance(&user).await.unwrap();
+    assert!(b.is_consistent(), "{b:?}");
+    let jobs = jilo_core::JobStore::jobs_for_user(&*store, &user, 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        b.held + b.spent,
+        jobs.len() as i64,
+        "one credit per job written"
+    );
+    assert!(common::check_ledger(&store).await > 0);
+}

@@ -6,7 +6,24 @@ use jilo_core::Error;
 #[derive(Debug)]
 pub(crate) enum StoreError {
     Sql(sqlx::Error),
+    #[cfg(feature = "sqlite")]
+    Sqlite(rusqlite::Error),
     Rule(Error),
+}
+
+#[cfg(feature = "sqlite")]
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Sqlite(e)
+    }
+}
+
+#[cfg(feature = "sqlite")]
+fn sqlite_code(e: &rusqlite::Error) -> Option<rusqlite::ffi::Error> {
+    match e {
+        rusqlite::Error::SqliteFailure(code, _) => Some(*code),
+        _ => None,
+    }
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -44,6 +61,15 @@ impl StoreError {
     /// A busy or locked SQLite database, or a Postgres serialization failure or deadlock:
     /// the same call succeeds when tried again.
     pub(crate) fn is_transient(&self) -> bool {
+        #[cfg(feature = "sqlite")]
+        if let StoreError::Sqlite(e) = self {
+            return sqlite_code(e).is_some_and(|c| {
+                matches!(
+                    c.code,
+                    rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                )
+            });
+        }
         let StoreError::Sql(e) = self else {
             return false;
         };
@@ -63,6 +89,11 @@ impl StoreError {
 
     /// A unique key refused the write, as the driver tells it.
     pub(crate) fn is_unique_violation(&self) -> bool {
+        #[cfg(feature = "sqlite")]
+        if let StoreError::Sqlite(e) = self {
+            // SQLITE_CONSTRAINT_PRIMARYKEY and SQLITE_CONSTRAINT_UNIQUE.
+            return sqlite_code(e).is_some_and(|c| matches!(c.extended_code, 1555 | 2067));
+        }
         matches!(self, StoreError::Sql(sqlx::Error::Database(db)) if db.is_unique_violation())
     }
 
@@ -74,6 +105,12 @@ impl StoreError {
         let transient = self.is_transient();
         match self {
             StoreError::Rule(e) => e,
+            #[cfg(feature = "sqlite")]
+            StoreError::Sqlite(e) => Error::storage(
+                format!("{what} failed"),
+                transient,
+                Some(Box::new(e) as jilo_core::error::BoxError),
+            ),
             StoreError::Sql(e) => {
                 let retryable =
                     transient || matches!(e, sqlx::Error::PoolTimedOut | sqlx::Error::Io(_));

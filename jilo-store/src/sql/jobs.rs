@@ -94,6 +94,20 @@ async fn insert_delivery(
 }
 
 impl SqlStore {
+    /// One try of a compare-and-set update, on the SQLite writer when the store has one.
+    async fn update_once(&self, update: &JobUpdate, next: &Job) -> StoreResult<Job> {
+        #[cfg(feature = "sqlite")]
+        if let Some(writer) = &self.writer {
+            let doc = serde_json::to_string(next)?;
+            let (owned, written) = (update.clone(), next.clone());
+            writer
+                .run(move |conn| super::sqlite_writer::update(conn, &owned, &written, &doc))
+                .await?;
+            return Ok(next.clone());
+        }
+        self.try_update(update, next).await
+    }
+
     /// One try of a compare-and-set update with its credit changes.
     async fn try_update(&self, update: &JobUpdate, next: &Job) -> StoreResult<Job> {
         let mut tx = self.begin_write().await?;
@@ -175,6 +189,19 @@ impl JobStore for SqlStore {
         job.check_hold(hold)?;
         let mut stored = job.clone();
         stored.version = 1;
+        #[cfg(feature = "sqlite")]
+        if let Some(writer) = &self.writer {
+            let doc = serde_json::to_string(&stored)
+                .map_err(|e| super::errors::StoreError::from(e).into_error("writing a job"))?;
+            let taken = self
+                .retry("creating a job", || {
+                    let (stored, doc, hold) = (stored.clone(), doc.clone(), hold.clone());
+                    writer.run(move |conn| super::sqlite_writer::create(conn, &stored, &doc, &hold))
+                })
+                .await?;
+            self.publish_local(&stored);
+            return Ok(taken);
+        }
         let taken = self
             .retry("creating a job", || async {
                 let mut tx = self.begin_write().await?;
@@ -221,7 +248,7 @@ impl JobStore for SqlStore {
         next.version = update.expected_version + 1;
         let written = self
             .retry("updating a job", || async {
-                self.try_update(update, &next).await.map_err(|e| {
+                self.update_once(update, &next).await.map_err(|e| {
                     if e.is_unique_violation() {
                         // The only unique key an update can break: the provider request id.
                         Error::invalid(
