@@ -73,6 +73,7 @@ pub mod moderation;
 pub mod notify;
 pub mod policy;
 pub mod publish;
+pub mod score;
 mod studio;
 #[cfg(any(test, feature = "test-utils"))]
 pub mod testing;
@@ -101,6 +102,7 @@ pub use policy::{Backoff, Policy, Pricing};
 pub use publish::{
     Privacy, PublishMetadata, PublishRequest, PublishedVideo, UploadProgress, VideoStats,
 };
+pub use score::{ViralScore, ViralSignals};
 pub use studio::{Studio, StudioBuilder, TickReport, WebhookOutcome};
 pub use traits::{
     CancelOutcome, CreativeModel, FailureClass, JobStore, MediaStore, ModerationVerdict, Moderator,
