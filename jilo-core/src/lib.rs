@@ -103,12 +103,16 @@ pub use publish::{
     Privacy, PublishMetadata, PublishRequest, PublishedVideo, UploadProgress, VideoStats,
 };
 pub use score::{ViralScore, ViralSignals};
-pub use studio::{Studio, StudioBuilder, TickReport, WebhookOutcome};
+pub use studio::{
+    DiscoverQuery, DiscoveredVideo, Discovery, PlatformFailure, Studio, StudioBuilder, TickReport,
+    WebhookOutcome,
+};
 pub use traits::{
-    CancelOutcome, CreativeModel, FailureClass, JobStore, MediaStore, ModerationVerdict, Moderator,
-    Notifier, ProgressReporter, ProviderBalance, ProviderStatus, ProviderVideo, Publisher,
-    QuotaStore, StatusQuery, Submission, SubmissionKey, SubmissionSearch, SubmitRequest,
-    TrendSource, VideoProvider, VideoToStore, WebhookDelivery, WebhookEvent,
+    CachedSearch, CancelOutcome, CreativeModel, FailureClass, JobStore, MediaStore,
+    ModerationVerdict, Moderator, Notifier, ProgressReporter, ProviderBalance, ProviderStatus,
+    ProviderVideo, Publisher, QuotaStore, SearchOutcome, StatusQuery, Submission, SubmissionKey,
+    SubmissionSearch, SubmitRequest, TrendCache, TrendSource, VideoProvider, VideoToStore,
+    WebhookDelivery, WebhookEvent,
 };
 pub use trend::{Platform, TrendQuery, TrendingVideo};
 pub use video::{AspectRatio, ModelPrice, ModelSpec, StyleOptions, VideoRequest};

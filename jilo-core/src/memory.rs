@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use futures::stream::BoxStream;
 
 use crate::alert::{AlertClaim, ProviderCooling};
+use crate::creative::ViralAnalysis;
 use crate::error::{Error, Result};
 use crate::events::EventHub;
 use crate::ids::{JobId, ProviderId, Timestamp, UserId};
@@ -21,7 +22,9 @@ use crate::ledger::{
     check_amount, Balance, CreditHold, Grant, GrantOutcome, HoldOutcome, HoldState, LedgerEntry,
     LedgerEntryKind, Reservation,
 };
+use crate::traits::{CachedSearch, TrendCache};
 use crate::traits::{JobStore, QuotaStore};
+use crate::trend::Platform;
 
 #[derive(Debug)]
 struct HoldRow {
@@ -41,6 +44,8 @@ struct State {
     deliveries: HashSet<(ProviderId, String)>,
     alerts: HashMap<String, Timestamp>,
     cooling: HashMap<ProviderId, Timestamp>,
+    searches: HashMap<String, CachedSearch>,
+    analyses: HashMap<(Platform, String), ViralAnalysis>,
 }
 
 impl State {
@@ -462,5 +467,42 @@ impl JobStore for InMemoryStore {
 
     async fn watch_job(&self, job: &JobId) -> Result<BoxStream<'static, JobEvent>> {
         Ok(self.events.watch_job(job))
+    }
+}
+
+#[async_trait]
+impl TrendCache for InMemoryStore {
+    async fn cached_search(&self, key: &str) -> Result<Option<CachedSearch>> {
+        Ok(self.lock().searches.get(key).cloned())
+    }
+
+    async fn store_search(&self, key: &str, search: &CachedSearch) -> Result<()> {
+        self.lock().searches.insert(key.to_owned(), search.clone());
+        Ok(())
+    }
+
+    async fn cached_analysis(
+        &self,
+        platform: Platform,
+        video_id: &str,
+    ) -> Result<Option<ViralAnalysis>> {
+        Ok(self
+            .lock()
+            .analyses
+            .get(&(platform, video_id.to_owned()))
+            .cloned())
+    }
+
+    async fn store_analysis(
+        &self,
+        platform: Platform,
+        video_id: &str,
+        analysis: &ViralAnalysis,
+        _at: Timestamp,
+    ) -> Result<()> {
+        self.lock()
+            .analyses
+            .insert((platform, video_id.to_owned()), analysis.clone());
+        Ok(())
     }
 }

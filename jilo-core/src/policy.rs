@@ -122,6 +122,15 @@ pub struct Policy {
     pub alert_cooldown: Duration,
     /// A provider found out of funds or with a rejected key is skipped for new jobs this long.
     pub provider_cooldown: Duration,
+    /// A discovery repeated within this window is answered from the store, without a new
+    /// (paid) search of the platforms (the seed: 1 hour).
+    pub trend_cache_window: Duration,
+    /// A platform search that failed is tried again after this, not before (so a repeat at
+    /// once does not pay for another failing run).
+    pub trend_failure_window: Duration,
+    /// How many creative-model analyses one discovery runs at once (the model's own client
+    /// keeps its rate limit).
+    pub analysis_concurrency: usize,
     /// The base URL webhooks are delivered to; the provider id, the job and the attempt are
     /// appended as path segments (`https://host/webhooks` →
     /// `https://host/webhooks/fal/{job}/{attempt}`), so a delivery whose request id the Studio
@@ -153,6 +162,9 @@ impl Default for Policy {
             daily_generation_cap: None,
             alert_cooldown: Duration::from_secs(60 * 60),
             provider_cooldown: Duration::from_secs(5 * 60),
+            trend_cache_window: Duration::from_secs(60 * 60),
+            trend_failure_window: Duration::from_secs(5 * 60),
+            analysis_concurrency: 4,
             webhook_base_url: None,
         }
     }

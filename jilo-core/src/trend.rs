@@ -17,6 +17,18 @@ pub enum Platform {
     InstagramReels,
 }
 
+impl Platform {
+    /// The platform's name as stores and URLs keep it: `tiktok`, `youtube_shorts`,
+    /// `instagram_reels`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Platform::TikTok => "tiktok",
+            Platform::YouTubeShorts => "youtube_shorts",
+            Platform::InstagramReels => "instagram_reels",
+        }
+    }
+}
+
 /// A search for trending videos on one platform.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TrendQuery {

@@ -11,6 +11,11 @@ async fn in_memory_store_passes_the_quota_suite() {
 }
 
 #[tokio::test]
+async fn in_memory_store_passes_the_trend_cache_suite() {
+    testing::trend_cache_suite(&InMemoryStore::new()).await;
+}
+
+#[tokio::test]
 async fn in_memory_store_passes_the_job_suite() {
     let store = InMemoryStore::new();
     testing::job_store_suite(&store).await;

@@ -12,12 +12,12 @@ use async_trait::async_trait;
 use futures::stream::BoxStream;
 use jilo_core::testing::{SimFailure, SimProvider, SIM_MODEL};
 use jilo_core::{
-    AlertClaim, Balance, CancelOutcome, ClaimRequest, CreditHold, DeliveryOutcome, DeliveryRecord,
-    Error, Grant, GrantOutcome, InMemoryStore, Job, JobEvent, JobId, JobState, JobStore, JobUpdate,
-    LeaseRenewal, LedgerEntry, ModelSpec, Policy, Pricing, ProviderBalance, ProviderCooling,
-    ProviderId, ProviderStatus, ProviderVideo, QuotaStore, Reservation, StatusQuery, Studio,
-    Submission, SubmissionKey, SubmissionSearch, SubmitRequest, Timestamp, TokioClock, UserId,
-    VideoProvider, VideoRequest, WebhookDelivery, WebhookEvent,
+    AlertClaim, Balance, CachedSearch, CancelOutcome, ClaimRequest, CreditHold, DeliveryOutcome,
+    DeliveryRecord, Error, Grant, GrantOutcome, InMemoryStore, Job, JobEvent, JobId, JobState,
+    JobStore, JobUpdate, LeaseRenewal, LedgerEntry, ModelSpec, Policy, Pricing, ProviderBalance,
+    ProviderCooling, ProviderId, ProviderStatus, ProviderVideo, QuotaStore, Reservation,
+    StatusQuery, Studio, Submission, SubmissionKey, SubmissionSearch, SubmitRequest, Timestamp,
+    TokioClock, TrendCache, UserId, VideoProvider, VideoRequest, WebhookDelivery, WebhookEvent,
 };
 
 const HOOKS: &str = "https://host.example/webhooks";
@@ -30,7 +30,7 @@ fn policy() -> Policy {
     }
 }
 
-fn studio<S: QuotaStore + JobStore + 'static>(
+fn studio<S: QuotaStore + JobStore + TrendCache + 'static>(
     provider: Arc<dyn VideoProvider>,
     store: Arc<S>,
 ) -> Studio {
@@ -449,6 +449,34 @@ impl JobStore for Flaky {
     }
     async fn watch(&self) -> jilo_core::Result<BoxStream<'static, JobEvent>> {
         self.inner.watch().await
+    }
+}
+
+#[async_trait]
+impl TrendCache for Flaky {
+    async fn cached_search(&self, key: &str) -> jilo_core::Result<Option<CachedSearch>> {
+        self.inner.cached_search(key).await
+    }
+    async fn store_search(&self, key: &str, search: &CachedSearch) -> jilo_core::Result<()> {
+        self.inner.store_search(key, search).await
+    }
+    async fn cached_analysis(
+        &self,
+        platform: jilo_core::Platform,
+        video_id: &str,
+    ) -> jilo_core::Result<Option<jilo_core::ViralAnalysis>> {
+        self.inner.cached_analysis(platform, video_id).await
+    }
+    async fn store_analysis(
+        &self,
+        platform: jilo_core::Platform,
+        video_id: &str,
+        analysis: &jilo_core::ViralAnalysis,
+        at: Timestamp,
+    ) -> jilo_core::Result<()> {
+        self.inner
+            .store_analysis(platform, video_id, analysis, at)
+            .await
     }
 }
 

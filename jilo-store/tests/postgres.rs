@@ -20,6 +20,7 @@ async fn postgres_passes_the_conformance_suites() {
     let store = common::open(&url).await;
     quota_store_suite(&store).await;
     job_store_suite(&store).await;
+    jilo_core::testing::trend_cache_suite(&store).await;
     assert!(common::check_ledger(&store).await > 0);
     store.close().await;
     common::drop_postgres_database(&url).await;

@@ -16,6 +16,7 @@ async fn sqlite_file_passes_the_conformance_suites() {
     let store = common::open(&url).await;
     quota_store_suite(&store).await;
     job_store_suite(&store).await;
+    jilo_core::testing::trend_cache_suite(&store).await;
     assert!(common::check_ledger(&store).await > 0);
 }
 
@@ -24,6 +25,7 @@ async fn sqlite_memory_passes_the_conformance_suites() {
     let store = common::open(&StoreUrl::SqliteMemory).await;
     quota_store_suite(&store).await;
     job_store_suite(&store).await;
+    jilo_core::testing::trend_cache_suite(&store).await;
     common::check_ledger(&store).await;
 }
 

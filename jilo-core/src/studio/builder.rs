@@ -9,8 +9,8 @@ use crate::error::{Error, Result};
 use crate::notify::LogNotifier;
 use crate::policy::Policy;
 use crate::traits::{
-    CreativeModel, JobStore, MediaStore, Moderator, Notifier, Publisher, QuotaStore, TrendSource,
-    VideoProvider,
+    CreativeModel, JobStore, MediaStore, Moderator, Notifier, Publisher, QuotaStore, TrendCache,
+    TrendSource, VideoProvider,
 };
 
 use super::{Inner, RegisteredProvider, Studio};
@@ -25,6 +25,7 @@ pub struct StudioBuilder {
     providers: Vec<Arc<dyn VideoProvider>>,
     quota: Option<Arc<dyn QuotaStore>>,
     jobs: Option<Arc<dyn JobStore>>,
+    trends: Option<Arc<dyn TrendCache>>,
     notifier: Option<Arc<dyn Notifier>>,
     moderator: Option<Arc<dyn Moderator>>,
     media: Option<Arc<dyn MediaStore>>,
@@ -56,13 +57,14 @@ impl StudioBuilder {
         self
     }
 
-    /// The store for credits and jobs: one backend implementing both traits, so a job and its
-    /// hold are written in one transaction.
+    /// The store for credits, jobs and the trend cache: one backend implementing the three
+    /// traits, so a job and its hold are written in one transaction.
     pub fn store<S>(mut self, store: Arc<S>) -> Self
     where
-        S: QuotaStore + JobStore + 'static,
+        S: QuotaStore + JobStore + TrendCache + 'static,
     {
         self.quota = Some(store.clone());
+        self.trends = Some(store.clone());
         self.jobs = Some(store);
         self
     }
@@ -126,7 +128,7 @@ impl StudioBuilder {
     /// Fails with [`Error::InvalidInput`] when there is no provider or store, two providers
     /// share an id, the failover order names an unknown provider, or the attempt limit is 0.
     pub fn build(self) -> Result<Studio> {
-        let (Some(quota), Some(jobs)) = (self.quota, self.jobs) else {
+        let (Some(quota), Some(jobs), Some(trends)) = (self.quota, self.jobs, self.trends) else {
             return Err(Error::invalid("store", "a store is required"));
         };
         if self.providers.is_empty() {
@@ -185,6 +187,7 @@ impl StudioBuilder {
                 providers,
                 quota,
                 jobs,
+                trends,
                 notifier: self.notifier.unwrap_or_else(|| Arc::new(LogNotifier)),
                 moderator: self.moderator,
                 media: self.media,

@@ -1,6 +1,7 @@
 //! The Studio: the one object a host builds, which drives every job through the state machine.
 
 mod builder;
+mod discover;
 mod driver;
 mod effects;
 mod routing;
@@ -28,6 +29,7 @@ use crate::traits::{
 use crate::video::{ModelSpec, VideoRequest};
 
 pub use builder::StudioBuilder;
+pub use discover::{DiscoverQuery, DiscoveredVideo, Discovery, PlatformFailure};
 
 use driver::{Follow, Mode, Observation};
 
@@ -42,6 +44,7 @@ pub(crate) struct Inner {
     pub(crate) providers: Vec<RegisteredProvider>,
     pub(crate) quota: Arc<dyn QuotaStore>,
     pub(crate) jobs: Arc<dyn JobStore>,
+    pub(crate) trends: Arc<dyn crate::traits::TrendCache>,
     pub(crate) notifier: Arc<dyn Notifier>,
     pub(crate) moderator: Option<Arc<dyn Moderator>>,
     pub(crate) media: Option<Arc<dyn MediaStore>>,

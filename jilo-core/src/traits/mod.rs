@@ -14,6 +14,7 @@ mod provider;
 mod publisher;
 mod quota;
 mod trend;
+mod trend_cache;
 
 pub use creative::CreativeModel;
 pub use jobs::JobStore;
@@ -28,6 +29,7 @@ pub use provider::{
 pub use publisher::{ProgressReporter, Publisher};
 pub use quota::QuotaStore;
 pub use trend::TrendSource;
+pub use trend_cache::{CachedSearch, SearchOutcome, TrendCache};
 
 #[cfg(any(test, feature = "test-utils"))]
 pub use creative::MockCreativeModel;
@@ -47,3 +49,5 @@ pub use publisher::MockPublisher;
 pub use quota::MockQuotaStore;
 #[cfg(any(test, feature = "test-utils"))]
 pub use trend::MockTrendSource;
+#[cfg(any(test, feature = "test-utils"))]
+pub use trend_cache::MockTrendCache;

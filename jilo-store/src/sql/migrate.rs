@@ -29,6 +29,11 @@ const SQLITE: &[Migration] = &[
         name: "alerts_and_cooling",
         sql: include_str!("../../migrations/sqlite/0003_alerts_and_cooling.sql"),
     },
+    Migration {
+        version: 4,
+        name: "trend_cache",
+        sql: include_str!("../../migrations/sqlite/0004_trend_cache.sql"),
+    },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -46,6 +51,11 @@ const POSTGRES: &[Migration] = &[
         version: 3,
         name: "alerts_and_cooling",
         sql: include_str!("../../migrations/postgres/0003_alerts_and_cooling.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "trend_cache",
+        sql: include_str!("../../migrations/postgres/0004_trend_cache.sql"),
     },
 ];
 

@@ -24,6 +24,7 @@ mod ledger;
 mod migrate;
 #[cfg(feature = "sqlite")]
 mod sqlite_writer;
+mod trends;
 
 use std::fmt;
 use std::future::Future;
