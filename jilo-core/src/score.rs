@@ -163,6 +163,7 @@ mod tests {
             }),
             thumbnail_url: None,
             video_url: None,
+            duration_secs: None,
         }
     }
 

@@ -75,6 +75,9 @@ pub struct TrendingVideo {
     pub thumbnail_url: Option<String>,
     /// A direct video URL, when the source exposes one.
     pub video_url: Option<String>,
+    /// Length in seconds, when known.
+    #[serde(default)]
+    pub duration_secs: Option<u32>,
 }
 
 impl TrendingVideo {

@@ -117,6 +117,7 @@ fn video(platform: Platform, id: &str, views: u64, likes: u64, days_old: u64) ->
         )),
         thumbnail_url: None,
         video_url: None,
+        duration_secs: None,
     }
 }
 

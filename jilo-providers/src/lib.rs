@@ -1,9 +1,13 @@
 //! jilo-providers: the service clients of jilo. Each service lives in its own module behind
 //! a cargo feature (`fal`, `suchuang`, `apify`, `gemini`, `youtube`); all share one HTTP layer.
 //!
-//! This release holds the part every client shares: [`classify`], the one mapping from a
-//! service's HTTP answer to a [`jilo_core::Error`], so that 401, 402, 429 and 5xx mean the same
-//! thing whichever provider answered.
+//! This release holds:
+//! - [`classify`], the one mapping from a service's HTTP answer to a [`jilo_core::Error`], so
+//!   that 401, 402, 429 and 5xx mean the same thing whichever provider answered;
+//! - `http` (with any client feature): the shared retry loop, which retries only what is safe to
+//!   send again (a paid start only when the service surely did not take it), with full-jitter
+//!   back-off and `Retry-After` as seconds or an HTTP date;
+//! - `apify` (feature `apify`): trending videos on TikTok, YouTube Shorts and Instagram Reels.
 //!
 //! ```
 //! use jilo_core::ErrorKind;
@@ -16,4 +20,8 @@
 
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "apify")]
+pub mod apify;
 pub mod classify;
+#[cfg(feature = "http")]
+pub mod http;

@@ -21,6 +21,7 @@ fn video(id: &str, views: u64) -> TrendingVideo {
         published_at: Some(Timestamp::from_millis(1_790_000_000_000)),
         thumbnail_url: None,
         video_url: None,
+        duration_secs: None,
     }
 }
 

@@ -1,0 +1,665 @@
+//! Trending short videos from Apify's actors (feature `apify`): TikTok
+//! (`clockworks~tiktok-scraper`), YouTube Shorts (`streamers~youtube-scraper`) and Instagram
+//! Reels (`apify~instagram-hashtag-scraper`), mapped into [`TrendingVideo`].
+//!
+//! ```no_run
+//! # async fn run() -> jilo_core::Result<()> {
+//! use jilo_core::{Platform, TrendQuery, TrendSource};
+//! use jilo_providers::apify::ApifySource;
+//!
+//! let apify = ApifySource::from_env()?; // APIFY_TOKEN, APIFY_API_URL
+//! let videos = apify
+//!     .search(&TrendQuery {
+//!         platform: Platform::TikTok,
+//!         keyword: "AI tools".into(),
+//!         min_views: Some(100_000),
+//!         max_views: None,
+//!         max_age_days: Some(7),
+//!         limit: 50,
+//!     })
+//!     .await?;
+//! # let _ = videos; Ok(()) }
+//! ```
+//!
+//! A search runs the platform's actor with `run-sync-get-dataset-items`. Runs cost money and
+//! can take minutes; when the synchronous call gives up (HTTP 408) the run goes on at Apify,
+//! so instead of starting another, the source finds the run its call started (the actor's
+//! newest run begun since the call; Apify's 408 does not name it) and follows it to its
+//! dataset, starting an asynchronous run only when none is found. A run still going when its
+//! caller gave up is remembered, and the same search later follows it instead of paying again.
+//! Actor outputs change without notice: every field is optional, error items are dropped, and
+//! counts and dates are read in every form the actors are known to use.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use jilo_core::{Error, Platform, Result, Timestamp, TrendQuery, TrendSource, TrendingVideo};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{json, Value};
+
+use crate::http::{self, CallKind, RetryPolicy};
+
+/// Apify's API.
+pub const DEFAULT_API_URL: &str = "https://api.apify.com";
+/// The TikTok actor.
+pub const TIKTOK_ACTOR: &str = "clockworks~tiktok-scraper";
+/// The YouTube actor (Shorts only are asked for).
+pub const YOUTUBE_ACTOR: &str = "streamers~youtube-scraper";
+/// The Instagram actor (reels of the keyword's hashtag).
+pub const INSTAGRAM_ACTOR: &str = "apify~instagram-hashtag-scraper";
+
+const SERVICE: &str = "apify";
+/// How long a followed run is waited for in all.
+const RUN_DEADLINE: Duration = Duration::from_secs(15 * 60);
+/// A run begun this long before our call started is not ours.
+const CLOCK_SLACK: Duration = Duration::from_secs(10);
+
+/// The Apify trend source. Cheap to share behind an `Arc`.
+pub struct ApifySource {
+    token: SecretString,
+    base: String,
+    http: reqwest::Client,
+    actors: HashMap<Platform, String>,
+    reads: RetryPolicy,
+    starts: RetryPolicy,
+    /// Runs started for a search and not yet read: the search's key → the run id.
+    runs: Mutex<HashMap<String, String>>,
+}
+
+impl fmt::Debug for ApifySource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApifySource")
+            .field("token", &"***")
+            .field("base", &self.base)
+            .field("actors", &self.actors)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ApifySource {
+    /// A source with this API token, on [`DEFAULT_API_URL`] and the default actors. The HTTP
+    /// client waits up to 320 s per call (Apify holds a synchronous run for 300 s).
+    pub fn new(token: impl Into<String>) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(320))
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .unwrap_or_default();
+        Self {
+            token: SecretString::from(token.into()),
+            base: DEFAULT_API_URL.to_owned(),
+            http,
+            actors: HashMap::from([
+                (Platform::TikTok, TIKTOK_ACTOR.to_owned()),
+                (Platform::YouTubeShorts, YOUTUBE_ACTOR.to_owned()),
+                (Platform::InstagramReels, INSTAGRAM_ACTOR.to_owned()),
+            ]),
+            reads: RetryPolicy::default(),
+            starts: RetryPolicy::default(),
+            runs: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// `APIFY_TOKEN` (required) and `APIFY_API_URL` (default [`DEFAULT_API_URL`]). A missing
+    /// token is [`Error::InvalidInput`] naming the variable.
+    pub fn from_env() -> Result<Self> {
+        let token = std::env::var("APIFY_TOKEN")
+            .ok()
+            .filter(|t| !t.trim().is_empty())
+            .ok_or_else(|| Error::invalid("APIFY_TOKEN", "set it to an Apify API token"))?;
+        let mut source = Self::new(token);
+        if let Ok(url) = std::env::var("APIFY_API_URL") {
+            if !url.trim().is_empty() {
+                source = source.with_base_url(url);
+            }
+        }
+        Ok(source)
+    }
+
+    /// Another API base URL (a proxy, a local server in tests).
+    pub fn with_base_url(mut self, url: impl Into<String>) -> Self {
+        self.base = url.into().trim_end_matches('/').to_owned();
+        self
+    }
+
+    /// Another HTTP client (proxies, timeouts; keep its timeout above 300 s).
+    pub fn with_client(mut self, client: reqwest::Client) -> Self {
+        self.http = client;
+        self
+    }
+
+    /// Another actor for a platform (`username~actor-name` or an actor id).
+    pub fn with_actor(mut self, platform: Platform, actor: impl Into<String>) -> Self {
+        self.actors.insert(platform, actor.into());
+        self
+    }
+
+    /// Other retry policies for reads (run status, datasets) and run starts (retried only on
+    /// a refused connection or a 429).
+    pub fn with_retries(mut self, reads: RetryPolicy, starts: RetryPolicy) -> Self {
+        self.reads = reads;
+        self.starts = starts;
+        self
+    }
+
+    fn remembered(&self, key: &str) -> Option<String> {
+        self.runs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+            .cloned()
+    }
+
+    fn remember(&self, key: &str, run: Option<&str>) {
+        let mut runs = self.runs.lock().unwrap_or_else(|p| p.into_inner());
+        match run {
+            Some(id) => runs.insert(key.to_owned(), id.to_owned()),
+            None => runs.remove(key),
+        };
+    }
+
+    fn authed(&self, builder: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        builder.bearer_auth(self.token.expose_secret())
+    }
+
+    async fn json(&self, resp: reqwest::Response) -> Result<Value> {
+        let status = resp.status().as_u16();
+        let body = resp
+            .text()
+            .await
+            .map_err(|e| http::transport_error(SERVICE, CallKind::Read, e))?;
+        serde_json::from_str(&body).map_err(|e| Error::Protocol {
+            service: SERVICE.to_owned(),
+            reason: format!("the answer is not JSON: {e}"),
+            response: Some(jilo_core::HttpFailure::new(status, &body)),
+            source: Some(Box::new(e)),
+        })
+    }
+
+    /// Reads a run until it ends, then its dataset.
+    async fn follow(&self, run: &str, limit: u32) -> Result<Vec<Value>> {
+        let started = tokio::time::Instant::now();
+        let data = loop {
+            let url = format!("{}/v2/actor-runs/{run}", self.base);
+            let resp = http::send(
+                SERVICE,
+                CallKind::Read,
+                &self.reads,
+                |_| false,
+                map_error,
+                || self.authed(self.http.get(&url).query(&[("waitForFinish", "60")])),
+            )
+            .await?;
+            let data = self.json(resp).await?["data"].take();
+            let status = data["status"].as_str().unwrap_or_default().to_owned();
+            match status.as_str() {
+                "SUCCEEDED" => break data,
+                "FAILED" | "TIMED-OUT" | "ABORTED" => {
+                    return Err(Error::Unavailable {
+                        service: SERVICE.to_owned(),
+                        reason: format!("actor run {run} ended {status}"),
+                        response: None,
+                        source: None,
+                    })
+                }
+                _ if started.elapsed() > RUN_DEADLINE => {
+                    return Err(Error::Timeout {
+                        service: SERVICE.to_owned(),
+                        response: None,
+                        source: None,
+                    })
+                }
+                _ => {}
+            }
+        };
+        let dataset = data["defaultDatasetId"].as_str().unwrap_or_default();
+        let url = format!("{}/v2/datasets/{dataset}/items", self.base);
+        let limit = limit.to_string();
+        let resp = http::send(
+            SERVICE,
+            CallKind::Read,
+            &self.reads,
+            |_| false,
+            map_error,
+            || {
+                self.authed(self.http.get(&url).query(&[
+                    ("format", "json"),
+                    ("clean", "true"),
+                    ("limit", limit.as_str()),
+                ]))
+            },
+        )
+        .await?;
+        items(self.json(resp).await?)
+    }
+
+    /// The run a timed-out synchronous call started: the actor's newest run begun since.
+    async fn run_started_since(&self, actor: &str, since: SystemTime) -> Result<Option<String>> {
+        let url = format!("{}/v2/acts/{actor}/runs", self.base);
+        let resp = http::send(
+            SERVICE,
+            CallKind::Read,
+            &self.reads,
+            |_| false,
+            map_error,
+            || self.authed(self.http.get(&url).query(&[("desc", "1"), ("limit", "10")])),
+        )
+        .await?;
+        let listed = self.json(resp).await?;
+        let since = Timestamp::from_system(since - CLOCK_SLACK);
+        Ok(listed["data"]["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|run| {
+                !matches!(
+                    run["status"].as_str(),
+                    Some("FAILED" | "TIMED-OUT" | "ABORTED")
+                )
+            })
+            .find(|run| {
+                run["startedAt"]
+                    .as_str()
+                    .and_then(parse_instant)
+                    .is_some_and(|at| at >= since)
+            })
+            .and_then(|run| run["id"].as_str().map(str::to_owned)))
+    }
+}
+
+/// Apify's error answers (`{"error": {"type", "message"}}`) through the shared mapping; a
+/// paid actor the account cannot afford is out of funds whatever the status.
+fn map_error(failed: http::Failed) -> Error {
+    let kind = serde_json::from_str::<Value>(&failed.body)
+        .ok()
+        .and_then(|v| v["error"]["type"].as_str().map(str::to_owned));
+    if let Some("not-enough-usage-to-run-paid-actor" | "x402-payment-required") = kind.as_deref() {
+        return Error::ProviderOutOfFunds {
+            service: SERVICE.to_owned(),
+            response: Some(failed.http()),
+            source: None,
+        };
+    }
+    failed.into_error(SERVICE)
+}
+
+/// The dataset items of an answer: a bare array.
+fn items(answer: Value) -> Result<Vec<Value>> {
+    match answer {
+        Value::Array(items) => Ok(items),
+        other => Err(Error::Protocol {
+            service: SERVICE.to_owned(),
+            reason: format!(
+                "expected an array of dataset items, got {}",
+                truncate(&other.to_string())
+            ),
+            response: None,
+            source: None,
+        }),
+    }
+}
+
+fn truncate(s: &str) -> String {
+    s.chars().take(200).collect()
+}
+
+/// The actor input for a query.
+fn input(query: &TrendQuery) -> Value {
+    let keyword = query.keyword.trim();
+    match query.platform {
+        Platform::TikTok => {
+            let mut input = json!({
+                "searchQueries": [keyword],
+                "resultsPerPage": query.limit,
+                "searchSection": "/video",
+                "shouldDownloadVideos": false,
+                "shouldDownloadCovers": false,
+                "shouldDownloadSubtitles": false,
+                "shouldDownloadSlideshowImages": false,
+            });
+            if let Some(days) = query.max_age_days {
+                input["oldestPostDateUnified"] = json!(format!("{days} days"));
+            }
+            input
+        }
+        Platform::YouTubeShorts => {
+            let mut input = json!({
+                "searchQueries": [keyword],
+                "maxResults": 0,
+                "maxResultsShorts": query.limit,
+                "maxResultStreams": 0,
+            });
+            // Only the values seen in use; the Studio filters finer.
+            match query.max_age_days {
+                Some(d) if d <= 31 => input["dateFilter"] = json!("month"),
+                Some(d) if d <= 366 => input["dateFilter"] = json!("year"),
+                _ => {}
+            }
+            input
+        }
+        _ => {
+            let tag: String = keyword
+                .chars()
+                .filter(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            let mut input = json!({
+                "hashtags": [tag.to_lowercase()],
+                "resultsType": "reels",
+                "resultsLimit": query.limit,
+            });
+            if let Some(days) = query.max_age_days {
+                input["onlyPostsNewerThan"] = json!(format!("{days} days"));
+            }
+            input
+        }
+    }
+}
+
+fn search_key(actor: &str, query: &TrendQuery) -> String {
+    format!("{actor}|{}", input(query))
+}
+
+#[async_trait]
+impl TrendSource for ApifySource {
+    fn platforms(&self) -> Vec<Platform> {
+        let mut platforms: Vec<Platform> = self.actors.keys().copied().collect();
+        platforms.sort_by_key(|p| p.as_str());
+        platforms
+    }
+
+    async fn search(&self, query: &TrendQuery) -> Result<Vec<TrendingVideo>> {
+        let actor = self
+            .actors
+            .get(&query.platform)
+            .cloned()
+            .ok_or_else(|| Error::invalid("platform", "no actor for this platform"))?;
+        if query.keyword.trim().is_empty() || query.limit == 0 {
+            return Err(Error::invalid(
+                "query",
+                "a keyword and a positive limit are needed",
+            ));
+        }
+        let key = search_key(&actor, query);
+        let raw = if let Some(run) = self.remembered(&key) {
+            tracing::info!(run = %run, "following a run started earlier for this search");
+            self.follow(&run, query.limit).await?
+        } else {
+            self.run_for(&actor, query, &key).await?
+        };
+        self.remember(&key, None);
+        let now = Timestamp::from_system(SystemTime::now());
+        Ok(raw
+            .iter()
+            .filter_map(|item| to_video(query.platform, item, now))
+            .take(usize::try_from(query.limit).unwrap_or(usize::MAX))
+            .collect())
+    }
+}
+
+impl ApifySource {
+    /// Runs the actor synchronously; after a 408, follows the run that call started.
+    async fn run_for(&self, actor: &str, query: &TrendQuery, key: &str) -> Result<Vec<Value>> {
+        let body = input(query);
+        let limit = query.limit.to_string();
+        let url = format!("{}/v2/acts/{actor}/run-sync-get-dataset-items", self.base);
+        let sent_at = SystemTime::now();
+        let resp = http::send(
+            SERVICE,
+            CallKind::PaidStart,
+            &self.starts,
+            |status| status == 408,
+            map_error,
+            || {
+                self.authed(self.http.post(&url).json(&body).query(&[
+                    ("maxItems", limit.as_str()),
+                    ("format", "json"),
+                    ("clean", "true"),
+                ]))
+            },
+        )
+        .await?;
+        if resp.status().as_u16() != 408 {
+            return items(self.json(resp).await?);
+        }
+        tracing::info!(actor, "the synchronous run outlived its call; following it");
+        let run = match self.run_started_since(actor, sent_at).await? {
+            Some(run) => run,
+            None => {
+                // No run of ours in the list: start one asynchronously, once.
+                let url = format!("{}/v2/acts/{actor}/runs", self.base);
+                let resp = http::send(
+                    SERVICE,
+                    CallKind::PaidStart,
+                    &self.starts,
+                    |_| false,
+                    map_error,
+                    || {
+                        self.authed(
+                            self.http
+                                .post(&url)
+                                .json(&body)
+                                .query(&[("maxItems", limit.as_str())]),
+                        )
+                    },
+                )
+                .await?;
+                let started = self.json(resp).await?;
+                started["data"]["id"]
+                    .as_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| Error::Protocol {
+                        service: SERVICE.to_owned(),
+                        reason: "a started run has no id".to_owned(),
+                        response: None,
+                        source: None,
+                    })?
+            }
+        };
+        self.remember(key, Some(&run));
+        self.follow(&run, query.limit).await
+    }
+}
+
+/// A count in any form the actors use: a number, a float, a numeric string; hidden (-1) or
+/// missing is 0.
+fn count(v: &Value) -> u64 {
+    match v {
+        Value::Number(n) => n
+            .as_u64()
+            .or_else(|| n.as_f64().filter(|f| *f > 0.0).map(|f| f as u64))
+            .unwrap_or(0),
+        Value::String(s) => s.trim().replace(',', "").parse().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+fn text(v: &Value) -> Option<String> {
+    v.as_str()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+}
+
+/// An RFC 3339 instant, or a plain date (midnight UTC).
+fn parse_instant(s: &str) -> Option<Timestamp> {
+    let s = s.trim();
+    let full = if s.len() == 10 {
+        format!("{s}T00:00:00Z")
+    } else {
+        s.to_owned()
+    };
+    humantime::parse_rfc3339_weak(full.trim_end_matches('Z'))
+        .ok()
+        .map(Timestamp::from_system)
+}
+
+/// "5 days ago", "1 year ago", "Streamed 3 weeks ago" (months as 30 days, years as 365).
+fn parse_relative(s: &str, now: Timestamp) -> Option<Timestamp> {
+    let words: Vec<&str> = s.split_whitespace().collect();
+    let ago = words.iter().position(|w| w.eq_ignore_ascii_case("ago"))?;
+    if ago < 2 {
+        return None;
+    }
+    let n: u64 = words[ago - 2].parse().ok()?;
+    let unit = words[ago - 1].trim_end_matches('s').to_ascii_lowercase();
+    let secs = match unit.as_str() {
+        "second" => 1,
+        "minute" => 60,
+        "hour" => 3_600,
+        "day" => 86_400,
+        "week" => 7 * 86_400,
+        "month" => 30 * 86_400,
+        "year" => 365 * 86_400,
+        _ => return None,
+    };
+    let back = i64::try_from(n.saturating_mul(secs).saturating_mul(1000)).ok()?;
+    Some(Timestamp::from_millis(now.as_millis().saturating_sub(back)))
+}
+
+fn when(v: &Value, now: Timestamp) -> Option<Timestamp> {
+    let s = v.as_str()?;
+    parse_instant(s).or_else(|| parse_relative(s, now))
+}
+
+/// "1:02:03", "13:48" or "48" as seconds.
+fn clock_duration(s: &str) -> Option<u32> {
+    s.trim().split(':').try_fold(0u32, |acc, part| {
+        Some(acc * 60 + part.trim().parse::<u32>().ok()?)
+    })
+}
+
+fn seconds(v: &Value) -> Option<u32> {
+    match v {
+        Value::Number(n) => n.as_f64().filter(|f| *f >= 0.0).map(|f| f.round() as u32),
+        Value::String(s) => clock_duration(s),
+        _ => None,
+    }
+}
+
+/// One dataset item as a video, or `None` for an error item or one without an id and URL.
+fn to_video(platform: Platform, item: &Value, now: Timestamp) -> Option<TrendingVideo> {
+    if !item["error"].is_null() || !item["errorCode"].is_null() {
+        return None;
+    }
+    let video = match platform {
+        Platform::TikTok => {
+            let stats = &item["stats"];
+            let pick = |k: &str| {
+                let direct = count(&item[k]);
+                if direct > 0 {
+                    direct
+                } else {
+                    count(&stats[k])
+                }
+            };
+            TrendingVideo {
+                platform,
+                video_id: text(&item["id"])?,
+                url: text(&item["webVideoUrl"])?,
+                title: text(&item["text"]).unwrap_or_default(),
+                description: None,
+                author: text(&item["authorMeta"]["name"])
+                    .or_else(|| text(&item["authorMeta"]["nickName"])),
+                views: pick("playCount"),
+                likes: pick("diggCount"),
+                comments: pick("commentCount"),
+                shares: pick("shareCount"),
+                published_at: when(&item["createTimeISO"], now).or_else(|| {
+                    item["createTime"]
+                        .as_i64()
+                        .map(|s| Timestamp::from_millis(s.saturating_mul(1000)))
+                }),
+                thumbnail_url: text(&item["videoMeta"]["coverUrl"]),
+                video_url: item["mediaUrls"].get(0).and_then(text),
+                duration_secs: seconds(&item["videoMeta"]["duration"]),
+            }
+        }
+        Platform::YouTubeShorts => TrendingVideo {
+            platform,
+            video_id: text(&item["id"])?,
+            url: text(&item["url"])?,
+            title: text(&item["title"]).unwrap_or_default(),
+            description: text(&item["text"]),
+            author: text(&item["channelName"]),
+            views: count(&item["viewCount"]),
+            likes: count(&item["likes"]),
+            comments: count(&item["commentsCount"]),
+            shares: 0,
+            published_at: when(&item["date"], now),
+            thumbnail_url: text(&item["thumbnailUrl"]),
+            video_url: None,
+            duration_secs: seconds(&item["duration"]),
+        },
+        _ => {
+            let views = match count(&item["videoViewCount"]) {
+                0 => count(&item["videoPlayCount"]),
+                v => v,
+            };
+            TrendingVideo {
+                platform,
+                video_id: text(&item["shortCode"]).or_else(|| text(&item["id"]))?,
+                url: text(&item["url"])?,
+                title: text(&item["caption"]).unwrap_or_default(),
+                description: None,
+                author: text(&item["ownerUsername"]),
+                views,
+                likes: count(&item["likesCount"]),
+                comments: count(&item["commentsCount"]),
+                shares: 0,
+                published_at: when(&item["timestamp"], now),
+                thumbnail_url: text(&item["displayUrl"]),
+                video_url: text(&item["videoUrl"]),
+                duration_secs: seconds(&item["videoDuration"]),
+            }
+        }
+    };
+    Some(video)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: Timestamp = Timestamp::from_millis(1_800_000_000_000);
+
+    #[test]
+    fn relative_and_absolute_dates_parse() {
+        let day = 86_400_000;
+        assert_eq!(
+            parse_relative("5 days ago", NOW),
+            Some(Timestamp::from_millis(NOW.as_millis() - 5 * day))
+        );
+        assert_eq!(
+            parse_relative("Streamed 1 year ago", NOW),
+            Some(Timestamp::from_millis(NOW.as_millis() - 365 * day))
+        );
+        assert_eq!(
+            parse_relative("2 weeks ago", NOW),
+            Some(Timestamp::from_millis(NOW.as_millis() - 14 * day))
+        );
+        assert_eq!(parse_relative("yesterday", NOW), None);
+        assert_eq!(
+            parse_instant("2024-05-01"),
+            Some(Timestamp::from_millis(1_714_521_600_000))
+        );
+        assert_eq!(
+            parse_instant("2024-05-01T10:00:00.000Z"),
+            Some(Timestamp::from_millis(1_714_557_600_000))
+        );
+    }
+
+    #[test]
+    fn counts_and_durations_in_every_form() {
+        assert_eq!(count(&json!(1200)), 1200);
+        assert_eq!(count(&json!(-1)), 0, "hidden likes");
+        assert_eq!(count(&json!("3,400")), 3400);
+        assert_eq!(count(&json!(12.7)), 12);
+        assert_eq!(count(&Value::Null), 0);
+        assert_eq!(clock_duration("1:02:03"), Some(3723));
+        assert_eq!(clock_duration("0:59"), Some(59));
+        assert_eq!(seconds(&json!(14.6)), Some(15));
+    }
+}

@@ -1,0 +1,244 @@
+//! The HTTP layer the clients share: one retry loop per call path, which retries only what is
+//! safe to send again, with exponential back-off and full jitter bounded in attempts and time,
+//! honouring `Retry-After` (seconds or an HTTP date).
+//!
+//! A call that starts paid work ([`CallKind::PaidStart`]: an actor run, a video submit) is
+//! retried only when the service is known not to have taken it: a refused connection or a
+//! 429. Reads ([`CallKind::Read`]) are retried on every retryable failure.
+
+use std::time::{Duration, SystemTime};
+
+use jilo_core::{Error, HttpFailure};
+
+use crate::classify;
+
+/// How often and how long a call is tried.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Tries in all, the first included.
+    pub max_attempts: u32,
+    /// No try starts after this much time since the first.
+    pub max_elapsed: Duration,
+    /// The first back-off's ceiling; it doubles each try.
+    pub base: Duration,
+    /// The largest back-off.
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 4,
+            max_elapsed: Duration::from_secs(60),
+            base: Duration::from_millis(500),
+            max_delay: Duration::from_secs(20),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// No retries: one try.
+    pub fn once() -> Self {
+        Self {
+            max_attempts: 1,
+            ..Self::default()
+        }
+    }
+
+    /// The back-off before try `attempt + 1` (after `attempt` failures): drawn uniformly from
+    /// zero to `min(max_delay, base * 2^(attempt-1))` (full jitter), and never shorter than
+    /// what the service asked for.
+    pub fn delay(&self, attempt: u32, asked: Option<Duration>) -> Duration {
+        let factor = 1u32 << attempt.saturating_sub(1).min(16);
+        let ceiling = self.base.saturating_mul(factor).min(self.max_delay);
+        let span = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX);
+        let drawn = if span == 0 {
+            Duration::ZERO
+        } else {
+            // uuid v4 is the random source already in the tree.
+            Duration::from_millis((uuid::Uuid::new_v4().as_u128() as u64) % (span + 1))
+        };
+        asked.map_or(drawn, |a| a.max(drawn))
+    }
+}
+
+/// Whether a call may be sent again after a failure whose outcome is unclear.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CallKind {
+    /// Reading: safe to repeat.
+    Read,
+    /// Starting paid work: repeated only when the service surely did not take it.
+    PaidStart,
+}
+
+/// `Retry-After` as seconds or an HTTP date, from now.
+pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    classify::retry_after_seconds(value).or_else(|| {
+        let at = httpdate::parse_http_date(value.trim()).ok()?;
+        Some(
+            at.duration_since(SystemTime::now())
+                .unwrap_or(Duration::ZERO),
+        )
+    })
+}
+
+/// A transport failure as jilo's error: a refused connection is `Unavailable` (nothing was
+/// sent), a time-out `Timeout`, anything after the request may have left `OutcomeUnknown` for
+/// a paid start and `Unavailable` for a read. The URL (which may carry a token) is dropped.
+pub fn transport_error(service: &str, kind: CallKind, e: reqwest::Error) -> Error {
+    let e = e.without_url();
+    let service = service.to_owned();
+    if e.is_connect() {
+        return Error::Unavailable {
+            service,
+            reason: "connection failed".to_owned(),
+            response: None,
+            source: Some(Box::new(e)),
+        };
+    }
+    if e.is_timeout() {
+        return Error::Timeout {
+            service,
+            response: None,
+            source: Some(Box::new(e)),
+        };
+    }
+    match kind {
+        CallKind::PaidStart => Error::OutcomeUnknown {
+            service,
+            reason: "the connection failed after the request was sent".to_owned(),
+            source: Some(Box::new(e)),
+        },
+        CallKind::Read => Error::Unavailable {
+            service,
+            reason: "the connection failed".to_owned(),
+            response: None,
+            source: Some(Box::new(e)),
+        },
+    }
+}
+
+/// Whether an error of this kind of call may be retried.
+fn may_retry(kind: CallKind, error: &Error) -> bool {
+    match kind {
+        CallKind::Read => error.is_retryable(),
+        CallKind::PaidStart => matches!(
+            error,
+            Error::RateLimited { .. } | Error::Unavailable { response: None, .. }
+        ),
+    }
+}
+
+/// A failed answer: the status, the body, and what the service asked.
+pub struct Failed {
+    /// The HTTP status.
+    pub status: u16,
+    /// The body (for the caller's own error mapping).
+    pub body: String,
+    /// The `Retry-After` it gave.
+    pub retry_after: Option<Duration>,
+}
+
+impl Failed {
+    /// The shared mapping of this answer.
+    pub fn into_error(self, service: &str) -> Error {
+        classify::http_error(service, self.status, &self.body, self.retry_after)
+    }
+
+    /// The status and the truncated body, for errors a client builds itself.
+    pub fn http(&self) -> HttpFailure {
+        HttpFailure::new(self.status, &self.body)
+    }
+}
+
+/// Sends the request `make` builds, retrying as `kind` and `policy` allow. Returns the first
+/// successful response, or a non-success answer `accept` lets through (e.g. a 408 the caller
+/// handles), or the error of the last try. `map` turns a failed answer into an error (the
+/// service's own reading of its body, or [`Failed::into_error`]).
+pub async fn send(
+    service: &str,
+    kind: CallKind,
+    policy: &RetryPolicy,
+    accept: impl Fn(u16) -> bool,
+    map: impl Fn(Failed) -> Error,
+    make: impl Fn() -> reqwest::RequestBuilder,
+) -> Result<reqwest::Response, Error> {
+    let started = tokio::time::Instant::now();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let error = match make().send().await {
+            Ok(resp) if resp.status().is_success() || accept(resp.status().as_u16()) => {
+                return Ok(resp)
+            }
+            Ok(resp) => {
+                let status = resp.status().as_u16();
+                let retry_after = retry_after(resp.headers());
+                let body = resp.text().await.unwrap_or_default();
+                map(Failed {
+                    status,
+                    body,
+                    retry_after,
+                })
+            }
+            Err(e) => transport_error(service, kind, e),
+        };
+        let delay = policy.delay(attempt, error.retry_after());
+        let in_time = started.elapsed() + delay < policy.max_elapsed;
+        if attempt >= policy.max_attempts || !in_time || !may_retry(kind, &error) {
+            return Err(error);
+        }
+        tracing::debug!(service, attempt, delay_ms = delay.as_millis() as u64, error = %error, "retrying");
+        tokio::time::sleep(delay).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_jitter_stays_under_the_ceiling_and_honours_the_ask() {
+        let p = RetryPolicy::default();
+        for attempt in 1..8 {
+            let ceiling = (p.base * (1 << (attempt - 1))).min(p.max_delay);
+            for _ in 0..50 {
+                assert!(p.delay(attempt, None) <= ceiling);
+            }
+        }
+        assert!(p.delay(1, Some(Duration::from_secs(7))) >= Duration::from_secs(7));
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_dates() {
+        let mut h = reqwest::header::HeaderMap::new();
+        h.insert(
+            reqwest::header::RETRY_AFTER,
+            "12".parse().unwrap_or_else(|_| unreachable!()),
+        );
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(12)));
+        let later = SystemTime::now() + Duration::from_secs(90);
+        let date = httpdate::fmt_http_date(later);
+        h.insert(
+            reqwest::header::RETRY_AFTER,
+            date.parse().unwrap_or_else(|_| unreachable!()),
+        );
+        let d = retry_after(&h).unwrap_or_default();
+        assert!(
+            d > Duration::from_secs(80) && d <= Duration::from_secs(90),
+            "{d:?}"
+        );
+        h.insert(
+            reqwest::header::RETRY_AFTER,
+            "Wed, 21 Oct 2015 07:28:00 GMT"
+                .parse()
+                .unwrap_or_else(|_| unreachable!()),
+        );
+        assert_eq!(
+            retry_after(&h),
+            Some(Duration::ZERO),
+            "a date in the past: now"
+        );
+    }
+}
