@@ -194,9 +194,78 @@ pub async fn send(
     }
 }
 
+/// A client-side rate limit: at most `limit` calls per `period`, in bursts of up to `limit`
+/// (the generic cell rate algorithm). Calls over it wait their turn, in order.
+#[derive(Debug)]
+pub struct RateLimiter {
+    interval: Duration,
+    tolerance: Duration,
+    /// When the next call would be due if calls were evenly spaced.
+    next: tokio::sync::Mutex<Option<tokio::time::Instant>>,
+}
+
+impl RateLimiter {
+    /// `limit` calls per `period` (a `limit` of 0 is taken as 1).
+    pub fn new(limit: u32, period: Duration) -> Self {
+        let interval = period / limit.max(1);
+        Self {
+            interval,
+            tolerance: period.saturating_sub(interval),
+            next: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// `limit` calls a minute.
+    pub fn per_minute(limit: u32) -> Self {
+        Self::new(limit, Duration::from_secs(60))
+    }
+
+    /// Waits until a call may go.
+    pub async fn acquire(&self) {
+        let mut next = self.next.lock().await;
+        let now = tokio::time::Instant::now();
+        let due = next.map_or(now, |t| t.max(now));
+        let allowed_at = due.checked_sub(self.tolerance).unwrap_or(now);
+        *next = Some(due + self.interval);
+        if allowed_at > now {
+            // Holding the lock keeps later callers behind this one.
+            tokio::time::sleep_until(allowed_at).await;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_rate_limit_allows_a_burst_then_spaces_calls() {
+        let limit = RateLimiter::new(3, Duration::from_secs(3));
+        let start = tokio::time::Instant::now();
+        for _ in 0..3 {
+            limit.acquire().await;
+        }
+        assert_eq!(
+            start.elapsed(),
+            Duration::ZERO,
+            "a burst of the limit goes at once"
+        );
+        limit.acquire().await;
+        assert_eq!(start.elapsed(), Duration::from_secs(1));
+        limit.acquire().await;
+        assert_eq!(start.elapsed(), Duration::from_secs(2));
+        // 6 calls in 3 s at most, then one a second.
+        tokio::time::advance(Duration::from_secs(10)).await;
+        let again = tokio::time::Instant::now();
+        for _ in 0..3 {
+            limit.acquire().await;
+        }
+        assert_eq!(
+            again.elapsed(),
+            Duration::ZERO,
+            "an idle limiter refills its burst"
+        );
+    }
 
     #[test]
     fn full_jitter_stays_under_the_ceiling_and_honours_the_ask() {

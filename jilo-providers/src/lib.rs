@@ -7,7 +7,8 @@
 //! - `http` (with any client feature): the shared retry loop, which retries only what is safe to
 //!   send again (a paid start only when the service surely did not take it), with full-jitter
 //!   back-off and `Retry-After` as seconds or an HTTP date;
-//! - `apify` (feature `apify`): trending videos on TikTok, YouTube Shorts and Instagram Reels.
+//! - `apify` (feature `apify`): trending videos on TikTok, YouTube Shorts and Instagram Reels;
+//! - `gemini` (feature `gemini`): the creative model (analyses, prompts, YouTube metadata).
 //!
 //! ```
 //! use jilo_core::ErrorKind;
@@ -23,5 +24,7 @@
 #[cfg(feature = "apify")]
 pub mod apify;
 pub mod classify;
+#[cfg(feature = "gemini")]
+pub mod gemini;
 #[cfg(feature = "http")]
 pub mod http;
