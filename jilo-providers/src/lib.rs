@@ -8,7 +8,8 @@
 //!   send again (a paid start only when the service surely did not take it), with full-jitter
 //!   back-off and `Retry-After` as seconds or an HTTP date;
 //! - `apify` (feature `apify`): trending videos on TikTok, YouTube Shorts and Instagram Reels;
-//! - `gemini` (feature `gemini`): the creative model (analyses, prompts, YouTube metadata).
+//! - `gemini` (feature `gemini`): the creative model (analyses, prompts, YouTube metadata);
+//! - `fal` (feature `fal`): fal.ai's queue as a video provider, webhooks verified with Ed25519.
 //!
 //! ```
 //! use jilo_core::ErrorKind;
@@ -24,6 +25,8 @@
 #[cfg(feature = "apify")]
 pub mod apify;
 pub mod classify;
+#[cfg(feature = "fal")]
+pub mod fal;
 #[cfg(feature = "gemini")]
 pub mod gemini;
 #[cfg(feature = "http")]
