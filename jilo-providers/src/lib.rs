@@ -9,7 +9,8 @@
 //!   back-off and `Retry-After` as seconds or an HTTP date;
 //! - `apify` (feature `apify`): trending videos on TikTok, YouTube Shorts and Instagram Reels;
 //! - `gemini` (feature `gemini`): the creative model (analyses, prompts, YouTube metadata);
-//! - `fal` (feature `fal`): fal.ai's queue as a video provider, webhooks verified with Ed25519.
+//! - `fal` (feature `fal`): fal.ai's queue as a video provider, webhooks verified with Ed25519;
+//! - `suchuang` (feature `suchuang`): 速创's VEO, polled.
 //!
 //! ```
 //! use jilo_core::ErrorKind;
@@ -31,3 +32,5 @@ pub mod fal;
 pub mod gemini;
 #[cfg(feature = "http")]
 pub mod http;
+#[cfg(feature = "suchuang")]
+pub mod suchuang;
