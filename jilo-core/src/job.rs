@@ -164,8 +164,14 @@ pub struct Job {
     pub video_url: Option<String>,
     /// The stored video once completed.
     pub output: Option<StoredVideo>,
-    /// Why the job failed, timed out or was cancelled.
+    /// Why the job failed, timed out or was cancelled, in words a user can read.
     pub failure: Option<String>,
+    /// How the last provider failure was classed. A failed job whose class is
+    /// [`crate::FailureClass::OutOfFunds`] or [`crate::FailureClass::KeyRejected`] failed
+    /// because no provider could serve it (the service is down for now, the admin alerted),
+    /// not because of the request.
+    #[serde(default)]
+    pub failure_class: Option<crate::traits::FailureClass>,
     /// Whether the provider was given a webhook URL; otherwise the worker polls.
     pub webhook: bool,
     /// Created at.
@@ -183,7 +189,23 @@ pub struct Job {
     pub lease_until: Option<Timestamp>,
 }
 
+/// What a job failed for lack of any provider tells its user (the seed's wording).
+pub const SERVICE_UNAVAILABLE: &str =
+    "The video service is temporarily unavailable; the admin has been alerted and your credits \
+     were returned. Please try again later.";
+
 impl Job {
+    /// Whether the job failed because no provider could serve it (every one out of funds or
+    /// rejecting its key): a host shows [`SERVICE_UNAVAILABLE`] and a maintenance banner
+    /// rather than a plain failure.
+    pub fn failed_for_service(&self) -> bool {
+        self.state == JobState::Failed
+            && matches!(
+                self.failure_class,
+                Some(crate::traits::FailureClass::OutOfFunds)
+                    | Some(crate::traits::FailureClass::KeyRejected)
+            )
+    }
     /// The provider currently in use.
     pub fn provider(&self) -> Option<&ProviderId> {
         self.route.get(self.provider_index)

@@ -89,7 +89,7 @@ pub use events::EventHub;
 pub use ids::{JobId, ProviderId, Timestamp, UserId};
 pub use job::{
     ClaimRequest, DeliveryOutcome, DeliveryRecord, Job, JobEvent, JobState, JobUpdate,
-    LeaseRenewal, PendingSubmit, StoredVideo,
+    LeaseRenewal, PendingSubmit, StoredVideo, SERVICE_UNAVAILABLE,
 };
 pub use ledger::{
     Balance, CreditHold, Grant, GrantOutcome, GrantReason, HoldOutcome, HoldState, LedgerEntry,

@@ -296,6 +296,7 @@ async fn provider_5xx_three_times_fails_and_refunds() {
     }
     let job = studio.job(&job_id).await.unwrap();
     assert_eq!(job.state, JobState::Failed);
+    assert!(!job.failed_for_service(), "a plain failure");
     assert_eq!(job.next_check_at, None);
     let b = studio.balance(&erin).await.unwrap();
     assert_eq!((b.available, b.held, b.spent), (100, 0, 0));
@@ -378,6 +379,8 @@ async fn every_provider_out_of_funds_fails_and_refunds() {
     let id = h.studio.generate(&gina, request()).await.unwrap();
     let job = h.studio.job(&id).await.unwrap();
     assert_eq!(job.state, JobState::Failed);
+    assert!(job.failed_for_service(), "distinct from a plain failure");
+    assert_eq!(job.failure.as_deref(), Some(jilo_core::SERVICE_UNAVAILABLE));
     assert_eq!(h.studio.balance(&gina).await.unwrap().available, 100);
     let kinds: Vec<AlertKind> = h.notifier.alerts().into_iter().map(|a| a.kind).collect();
     assert_eq!(

@@ -42,7 +42,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use crate::http::{self, CallKind, RetryPolicy};
+use crate::http::{self, CallKind, RateLimiter, RetryPolicy};
 
 /// fal's queue host.
 pub const DEFAULT_QUEUE_URL: &str = "https://queue.fal.run";
@@ -50,6 +50,8 @@ pub const DEFAULT_QUEUE_URL: &str = "https://queue.fal.run";
 pub const BACKUP_QUEUE_URL: &str = "https://queue.falrun.com";
 /// Where fal publishes its webhook signing keys.
 pub const DEFAULT_JWKS_URL: &str = "https://rest.alpha.fal.ai/.well-known/jwks.json";
+/// Calls a minute the client allows itself by default (fal's suggested pace).
+pub const DEFAULT_REQUESTS_PER_MINUTE: u32 = 100;
 /// How far a webhook's timestamp may be from now.
 pub const WEBHOOK_TOLERANCE: Duration = Duration::from_secs(300);
 
@@ -174,6 +176,7 @@ pub struct FalProvider {
     reads: RetryPolicy,
     jwks: tokio::sync::Mutex<Jwks>,
     refetch_gap: Duration,
+    limit: RateLimiter,
     models: Vec<ModelSpec>,
     clock: Mutex<Option<SystemTime>>,
 }
@@ -211,6 +214,7 @@ impl FalProvider {
                 fetched: None,
             }),
             refetch_gap: JWKS_REFETCH_GAP,
+            limit: RateLimiter::per_minute(DEFAULT_REQUESTS_PER_MINUTE),
             models: catalog(),
             clock: Mutex::new(None),
         }
@@ -267,6 +271,12 @@ impl FalProvider {
         self
     }
 
+    /// Another client-side rate limit: `limit` calls to the queue a minute.
+    pub fn with_requests_per_minute(mut self, limit: u32) -> Self {
+        self.limit = RateLimiter::per_minute(limit);
+        self
+    }
+
     /// Another least time between refetches of the keys (default [`JWKS_REFETCH_GAP`]).
     pub fn with_jwks_refetch_gap(mut self, gap: Duration) -> Self {
         self.refetch_gap = gap;
@@ -300,6 +310,7 @@ impl FalProvider {
     }
 
     async fn read(&self, url: &str) -> Result<(u16, Value)> {
+        self.limit.acquire().await;
         let resp = http::send(
             SERVICE,
             CallKind::Read,
@@ -403,6 +414,7 @@ impl VideoProvider for FalProvider {
         let mut hosts = vec![self.queue.clone()];
         hosts.extend(self.backup.clone());
         let mut last = None;
+        self.limit.acquire().await;
         for host in hosts {
             let url = format!("{host}/{}", request.provider_model.trim_matches('/'));
             let mut call = self
@@ -511,6 +523,7 @@ impl VideoProvider for FalProvider {
 
     async fn cancel(&self, query: &StatusQuery) -> Result<CancelOutcome> {
         let url = self.request_url(query, "/cancel");
+        self.limit.acquire().await;
         let resp = self
             .http
             .put(&url)

@@ -447,3 +447,65 @@ async fn fal_passes_the_provider_conformance_suite() {
         .await;
     video_provider_suite(&fal(&server)).await;
 }
+
+#[tokio::test]
+async fn malformed_signatures_and_a_down_key_endpoint_are_clear_errors() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/.well-known/jwks.json"))
+        .respond_with(ResponseTemplate::new(503).set_body_string("upstream down"))
+        .mount(&server)
+        .await;
+    let provider = fal(&server);
+    let body = ok_body("r-1");
+    let mut bad_hex = delivery(&key(1), "r-1", "u", now_secs(), &body);
+    for (k, v) in bad_hex.headers.iter_mut() {
+        if k.eq_ignore_ascii_case("x-fal-webhook-signature") {
+            *v = "zz-not-hex".into();
+        }
+    }
+    assert_eq!(
+        provider.parse_webhook(&bad_hex).await.unwrap_err().kind(),
+        ErrorKind::Unauthorized,
+        "malformed hex is refused before any key is fetched"
+    );
+    assert!(server.received_requests().await.unwrap().is_empty());
+    let good = delivery(&key(1), "r-1", "u", now_secs(), &body);
+    let err = provider.parse_webhook(&good).await.unwrap_err();
+    assert_eq!(
+        err.kind(),
+        ErrorKind::Unavailable,
+        "the keys cannot be read: {err}"
+    );
+    assert!(err.to_string().contains("fal"), "{err}");
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+    /// Random headers and bodies never panic the verifier or the parser.
+    #[test]
+    fn random_deliveries_never_panic(
+        headers in proptest::collection::vec(("[a-zA-Z-]{0,30}", "\\PC{0,80}"), 0..6),
+        signature in "[0-9a-f]{0,140}",
+        timestamp in "\\PC{0,12}",
+        body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+    ) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let server = MockServer::start().await;
+            Mock::given(method("GET"))
+                .respond_with(ResponseTemplate::new(200).set_body_json(json!({"keys": [jwk(&key(1))]})))
+                .mount(&server)
+                .await;
+            let provider = fal(&server);
+            let mut all = headers.clone();
+            all.push(("X-Fal-Webhook-Request-Id".into(), "r".into()));
+            all.push(("X-Fal-Webhook-User-Id".into(), "u".into()));
+            all.push(("X-Fal-Webhook-Timestamp".into(), timestamp.clone()));
+            all.push(("X-Fal-Webhook-Signature".into(), signature.clone()));
+            for d in [WebhookDelivery::new(headers.clone(), body.clone()), WebhookDelivery::new(all, body.clone())] {
+                let _ = provider.parse_webhook(&d).await;
+            }
+        });
+    }
+}

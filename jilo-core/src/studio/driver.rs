@@ -555,6 +555,14 @@ fn observe(job: &mut Job, input: Input, observation: &Observation, deadline: &st
         }
         Observation::Nothing => {}
     }
+    if let Input::SubmitFailed(class) | Input::ProviderFailed(class) = input {
+        job.failure_class = Some(class);
+        let unserved = matches!(class, FailureClass::OutOfFunds | FailureClass::KeyRejected);
+        if unserved && job.state == JobState::Failed {
+            // The provider's words went to the admin's alert and the log; the user gets these.
+            job.failure = Some(crate::job::SERVICE_UNAVAILABLE.to_owned());
+        }
+    }
     match input {
         Input::DeadlinePassed => {
             job.failure = Some(format!(

@@ -226,6 +226,7 @@ impl Studio {
             video_url: None,
             output: None,
             failure: None,
+            failure_class: None,
             webhook: false,
             created_at: now,
             updated_at: now,

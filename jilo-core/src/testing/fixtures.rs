@@ -32,6 +32,7 @@ pub fn sample_job(user: &UserId, credits: i64, at: Timestamp) -> Job {
         video_url: None,
         output: None,
         failure: None,
+        failure_class: None,
         webhook: false,
         created_at: at,
         updated_at: at,
