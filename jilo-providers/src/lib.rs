@@ -10,7 +10,8 @@
 //! - `apify` (feature `apify`): trending videos on TikTok, YouTube Shorts and Instagram Reels;
 //! - `gemini` (feature `gemini`): the creative model (analyses, prompts, YouTube metadata);
 //! - `fal` (feature `fal`): fal.ai's queue as a video provider, webhooks verified with Ed25519;
-//! - `suchuang` (feature `suchuang`): 速创's VEO, polled.
+//! - `suchuang` (feature `suchuang`): 速创's VEO, polled;
+//! - `notify` (features `email`, `chat`): admin alerts by SMTP and to a chat webhook.
 //!
 //! ```
 //! use jilo_core::ErrorKind;
@@ -32,5 +33,7 @@ pub mod fal;
 pub mod gemini;
 #[cfg(feature = "http")]
 pub mod http;
+#[cfg(any(feature = "email", feature = "chat"))]
+pub mod notify;
 #[cfg(feature = "suchuang")]
 pub mod suchuang;
