@@ -1,6 +1,6 @@
 //! Policies as plain configuration: pricing, attempts, deadlines, failover, the daily cap.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use crate::ids::ProviderId;
@@ -131,6 +131,12 @@ pub struct Policy {
     /// How many creative-model analyses one discovery runs at once (the model's own client
     /// keeps its rate limit).
     pub analysis_concurrency: usize,
+    /// How often [`crate::Studio::run`] reads the providers' balances.
+    pub balance_check_interval: Duration,
+    /// A provider whose balance falls under its amount here (in its currency's minor units,
+    /// e.g. 10,000 fen = 100 元, the seed's "about 90 videos") alerts the admin before users
+    /// meet an empty account.
+    pub low_balance: BTreeMap<ProviderId, i64>,
     /// The base URL webhooks are delivered to; the provider id, the job and the attempt are
     /// appended as path segments (`https://host/webhooks` →
     /// `https://host/webhooks/fal/{job}/{attempt}`), so a delivery whose request id the Studio
@@ -162,6 +168,8 @@ impl Default for Policy {
             daily_generation_cap: None,
             alert_cooldown: Duration::from_secs(60 * 60),
             provider_cooldown: Duration::from_secs(5 * 60),
+            balance_check_interval: Duration::from_secs(10 * 60),
+            low_balance: BTreeMap::new(),
             trend_cache_window: Duration::from_secs(60 * 60),
             trend_failure_window: Duration::from_secs(5 * 60),
             analysis_concurrency: 4,

@@ -687,3 +687,50 @@ async fn a_hold_refunded_behind_the_studios_back_never_completes() {
         "nothing was charged twice"
     );
 }
+
+/// A provider answering 429 with `Retry-After: 2` is not asked again sooner, however short the
+/// back-off; one that keeps answering 429 ends the job by the rules (the attempt limit: failed
+/// and refunded), never a hang.
+#[tokio::test(start_paused = true)]
+async fn rate_limits_are_waited_out_and_end_the_job_by_the_rules() {
+    let sim = Arc::new(SimProvider::new("sim"));
+    sim.fail_all_submits(SimFailure::RateLimited);
+    let store = Arc::new(InMemoryStore::new());
+    let studio = Studio::builder()
+        .provider(sim.clone())
+        .store(store.clone())
+        .clock(Arc::new(TokioClock::new()))
+        .policy(Policy {
+            retry_backoff: jilo_core::Backoff {
+                base: Duration::from_millis(100),
+                max: Duration::from_millis(200),
+            },
+            ..policy()
+        })
+        .build()
+        .unwrap();
+    let max = user(&*store, "max").await;
+    let id = studio.generate(&max, request()).await.unwrap();
+    let job = studio.job(&id).await.unwrap();
+    assert_eq!(job.state, JobState::Queued);
+    let waited = job.next_check_at.unwrap().as_millis() - job.updated_at.as_millis();
+    assert!(
+        waited >= 2_000,
+        "Retry-After: 2 honoured, not the 200 ms back-off ({waited} ms)"
+    );
+    tokio::time::advance(Duration::from_millis(1_500)).await;
+    assert_eq!(
+        studio.tick().await.unwrap().claimed,
+        0,
+        "not before the two seconds"
+    );
+    for _ in 0..10 {
+        tokio::time::advance(Duration::from_secs(3)).await;
+        studio.tick().await.unwrap();
+    }
+    let job = studio.job(&id).await.unwrap();
+    assert_eq!((job.state, job.attempts), (JobState::Failed, 3));
+    assert_eq!(sim.submissions().len(), 3);
+    let b = studio.balance(&max).await.unwrap();
+    assert_eq!((b.available, b.held), (100, 0), "refunded");
+}

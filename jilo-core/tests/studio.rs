@@ -1078,3 +1078,52 @@ async fn a_slow_copy_runs_once_in_a_worker_not_in_the_webhook() {
     stop.send(()).unwrap();
     worker.await.unwrap();
 }
+
+/// The worker watches balances: a provider under its threshold alerts the admin once per
+/// cooldown, before users meet an empty account; one above it, or without a threshold, does not.
+#[tokio::test(start_paused = true)]
+async fn a_low_balance_alerts_the_admin_once_before_users_meet_it() {
+    let suchuang = Arc::new(SimProvider::new("suchuang"));
+    let fal = Arc::new(SimProvider::new("fal"));
+    suchuang.set_balance(9_000); // 90 元
+    fal.set_balance(500_000);
+    let mut p = policy();
+    p.low_balance.insert("suchuang".into(), 10_000);
+    p.low_balance.insert("fal".into(), 1_000);
+    p.balance_check_interval = Duration::from_secs(60);
+    let h = harness(vec![suchuang.clone(), fal.clone()], p);
+
+    let read = h.studio.check_balances().await;
+    assert_eq!(read.len(), 2);
+    let alerts = h.notifier.alerts();
+    assert_eq!(alerts.len(), 1);
+    assert_eq!(
+        alerts[0].kind,
+        AlertKind::BalanceLow {
+            provider: "suchuang".into(),
+            balance_minor: 9_000
+        }
+    );
+    assert!(
+        alerts[0].detail.contains("90 CNY") || alerts[0].detail.contains("90 USD"),
+        "{}",
+        alerts[0].detail
+    );
+
+    // The worker checks on its schedule; within the cooldown there is no second alert.
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let worker = tokio::spawn({
+        let studio = h.studio.clone();
+        async move {
+            studio
+                .run(async {
+                    let _ = stopped.await;
+                })
+                .await
+        }
+    });
+    tokio::time::sleep(Duration::from_secs(5 * 60)).await;
+    assert_eq!(h.notifier.alerts().len(), 1, "one alert per cooldown");
+    stop.send(()).unwrap();
+    worker.await.unwrap();
+}

@@ -36,6 +36,8 @@ pub(crate) enum Observation {
     },
     Failure {
         reason: String,
+        /// How long the service asked us to wait (a 429's `Retry-After`), if it said.
+        retry_after: Option<std::time::Duration>,
     },
     Progress {
         progress: Option<u8>,
@@ -208,6 +210,7 @@ impl Inner {
                                             "the submit did not answer within {}s",
                                             limit.as_secs()
                                         ),
+                                        retry_after: None,
                                     },
                                 )
                             },
@@ -237,6 +240,7 @@ impl Inner {
                                             "copying the video took more than {}s",
                                             limit.as_secs()
                                         ),
+                                        retry_after: None,
                                     },
                                 )
                             },
@@ -384,6 +388,17 @@ impl Inner {
                 return Ok(None);
             }
             self.schedule(&mut next, &step.effects, now, mode, token);
+            if let Observation::Failure {
+                retry_after: Some(asked),
+                ..
+            } = observation
+            {
+                // A service that said when to come back is not asked sooner.
+                if step.effects.contains(&Effect::RetryLater) {
+                    let at = now.plus(*asked);
+                    next.next_check_at = next.next_check_at.map(|t| t.max(at)).or(Some(at));
+                }
+            }
             let mut update = JobUpdate::new(&job, next);
             update.delivery = delivery.clone();
             for effect in &step.effects {
@@ -537,7 +552,7 @@ fn observe(job: &mut Job, input: Input, observation: &Observation, deadline: &st
             job.failure = None;
             job.stage = Some("submitted".to_owned());
         }
-        Observation::Failure { reason } => job.failure = Some(reason.clone()),
+        Observation::Failure { reason, .. } => job.failure = Some(reason.clone()),
         Observation::Progress { progress, stage } => {
             let p = progress.unwrap_or(job.progress).min(100).max(job.progress);
             job.progress = p;

@@ -28,7 +28,10 @@ pub(crate) fn follow_status(status: ProviderStatus) -> Follow {
         ),
         ProviderStatus::Failed { reason, class } => Follow::Input(
             Input::ProviderFailed(class),
-            Observation::Failure { reason },
+            Observation::Failure {
+                reason,
+                retry_after: None,
+            },
         ),
     }
 }
@@ -46,6 +49,7 @@ impl Inner {
                     reason: format!(
                         "provider #{provider_index} of the job's route is not registered"
                     ),
+                    retry_after: None,
                 },
             );
         };
@@ -86,6 +90,7 @@ impl Inner {
                     Input::SubmitFailed(class),
                     Observation::Failure {
                         reason: e.to_string(),
+                        retry_after: e.retry_after(),
                     },
                 )
             }
@@ -136,6 +141,7 @@ impl Inner {
                             "attempt {} never reached {}",
                             pending.attempt, registered.id
                         ),
+                        retry_after: None,
                     },
                 )
             }
@@ -188,7 +194,13 @@ impl Inner {
             Ok(url) => url,
             Err(reason) => {
                 tracing::warn!(%reason, "no video to store yet");
-                return Follow::Input(Input::StoreFailed, Observation::Failure { reason });
+                return Follow::Input(
+                    Input::StoreFailed,
+                    Observation::Failure {
+                        reason,
+                        retry_after: None,
+                    },
+                );
             }
         };
         let Some(media) = &self.media else {
@@ -224,6 +236,7 @@ impl Inner {
                     Input::StoreFailed,
                     Observation::Failure {
                         reason: e.to_string(),
+                        retry_after: None,
                     },
                 )
             }

@@ -513,8 +513,13 @@ impl Studio {
         let concurrency = self.inner.policy.worker_concurrency.max(1);
         let places = Arc::new(tokio::sync::Semaphore::new(concurrency));
         let mut tasks = tokio::task::JoinSet::new();
+        let mut balances_due = tokio::time::Instant::now();
         tokio::pin!(shutdown);
         loop {
+            if tokio::time::Instant::now() >= balances_due {
+                balances_due += self.inner.policy.balance_check_interval;
+                self.check_balances().await;
+            }
             let free = places.available_permits();
             if free > 0 {
                 match self.claim(free.min(self.inner.policy.claim_batch)).await {
@@ -553,6 +558,49 @@ impl Studio {
             );
             tasks.abort_all();
         }
+    }
+
+    /// Reads every provider's balance and alerts the admin for each one under its
+    /// [`Policy::low_balance`] threshold (once per [`Policy::alert_cooldown`], across
+    /// processes). Returns the balances read; a provider without a balance endpoint gives
+    /// `None`, one whose read failed is logged and left out. [`Studio::run`] calls it every
+    /// [`Policy::balance_check_interval`].
+    pub async fn check_balances(
+        &self,
+    ) -> Vec<(ProviderId, Option<crate::traits::ProviderBalance>)> {
+        let inner = &self.inner;
+        let mut read = Vec::new();
+        for p in &inner.providers {
+            match p.provider.balance().await {
+                Ok(balance) => {
+                    if let (Some(b), Some(threshold)) =
+                        (&balance, inner.policy.low_balance.get(&p.id))
+                    {
+                        if b.minor < *threshold {
+                            let detail = format!(
+                                "{} {} left ({} minor units), under the threshold of {}",
+                                b.minor as f64 / 100.0,
+                                b.currency,
+                                b.minor,
+                                threshold
+                            );
+                            inner
+                                .alert(
+                                    AlertKind::BalanceLow {
+                                        provider: p.id.clone(),
+                                        balance_minor: b.minor,
+                                    },
+                                    detail,
+                                )
+                                .await;
+                        }
+                    }
+                    read.push((p.id.clone(), balance));
+                }
+                Err(e) => tracing::warn!(provider = %p.id, error = %e, "reading a balance failed"),
+            }
+        }
+        read
     }
 
     /// Cancels a user's job, refunding the hold only when the provider will not bill:

@@ -101,6 +101,7 @@ struct SimState {
     lookup: bool,
     cancels: Vec<String>,
     deliveries: u64,
+    balance_minor: Option<i64>,
 }
 
 /// The body of a simulated webhook delivery.
@@ -200,6 +201,11 @@ impl SimProvider {
     /// The request id accepted for an idempotency key, if any.
     pub fn request_for_key(&self, idempotency_key: &str) -> Option<String> {
         self.lock().by_key.get(idempotency_key).cloned()
+    }
+
+    /// Sets the account balance it reports (default 10,000 minor units).
+    pub fn set_balance(&self, minor: i64) {
+        self.lock().balance_minor = Some(minor);
     }
 
     /// How many distinct requests it accepted (and would bill).
@@ -402,7 +408,7 @@ impl VideoProvider for SimProvider {
 
     async fn balance(&self) -> Result<Option<ProviderBalance>> {
         Ok(Some(ProviderBalance {
-            minor: 10_000,
+            minor: self.lock().balance_minor.unwrap_or(10_000),
             currency: "USD".to_owned(),
         }))
     }
