@@ -160,6 +160,10 @@ pub struct Job {
     pub progress: u8,
     /// A short human-readable stage, e.g. `generating frames`.
     pub stage: Option<String>,
+    /// What the provider in use charges for this video (from its catalog), recorded when it
+    /// accepts the submission.
+    #[serde(default)]
+    pub provider_cost: Option<crate::video::ProviderCost>,
     /// The provider's video URL once it succeeded.
     pub video_url: Option<String>,
     /// The stored video once completed.

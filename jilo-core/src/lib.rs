@@ -104,8 +104,8 @@ pub use publish::{
 };
 pub use score::{ViralScore, ViralSignals};
 pub use studio::{
-    DiscoverQuery, DiscoveredVideo, Discovery, PlatformFailure, Studio, StudioBuilder, TickReport,
-    WebhookOutcome,
+    CostLine, DiscoverQuery, DiscoveredVideo, Discovery, PlatformFailure, Studio, StudioBuilder,
+    TickReport, WebhookOutcome,
 };
 pub use traits::{
     CachedSearch, CancelOutcome, CreativeModel, FailureClass, JobStore, MediaStore,
@@ -115,4 +115,4 @@ pub use traits::{
     WebhookDelivery, WebhookEvent,
 };
 pub use trend::{Platform, TrendQuery, TrendingVideo};
-pub use video::{AspectRatio, ModelPrice, ModelSpec, StyleOptions, VideoRequest};
+pub use video::{AspectRatio, ModelPrice, ModelSpec, ProviderCost, StyleOptions, VideoRequest};

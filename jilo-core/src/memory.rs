@@ -377,6 +377,22 @@ impl JobStore for InMemoryStore {
         Ok(jobs)
     }
 
+    async fn jobs_created_between(&self, from: Timestamp, to: Timestamp) -> Result<Vec<Job>> {
+        let s = self.lock();
+        let mut jobs: Vec<Job> = s
+            .jobs
+            .values()
+            .filter(|j| j.created_at >= from && j.created_at < to)
+            .cloned()
+            .collect();
+        jobs.sort_by(|a, b| {
+            a.created_at
+                .cmp(&b.created_at)
+                .then_with(|| a.id.cmp(&b.id))
+        });
+        Ok(jobs)
+    }
+
     async fn record_delivery(&self, delivery: &DeliveryRecord) -> Result<DeliveryOutcome> {
         let mut s = self.lock();
         if !s.jobs.contains_key(&delivery.job) {

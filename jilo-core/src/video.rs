@@ -139,6 +139,15 @@ pub struct ModelPrice {
     pub currency: String,
 }
 
+/// What a provider charges for one video, in its currency's minor units.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ProviderCost {
+    /// Minor units (cents, fen).
+    pub minor: i64,
+    /// ISO 4217 code.
+    pub currency: String,
+}
+
 /// One model a provider offers: its durations, aspect ratios and prices. Capabilities are data.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ModelSpec {

@@ -429,6 +429,13 @@ impl JobStore for Flaky {
     async fn jobs_for_user(&self, user: &UserId, limit: usize) -> jilo_core::Result<Vec<Job>> {
         self.inner.jobs_for_user(user, limit).await
     }
+    async fn jobs_created_between(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> jilo_core::Result<Vec<Job>> {
+        self.inner.jobs_created_between(from, to).await
+    }
     async fn record_delivery(&self, d: &DeliveryRecord) -> jilo_core::Result<DeliveryOutcome> {
         self.inner.record_delivery(d).await
     }

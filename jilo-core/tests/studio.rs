@@ -1127,3 +1127,86 @@ async fn a_low_balance_alerts_the_admin_once_before_users_meet_it() {
     stop.send(()).unwrap();
     worker.await.unwrap();
 }
+
+/// The cost report: per provider and day, jobs, deliveries, credits charged and what the
+/// provider charged (from its catalog), so a host sees its margin.
+#[tokio::test(start_paused = true)]
+async fn the_cost_report_shows_the_margin_per_provider_and_day() {
+    let sim = Arc::new(SimProvider::new("sim"));
+    let h = harness(vec![sim.clone()], policy());
+    let olga = user_with(&h.store, "olga", 1_000).await;
+    let start = jilo_core::Clock::now(&TokioClock::new());
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        ids.push(h.studio.generate(&olga, request()).await.unwrap());
+    }
+    // Two delivered, one failed at the provider, one timed out.
+    for id in &ids[..2] {
+        let rid = request_id(&h.studio, id).await;
+        let done = sim.succeeded(&rid, "https://cdn.example/v.mp4");
+        h.studio.handle_webhook(&"sim".into(), &done).await.unwrap();
+    }
+    let rid = request_id(&h.studio, &ids[2]).await;
+    let failed = ProviderStatus::Failed {
+        reason: "input refused".into(),
+        class: jilo_core::FailureClass::Permanent,
+    };
+    h.studio
+        .handle_webhook(&"sim".into(), &sim.webhook(&rid, failed))
+        .await
+        .unwrap();
+    h.studio.tick().await.unwrap();
+    tokio::time::advance(h.studio.policy().deadline + Duration::from_secs(1)).await;
+    h.studio.tick().await.unwrap();
+    let states: Vec<JobState> = futures::future::join_all(ids.iter().map(|id| h.studio.job(id)))
+        .await
+        .into_iter()
+        .map(|j| j.unwrap().state)
+        .collect();
+    assert_eq!(
+        states,
+        [
+            JobState::Completed,
+            JobState::Completed,
+            JobState::Failed,
+            JobState::TimedOut
+        ]
+    );
+    assert_eq!(
+        h.studio.job(&ids[0]).await.unwrap().provider_cost,
+        Some(jilo_core::ProviderCost {
+            minor: 25,
+            currency: "USD".into()
+        }),
+        "the provider's charge is recorded when it accepts"
+    );
+
+    let report = h
+        .studio
+        .cost_report(start, start.plus(Duration::from_secs(86_400)))
+        .await
+        .unwrap();
+    assert_eq!(report.len(), 1);
+    let line = &report[0];
+    assert_eq!(line.provider, ProviderId::new("sim"));
+    assert_eq!(line.utc_day, start.utc_day());
+    assert_eq!((line.jobs, line.delivered), (4, 2));
+    assert_eq!(
+        line.credits_charged,
+        3 * PRICE,
+        "delivered and timed out are charged"
+    );
+    assert_eq!(
+        (line.provider_cost_minor, line.currency.as_str()),
+        (75, "USD")
+    );
+    let empty = h
+        .studio
+        .cost_report(
+            start.plus(Duration::from_secs(86_400)),
+            start.plus(Duration::from_secs(2 * 86_400)),
+        )
+        .await
+        .unwrap();
+    assert!(empty.is_empty());
+}

@@ -129,6 +129,17 @@ impl Inner {
         }
     }
 
+    /// What the job's current provider charges for its model and duration, from its catalog.
+    fn cost_of(&self, job: &Job) -> Option<crate::video::ProviderCost> {
+        let provider = job.provider().and_then(|id| self.provider(id))?;
+        let spec = provider.models.iter().find(|m| m.id == job.request.model)?;
+        let price = spec.price(job.request.duration_secs)?;
+        Some(crate::video::ProviderCost {
+            minor: price.provider_cost_minor,
+            currency: price.currency.clone(),
+        })
+    }
+
     /// A lease token unique to one drive or claim in this process: leases name it, so two
     /// tasks of one process never take each other's lease for their own.
     pub(crate) fn lease_token(&self) -> String {
@@ -380,6 +391,9 @@ impl Inner {
             };
             next.updated_at = now;
             observe(&mut next, input, observation, &self.policy.deadline);
+            if input == Input::Accepted {
+                next.provider_cost = self.cost_of(&next);
+            }
             if step.effects.contains(&Effect::Reconcile) {
                 next.stage = Some("confirming the submission".to_owned());
             }

@@ -29,6 +29,7 @@ pub fn sample_job(user: &UserId, credits: i64, at: Timestamp) -> Job {
         store_attempts: 0,
         progress: 0,
         stage: None,
+        provider_cost: None,
         video_url: None,
         output: None,
         failure: None,

@@ -339,6 +339,31 @@ where
         seen_by_one.windows(2).all(|w| w[0].1 < w[1].1),
         "in order: {seen_by_one:?}"
     );
+    let in_range = store
+        .jobs_created_between(at, at.plus(Duration::from_secs(11)))
+        .await
+        .unwrap_or_else(|e| panic!("listing jobs by creation failed: {e}"));
+    let ours_in_range: Vec<&JobId> = in_range
+        .iter()
+        .filter(|j| j.user == user)
+        .map(|j| &j.id)
+        .collect();
+    assert_eq!(
+        ours_in_range,
+        [&job.id, &newer.id],
+        "jobs created in the range, oldest first"
+    );
+    let none = store
+        .jobs_created_between(
+            at.plus(Duration::from_secs(11)),
+            at.plus(Duration::from_secs(20)),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        none.iter().all(|j| j.user != user),
+        "the range's end is excluded"
+    );
     let listed = store
         .jobs_for_user(&user, 10)
         .await

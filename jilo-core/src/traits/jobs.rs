@@ -58,6 +58,9 @@ pub trait JobStore: Send + Sync {
     /// A user's jobs, newest first, at most `limit`.
     async fn jobs_for_user(&self, user: &UserId, limit: usize) -> Result<Vec<Job>>;
 
+    /// Every user's jobs created in `from..to`, oldest first (reports).
+    async fn jobs_created_between(&self, from: Timestamp, to: Timestamp) -> Result<Vec<Job>>;
+
     /// Remembers a webhook delivery; says whether it was new.
     async fn record_delivery(&self, delivery: &DeliveryRecord) -> Result<DeliveryOutcome>;
 

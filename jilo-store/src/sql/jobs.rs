@@ -305,6 +305,21 @@ impl JobStore for SqlStore {
         .await
     }
 
+    async fn jobs_created_between(&self, from: Timestamp, to: Timestamp) -> Result<Vec<Job>> {
+        self.retry("listing jobs for a report", || async {
+            let rows: Vec<JobRow> = sqlx::query_as(&format!(
+                "SELECT {JOB_COLUMNS} FROM jilo_jobs WHERE created_ms >= $1 AND created_ms < $2 \
+                 ORDER BY created_ms, id"
+            ))
+            .bind(from.as_millis())
+            .bind(to.as_millis())
+            .fetch_all(&self.pool)
+            .await?;
+            rows.into_iter().map(job_from_row).collect()
+        })
+        .await
+    }
+
     async fn record_delivery(&self, delivery: &DeliveryRecord) -> Result<DeliveryOutcome> {
         self.retry("recording a webhook delivery", || async {
             let mut tx = self.begin_write().await?;

@@ -34,6 +34,11 @@ const SQLITE: &[Migration] = &[
         name: "trend_cache",
         sql: include_str!("../../migrations/sqlite/0004_trend_cache.sql"),
     },
+    Migration {
+        version: 5,
+        name: "jobs_by_creation",
+        sql: include_str!("../../migrations/sqlite/0005_jobs_by_creation.sql"),
+    },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -56,6 +61,11 @@ const POSTGRES: &[Migration] = &[
         version: 4,
         name: "trend_cache",
         sql: include_str!("../../migrations/postgres/0004_trend_cache.sql"),
+    },
+    Migration {
+        version: 5,
+        name: "jobs_by_creation",
+        sql: include_str!("../../migrations/postgres/0005_jobs_by_creation.sql"),
     },
 ];
 
