@@ -122,6 +122,10 @@ pub struct Policy {
     pub alert_cooldown: Duration,
     /// A provider found out of funds or with a rejected key is skipped for new jobs this long.
     pub provider_cooldown: Duration,
+    /// After this many retryable submit failures in a row at one provider (5xx, refused
+    /// connections, time-outs), it is cooled like one out of funds, and the admin told it is
+    /// degraded: new jobs go to the others first. A success resets the count.
+    pub breaker_failures: u32,
     /// A discovery repeated within this window is answered from the store, without a new
     /// (paid) search of the platforms (the seed: 1 hour).
     pub trend_cache_window: Duration,
@@ -168,6 +172,7 @@ impl Default for Policy {
             daily_generation_cap: None,
             alert_cooldown: Duration::from_secs(60 * 60),
             provider_cooldown: Duration::from_secs(5 * 60),
+            breaker_failures: 5,
             balance_check_interval: Duration::from_secs(10 * 60),
             low_balance: BTreeMap::new(),
             trend_cache_window: Duration::from_secs(60 * 60),

@@ -1210,3 +1210,46 @@ async fn the_cost_report_shows_the_margin_per_provider_and_day() {
         .unwrap();
     assert!(empty.is_empty());
 }
+
+/// The breaker: a provider failing submits again and again (5xx) is cooled after
+/// `Policy::breaker_failures` in a row, the admin told once, and new jobs go to the other.
+#[tokio::test(start_paused = true)]
+async fn a_provider_failing_again_and_again_is_cooled_by_the_breaker() {
+    let flaky = Arc::new(SimProvider::new("flaky"));
+    let steady = Arc::new(SimProvider::new("steady"));
+    flaky.fail_all_submits(SimFailure::Unavailable);
+    let h = harness(
+        vec![flaky.clone(), steady.clone()],
+        Policy {
+            breaker_failures: 3,
+            ..policy()
+        },
+    );
+    let pia = user_with(&h.store, "pia", 1_000).await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(h.studio.generate(&pia, request()).await.unwrap());
+    }
+    assert_eq!(
+        flaky.submissions().len(),
+        3,
+        "three tries in a row at the flaky provider"
+    );
+    let alerts = h.notifier.alerts();
+    assert_eq!(alerts.len(), 1);
+    assert_eq!(
+        alerts[0].kind,
+        AlertKind::ProviderDegraded {
+            provider: "flaky".into()
+        }
+    );
+    let next = h.studio.generate(&pia, request()).await.unwrap();
+    let job = h.studio.job(&next).await.unwrap();
+    assert_eq!(
+        job.provider(),
+        Some(&ProviderId::new("steady")),
+        "routed around"
+    );
+    assert_eq!(job.state, JobState::Submitted);
+    assert_eq!(flaky.submissions().len(), 3);
+}

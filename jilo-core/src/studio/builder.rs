@@ -199,6 +199,7 @@ impl StudioBuilder {
                 worker,
                 wake: tokio::sync::Notify::new(),
                 lease_counter: std::sync::atomic::AtomicU64::new(0),
+                failures_in_a_row: std::sync::Mutex::new(std::collections::HashMap::new()),
             }),
         })
     }

@@ -1,6 +1,7 @@
 //! The effects that call services: submit, poll, store, cancel, alert.
 
 use crate::alert::{Alert, AlertClaim, AlertKind, ProviderCooling};
+use crate::ids::ProviderId;
 use crate::job::{Job, StoredVideo};
 use crate::machine::Input;
 use crate::traits::{
@@ -64,6 +65,7 @@ impl Inner {
         request.webhook_url = webhook_url.clone();
         match registered.provider.submit(&request).await {
             Ok(submission) => {
+                self.breaker_count(&registered.id, false);
                 tracing::info!(provider = %registered.id, request_id = %submission.request_id, attempt = job.attempts, "submitted");
                 Follow::Input(
                     Input::Accepted,
@@ -77,14 +79,27 @@ impl Inner {
             Err(e) => {
                 let class = FailureClass::of(&e);
                 tracing::warn!(provider = %registered.id, error = %e, ?class, attempt = job.attempts, "submit failed");
+                if matches!(class, FailureClass::Retryable | FailureClass::Unknown)
+                    && self.breaker_count(&registered.id, true)
+                        >= self.policy.breaker_failures.max(1)
+                {
+                    self.breaker_count(&registered.id, false);
+                    self.cool(&registered.id).await;
+                    self.alert(
+                        AlertKind::ProviderDegraded {
+                            provider: registered.id.clone(),
+                        },
+                        format!(
+                            "{} submits in a row failed; the last: {e}. New jobs go to the other \
+                             providers for {} minutes.",
+                            self.policy.breaker_failures,
+                            self.policy.provider_cooldown.as_secs() / 60
+                        ),
+                    )
+                    .await;
+                }
                 if matches!(class, FailureClass::OutOfFunds | FailureClass::KeyRejected) {
-                    let cooling = ProviderCooling {
-                        provider: registered.id.clone(),
-                        until: self.clock.now().plus(self.policy.provider_cooldown),
-                    };
-                    if let Err(e) = self.jobs.cool_provider(&cooling).await {
-                        tracing::warn!(error = %e, "recording a cooling provider failed");
-                    }
+                    self.cool(&registered.id).await;
                 }
                 Follow::Input(
                     Input::SubmitFailed(class),
@@ -94,6 +109,34 @@ impl Inner {
                     },
                 )
             }
+        }
+    }
+
+    /// Counts a retryable failure (`true`) or resets the count (`false`); returns the count.
+    fn breaker_count(&self, provider: &ProviderId, failed: bool) -> u32 {
+        let mut counts = self
+            .failures_in_a_row
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if failed {
+            let n = counts.entry(provider.clone()).or_insert(0);
+            *n += 1;
+            *n
+        } else {
+            counts.remove(provider);
+            0
+        }
+    }
+
+    /// Marks a provider to be tried last for [`crate::Policy::provider_cooldown`], for every
+    /// process sharing the store.
+    async fn cool(&self, provider: &ProviderId) {
+        let cooling = ProviderCooling {
+            provider: provider.clone(),
+            until: self.clock.now().plus(self.policy.provider_cooldown),
+        };
+        if let Err(e) = self.jobs.cool_provider(&cooling).await {
+            tracing::warn!(error = %e, "recording a cooling provider failed");
         }
     }
 

@@ -58,6 +58,8 @@ pub(crate) struct Inner {
     pub(crate) wake: tokio::sync::Notify,
     /// Numbers this process's lease tokens.
     pub(crate) lease_counter: std::sync::atomic::AtomicU64,
+    /// Retryable submit failures in a row, per provider (the breaker's count).
+    pub(crate) failures_in_a_row: std::sync::Mutex<std::collections::HashMap<ProviderId, u32>>,
 }
 
 /// Generates videos for users with exact credits: validates and moderates a request, holds the
