@@ -200,4 +200,5 @@ fn main() {
         }
     }
     let _ = child.kill();
+    let _ = child.wait();
 }

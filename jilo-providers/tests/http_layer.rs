@@ -1,0 +1,74 @@
+//! The shared HTTP layer under paused time: `Retry-After` as seconds and as an HTTP date is
+//! waited out before the next try; a service that keeps answering 429 ends the call with a
+//! typed error once the tries are spent, never a hang.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, SystemTime};
+
+use jilo_core::ErrorKind;
+use jilo_providers::http::{self, CallKind, RetryPolicy};
+use wiremock::matchers::method;
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+async fn call(server: &MockServer, policy: &RetryPolicy) -> jilo_core::Result<u16> {
+    let client = reqwest::Client::new();
+    let url = server.uri();
+    http::send(
+        "svc",
+        CallKind::Read,
+        policy,
+        |_| false,
+        |f| f.into_error("svc"),
+        || client.get(&url),
+    )
+    .await
+    .map(|r| r.status().as_u16())
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_after_seconds_and_dates_are_waited_out() {
+    let later = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(3));
+    for retry_after in ["2".to_owned(), later] {
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .respond_with(
+                ResponseTemplate::new(429).insert_header("retry-after", retry_after.as_str()),
+            )
+            .up_to_n_times(1)
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .respond_with(ResponseTemplate::new(200))
+            .mount(&server)
+            .await;
+        let policy = RetryPolicy {
+            base: Duration::from_millis(1),
+            max_delay: Duration::from_millis(2),
+            ..RetryPolicy::default()
+        };
+        let start = tokio::time::Instant::now();
+        assert_eq!(call(&server, &policy).await.unwrap(), 200);
+        let waited = start.elapsed();
+        assert!(
+            waited >= Duration::from_millis(1_900),
+            "{retry_after}: waited {waited:?}"
+        );
+        assert_eq!(server.received_requests().await.unwrap().len(), 2);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn endless_rate_limits_end_in_a_typed_error() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "30"))
+        .mount(&server)
+        .await;
+    let err = call(&server, &RetryPolicy::default()).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::RateLimited);
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(30)));
+    assert!(
+        server.received_requests().await.unwrap().len() <= 4,
+        "bounded in tries and time"
+    );
+}
