@@ -83,11 +83,7 @@ impl ApifySource {
     /// A source with this API token, on [`DEFAULT_API_URL`] and the default actors. The HTTP
     /// client waits up to 320 s per call (Apify holds a synchronous run for 300 s).
     pub fn new(token: impl Into<String>) -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(320))
-            .connect_timeout(Duration::from_secs(10))
-            .build()
-            .unwrap_or_default();
+        let http = http::client(Duration::from_secs(320));
         Self {
             token: SecretString::from(token.into()),
             base: DEFAULT_API_URL.to_owned(),
@@ -106,15 +102,11 @@ impl ApifySource {
     /// `APIFY_TOKEN` (required) and `APIFY_API_URL` (default [`DEFAULT_API_URL`]). A missing
     /// token is [`Error::InvalidInput`] naming the variable.
     pub fn from_env() -> Result<Self> {
-        let token = std::env::var("APIFY_TOKEN")
-            .ok()
-            .filter(|t| !t.trim().is_empty())
+        let token = http::env_var("APIFY_TOKEN")
             .ok_or_else(|| Error::invalid("APIFY_TOKEN", "set it to an Apify API token"))?;
         let mut source = Self::new(token);
-        if let Ok(url) = std::env::var("APIFY_API_URL") {
-            if !url.trim().is_empty() {
-                source = source.with_base_url(url);
-            }
+        if let Some(url) = http::env_var("APIFY_API_URL") {
+            source = source.with_base_url(url);
         }
         Ok(source)
     }

@@ -195,11 +195,7 @@ impl FalProvider {
     /// A provider named `fal` with this key (`FAL_KEY`, or `KEY_ID:KEY_SECRET`), on fal's
     /// hosts, offering [`catalog`].
     pub fn new(key: impl Into<String>) -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(60))
-            .connect_timeout(Duration::from_secs(10))
-            .build()
-            .unwrap_or_default();
+        let http = http::client(Duration::from_secs(60));
         Self {
             id: ProviderId::new("fal"),
             key: SecretString::from(key.into()),
@@ -222,7 +218,7 @@ impl FalProvider {
 
     /// `FAL_KEY` (required), `FAL_QUEUE_URL`, `FAL_JWKS_URL`.
     pub fn from_env() -> Result<Self> {
-        let var = |n: &str| std::env::var(n).ok().filter(|v| !v.trim().is_empty());
+        let var = http::env_var;
         let key = var("FAL_KEY").ok_or_else(|| Error::invalid("FAL_KEY", "set it to a fal key"))?;
         let mut fal = Self::new(key);
         if let Some(url) = var("FAL_QUEUE_URL") {

@@ -124,11 +124,7 @@ impl fmt::Debug for GeminiModel {
 impl GeminiModel {
     /// A model with this API key, [`DEFAULT_MODEL`] on [`DEFAULT_API_URL`], 60 calls a minute.
     pub fn new(key: impl Into<String>) -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(120))
-            .connect_timeout(Duration::from_secs(10))
-            .build()
-            .unwrap_or_default();
+        let http = http::client(Duration::from_secs(120));
         Self {
             key: SecretString::from(key.into()),
             base: DEFAULT_API_URL.to_owned(),
@@ -148,7 +144,7 @@ impl GeminiModel {
 
     /// `GEMINI_API_KEY` (required), `GEMINI_API_URL`, `GEMINI_MODEL`.
     pub fn from_env() -> Result<Self> {
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        let var = http::env_var;
         let key = var("GEMINI_API_KEY")
             .ok_or_else(|| Error::invalid("GEMINI_API_KEY", "set it to a Gemini API key"))?;
         let mut model = Self::new(key);

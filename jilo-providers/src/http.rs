@@ -12,6 +12,21 @@ use jilo_core::{Error, HttpFailure};
 
 use crate::classify;
 
+/// The HTTP client a service client gets unless the host injects its own: rustls, a connect
+/// time-out of 10 s and a whole-call time-out of `timeout`.
+pub fn client(timeout: Duration) -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(Duration::from_secs(10))
+        .build()
+        .unwrap_or_default()
+}
+
+/// An environment variable's value, `None` when unset or blank.
+pub fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
 /// How often and how long a call is tried.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RetryPolicy {

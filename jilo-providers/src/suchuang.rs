@@ -82,11 +82,7 @@ impl fmt::Debug for SuchuangProvider {
 impl SuchuangProvider {
     /// A provider named `suchuang` with this key.
     pub fn new(key: impl Into<String>) -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(60))
-            .connect_timeout(Duration::from_secs(10))
-            .build()
-            .unwrap_or_default();
+        let http = http::client(Duration::from_secs(60));
         Self {
             id: ProviderId::new("suchuang"),
             key: SecretString::from(key.into()),
@@ -99,7 +95,7 @@ impl SuchuangProvider {
 
     /// `SUCHUANG_API_KEY` (required), `SUCHUANG_API_URL`.
     pub fn from_env() -> Result<Self> {
-        let var = |n: &str| std::env::var(n).ok().filter(|v| !v.trim().is_empty());
+        let var = http::env_var;
         let key = var("SUCHUANG_API_KEY")
             .ok_or_else(|| Error::invalid("SUCHUANG_API_KEY", "set it to a 速创 API key"))?;
         let mut provider = Self::new(key);
