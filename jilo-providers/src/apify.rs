@@ -268,6 +268,16 @@ fn map_error(failed: http::Failed) -> Error {
     let kind = serde_json::from_str::<Value>(&failed.body)
         .ok()
         .and_then(|v| v["error"]["type"].as_str().map(str::to_owned));
+    if let Some("actor-memory-limit-exceeded" | "concurrent-runs-limit-exceeded") = kind.as_deref()
+    {
+        // 402s that clear by themselves when other runs end: not a matter of money.
+        return Error::RateLimited {
+            service: SERVICE.to_owned(),
+            retry_after: failed.retry_after,
+            response: Some(failed.http()),
+            source: None,
+        };
+    }
     if let Some("not-enough-usage-to-run-paid-actor" | "x402-payment-required") = kind.as_deref() {
         return Error::ProviderOutOfFunds {
             service: SERVICE.to_owned(),
@@ -377,11 +387,14 @@ impl TrendSource for ApifySource {
         let key = search_key(&actor, query);
         let raw = if let Some(run) = self.remembered(&key) {
             tracing::info!(run = %run, "following a run started earlier for this search");
-            self.follow(&run, query.limit).await?
+            self.follow(&run, query.limit).await
         } else {
-            self.run_for(&actor, query, &key).await?
+            self.run_for(&actor, query, &key).await
         };
+        // Read or failed for good: either way the run is over for this search (a caller
+        // that gave up mid-way leaves it remembered, to be followed next time).
         self.remember(&key, None);
+        let raw = raw?;
         let now = Timestamp::from_system(SystemTime::now());
         Ok(raw
             .iter()

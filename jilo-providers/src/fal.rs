@@ -216,7 +216,8 @@ impl FalProvider {
         }
     }
 
-    /// `FAL_KEY` (required), `FAL_QUEUE_URL`, `FAL_JWKS_URL`.
+    /// `FAL_KEY` (required), `FAL_USER_ID` (your fal user id: webhooks signed for another
+    /// account are refused; without it a warning is logged), `FAL_QUEUE_URL`, `FAL_JWKS_URL`.
     pub fn from_env() -> Result<Self> {
         let var = http::env_var;
         let key = var("FAL_KEY").ok_or_else(|| Error::invalid("FAL_KEY", "set it to a fal key"))?;
@@ -226,6 +227,12 @@ impl FalProvider {
         }
         if let Some(url) = var("FAL_JWKS_URL") {
             fal = fal.with_jwks_url(url);
+        }
+        match var("FAL_USER_ID") {
+            Some(user) => fal = fal.with_user_id(user),
+            None => tracing::warn!(
+                "FAL_USER_ID is not set: webhooks signed by any fal account will be accepted"
+            ),
         }
         Ok(fal)
     }
@@ -306,6 +313,12 @@ impl FalProvider {
     }
 
     async fn read(&self, url: &str) -> Result<(u16, Value)> {
+        self.read_as(url, true).await
+    }
+
+    /// A GET, with the key only for fal's queue (never for the public keys' URL, which may be
+    /// another host).
+    async fn read_as(&self, url: &str, with_key: bool) -> Result<(u16, Value)> {
         self.limit.acquire().await;
         let resp = http::send(
             SERVICE,
@@ -314,10 +327,12 @@ impl FalProvider {
             |_| false,
             map_error,
             || {
-                self.http
-                    .get(url)
-                    .header("authorization", self.auth())
-                    .header("accept", "application/json")
+                let call = self.http.get(url).header("accept", "application/json");
+                if with_key {
+                    call.header("authorization", self.auth())
+                } else {
+                    call
+                }
             },
         )
         .await?;
@@ -343,7 +358,7 @@ impl FalProvider {
         let may_refetch = jwks.fetched.is_none_or(|t| t.elapsed() >= self.refetch_gap);
         if stale || (refresh && may_refetch) {
             let url = self.jwks_url.clone();
-            let (_, body) = self.read(&url).await?;
+            let (_, body) = self.read_as(&url, false).await?;
             jwks.keys = body["keys"]
                 .as_array()
                 .into_iter()
@@ -601,14 +616,28 @@ impl VideoProvider for FalProvider {
                 Some(video) => ProviderStatus::Succeeded { video: Some(video) },
                 None => ProviderStatus::Succeeded { video: None },
             },
-            _ => ProviderStatus::Failed {
-                reason: body["error"]
+            _ => {
+                let reason = body["error"]
                     .as_str()
                     .or(body["payload_error"].as_str())
                     .unwrap_or("fal reported an error")
-                    .to_owned(),
-                class: FailureClass::Permanent,
-            },
+                    .to_owned();
+                // "Invalid status code: 503": fal's infrastructure failed (not billed), as the
+                // status poll's runner errors are: worth another try.
+                let server_side = reason
+                    .rsplit(':')
+                    .next()
+                    .and_then(|c| c.trim().parse::<u16>().ok())
+                    .is_some_and(|c| c >= 500);
+                ProviderStatus::Failed {
+                    reason,
+                    class: if server_side {
+                        FailureClass::Retryable
+                    } else {
+                        FailureClass::Permanent
+                    },
+                }
+            }
         };
         Ok(WebhookEvent {
             request_id: request_id.to_owned(),

@@ -148,7 +148,7 @@ mod chat {
         pub fn new(url: impl Into<String>) -> Self {
             Self {
                 url: SecretString::from(url.into()),
-                http: reqwest::Client::new(),
+                http: http::client(std::time::Duration::from_secs(10)),
             }
         }
 

@@ -135,12 +135,21 @@ impl SuchuangProvider {
             .text()
             .await
             .map_err(|e| http::transport_error(SERVICE, kind, e))?;
-        let body: Value = serde_json::from_str(&text).map_err(|e| Error::Protocol {
-            service: SERVICE.to_owned(),
-            reason: format!("the answer is not JSON: {e}"),
-            response: Some(HttpFailure::new(status, &text)),
-            source: None,
-        })?;
+        let body: Value = match serde_json::from_str(&text) {
+            Ok(body) => body,
+            // A gateway's page or plain text on an error status: the shared rule reads it.
+            Err(_) if status >= 400 => {
+                return Err(classify::http_error(SERVICE, status, &text, None))
+            }
+            Err(e) => {
+                return Err(Error::Protocol {
+                    service: SERVICE.to_owned(),
+                    reason: format!("the answer is not JSON: {e}"),
+                    response: Some(HttpFailure::new(status, &text)),
+                    source: None,
+                })
+            }
+        };
         match body["code"].as_i64() {
             Some(200) => Ok(body["data"].clone()),
             code => Err(body_error(status, code, &text, &body)),
@@ -158,10 +167,13 @@ fn body_error(http_status: u16, code: Option<i64>, text: &str, body: &Value) -> 
     if msg.contains("不存在") || code == Some(404) {
         return Error::not_found("task", format!("at {SERVICE}: {msg}"));
     }
-    let status = code
-        .and_then(|c| u16::try_from(c).ok())
-        .filter(|c| (400..600).contains(c))
-        .unwrap_or(http_status);
+    // A code that is not HTTP-like (10001, -1) refuses the request: read it as a 400, so the
+    // balance and rate words still count.
+    let status = match code.and_then(|c| u16::try_from(c).ok()) {
+        Some(c) if (400..600).contains(&c) => c,
+        _ if http_status >= 400 => http_status,
+        _ => 400,
+    };
     classify::http_error(SERVICE, status, text, None)
 }
 
@@ -182,7 +194,8 @@ fn task_id(data: &Value) -> Option<String> {
 /// A task's detail as a status: the current numbering, or the legacy one when the answer
 /// carries the legacy `content` field.
 fn status_of(data: &Value) -> ProviderStatus {
-    let legacy = data.get("content").is_some();
+    // The legacy answers carry the video in a `content` string and no `result` list.
+    let legacy = data["content"].is_string() && data.get("result").is_none();
     let code = data["status"]
         .as_i64()
         .or_else(|| data["status"].as_str().and_then(|s| s.parse().ok()));
@@ -210,9 +223,10 @@ fn status_of(data: &Value) -> ProviderStatus {
                     bytes: None,
                 }),
             },
-            None => ProviderStatus::Failed {
-                reason: "succeeded without a video URL".to_owned(),
-                class: FailureClass::Retryable,
+            // Done but the URL not there yet: look again, never resubmit a task that ran.
+            None => ProviderStatus::Running {
+                progress: Some(99),
+                stage: Some("publishing the video".to_owned()),
             },
         },
         Some(c) if c == failed => ProviderStatus::Failed {

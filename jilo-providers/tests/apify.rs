@@ -377,12 +377,23 @@ async fn errors_are_typed_and_never_show_the_token() {
             json!({"error": {"type": "not-enough-usage-to-run-paid-actor", "message": "not enough usage"}}),
             ErrorKind::ProviderOutOfFunds,
         ),
+        (
+            402,
+            json!({"error": {"type": "concurrent-runs-limit-exceeded", "message": "too many runs"}}),
+            ErrorKind::RateLimited,
+        ),
     ];
     for (status, body, kind) in cases {
         let server = MockServer::start().await;
+        // A refused start (rate limited) may be sent again; money and key errors are not.
+        let tries = if kind == ErrorKind::RateLimited {
+            2..=4
+        } else {
+            1..=1
+        };
         Mock::given(method("POST"))
             .respond_with(ResponseTemplate::new(status).set_body_json(body))
-            .expect(1)
+            .expect(tries)
             .mount(&server)
             .await;
         let err = source(&server)

@@ -306,10 +306,12 @@ async fn webhooks_verify_exactly_as_fal_signs_them() {
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({"keys": [jwk(&a)]})))
         .mount(&server)
         .await;
+    let ts = now_secs();
+    // The provider's clock is the signing time exactly, so the window's edges are sharp.
     let provider = fal(&server)
         .with_user_id("user-42")
-        .with_jwks_refetch_gap(Duration::ZERO);
-    let ts = now_secs();
+        .with_jwks_refetch_gap(Duration::ZERO)
+        .with_fixed_now(UNIX_EPOCH + Duration::from_secs(ts));
 
     // Valid: the video, the request, a delivery id from the bytes; a seed beyond i64 parses.
     let body = ok_body("r-1");
@@ -394,7 +396,22 @@ async fn webhooks_verify_exactly_as_fal_signs_them() {
         .await
         .unwrap();
     assert!(
-        matches!(event.status, ProviderStatus::Failed { ref reason, .. } if reason == "Invalid status code: 422")
+        matches!(event.status, ProviderStatus::Failed { ref reason, class: FailureClass::Permanent } if reason == "Invalid status code: 422")
+    );
+    let server_error = error_body.replace("422", "503").replace("r-3", "r-4");
+    let event = provider
+        .parse_webhook(&delivery(&b, "r-4", "user-42", ts, &server_error))
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            event.status,
+            ProviderStatus::Failed {
+                class: FailureClass::Retryable,
+                ..
+            }
+        ),
+        "fal's own failure is worth another try, as in the status poll"
     );
 }
 
@@ -412,10 +429,15 @@ async fn refetching_the_keys_is_rate_limited() {
         let forged = delivery(&key(9), "r-1", "u", now_secs(), &body);
         assert!(provider.parse_webhook(&forged).await.is_err());
     }
+    let fetches = server.received_requests().await.unwrap();
     assert_eq!(
-        server.received_requests().await.unwrap().len(),
+        fetches.len(),
         1,
         "five forged deliveries, one fetch of the keys"
+    );
+    assert!(
+        fetches[0].headers.get("authorization").is_none(),
+        "the fal key never goes to the keys' URL"
     );
 }
 

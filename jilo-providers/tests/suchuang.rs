@@ -80,7 +80,7 @@ async fn submit_sends_both_key_forms_and_the_fields() {
 
 #[tokio::test]
 async fn errors_in_the_status_or_the_body_are_typed_and_a_submit_is_sent_once() {
-    let cases: [(u16, Value, ErrorKind); 6] = [
+    let cases: [(u16, Value, ErrorKind); 7] = [
         (
             200,
             json!({"code": 400, "msg": "账户余额不足，请充值"}),
@@ -111,6 +111,11 @@ async fn errors_in_the_status_or_the_body_are_typed_and_a_submit_is_sent_once() 
             json!({"code": 502, "msg": "服务暂时繁忙"}),
             ErrorKind::Unavailable,
         ),
+        (
+            200,
+            json!({"code": 10001, "msg": "余额不足"}),
+            ErrorKind::ProviderOutOfFunds,
+        ),
     ];
     for (status, body, kind) in cases {
         let server = MockServer::start().await;
@@ -123,6 +128,20 @@ async fn errors_in_the_status_or_the_body_are_typed_and_a_submit_is_sent_once() 
         assert_eq!(err.kind(), kind, "HTTP {status} {body}: {err}");
         assert!(!format!("{err} {err:?}").contains(KEY));
     }
+    let gateway = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(402).set_body_string("<html>余额不足</html>"))
+        .mount(&gateway)
+        .await;
+    assert_eq!(
+        provider(&gateway)
+            .submit(&request())
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::ProviderOutOfFunds,
+        "a non-JSON error page is read by the shared rule"
+    );
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .respond_with(
@@ -198,6 +217,20 @@ async fn both_status_numberings_are_read() {
     ));
     assert!(matches!(
         status_for(json!({"id": 5823, "status": 3, "content": ""})).await,
+        ProviderStatus::Running { .. }
+    ));
+    // A `content: null` beside `result` is the current API; done without a URL yet is still
+    // running (polled again, never resubmitted).
+    match status_for(
+        json!({"status": 2, "result": ["https://cdn.wuyinkeji.com/v/2.mp4"], "content": null}),
+    )
+    .await
+    {
+        ProviderStatus::Succeeded { video: Some(v) } => assert!(v.url.ends_with("2.mp4")),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        status_for(json!({"status": 2, "result": []})).await,
         ProviderStatus::Running { .. }
     ));
     // Anything else ends the poll.
