@@ -11,7 +11,8 @@
 //! - `gemini` (feature `gemini`): the creative model (analyses, prompts, YouTube metadata);
 //! - `fal` (feature `fal`): fal.ai's queue as a video provider, webhooks verified with Ed25519;
 //! - `suchuang` (feature `suchuang`): 速创's VEO, polled;
-//! - `notify` (features `email`, `chat`): admin alerts by SMTP and to a chat webhook.
+//! - `notify` (features `email`, `chat`): admin alerts by SMTP and to a chat webhook;
+//! - `tokens` (feature `youtube`): OAuth tokens sealed at rest with AES-256-GCM.
 //!
 //! ```
 //! use jilo_core::ErrorKind;
@@ -37,3 +38,5 @@ pub mod http;
 pub mod notify;
 #[cfg(feature = "suchuang")]
 pub mod suchuang;
+#[cfg(feature = "youtube")]
+pub mod tokens;
