@@ -5,6 +5,7 @@
 //! truncated body ([`HttpFailure`]) and never an API key: providers build them from the
 //! response, never from their own request.
 
+use crate::ids::Timestamp;
 use std::fmt;
 use std::time::Duration;
 
@@ -57,6 +58,10 @@ pub enum ErrorKind {
     OutcomeUnknown,
     /// A store failed.
     Storage,
+    /// A platform quota or upload cap is used up; retrying before it resets cannot help.
+    QuotaExceeded,
+    /// A connected account's grant was revoked or expired: the user must connect it again.
+    ReconnectRequired,
 }
 
 /// The status and the start of the body of a failed HTTP answer.
@@ -110,6 +115,32 @@ fn http_suffix(response: &Option<HttpFailure>) -> String {
         .as_ref()
         .map(|r| format!(" ({r})"))
         .unwrap_or_default()
+}
+
+/// Which platform quota or cap ran out ([`Error::QuotaExceeded`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum QuotaLimit {
+    /// The API project's daily units (YouTube: 10,000 a day, reset at midnight Pacific).
+    ProjectDaily,
+    /// The project's own bucket of uploads a day (YouTube since 2026-06: `videos.insert`).
+    UploadsDaily,
+    /// The channel's own daily upload cap, shared by web, app and API (about 24 hours).
+    ChannelUploads,
+    /// Too many thumbnails set in 24 hours.
+    Thumbnails,
+}
+
+impl fmt::Display for QuotaLimit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            QuotaLimit::ProjectDaily => "the project's daily API quota",
+            QuotaLimit::UploadsDaily => "the project's daily upload quota",
+            QuotaLimit::ChannelUploads => "the channel's daily upload limit",
+            QuotaLimit::Thumbnails => "the daily thumbnail limit",
+        })
+    }
 }
 
 /// jilo's error. Match on the variant, or on [`Error::kind`] when only the kind matters.
@@ -255,6 +286,30 @@ pub enum Error {
         #[source]
         source: Option<BoxError>,
     },
+    /// A platform quota or upload cap is used up. Not retryable: `retry_at` says when it
+    /// resets, when that is known.
+    #[error("{service}: {limit} used up{}{}", retry_at.map(|t| format!("; it resets at {t}")).unwrap_or_default(), http_suffix(response))]
+    QuotaExceeded {
+        /// The service.
+        service: String,
+        /// Which quota or cap.
+        limit: QuotaLimit,
+        /// When to try again, when known.
+        retry_at: Option<Timestamp>,
+        /// The HTTP answer.
+        response: Option<HttpFailure>,
+    },
+    /// A connected account's grant was revoked or has expired (OAuth `invalid_grant`): the
+    /// user must connect the account again. Not retryable.
+    #[error("{service}: account {account} must be connected again: {reason}")]
+    ReconnectRequired {
+        /// The service.
+        service: String,
+        /// The account (e.g. a YouTube channel id).
+        account: String,
+        /// What the service said.
+        reason: String,
+    },
     /// A store failed.
     #[error("storage error: {reason}")]
     Storage {
@@ -288,6 +343,8 @@ impl Error {
             Error::Timeout { .. } => ErrorKind::Timeout,
             Error::Protocol { .. } => ErrorKind::Protocol,
             Error::Storage { .. } => ErrorKind::Storage,
+            Error::QuotaExceeded { .. } => ErrorKind::QuotaExceeded,
+            Error::ReconnectRequired { .. } => ErrorKind::ReconnectRequired,
         }
     }
 

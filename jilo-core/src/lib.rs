@@ -84,7 +84,7 @@ pub mod video;
 pub use alert::{Alert, AlertClaim, AlertKind, ProviderCooling};
 pub use clock::{Clock, SystemClock, TokioClock};
 pub use creative::{MetadataBrief, MetadataSuggestion, PromptBrief, ViralAnalysis};
-pub use error::{Error, ErrorKind, HttpFailure, Result};
+pub use error::{Error, ErrorKind, HttpFailure, QuotaLimit, Result};
 pub use events::EventHub;
 pub use ids::{JobId, ProviderId, Timestamp, UserId};
 pub use job::{
@@ -100,7 +100,9 @@ pub use moderation::WordListModerator;
 pub use notify::LogNotifier;
 pub use policy::{Backoff, Policy, Pricing};
 pub use publish::{
-    Privacy, PublishMetadata, PublishRequest, PublishedVideo, UploadProgress, VideoStats,
+    ChannelConnection, Privacy, Publication, PublicationLease, PublicationOutcome,
+    PublicationState, PublishMetadata, PublishRequest, PublishedVideo, UploadProgress,
+    UploadSession, VideoStats,
 };
 pub use score::{ViralScore, ViralSignals};
 pub use studio::{
@@ -108,11 +110,12 @@ pub use studio::{
     TickReport, WebhookOutcome,
 };
 pub use traits::{
-    CachedSearch, CancelOutcome, CreativeModel, FailureClass, JobStore, MediaStore,
-    ModerationVerdict, Moderator, Notifier, ProgressReporter, ProviderBalance, ProviderStatus,
-    ProviderVideo, Publisher, QuotaStore, SearchOutcome, StatusQuery, Submission, SubmissionKey,
-    SubmissionSearch, SubmitRequest, TrendCache, TrendSource, VideoProvider, VideoToStore,
-    WebhookDelivery, WebhookEvent,
+    CachedSearch, CancelOutcome, ChannelStore, CreativeModel, FailureClass, JobStore, MediaInfo,
+    MediaStore, MediaStream, ModerationVerdict, Moderator, NoJournal, Notifier, ProgressReporter,
+    ProviderBalance, ProviderStatus, ProviderVideo, PublicationStore, Publisher, QuotaStore,
+    SearchOutcome, StatusQuery, Submission, SubmissionKey, SubmissionSearch, SubmitRequest,
+    TrendCache, TrendSource, UploadJournal, VideoProvider, VideoToStore, WebhookDelivery,
+    WebhookEvent,
 };
 pub use trend::{Platform, TrendQuery, TrendingVideo};
 pub use video::{AspectRatio, ModelPrice, ModelSpec, ProviderCost, StyleOptions, VideoRequest};

@@ -22,7 +22,11 @@ use crate::ledger::{
     check_amount, Balance, CreditHold, Grant, GrantOutcome, HoldOutcome, HoldState, LedgerEntry,
     LedgerEntryKind, Reservation,
 };
-use crate::traits::{CachedSearch, TrendCache};
+use crate::publish::{
+    ChannelConnection, Publication, PublicationLease, PublicationOutcome, PublicationState,
+    UploadSession, VideoStats,
+};
+use crate::traits::{CachedSearch, ChannelStore, PublicationStore, TrendCache};
 use crate::traits::{JobStore, QuotaStore};
 use crate::trend::Platform;
 
@@ -46,6 +50,8 @@ struct State {
     cooling: HashMap<ProviderId, Timestamp>,
     searches: HashMap<String, CachedSearch>,
     analyses: HashMap<(Platform, String), ViralAnalysis>,
+    channels: HashMap<(UserId, String), ChannelConnection>,
+    publications: HashMap<(JobId, String), Publication>,
 }
 
 impl State {
@@ -519,6 +525,255 @@ impl TrendCache for InMemoryStore {
         self.lock()
             .analyses
             .insert((platform, video_id.to_owned()), analysis.clone());
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ChannelStore for InMemoryStore {
+    async fn save_channel(&self, channel: &ChannelConnection) -> Result<()> {
+        let mut state = self.lock();
+        let key = (channel.user.clone(), channel.channel_id.clone());
+        let mut record = channel.clone();
+        if let Some(earlier) = state.channels.get(&key) {
+            record.connected_at = earlier.connected_at;
+        }
+        state.channels.insert(key, record);
+        Ok(())
+    }
+
+    async fn channel(&self, user: &UserId, channel_id: &str) -> Result<Option<ChannelConnection>> {
+        Ok(self
+            .lock()
+            .channels
+            .get(&(user.clone(), channel_id.to_owned()))
+            .cloned())
+    }
+
+    async fn channels(&self, user: &UserId) -> Result<Vec<ChannelConnection>> {
+        let mut found: Vec<ChannelConnection> = self
+            .lock()
+            .channels
+            .values()
+            .filter(|c| &c.user == user)
+            .cloned()
+            .collect();
+        found.sort_by(|a, b| a.channel_id.cmp(&b.channel_id));
+        Ok(found)
+    }
+
+    async fn remove_channel(&self, user: &UserId, channel_id: &str) -> Result<bool> {
+        Ok(self
+            .lock()
+            .channels
+            .remove(&(user.clone(), channel_id.to_owned()))
+            .is_some())
+    }
+}
+
+fn held_by<'a>(
+    state: &'a mut State,
+    job: &JobId,
+    channel_id: &str,
+    token: &str,
+) -> Result<&'a mut Publication> {
+    let record = state
+        .publications
+        .get_mut(&(job.clone(), channel_id.to_owned()))
+        .ok_or_else(|| Error::not_found("publication", format!("{job}/{channel_id}")))?;
+    let holds = record.state == PublicationState::Uploading
+        && record.lease.as_ref().is_some_and(|l| l.token == token);
+    if !holds {
+        return Err(Error::lost_race(format!(
+            "the upload lease of {job}/{channel_id} is held by another process or has ended"
+        )));
+    }
+    Ok(record)
+}
+
+#[async_trait]
+impl PublicationStore for InMemoryStore {
+    async fn begin_publication(&self, publication: &Publication) -> Result<(Publication, bool)> {
+        let mut state = self.lock();
+        let key = (publication.job.clone(), publication.channel_id.clone());
+        match state.publications.get_mut(&key) {
+            None => {
+                state.publications.insert(key, publication.clone());
+                Ok((publication.clone(), true))
+            }
+            Some(earlier) if earlier.state == PublicationState::Failed => {
+                let restarted = Publication {
+                    attempts: earlier.attempts,
+                    created_at: earlier.created_at,
+                    updated_at: publication.updated_at,
+                    ..publication.clone()
+                };
+                *earlier = restarted.clone();
+                Ok((restarted, true))
+            }
+            Some(earlier) => Ok((earlier.clone(), false)),
+        }
+    }
+
+    async fn claim_publication(
+        &self,
+        job: &JobId,
+        channel_id: &str,
+        lease: &PublicationLease,
+        now: Timestamp,
+    ) -> Result<Option<Publication>> {
+        let mut state = self.lock();
+        let record = state
+            .publications
+            .get_mut(&(job.clone(), channel_id.to_owned()))
+            .ok_or_else(|| Error::not_found("publication", format!("{job}/{channel_id}")))?;
+        let free = record.lease.as_ref().is_none_or(|l| l.until <= now);
+        if record.state != PublicationState::Uploading || !free {
+            return Ok(None);
+        }
+        record.lease = Some(lease.clone());
+        record.attempts += 1;
+        record.updated_at = now;
+        Ok(Some(record.clone()))
+    }
+
+    async fn save_upload(
+        &self,
+        job: &JobId,
+        channel_id: &str,
+        token: &str,
+        session: &UploadSession,
+        until: Timestamp,
+    ) -> Result<()> {
+        let mut state = self.lock();
+        let record = held_by(&mut state, job, channel_id, token)?;
+        let confirmed = match &record.session {
+            Some(kept) if kept.uri == session.uri => kept.confirmed.max(session.confirmed),
+            _ => session.confirmed,
+        };
+        record.session = Some(UploadSession {
+            uri: session.uri.clone(),
+            confirmed,
+        });
+        if let Some(lease) = record.lease.as_mut() {
+            lease.until = until;
+        }
+        Ok(())
+    }
+
+    async fn finish_publication(
+        &self,
+        job: &JobId,
+        channel_id: &str,
+        token: &str,
+        outcome: &PublicationOutcome,
+    ) -> Result<Publication> {
+        let mut state = self.lock();
+        let record = held_by(&mut state, job, channel_id, token)?;
+        match outcome {
+            PublicationOutcome::Published { video, at } => {
+                record.state = PublicationState::Published;
+                record.video_id = Some(video.video_id.clone());
+                record.url = Some(video.url.clone());
+                record.published_at = Some(*at);
+                record.notes = video.warnings.clone();
+                record.updated_at = *at;
+            }
+            PublicationOutcome::Failed { reason, at } => {
+                record.state = PublicationState::Failed;
+                record.notes = vec![reason.clone()];
+                record.updated_at = *at;
+            }
+        }
+        record.lease = None;
+        Ok(record.clone())
+    }
+
+    async fn release_publication(&self, job: &JobId, channel_id: &str, token: &str) -> Result<()> {
+        let mut state = self.lock();
+        if let Some(record) = state
+            .publications
+            .get_mut(&(job.clone(), channel_id.to_owned()))
+        {
+            if record.lease.as_ref().is_some_and(|l| l.token == token) {
+                record.lease = None;
+            }
+        }
+        Ok(())
+    }
+
+    async fn publication(&self, job: &JobId, channel_id: &str) -> Result<Option<Publication>> {
+        Ok(self
+            .lock()
+            .publications
+            .get(&(job.clone(), channel_id.to_owned()))
+            .cloned())
+    }
+
+    async fn publications_of(&self, job: &JobId) -> Result<Vec<Publication>> {
+        let mut found: Vec<Publication> = self
+            .lock()
+            .publications
+            .values()
+            .filter(|p| &p.job == job)
+            .cloned()
+            .collect();
+        found.sort_by(|a, b| a.channel_id.cmp(&b.channel_id));
+        Ok(found)
+    }
+
+    async fn stalled_publications(&self, now: Timestamp, limit: u32) -> Result<Vec<Publication>> {
+        let mut found: Vec<Publication> = self
+            .lock()
+            .publications
+            .values()
+            .filter(|p| {
+                p.state == PublicationState::Uploading
+                    && p.lease.as_ref().is_none_or(|l| l.until <= now)
+            })
+            .cloned()
+            .collect();
+        found.sort_by_key(|p| p.created_at);
+        found.truncate(limit as usize);
+        Ok(found)
+    }
+
+    async fn publications_due_for_stats(
+        &self,
+        before: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<Publication>> {
+        let mut found: Vec<Publication> = self
+            .lock()
+            .publications
+            .values()
+            .filter(|p| {
+                p.state == PublicationState::Published
+                    && p.stats.as_ref().is_none_or(|(_, at)| *at < before)
+            })
+            .cloned()
+            .collect();
+        found.sort_by_key(|p| p.stats.as_ref().map(|(_, at)| *at));
+        found.truncate(limit as usize);
+        Ok(found)
+    }
+
+    async fn record_stats(
+        &self,
+        job: &JobId,
+        channel_id: &str,
+        stats: &VideoStats,
+        at: Timestamp,
+    ) -> Result<()> {
+        let mut state = self.lock();
+        let record = state
+            .publications
+            .get_mut(&(job.clone(), channel_id.to_owned()))
+            .ok_or_else(|| Error::not_found("publication", format!("{job}/{channel_id}")))?;
+        if record.state != PublicationState::Published {
+            return Err(Error::not_allowed("only a published video has statistics"));
+        }
+        record.stats = Some((*stats, at));
         Ok(())
     }
 }

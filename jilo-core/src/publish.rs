@@ -1,5 +1,7 @@
 //! Publishing a stored video to a platform account.
 
+use std::fmt;
+
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
@@ -33,7 +35,7 @@ pub enum Privacy {
 pub struct PublishMetadata {
     /// At most 100 characters.
     pub title: String,
-    /// At most 5000 characters.
+    /// At most 5,000 bytes (UTF-8).
     pub description: String,
     /// At most 15 tags of at most 30 characters.
     pub tags: Vec<String>,
@@ -45,8 +47,8 @@ pub struct PublishMetadata {
     pub publish_at: Option<Timestamp>,
     /// A playlist to add it to.
     pub playlist_id: Option<String>,
-    /// A thumbnail image on disk.
-    pub thumbnail_path: Option<String>,
+    /// A thumbnail image (JPEG or PNG, at most 2 MB): its key in media storage.
+    pub thumbnail_key: Option<String>,
 }
 
 impl PublishMetadata {
@@ -137,27 +139,57 @@ pub fn tags_length(tags: &[String]) -> usize {
     each + tags.len().saturating_sub(1)
 }
 
-/// A request to upload one stored video.
+/// A request to upload one stored video from media storage.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PublishRequest {
     /// The user publishing.
     pub user: UserId,
     /// The job whose video is published.
     pub job: JobId,
-    /// The connected platform account (e.g. a YouTube channel) to publish to.
-    pub account: String,
-    /// The video on disk.
-    pub video_path: String,
+    /// The connected channel (e.g. a YouTube channel id) to publish to.
+    pub channel_id: String,
+    /// The video's key in media storage ([`crate::MediaStore::read_from`]).
+    pub media_key: String,
+    /// Its size in bytes (more than 0).
+    pub total_bytes: u64,
+    /// Its MIME type, e.g. `video/mp4`.
+    pub content_type: String,
     /// What to show.
     pub metadata: PublishMetadata,
-    /// A resumable upload session from an earlier, interrupted try.
-    pub resume_session: Option<String>,
+    /// The upload session of an earlier, interrupted try: the upload resumes it.
+    pub session: Option<UploadSession>,
 }
 
-/// How far an upload is.
+/// A resumable upload session: the platform's session URI and the bytes it confirmed.
+///
+/// The URI lets anyone holding it send bytes into the upload, so `Debug` shows only its host.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadSession {
+    /// The session URI (YouTube: the `Location` of the session start).
+    pub uri: String,
+    /// Bytes the platform confirmed holding (the next byte to send).
+    pub confirmed: u64,
+}
+
+impl fmt::Debug for UploadSession {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let host = self
+            .uri
+            .split("://")
+            .nth(1)
+            .and_then(|rest| rest.split(['/', '?']).next())
+            .unwrap_or("?");
+        f.debug_struct("UploadSession")
+            .field("host", &host)
+            .field("confirmed", &self.confirmed)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How far an upload is: bytes the platform confirmed, of all.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UploadProgress {
-    /// Bytes sent.
+    /// Bytes the platform confirmed holding.
     pub uploaded: u64,
     /// Bytes in all.
     pub total: u64,
@@ -180,6 +212,12 @@ pub struct PublishedVideo {
     pub video_id: String,
     /// Its public page.
     pub url: String,
+    /// The platform kept the video private although it was asked for public or unlisted
+    /// (YouTube does this for API projects that have not passed its audit).
+    pub locked_private: bool,
+    /// What did not work after the upload (a thumbnail refused, a playlist full); the video
+    /// is published all the same.
+    pub warnings: Vec<String>,
 }
 
 /// A published video's counts.
@@ -191,6 +229,214 @@ pub struct VideoStats {
     pub likes: u64,
     /// Comments.
     pub comments: u64,
+}
+
+/// A channel a user connected, with its OAuth tokens sealed by the host's key (see
+/// `jilo_providers::tokens`): the store keeps them as opaque text and never sees them in the
+/// clear. `Debug` leaves the tokens out.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelConnection {
+    /// The user who connected it.
+    pub user: UserId,
+    /// The platform's channel id (YouTube: `UC…`).
+    pub channel_id: String,
+    /// Its name as the platform shows it.
+    pub channel_name: String,
+    /// The sealed access token.
+    pub access_token: String,
+    /// When the access token expires.
+    pub access_expires_at: Timestamp,
+    /// The sealed refresh token.
+    pub refresh_token: String,
+    /// The scopes granted.
+    pub scopes: Vec<String>,
+    /// When it was first connected.
+    pub connected_at: Timestamp,
+    /// When the tokens were last written.
+    pub updated_at: Timestamp,
+}
+
+impl fmt::Debug for ChannelConnection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChannelConnection")
+            .field("user", &self.user)
+            .field("channel_id", &self.channel_id)
+            .field("channel_name", &self.channel_name)
+            .field("access_expires_at", &self.access_expires_at)
+            .field("scopes", &self.scopes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where a publication is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PublicationState {
+    /// Written before the upload; the upload is under way or was interrupted.
+    Uploading,
+    /// The platform holds the video.
+    Published,
+    /// The upload failed for a reason retrying the same request cannot fix (quota, metadata,
+    /// a revoked channel); publishing again starts over.
+    Failed,
+}
+
+impl PublicationState {
+    /// The name stores keep.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PublicationState::Uploading => "uploading",
+            PublicationState::Published => "published",
+            PublicationState::Failed => "failed",
+        }
+    }
+
+    /// Reads [`PublicationState::as_str`] back.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "uploading" => Some(PublicationState::Uploading),
+            "published" => Some(PublicationState::Published),
+            "failed" => Some(PublicationState::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// The durable record of one job published to one channel: written before the upload starts,
+/// holding the session and the confirmed bytes as the upload goes, ending with the video.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Publication {
+    /// The job published.
+    pub job: JobId,
+    /// The channel published to.
+    pub channel_id: String,
+    /// The user publishing.
+    pub user: UserId,
+    /// Where it is.
+    pub state: PublicationState,
+    /// The metadata asked for.
+    pub metadata: PublishMetadata,
+    /// The video's key in media storage.
+    pub media_key: String,
+    /// Its size.
+    pub total_bytes: u64,
+    /// Its MIME type.
+    pub content_type: String,
+    /// The upload session, once the platform gave one.
+    pub session: Option<UploadSession>,
+    /// The platform's video id, once published.
+    pub video_id: Option<String>,
+    /// The video's page, once published.
+    pub url: Option<String>,
+    /// When it was published.
+    pub published_at: Option<Timestamp>,
+    /// Why it failed, or what did not work after the upload.
+    pub notes: Vec<String>,
+    /// Uploads started or resumed for it.
+    pub attempts: u32,
+    /// Who is uploading it, until when.
+    pub lease: Option<PublicationLease>,
+    /// The last statistics read, and when.
+    pub stats: Option<(VideoStats, Timestamp)>,
+    /// When the record was written.
+    pub created_at: Timestamp,
+    /// When it last changed.
+    pub updated_at: Timestamp,
+}
+
+impl fmt::Debug for Publication {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Publication")
+            .field("job", &self.job)
+            .field("channel_id", &self.channel_id)
+            .field("state", &self.state)
+            .field("total_bytes", &self.total_bytes)
+            .field("session", &self.session)
+            .field("video_id", &self.video_id)
+            .field("attempts", &self.attempts)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Publication {
+    /// A new record for `request`, uploading, with no session yet.
+    pub fn new(request: &PublishRequest, now: Timestamp) -> Self {
+        Self {
+            job: request.job.clone(),
+            channel_id: request.channel_id.clone(),
+            user: request.user.clone(),
+            state: PublicationState::Uploading,
+            metadata: request.metadata.clone(),
+            media_key: request.media_key.clone(),
+            total_bytes: request.total_bytes,
+            content_type: request.content_type.clone(),
+            session: None,
+            video_id: None,
+            url: None,
+            published_at: None,
+            notes: Vec::new(),
+            attempts: 0,
+            lease: None,
+            stats: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    /// The upload request that continues this record.
+    pub fn request(&self) -> PublishRequest {
+        PublishRequest {
+            user: self.user.clone(),
+            job: self.job.clone(),
+            channel_id: self.channel_id.clone(),
+            media_key: self.media_key.clone(),
+            total_bytes: self.total_bytes,
+            content_type: self.content_type.clone(),
+            metadata: self.metadata.clone(),
+            session: self.session.clone(),
+        }
+    }
+
+    /// The published video, once there is one.
+    pub fn published(&self) -> Option<PublishedVideo> {
+        match (&self.state, &self.video_id, &self.url) {
+            (PublicationState::Published, Some(id), Some(url)) => Some(PublishedVideo {
+                video_id: id.clone(),
+                url: url.clone(),
+                locked_private: false,
+                warnings: self.notes.clone(),
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// One process's hold on an upload: its token and until when.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublicationLease {
+    /// The holder's random token.
+    pub token: String,
+    /// When the hold lapses unless renewed.
+    pub until: Timestamp,
+}
+
+/// How a publication ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PublicationOutcome {
+    /// The platform holds the video.
+    Published {
+        /// The video.
+        video: PublishedVideo,
+        /// When.
+        at: Timestamp,
+    },
+    /// The upload cannot go on.
+    Failed {
+        /// Why, for the page.
+        reason: String,
+        /// When.
+        at: Timestamp,
+    },
 }
 
 #[cfg(test)]
@@ -206,7 +452,7 @@ mod tests {
             privacy: Privacy::Public,
             publish_at: None,
             playlist_id: None,
-            thumbnail_path: None,
+            thumbnail_key: None,
         }
     }
 

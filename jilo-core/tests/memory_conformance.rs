@@ -77,3 +77,13 @@ async fn in_memory_holds_are_exact_under_parallel_tasks() {
     let b = store.balance(&user).await.unwrap();
     assert_eq!((b.available, b.held), (0, 10));
 }
+
+#[tokio::test]
+async fn in_memory_store_passes_the_channel_store_suite() {
+    testing::channel_store_suite(&InMemoryStore::new()).await;
+}
+
+#[tokio::test]
+async fn in_memory_store_passes_the_publication_store_suite() {
+    testing::publication_store_suite(&InMemoryStore::new()).await;
+}

@@ -1010,6 +1010,18 @@ impl jilo_core::MediaStore for SlowMedia {
             content_type: Some("video/mp4".into()),
         })
     }
+
+    async fn info(&self, key: &str) -> jilo_core::Result<jilo_core::MediaInfo> {
+        Err(jilo_core::Error::not_found("media", key))
+    }
+
+    async fn read_from(
+        &self,
+        key: &str,
+        _offset: u64,
+    ) -> jilo_core::Result<jilo_core::MediaStream> {
+        Err(jilo_core::Error::not_found("media", key))
+    }
 }
 
 /// A webhook handled while the copy into media storage is slow returns before the copy

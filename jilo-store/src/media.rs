@@ -13,10 +13,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::StreamExt;
-use jilo_core::{Error, HttpFailure, MediaStore, Result, StoredVideo, VideoToStore};
+use jilo_core::{
+    Error, HttpFailure, MediaInfo, MediaStore, MediaStream, Result, StoredVideo, VideoToStore,
+};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStore, ObjectStoreExt, WriteMultipart};
+use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, WriteMultipart};
 
 /// Where media goes when `JILO_MEDIA_DIR` is not set.
 pub const DEFAULT_MEDIA_DIR: &str = "./jilo-media";
@@ -111,7 +113,29 @@ fn download_error(e: reqwest::Error) -> Error {
     }
 }
 
+/// The MIME type a key's extension names.
+fn content_type_of(key: &str) -> Option<&'static str> {
+    let ext = key.rsplit_once('.')?.1.to_ascii_lowercase();
+    Some(match ext.as_str() {
+        "mp4" | "m4v" => "video/mp4",
+        "webm" => "video/webm",
+        "mov" => "video/quicktime",
+        "jpg" | "jpeg" => "image/jpeg",
+        "png" => "image/png",
+        _ => return None,
+    })
+}
+
+/// A key as the object store takes it; keys that climb out (`..`) are refused.
+fn object_key(key: &str) -> Result<ObjectPath> {
+    ObjectPath::parse(key)
+        .map_err(|e| Error::invalid("key", format!("`{key}` is not a media storage key: {e}")))
+}
+
 fn object_error(what: &str, e: object_store::Error) -> Error {
+    if let object_store::Error::NotFound { path, .. } = &e {
+        return Error::not_found("media", path);
+    }
     Error::storage(
         format!("media storage: {what}"),
         true,
@@ -336,6 +360,44 @@ impl MediaStore for ObjectMediaStore {
             bytes: Some(written),
             content_type: Some(content_type),
         })
+    }
+
+    async fn info(&self, key: &str) -> Result<MediaInfo> {
+        let path = object_key(key)?;
+        let meta = self
+            .store
+            .head(&path)
+            .await
+            .map_err(|e| object_error("reading a video's size", e))?;
+        Ok(MediaInfo {
+            bytes: meta.size,
+            content_type: content_type_of(key).map(str::to_owned),
+        })
+    }
+
+    async fn read_from(&self, key: &str, offset: u64) -> Result<MediaStream> {
+        let size = self.info(key).await?.bytes;
+        if offset > size {
+            return Err(Error::invalid(
+                "offset",
+                format!("{offset} is past the end of `{key}` ({size} bytes)"),
+            ));
+        }
+        if offset == size {
+            return Ok(Box::pin(futures::stream::empty()));
+        }
+        let options = GetOptions {
+            range: Some(GetRange::Offset(offset)),
+            ..GetOptions::default()
+        };
+        let got = self
+            .store
+            .get_opts(&object_key(key)?, options)
+            .await
+            .map_err(|e| object_error("reading a video", e))?;
+        Ok(Box::pin(got.into_stream().map(|chunk| {
+            chunk.map_err(|e| object_error("reading a video", e))
+        })))
     }
 }
 

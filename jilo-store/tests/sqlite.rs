@@ -17,6 +17,8 @@ async fn sqlite_file_passes_the_conformance_suites() {
     quota_store_suite(&store).await;
     job_store_suite(&store).await;
     jilo_core::testing::trend_cache_suite(&store).await;
+    jilo_core::testing::channel_store_suite(&store).await;
+    jilo_core::testing::publication_store_suite(&store).await;
     assert!(common::check_ledger(&store).await > 0);
 }
 
@@ -26,6 +28,8 @@ async fn sqlite_memory_passes_the_conformance_suites() {
     quota_store_suite(&store).await;
     job_store_suite(&store).await;
     jilo_core::testing::trend_cache_suite(&store).await;
+    jilo_core::testing::channel_store_suite(&store).await;
+    jilo_core::testing::publication_store_suite(&store).await;
     common::check_ledger(&store).await;
 }
 

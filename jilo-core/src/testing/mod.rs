@@ -18,17 +18,20 @@
 mod fixtures;
 mod job_suite;
 mod provider_suite;
+mod publish_suite;
 mod quota_suite;
 mod sim;
 mod trend_suite;
 
 pub use crate::traits::{
-    MockCreativeModel, MockJobStore, MockMediaStore, MockModerator, MockNotifier, MockPublisher,
-    MockQuotaStore, MockTrendCache, MockTrendSource, MockVideoProvider,
+    MockChannelStore, MockCreativeModel, MockJobStore, MockMediaStore, MockModerator, MockNotifier,
+    MockPublicationStore, MockPublisher, MockQuotaStore, MockTrendCache, MockTrendSource,
+    MockVideoProvider,
 };
 pub use fixtures::{sample_job, RecordingNotifier};
 pub use job_suite::job_store_suite;
 pub use provider_suite::video_provider_suite;
+pub use publish_suite::{channel_store_suite, publication_store_suite};
 pub use quota_suite::{end_hold, quota_store_suite, take_hold};
 pub use sim::{SimFailure, SimProvider, SIM_MODEL, SIM_TOKEN_HEADER};
 pub use trend_suite::trend_cache_suite;

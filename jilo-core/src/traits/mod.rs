@@ -11,6 +11,7 @@ mod media;
 mod moderator;
 mod notifier;
 mod provider;
+mod publications;
 mod publisher;
 mod quota;
 mod trend;
@@ -18,7 +19,7 @@ mod trend_cache;
 
 pub use creative::CreativeModel;
 pub use jobs::JobStore;
-pub use media::{MediaStore, VideoToStore};
+pub use media::{MediaInfo, MediaStore, MediaStream, VideoToStore};
 pub use moderator::{ModerationVerdict, Moderator};
 pub use notifier::Notifier;
 pub use provider::{
@@ -26,7 +27,8 @@ pub use provider::{
     Submission, SubmissionKey, SubmissionSearch, SubmitRequest, VideoProvider, WebhookDelivery,
     WebhookEvent,
 };
-pub use publisher::{ProgressReporter, Publisher};
+pub use publications::{ChannelStore, PublicationStore};
+pub use publisher::{NoJournal, ProgressReporter, Publisher, UploadJournal};
 pub use quota::QuotaStore;
 pub use trend::TrendSource;
 pub use trend_cache::{CachedSearch, SearchOutcome, TrendCache};
@@ -43,6 +45,8 @@ pub use moderator::MockModerator;
 pub use notifier::MockNotifier;
 #[cfg(any(test, feature = "test-utils"))]
 pub use provider::MockVideoProvider;
+#[cfg(any(test, feature = "test-utils"))]
+pub use publications::{MockChannelStore, MockPublicationStore};
 #[cfg(any(test, feature = "test-utils"))]
 pub use publisher::MockPublisher;
 #[cfg(any(test, feature = "test-utils"))]

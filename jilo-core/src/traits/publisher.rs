@@ -4,7 +4,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::error::Result;
-use crate::publish::{PublishRequest, PublishedVideo, UploadProgress, VideoStats};
+use crate::ids::UserId;
+use crate::publish::{PublishRequest, PublishedVideo, UploadProgress, UploadSession, VideoStats};
+use crate::traits::MediaStore;
 
 /// Receives upload progress; cheap to clone. [`ProgressReporter::none`] drops it.
 #[derive(Clone, Default)]
@@ -39,20 +41,65 @@ impl fmt::Debug for ProgressReporter {
     }
 }
 
+/// Where a [`Publisher`] writes what it learns as an upload goes, before it goes on: the
+/// Studio keeps it in the publication record, so another process can resume the upload.
+/// An error from the journal stops the upload (it is resumed later from what was kept).
+#[async_trait]
+pub trait UploadJournal: Send + Sync {
+    /// The platform opened an upload session; called before any byte is sent.
+    async fn session_opened(&self, session: &UploadSession) -> Result<()>;
+
+    /// The platform confirmed holding the first `confirmed` bytes.
+    async fn confirmed(&self, confirmed: u64) -> Result<()>;
+
+    /// The upload completed and the platform named the video; called before the thumbnail
+    /// and the playlist.
+    async fn uploaded(&self, video: &PublishedVideo) -> Result<()>;
+}
+
+/// An [`UploadJournal`] that keeps nothing (a one-off upload nobody will resume).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoJournal;
+
+#[async_trait]
+impl UploadJournal for NoJournal {
+    async fn session_opened(&self, _session: &UploadSession) -> Result<()> {
+        Ok(())
+    }
+
+    async fn confirmed(&self, _confirmed: u64) -> Result<()> {
+        Ok(())
+    }
+
+    async fn uploaded(&self, _video: &PublishedVideo) -> Result<()> {
+        Ok(())
+    }
+}
+
 /// Uploads stored videos to a platform (YouTube) and reads their statistics.
 ///
-/// Uploads are resumable: an interrupted upload returns an error carrying no secret, and a
-/// second call with [`PublishRequest::resume_session`] continues it.
+/// The video is read from media storage as a stream, never from a local path. Uploads are
+/// resumable: a request carrying [`PublishRequest::session`] continues that session from the
+/// byte the platform confirmed, reading the media only from there.
 #[cfg_attr(any(test, feature = "test-utils"), mockall::automock)]
 #[async_trait]
 pub trait Publisher: Send + Sync {
-    /// Uploads a video with its metadata, thumbnail, playlist, schedule and privacy.
+    /// Uploads a video with its metadata, then its thumbnail and playlist, reporting
+    /// progress and journaling the session and confirmed bytes as it goes.
     async fn publish(
         &self,
         request: &PublishRequest,
+        media: Arc<dyn MediaStore>,
+        journal: Arc<dyn UploadJournal>,
         progress: ProgressReporter,
     ) -> Result<PublishedVideo>;
 
-    /// Reads a published video's counts.
-    async fn stats(&self, account: &str, video_id: &str) -> Result<VideoStats>;
+    /// Reads published videos' counts (at most 50 ids a call); videos the platform no
+    /// longer has are left out.
+    async fn stats(
+        &self,
+        user: &UserId,
+        channel_id: &str,
+        video_ids: &[String],
+    ) -> Result<Vec<(String, VideoStats)>>;
 }

@@ -39,6 +39,11 @@ const SQLITE: &[Migration] = &[
         name: "jobs_by_creation",
         sql: include_str!("../../migrations/sqlite/0005_jobs_by_creation.sql"),
     },
+    Migration {
+        version: 6,
+        name: "publishing",
+        sql: include_str!("../../migrations/sqlite/0006_publishing.sql"),
+    },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -66,6 +71,11 @@ const POSTGRES: &[Migration] = &[
         version: 5,
         name: "jobs_by_creation",
         sql: include_str!("../../migrations/postgres/0005_jobs_by_creation.sql"),
+    },
+    Migration {
+        version: 6,
+        name: "publishing",
+        sql: include_str!("../../migrations/postgres/0006_publishing.sql"),
     },
 ];
 

@@ -22,6 +22,7 @@ pub use events::JOB_EVENTS_CHANNEL;
 mod jobs;
 mod ledger;
 mod migrate;
+mod publishing;
 #[cfg(feature = "sqlite")]
 mod sqlite_writer;
 mod trends;

@@ -1,0 +1,104 @@
+use async_trait::async_trait;
+
+use crate::error::Result;
+use crate::ids::{JobId, Timestamp, UserId};
+use crate::publish::{
+    ChannelConnection, Publication, PublicationLease, PublicationOutcome, UploadSession, VideoStats,
+};
+
+/// Channels users connected, with their sealed tokens, one record per user and channel.
+///
+/// Contract (checked by [`crate::testing::channel_store_suite`]): saving a user's channel
+/// again replaces its tokens and name and keeps when it was first connected; users' channels
+/// are separate.
+#[cfg_attr(any(test, feature = "test-utils"), mockall::automock)]
+#[async_trait]
+pub trait ChannelStore: Send + Sync {
+    /// Keeps a connection, replacing the user's earlier one for the same channel.
+    async fn save_channel(&self, channel: &ChannelConnection) -> Result<()>;
+
+    /// The user's connection to a channel.
+    async fn channel(&self, user: &UserId, channel_id: &str) -> Result<Option<ChannelConnection>>;
+
+    /// The user's connected channels, by channel id.
+    async fn channels(&self, user: &UserId) -> Result<Vec<ChannelConnection>>;
+
+    /// Forgets a connection; whether there was one.
+    async fn remove_channel(&self, user: &UserId, channel_id: &str) -> Result<bool>;
+}
+
+/// Durable publication records, one per job and channel.
+///
+/// Contract (checked by [`crate::testing::publication_store_suite`]): `begin` writes a record
+/// once (a second `begin` returns the first record untouched, unless it failed: then it starts
+/// over with the new metadata); one lease holder at a time; progress and the end are written
+/// only by the lease holder ([`crate::Error::LostRace`] otherwise); confirmed bytes never go
+/// back within a session.
+#[cfg_attr(any(test, feature = "test-utils"), mockall::automock)]
+#[async_trait]
+pub trait PublicationStore: Send + Sync {
+    /// Writes `publication` if the job has none for its channel, or restarts a failed one
+    /// (new metadata, no session, no lease); otherwise returns the record as it is. The flag
+    /// says whether this call wrote it.
+    async fn begin_publication(&self, publication: &Publication) -> Result<(Publication, bool)>;
+
+    /// Takes the upload lease of an uploading record whose lease is free or lapsed at `now`,
+    /// counting an attempt; `None` when another holder has it or the record is not uploading.
+    async fn claim_publication(
+        &self,
+        job: &JobId,
+        channel_id: &str,
+        lease: &PublicationLease,
+        now: Timestamp,
+    ) -> Result<Option<Publication>>;
+
+    /// Keeps the session and the bytes the platform confirmed, and renews the lease until
+    /// `until`. A new session URI resets the count to the session's.
+    async fn save_upload(
+        &self,
+        job: &JobId,
+        channel_id: &str,
+        token: &str,
+        session: &UploadSession,
+        until: Timestamp,
+    ) -> Result<()>;
+
+    /// Ends the record (published or failed) and frees the lease.
+    async fn finish_publication(
+        &self,
+        job: &JobId,
+        channel_id: &str,
+        token: &str,
+        outcome: &PublicationOutcome,
+    ) -> Result<Publication>;
+
+    /// Gives the lease up without ending the record (the upload stopped and will resume).
+    async fn release_publication(&self, job: &JobId, channel_id: &str, token: &str) -> Result<()>;
+
+    /// The record of a job on a channel.
+    async fn publication(&self, job: &JobId, channel_id: &str) -> Result<Option<Publication>>;
+
+    /// A job's records on every channel.
+    async fn publications_of(&self, job: &JobId) -> Result<Vec<Publication>>;
+
+    /// Uploading records whose lease is free or lapsed at `now` (a process died mid-upload),
+    /// oldest first.
+    async fn stalled_publications(&self, now: Timestamp, limit: u32) -> Result<Vec<Publication>>;
+
+    /// Published records whose statistics were never read or were read before `before`,
+    /// least recently read first.
+    async fn publications_due_for_stats(
+        &self,
+        before: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<Publication>>;
+
+    /// Keeps a published video's latest statistics.
+    async fn record_stats(
+        &self,
+        job: &JobId,
+        channel_id: &str,
+        stats: &VideoStats,
+        at: Timestamp,
+    ) -> Result<()>;
+}
