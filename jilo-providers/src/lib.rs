@@ -40,3 +40,5 @@ pub mod notify;
 pub mod suchuang;
 #[cfg(feature = "youtube")]
 pub mod tokens;
+#[cfg(feature = "youtube")]
+pub mod youtube;

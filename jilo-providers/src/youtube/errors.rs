@@ -1,0 +1,309 @@
+//! YouTube's error answers as jilo's errors, read from the Google error body
+//! (`error.errors[0].reason`, then `error.status` and `error.message`).
+
+use std::time::Duration;
+
+use jilo_core::{Error, HttpFailure, QuotaLimit, Timestamp};
+use serde::Deserialize;
+
+pub(crate) const SERVICE: &str = "youtube";
+
+#[derive(Deserialize, Default)]
+struct Body {
+    #[serde(default)]
+    error: Option<ErrorObject>,
+}
+
+#[derive(Deserialize, Default)]
+struct ErrorObject {
+    #[serde(default)]
+    message: String,
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    errors: Vec<Item>,
+}
+
+#[derive(Deserialize, Default)]
+struct Item {
+    #[serde(default)]
+    reason: String,
+}
+
+/// The first `reason` of a Google error body (or its `status`), and its message.
+pub(crate) fn reason_of(body: &str) -> (String, String) {
+    let parsed: Body = serde_json::from_str(body).unwrap_or_default();
+    let error = parsed.error.unwrap_or_default();
+    let reason = error
+        .errors
+        .first()
+        .map(|i| i.reason.clone())
+        .filter(|r| !r.is_empty())
+        .unwrap_or(error.status);
+    (reason, error.message)
+}
+
+const DAY_MS: i64 = 86_400_000;
+
+/// Days since 1970-01-01 of a civil date (proleptic Gregorian).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The year of a day count.
+fn year_of(days: i64) -> i64 {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    yoe + era * 400 + i64::from(m <= 2)
+}
+
+/// The day count of the `n`th Sunday of a month.
+fn nth_sunday(y: i64, m: i64, n: i64) -> i64 {
+    let first = days_from_civil(y, m, 1);
+    // 1970-01-01 was a Thursday: weekday 0 = Sunday.
+    let weekday = (first + 4).rem_euclid(7);
+    first + (7 - weekday) % 7 + 7 * (n - 1)
+}
+
+/// Pacific Time's offset from UTC at a UTC instant, in hours: -7 from the second Sunday of
+/// March at 02:00 PST to the first Sunday of November at 02:00 PDT, -8 otherwise.
+fn pacific_offset_hours(utc_ms: i64) -> i64 {
+    let year = year_of(utc_ms.div_euclid(DAY_MS));
+    let dst_start = nth_sunday(year, 3, 2) * DAY_MS + 10 * 3_600_000;
+    let dst_end = nth_sunday(year, 11, 1) * DAY_MS + 9 * 3_600_000;
+    if (dst_start..dst_end).contains(&utc_ms) {
+        -7
+    } else {
+        -8
+    }
+}
+
+/// The next midnight in Pacific Time after `now`: when YouTube's daily quotas reset.
+pub fn next_pacific_midnight(now: Timestamp) -> Timestamp {
+    let now_ms = now.as_millis();
+    let local = now_ms + pacific_offset_hours(now_ms) * 3_600_000;
+    let next_local_midnight = (local.div_euclid(DAY_MS) + 1) * DAY_MS;
+    // The offset at that midnight (a day with a change shifts at 02:00, never at midnight).
+    let guess = next_local_midnight + 8 * 3_600_000;
+    Timestamp::from_millis(next_local_midnight - pacific_offset_hours(guess) * 3_600_000)
+}
+
+/// An error answer of the YouTube API or upload server as jilo's error. Quotas and upload
+/// caps are [`Error::QuotaExceeded`] (never retried, with when to try again); short-term rate
+/// limits are [`Error::RateLimited`]; 5xx are [`Error::Unavailable`].
+pub(crate) fn youtube_error(
+    status: u16,
+    body: &str,
+    retry_after: Option<Duration>,
+    now: Timestamp,
+) -> Error {
+    let (reason, message) = reason_of(body);
+    let response = Some(HttpFailure::new(status, body));
+    let service = SERVICE.to_owned();
+    let quota = |limit: QuotaLimit, retry_at: Timestamp| Error::QuotaExceeded {
+        service: SERVICE.to_owned(),
+        limit,
+        retry_at: Some(retry_at),
+        response: Some(HttpFailure::new(status, body)),
+    };
+    let per_day = message.contains("per day") || message.contains("Video Uploads");
+    match (status, reason.as_str()) {
+        (400, "uploadLimitExceeded") => quota(
+            QuotaLimit::ChannelUploads,
+            now.plus(Duration::from_secs(24 * 3600)),
+        ),
+        (403, "quotaExceeded" | "dailyLimitExceeded") => {
+            quota(QuotaLimit::ProjectDaily, next_pacific_midnight(now))
+        }
+        (403 | 429, _) if per_day => quota(QuotaLimit::UploadsDaily, next_pacific_midnight(now)),
+        (_, "uploadRateLimitExceeded") => quota(
+            QuotaLimit::Thumbnails,
+            now.plus(Duration::from_secs(24 * 3600)),
+        ),
+        (429, _) | (403, "rateLimitExceeded" | "userRateLimitExceeded") => Error::RateLimited {
+            service,
+            retry_after,
+            response,
+            source: None,
+        },
+        (401, "youtubeSignupRequired") => Error::NotAllowed {
+            reason: "the Google account has no YouTube channel; create one and connect again"
+                .to_owned(),
+        },
+        (401, _)
+        | (
+            403,
+            "insufficientPermissions"
+            | "forbidden"
+            | "authenticatedUserAccountClosed"
+            | "authenticatedUserAccountSuspended"
+            | "authenticatedUserNotChannel",
+        ) => Error::Unauthorized {
+            service,
+            response,
+            source: None,
+        },
+        (400, r) if r.starts_with("invalid") || r == "defaultLanguageNotSet" => {
+            let field = match r {
+                "invalidTitle" => "title",
+                "invalidDescription" => "description",
+                "invalidTags" => "tags",
+                "invalidCategoryId" => "category_id",
+                "invalidPublishAt" => "publish_at",
+                "invalidImage" => "thumbnail",
+                _ => "metadata",
+            };
+            Error::invalid(field, format!("YouTube refused it ({r}): {message}"))
+        }
+        (404, _) => Error::NotFound {
+            entity: "youtube resource",
+            id: if reason.is_empty() {
+                "(not found)".to_owned()
+            } else {
+                reason
+            },
+        },
+        (s, _) if s >= 500 => Error::Unavailable {
+            service,
+            reason: format!("HTTP {s}"),
+            response,
+            source: None,
+        },
+        (s, _) => Error::Protocol {
+            service,
+            reason: format!("HTTP {s} {reason}: {message}"),
+            response,
+            source: None,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(y: i64, m: i64, d: i64, h: i64, min: i64) -> Timestamp {
+        Timestamp::from_millis(days_from_civil(y, m, d) * DAY_MS + (h * 60 + min) * 60_000)
+    }
+
+    #[test]
+    fn quotas_reset_at_pacific_midnight_across_daylight_saving() {
+        // Winter (PST, UTC-8): 2026-12-02 10:00 UTC is 02:00 PST; midnight is 08:00 UTC next day.
+        assert_eq!(
+            next_pacific_midnight(at(2026, 12, 2, 10, 0)),
+            at(2026, 12, 3, 8, 0)
+        );
+        // Summer (PDT, UTC-7): midnight is 07:00 UTC.
+        assert_eq!(
+            next_pacific_midnight(at(2026, 7, 1, 6, 59)),
+            at(2026, 7, 1, 7, 0)
+        );
+        assert_eq!(
+            next_pacific_midnight(at(2026, 7, 1, 7, 0)),
+            at(2026, 7, 2, 7, 0)
+        );
+        // 2026: DST starts Sunday 8 March, ends Sunday 1 November.
+        assert_eq!(
+            next_pacific_midnight(at(2026, 3, 8, 12, 0)),
+            at(2026, 3, 9, 7, 0)
+        );
+        assert_eq!(
+            next_pacific_midnight(at(2026, 3, 7, 12, 0)),
+            at(2026, 3, 8, 8, 0),
+            "the night before the change is still PST"
+        );
+        assert_eq!(
+            next_pacific_midnight(at(2026, 10, 31, 12, 0)),
+            at(2026, 11, 1, 7, 0)
+        );
+        assert_eq!(
+            next_pacific_midnight(at(2026, 11, 1, 12, 0)),
+            at(2026, 11, 2, 8, 0)
+        );
+    }
+
+    #[test]
+    fn quota_answers_are_typed_and_never_retried() {
+        let now = at(2026, 12, 2, 10, 0);
+        let body = |code: u16, reason: &str, message: &str| {
+            format!(
+                r#"{{"error":{{"code":{code},"message":"{message}","errors":[{{"message":"{message}","domain":"youtube.quota","reason":"{reason}"}}]}}}}"#
+            )
+        };
+        let e = youtube_error(
+            403,
+            &body(403, "quotaExceeded", "The request cannot be completed because you have exceeded your \\u003ca href=\\\"/youtube/v3/getting-started#quota\\\"\\u003equota\\u003c/a\\u003e."),
+            None,
+            now,
+        );
+        assert!(matches!(
+            e,
+            Error::QuotaExceeded { limit: QuotaLimit::ProjectDaily, retry_at: Some(t), .. } if t == at(2026, 12, 3, 8, 0)
+        ));
+        assert!(!e.is_retryable());
+        let e = youtube_error(
+            429,
+            &body(429, "rateLimitExceeded", "Quota exceeded for quota metric 'Video Uploads' and limit 'Video Uploads per day' of service 'youtube.googleapis.com'"),
+            Some(Duration::from_secs(30)),
+            now,
+        );
+        assert!(matches!(
+            e,
+            Error::QuotaExceeded {
+                limit: QuotaLimit::UploadsDaily,
+                ..
+            }
+        ));
+        assert!(!e.is_retryable());
+        let e = youtube_error(
+            400,
+            &body(
+                400,
+                "uploadLimitExceeded",
+                "The user has exceeded the number of videos they may upload.",
+            ),
+            None,
+            now,
+        );
+        assert!(matches!(
+            e,
+            Error::QuotaExceeded { limit: QuotaLimit::ChannelUploads, retry_at: Some(t), .. } if t == now.plus(Duration::from_secs(86_400))
+        ));
+        let e = youtube_error(
+            403,
+            &body(403, "userRateLimitExceeded", "slow down"),
+            Some(Duration::from_secs(3)),
+            now,
+        );
+        assert!(e.is_retryable());
+        assert_eq!(e.retry_after(), Some(Duration::from_secs(3)));
+        let e = youtube_error(400, &body(400, "invalidTitle", "bad"), None, now);
+        assert!(matches!(e, Error::InvalidInput { ref field, .. } if field == "title"));
+        let e = youtube_error(503, &body(503, "backendError", "try later"), None, now);
+        assert!(e.is_retryable());
+        let e = youtube_error(
+            401,
+            &body(401, "youtubeSignupRequired", "no channel"),
+            None,
+            now,
+        );
+        assert!(matches!(e, Error::NotAllowed { .. }));
+        let e = youtube_error(
+            403,
+            &body(403, "insufficientPermissions", "scope"),
+            None,
+            now,
+        );
+        assert!(matches!(e, Error::Unauthorized { .. }));
+    }
+}
