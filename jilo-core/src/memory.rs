@@ -689,6 +689,25 @@ impl PublicationStore for InMemoryStore {
         Ok(record.clone())
     }
 
+    async fn note_publication(
+        &self,
+        job: &JobId,
+        channel_id: &str,
+        notes: &[String],
+    ) -> Result<()> {
+        let mut state = self.lock();
+        let record = state
+            .publications
+            .get_mut(&(job.clone(), channel_id.to_owned()))
+            .ok_or_else(|| Error::not_found("publication", format!("{job}/{channel_id}")))?;
+        for note in notes {
+            if !record.notes.contains(note) {
+                record.notes.push(note.clone());
+            }
+        }
+        Ok(())
+    }
+
     async fn release_publication(&self, job: &JobId, channel_id: &str, token: &str) -> Result<()> {
         let mut state = self.lock();
         if let Some(record) = state

@@ -146,6 +146,15 @@ pub struct Policy {
     /// `https://host/webhooks/fal/{job}/{attempt}`), so a delivery whose request id the Studio
     /// never learned still names its job. `None`: poll only.
     pub webhook_base_url: Option<String>,
+    /// How long a process holds an upload to a channel; renewed with every confirmed chunk
+    /// (and every third of it), so a dead uploader's publication is resumed this long after
+    /// it died.
+    pub publish_lease: Duration,
+    /// How often [`crate::Studio::run`] looks for uploads a dead process left.
+    pub publish_check_interval: Duration,
+    /// How often [`crate::Studio::run`] reads published videos' statistics (each video at
+    /// most once per interval).
+    pub stats_interval: Duration,
 }
 
 impl Default for Policy {
@@ -179,6 +188,9 @@ impl Default for Policy {
             trend_failure_window: Duration::from_secs(5 * 60),
             analysis_concurrency: 4,
             webhook_base_url: None,
+            publish_lease: Duration::from_secs(2 * 60),
+            publish_check_interval: Duration::from_secs(30),
+            stats_interval: Duration::from_secs(6 * 60 * 60),
         }
     }
 }

@@ -30,7 +30,7 @@ fn policy() -> Policy {
     }
 }
 
-fn studio<S: QuotaStore + JobStore + TrendCache + 'static>(
+fn studio<S: QuotaStore + JobStore + TrendCache + jilo_core::PublicationStore + 'static>(
     provider: Arc<dyn VideoProvider>,
     store: Arc<S>,
 ) -> Studio {
@@ -484,6 +484,97 @@ impl TrendCache for Flaky {
         self.inner
             .store_analysis(platform, video_id, analysis, at)
             .await
+    }
+}
+
+#[async_trait]
+impl jilo_core::PublicationStore for Flaky {
+    async fn begin_publication(
+        &self,
+        p: &jilo_core::Publication,
+    ) -> jilo_core::Result<(jilo_core::Publication, bool)> {
+        self.inner.begin_publication(p).await
+    }
+    async fn claim_publication(
+        &self,
+        job: &JobId,
+        channel: &str,
+        lease: &jilo_core::PublicationLease,
+        now: Timestamp,
+    ) -> jilo_core::Result<Option<jilo_core::Publication>> {
+        self.inner.claim_publication(job, channel, lease, now).await
+    }
+    async fn save_upload(
+        &self,
+        job: &JobId,
+        channel: &str,
+        token: &str,
+        session: &jilo_core::UploadSession,
+        until: Timestamp,
+    ) -> jilo_core::Result<()> {
+        self.inner
+            .save_upload(job, channel, token, session, until)
+            .await
+    }
+    async fn finish_publication(
+        &self,
+        job: &JobId,
+        channel: &str,
+        token: &str,
+        outcome: &jilo_core::PublicationOutcome,
+    ) -> jilo_core::Result<jilo_core::Publication> {
+        self.inner
+            .finish_publication(job, channel, token, outcome)
+            .await
+    }
+    async fn note_publication(
+        &self,
+        job: &JobId,
+        channel: &str,
+        notes: &[String],
+    ) -> jilo_core::Result<()> {
+        self.inner.note_publication(job, channel, notes).await
+    }
+    async fn release_publication(
+        &self,
+        job: &JobId,
+        channel: &str,
+        token: &str,
+    ) -> jilo_core::Result<()> {
+        self.inner.release_publication(job, channel, token).await
+    }
+    async fn publication(
+        &self,
+        job: &JobId,
+        channel: &str,
+    ) -> jilo_core::Result<Option<jilo_core::Publication>> {
+        self.inner.publication(job, channel).await
+    }
+    async fn publications_of(&self, job: &JobId) -> jilo_core::Result<Vec<jilo_core::Publication>> {
+        self.inner.publications_of(job).await
+    }
+    async fn stalled_publications(
+        &self,
+        now: Timestamp,
+        limit: u32,
+    ) -> jilo_core::Result<Vec<jilo_core::Publication>> {
+        self.inner.stalled_publications(now, limit).await
+    }
+    async fn publications_due_for_stats(
+        &self,
+        before: Timestamp,
+        limit: u32,
+    ) -> jilo_core::Result<Vec<jilo_core::Publication>> {
+        self.inner.publications_due_for_stats(before, limit).await
+    }
+    async fn record_stats(
+        &self,
+        job: &JobId,
+        channel: &str,
+        stats: &jilo_core::VideoStats,
+        at: Timestamp,
+    ) -> jilo_core::Result<()> {
+        self.inner.record_stats(job, channel, stats, at).await
     }
 }
 

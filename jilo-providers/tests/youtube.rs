@@ -317,7 +317,7 @@ async fn an_upload_survives_partial_chunks_drops_503s_and_an_expired_session() {
     let bytes = video_bytes(len);
     rig.put_media("videos/creator-1/flaky.mp4", &bytes);
     for fault in [
-        Fault::Partial(0), // a 308 without Range: nothing held
+        Fault::Partial(0),             // a 308 without Range: nothing held
         Fault::Partial(262_144 + 100), // keeps an odd count: the resend starts mid-unit
         Fault::DropAfter(300_000),     // keeps one unit, no answer
         Fault::Status(503),

@@ -9,8 +9,8 @@ use crate::error::{Error, Result};
 use crate::notify::LogNotifier;
 use crate::policy::Policy;
 use crate::traits::{
-    CreativeModel, JobStore, MediaStore, Moderator, Notifier, Publisher, QuotaStore, TrendCache,
-    TrendSource, VideoProvider,
+    CreativeModel, JobStore, MediaStore, Moderator, Notifier, PublicationStore, Publisher,
+    QuotaStore, TrendCache, TrendSource, VideoProvider,
 };
 
 use super::{Inner, RegisteredProvider, Studio};
@@ -26,6 +26,7 @@ pub struct StudioBuilder {
     quota: Option<Arc<dyn QuotaStore>>,
     jobs: Option<Arc<dyn JobStore>>,
     trends: Option<Arc<dyn TrendCache>>,
+    publications: Option<Arc<dyn PublicationStore>>,
     notifier: Option<Arc<dyn Notifier>>,
     moderator: Option<Arc<dyn Moderator>>,
     media: Option<Arc<dyn MediaStore>>,
@@ -61,9 +62,10 @@ impl StudioBuilder {
     /// traits, so a job and its hold are written in one transaction.
     pub fn store<S>(mut self, store: Arc<S>) -> Self
     where
-        S: QuotaStore + JobStore + TrendCache + 'static,
+        S: QuotaStore + JobStore + TrendCache + PublicationStore + 'static,
     {
         self.quota = Some(store.clone());
+        self.publications = Some(store.clone());
         self.trends = Some(store.clone());
         self.jobs = Some(store);
         self
@@ -128,7 +130,9 @@ impl StudioBuilder {
     /// Fails with [`Error::InvalidInput`] when there is no provider or store, two providers
     /// share an id, the failover order names an unknown provider, or the attempt limit is 0.
     pub fn build(self) -> Result<Studio> {
-        let (Some(quota), Some(jobs), Some(trends)) = (self.quota, self.jobs, self.trends) else {
+        let (Some(quota), Some(jobs), Some(trends), Some(publications)) =
+            (self.quota, self.jobs, self.trends, self.publications)
+        else {
             return Err(Error::invalid("store", "a store is required"));
         };
         if self.providers.is_empty() {
@@ -188,6 +192,7 @@ impl StudioBuilder {
                 quota,
                 jobs,
                 trends,
+                publications,
                 notifier: self.notifier.unwrap_or_else(|| Arc::new(LogNotifier)),
                 moderator: self.moderator,
                 media: self.media,
@@ -200,6 +205,7 @@ impl StudioBuilder {
                 wake: tokio::sync::Notify::new(),
                 lease_counter: std::sync::atomic::AtomicU64::new(0),
                 failures_in_a_row: std::sync::Mutex::new(std::collections::HashMap::new()),
+                resuming_uploads: std::sync::atomic::AtomicBool::new(false),
             }),
         })
     }

@@ -4,6 +4,7 @@ mod builder;
 mod discover;
 mod driver;
 mod effects;
+mod publishing;
 mod routing;
 
 use std::fmt;
@@ -45,6 +46,7 @@ pub(crate) struct Inner {
     pub(crate) quota: Arc<dyn QuotaStore>,
     pub(crate) jobs: Arc<dyn JobStore>,
     pub(crate) trends: Arc<dyn crate::traits::TrendCache>,
+    pub(crate) publications: Arc<dyn crate::traits::PublicationStore>,
     pub(crate) notifier: Arc<dyn Notifier>,
     pub(crate) moderator: Option<Arc<dyn Moderator>>,
     pub(crate) media: Option<Arc<dyn MediaStore>>,
@@ -60,6 +62,8 @@ pub(crate) struct Inner {
     pub(crate) lease_counter: std::sync::atomic::AtomicU64,
     /// Retryable submit failures in a row, per provider (the breaker's count).
     pub(crate) failures_in_a_row: std::sync::Mutex<std::collections::HashMap<ProviderId, u32>>,
+    /// Whether this process is resuming stalled uploads now (one pass at a time).
+    pub(crate) resuming_uploads: std::sync::atomic::AtomicBool,
 }
 
 /// Generates videos for users with exact credits: validates and moderates a request, holds the
@@ -536,11 +540,33 @@ impl Studio {
         let places = Arc::new(tokio::sync::Semaphore::new(concurrency));
         let mut tasks = tokio::task::JoinSet::new();
         let mut balances_due = tokio::time::Instant::now();
+        let mut uploads_due = tokio::time::Instant::now();
+        let mut stats_due = tokio::time::Instant::now();
         tokio::pin!(shutdown);
         loop {
             if tokio::time::Instant::now() >= balances_due {
                 balances_due += self.inner.policy.balance_check_interval;
                 self.check_balances().await;
+            }
+            if self.inner.publisher.is_some() {
+                let now = tokio::time::Instant::now();
+                if now >= uploads_due {
+                    uploads_due = now + self.inner.policy.publish_check_interval;
+                    let studio = self.clone();
+                    // Uploads are long: they run beside the jobs, one pass at a time.
+                    tasks.spawn(async move {
+                        studio.resume_publications().await;
+                    });
+                }
+                if now >= stats_due {
+                    stats_due = now + self.inner.policy.stats_interval;
+                    let studio = self.clone();
+                    tasks.spawn(async move {
+                        if let Err(e) = studio.sync_stats().await {
+                            tracing::warn!(error = %e, "syncing video statistics failed");
+                        }
+                    });
+                }
             }
             let free = places.available_permits();
             if free > 0 {

@@ -399,6 +399,31 @@ pub async fn publication_store_suite<S: PublicationStore + ?Sized>(store: &S) {
         "a published record cannot be claimed"
     );
 
+    store
+        .note_publication(
+            &job,
+            channel,
+            &[
+                "the playlist is full".to_owned(),
+                "the thumbnail was refused".to_owned(),
+            ],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("noting failed: {e}"));
+    assert_eq!(
+        store
+            .publication(&job, channel)
+            .await
+            .ok()
+            .flatten()
+            .map(|p| p.notes),
+        Some(vec![
+            "the thumbnail was refused".to_owned(),
+            "the playlist is full".to_owned()
+        ]),
+        "notes are added once each, after the upload's"
+    );
+
     // Statistics.
     assert!(
         due(store, &job, t0).await,

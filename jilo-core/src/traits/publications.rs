@@ -72,6 +72,11 @@ pub trait PublicationStore: Send + Sync {
         outcome: &PublicationOutcome,
     ) -> Result<Publication>;
 
+    /// Adds notes to a record (what did not work after the upload: a thumbnail refused, a
+    /// full playlist), whatever its state.
+    async fn note_publication(&self, job: &JobId, channel_id: &str, notes: &[String])
+        -> Result<()>;
+
     /// Gives the lease up without ending the record (the upload stopped and will resume).
     async fn release_publication(&self, job: &JobId, channel_id: &str, token: &str) -> Result<()>;
 

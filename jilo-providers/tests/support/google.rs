@@ -72,6 +72,8 @@ pub struct State {
     pub next_video: u32,
     pub keep_private: bool,
     pub revoked: Vec<String>,
+    /// A pause before each chunk is answered (a slow line).
+    pub put_delay: Option<std::time::Duration>,
 }
 
 impl State {
@@ -573,8 +575,12 @@ impl GoogleSim {
             Some(Fault::DropAfter(n)) => Some(*n),
             _ => None,
         };
+        let mut cut = false;
         while let Some(frame) = body.frame().await {
-            let Ok(frame) = frame else { break };
+            let Ok(frame) = frame else {
+                cut = true;
+                break;
+            };
             if let Ok(chunk) = frame.into_data() {
                 data.extend_from_slice(&chunk);
             }
@@ -585,17 +591,64 @@ impl GoogleSim {
                 }
             }
         }
+        let (answer, delay) = self.take_chunk(
+            &id,
+            parsed,
+            fault.as_ref(),
+            data,
+            cut,
+            declared,
+            ctype,
+            &range,
+        );
+        if let Some(delay) = delay {
+            tokio::time::sleep(delay).await;
+        }
+        answer
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn take_chunk(
+        &self,
+        id: &str,
+        parsed: Option<(u64, u64, u64)>,
+        fault: Option<&Fault>,
+        data: Vec<u8>,
+        cut: bool,
+        declared: Option<u64>,
+        ctype: Option<String>,
+        range: &str,
+    ) -> (Answer, Option<std::time::Duration>) {
+        let id = id.to_owned();
+        let drop_after = match fault {
+            Some(Fault::DropAfter(n)) => Some(*n),
+            _ => None,
+        };
         let mut s = self.lock();
         s.arrived += data.len() as u64;
+        if cut {
+            // The client went away mid-body: keep the whole units that arrived, as the
+            // upload server may.
+            let keep = (data.len() as u64 / UNIT) * UNIT;
+            let upload = s.sessions.get_mut(&id).unwrap();
+            if parsed.is_some_and(|(first, _, _)| first == upload.received.len() as u64) {
+                upload.received.extend_from_slice(&data[..keep as usize]);
+                s.kept += keep;
+            }
+            return (dropped(), None);
+        }
         let Some((first, last, total_in)) = parsed else {
             s.violation(format!("chunk: Content-Range `{range}`"));
-            return reply(
-                400,
-                google_error(
+            return (
+                reply(
                     400,
-                    "badContentRange",
-                    "Failed to parse Content-Range header.",
+                    google_error(
+                        400,
+                        "badContentRange",
+                        "Failed to parse Content-Range header.",
+                    ),
                 ),
+                None,
             );
         };
         let upload_total = s.sessions[&id].total;
@@ -633,16 +686,22 @@ impl GoogleSim {
         if first != held {
             // Google keeps none of a request that overlaps or leaves a gap.
             s.violation(format!("chunk starts at {first}, the server holds {held}"));
-            return empty(308, &Self::range_header(held));
+            return (empty(308, &Self::range_header(held)), None);
         }
-        let keep = match &fault {
+        let keep = match fault {
             Some(Fault::Status(code)) => {
                 let code = *code;
-                return reply(code, google_error(code, "backendError", "Backend Error"));
+                return (
+                    reply(code, google_error(code, "backendError", "Backend Error")),
+                    None,
+                );
             }
             Some(Fault::Expire) => {
                 s.sessions.get_mut(&id).unwrap().expired = true;
-                return reply(404, google_error(404, "notFound", "session expired"));
+                return (
+                    reply(404, google_error(404, "notFound", "session expired")),
+                    None,
+                );
             }
             Some(Fault::Partial(n)) => (*n).min(data.len() as u64),
             Some(Fault::DropAfter(_)) => (data.len() as u64 / UNIT) * UNIT,
@@ -656,13 +715,16 @@ impl GoogleSim {
             if now_held == upload_total {
                 Self::finish(&mut s, &id);
             }
-            return dropped();
+            return (dropped(), None);
         }
-        if now_held == upload_total {
+        let delay = s.put_delay;
+        let answer = if now_held == upload_total {
             let video = Self::finish(&mut s, &id);
-            return reply(201, video);
-        }
-        empty(308, &Self::range_header(now_held))
+            reply(201, video)
+        } else {
+            empty(308, &Self::range_header(now_held))
+        };
+        (answer, delay)
     }
 
     async fn thumbnail(&self, req: Request<Incoming>) -> Answer {

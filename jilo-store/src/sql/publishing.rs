@@ -358,6 +358,30 @@ impl PublicationStore for SqlStore {
         .await
     }
 
+    async fn note_publication(
+        &self,
+        job: &JobId,
+        channel_id: &str,
+        notes: &[String],
+    ) -> Result<()> {
+        self.retry("noting a publication", || async {
+            let mut tx = self.begin_write().await?;
+            let mut record = self
+                .locked_publication(&mut tx, job, channel_id)
+                .await?
+                .ok_or_else(|| Error::not_found("publication", publication_key(job, channel_id)))?;
+            for note in notes {
+                if !record.notes.contains(note) {
+                    record.notes.push(note.clone());
+                }
+            }
+            Self::write_publication(&mut tx, &record, false).await?;
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn release_publication(&self, job: &JobId, channel_id: &str, token: &str) -> Result<()> {
         match self
             .change_held(
