@@ -661,6 +661,21 @@ impl PublicationStore for InMemoryStore {
         Ok(())
     }
 
+    async fn renew_publication(
+        &self,
+        job: &JobId,
+        channel_id: &str,
+        token: &str,
+        until: Timestamp,
+    ) -> Result<()> {
+        let mut state = self.lock();
+        let record = held_by(&mut state, job, channel_id, token)?;
+        if let Some(lease) = record.lease.as_mut() {
+            lease.until = until;
+        }
+        Ok(())
+    }
+
     async fn finish_publication(
         &self,
         job: &JobId,

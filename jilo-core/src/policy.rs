@@ -150,6 +150,9 @@ pub struct Policy {
     /// (and every third of it), so a dead uploader's publication is resumed this long after
     /// it died.
     pub publish_lease: Duration,
+    /// Uploads of one publication (the first and each resumption) before it is ended as
+    /// failed, so an upload that cannot finish does not spend the platform's quota forever.
+    pub publish_max_attempts: u32,
     /// How often [`crate::Studio::run`] looks for uploads a dead process left.
     pub publish_check_interval: Duration,
     /// How often [`crate::Studio::run`] reads published videos' statistics (each video at
@@ -189,6 +192,7 @@ impl Default for Policy {
             analysis_concurrency: 4,
             webhook_base_url: None,
             publish_lease: Duration::from_secs(2 * 60),
+            publish_max_attempts: 5,
             publish_check_interval: Duration::from_secs(30),
             stats_interval: Duration::from_secs(6 * 60 * 60),
         }

@@ -516,6 +516,17 @@ impl jilo_core::PublicationStore for Flaky {
             .save_upload(job, channel, token, session, until)
             .await
     }
+    async fn renew_publication(
+        &self,
+        job: &JobId,
+        channel: &str,
+        token: &str,
+        until: Timestamp,
+    ) -> jilo_core::Result<()> {
+        self.inner
+            .renew_publication(job, channel, token, until)
+            .await
+    }
     async fn finish_publication(
         &self,
         job: &JobId,

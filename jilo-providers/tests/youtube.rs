@@ -821,3 +821,35 @@ fn no_token_or_secret_reaches_debug_or_the_logs() {
         );
     }
 }
+
+/// A token answer the client cannot read may hold tokens: the error keeps only its size.
+#[tokio::test]
+async fn an_unreadable_token_answer_never_puts_its_body_in_the_error() {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(
+            r#"{"access_token":"ya29.LEAKED-IF-SHOWN","refresh_token":"1//LEAKED","expires_in":"soon","token_type":"Bearer"}"#,
+            "application/json",
+        ))
+        .mount(&server)
+        .await;
+    let oauth = GoogleOAuth::new(CLIENT_ID, SecretString::from(CLIENT_SECRET)).with_endpoints(
+        format!("{}/auth", server.uri()),
+        format!("{}/token", server.uri()),
+        format!("{}/revoke", server.uri()),
+    );
+    let err = oauth
+        .refresh(
+            CHANNEL_ID,
+            &SecretString::from("1//r"),
+            Timestamp::from_millis(0),
+        )
+        .await
+        .unwrap_err();
+    let shown = format!("{err} {err:?}");
+    assert!(!shown.contains("LEAKED"), "{shown}");
+    assert!(err.is_retryable(), "{err:?}");
+}

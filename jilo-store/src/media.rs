@@ -18,7 +18,9 @@ use jilo_core::{
 };
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
-use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, WriteMultipart};
+use object_store::{
+    GetOptions, GetRange, GetResultPayload, ObjectStore, ObjectStoreExt, WriteMultipart,
+};
 
 /// Where media goes when `JILO_MEDIA_DIR` is not set.
 pub const DEFAULT_MEDIA_DIR: &str = "./jilo-media";
@@ -130,6 +132,54 @@ fn content_type_of(key: &str) -> Option<&'static str> {
 fn object_key(key: &str) -> Result<ObjectPath> {
     ObjectPath::parse(key)
         .map_err(|e| Error::invalid("key", format!("`{key}` is not a media storage key: {e}")))
+}
+
+/// How much one read of a local file takes.
+const FILE_READ: u64 = 1024 * 1024;
+
+/// The bytes of `range` of an open file, read on the blocking pool a mebibyte at a time.
+fn file_stream(file: std::fs::File, range: std::ops::Range<u64>) -> MediaStream {
+    let read_error = |e: std::io::Error| {
+        Error::storage(
+            "media storage: reading a video",
+            true,
+            Some(Box::new(e) as _),
+        )
+    };
+    Box::pin(futures::stream::try_unfold(
+        (file, range.start, range.end),
+        move |(mut file, at, end)| async move {
+            if at >= end {
+                return Ok(None);
+            }
+            let want = (end - at).min(FILE_READ);
+            let (file, piece) = tokio::task::spawn_blocking(move || {
+                use std::io::{Read, Seek, SeekFrom};
+                file.seek(SeekFrom::Start(at))?;
+                let mut piece = Vec::with_capacity(usize::try_from(want).unwrap_or(0));
+                (&mut file).take(want).read_to_end(&mut piece)?;
+                Ok::<_, std::io::Error>((file, piece))
+            })
+            .await
+            .map_err(|e| {
+                Error::storage(
+                    "media storage: reading a video",
+                    true,
+                    Some(Box::new(e) as _),
+                )
+            })?
+            .map_err(read_error)?;
+            if piece.is_empty() {
+                return Err(Error::storage(
+                    format!("media storage: the file ended at byte {at} of {end}"),
+                    false,
+                    None,
+                ));
+            }
+            let next = at + piece.len() as u64;
+            Ok(Some((bytes::Bytes::from(piece), (file, next, end))))
+        },
+    ))
 }
 
 fn object_error(what: &str, e: object_store::Error) -> Error {
@@ -395,9 +445,16 @@ impl MediaStore for ObjectMediaStore {
             .get_opts(&object_key(key)?, options)
             .await
             .map_err(|e| object_error("reading a video", e))?;
-        Ok(Box::pin(got.into_stream().map(|chunk| {
-            chunk.map_err(|e| object_error("reading a video", e))
-        })))
+        match got.payload {
+            // A local file: read in large pieces (object_store's own stream reads 8 KiB at a
+            // time, each on the blocking pool, which caps an upload's speed).
+            GetResultPayload::File(file, _) => Ok(file_stream(file, got.range)),
+            GetResultPayload::Stream(stream) => {
+                Ok(Box::pin(stream.map(|chunk| {
+                    chunk.map_err(|e| object_error("reading a video", e))
+                })))
+            }
+        }
     }
 }
 

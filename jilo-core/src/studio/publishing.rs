@@ -53,13 +53,12 @@ impl StoreJournal {
         Ok(())
     }
 
-    /// Renews the lease (with the session as kept) while a long chunk is in flight.
+    /// Extends the lease while a long call is in flight (before a session exists too).
     async fn renew(&self) -> Result<()> {
-        let session = self.session.lock().ok().and_then(|s| s.clone());
-        match session {
-            Some(session) => self.save(session).await,
-            None => Ok(()),
-        }
+        self.inner
+            .publications
+            .renew_publication(&self.job, &self.channel_id, &self.token, self.until())
+            .await
     }
 }
 
@@ -271,6 +270,25 @@ impl Studio {
                 .await?
                 .unwrap_or(record));
         };
+        if claimed.attempts > inner.policy.publish_max_attempts {
+            let reason = format!(
+                "gave up after {} upload attempts",
+                inner.policy.publish_max_attempts
+            );
+            tracing::warn!(job = %claimed.job, channel = %claimed.channel_id, "{reason}");
+            return inner
+                .publications
+                .finish_publication(
+                    &claimed.job,
+                    &claimed.channel_id,
+                    &token,
+                    &PublicationOutcome::Failed {
+                        reason,
+                        at: inner.clock.now(),
+                    },
+                )
+                .await;
+        }
         let journal = Arc::new(StoreJournal {
             inner: inner.clone(),
             job: claimed.job.clone(),
@@ -285,14 +303,17 @@ impl Studio {
         let renewing = async {
             loop {
                 tokio::time::sleep(renew_every).await;
-                if let Err(e) = journal.renew().await {
-                    tracing::warn!(error = %e, "renewing an upload's lease failed");
+                match journal.renew().await {
+                    Ok(()) => {}
+                    // Another process took the upload over: stop sending to its session.
+                    Err(e @ Error::LostRace { .. }) | Err(e @ Error::NotFound { .. }) => return e,
+                    Err(e) => tracing::warn!(error = %e, "renewing an upload's lease failed"),
                 }
             }
         };
         let result = tokio::select! {
             r = upload => r,
-            () = renewing => unreachable_renewal(),
+            lost = renewing => Err(lost),
         };
         let (job, channel) = (&claimed.job, claimed.channel_id.as_str());
         match result {
@@ -439,16 +460,27 @@ impl Studio {
                         continue;
                     }
                 };
-                for (video_id, counts) in stats {
-                    if let Some(p) = batch
+                for p in batch {
+                    let Some(id) = p.video_id.as_deref() else {
+                        continue;
+                    };
+                    // A video the platform no longer has keeps its last counts, read again
+                    // next interval, so it does not stay first in line.
+                    let counts = stats
                         .iter()
-                        .find(|p| p.video_id.as_deref() == Some(&video_id))
+                        .find(|(v, _)| v == id)
+                        .map(|(_, c)| *c)
+                        .or_else(|| p.stats.map(|(c, _)| c))
+                        .unwrap_or_default();
+                    match inner
+                        .publications
+                        .record_stats(&p.job, &p.channel_id, &counts, now)
+                        .await
                     {
-                        inner
-                            .publications
-                            .record_stats(&p.job, &p.channel_id, &counts, now)
-                            .await?;
-                        updated += 1;
+                        Ok(()) => updated += 1,
+                        Err(e) => {
+                            tracing::warn!(job = %p.job, error = %e, "keeping statistics failed")
+                        }
                     }
                 }
             }
@@ -460,10 +492,6 @@ impl Studio {
     pub async fn publication(&self, job: &JobId, channel_id: &str) -> Result<Option<Publication>> {
         self.inner.publications.publication(job, channel_id).await
     }
-}
-
-fn unreachable_renewal() -> Result<PublishedVideo> {
-    Err(Error::not_allowed("the lease renewal loop ended"))
 }
 
 #[cfg(test)]

@@ -215,6 +215,27 @@ pub async fn publication_store_suite<S: PublicationStore + ?Sized>(store: &S) {
         "a second begin returns the first record"
     );
 
+    // Many first begins at once (processes publishing the same job): one writes.
+    let raced = JobId::new(format!("{run}-raced"));
+    let begins = futures::future::join_all((0..8).map(|i| {
+        let record = Publication::new(
+            &request(&raced, channel, &format!("Title {i}")),
+            Timestamp::from_millis(t0),
+        );
+        async move { store.begin_publication(&record).await }
+    }))
+    .await;
+    let written = begins.iter().filter(|b| matches!(b, Ok((_, true)))).count();
+    assert!(
+        begins.iter().all(|b| b.is_ok()),
+        "concurrent begins all answer: {:?}",
+        begins.iter().filter(|b| b.is_err()).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        written, 1,
+        "one of many concurrent begins writes the record"
+    );
+
     // One holder at a time.
     let a = lease("token-a", t0 + 60_000);
     let claimed = store
@@ -287,6 +308,43 @@ pub async fn publication_store_suite<S: PublicationStore + ?Sized>(store: &S) {
         Some(Timestamp::from_millis(t0 + 90_000)),
         "saving progress renews the lease"
     );
+
+    store
+        .renew_publication(
+            &job,
+            channel,
+            "token-a",
+            Timestamp::from_millis(t0 + 95_000),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("renewing failed: {e}"));
+    assert!(
+        matches!(
+            store
+                .renew_publication(&job, channel, "token-x", Timestamp::from_millis(t0 + 1))
+                .await,
+            Err(Error::LostRace { .. })
+        ),
+        "only the holder renews"
+    );
+    assert!(
+        store
+            .stalled_publications(Timestamp::from_millis(t0 + 94_000), 1000)
+            .await
+            .unwrap_or_default()
+            .iter()
+            .all(|p| p.job != job),
+        "a renewed lease holds"
+    );
+    store
+        .renew_publication(
+            &job,
+            channel,
+            "token-a",
+            Timestamp::from_millis(t0 + 90_000),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("renewing failed: {e}"));
 
     // The lease lapses; another process takes over; the first is locked out.
     let stalled = store

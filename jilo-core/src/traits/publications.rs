@@ -63,6 +63,16 @@ pub trait PublicationStore: Send + Sync {
         until: Timestamp,
     ) -> Result<()>;
 
+    /// Extends the holder's lease to `until` ([`crate::Error::LostRace`] when `token` no longer
+    /// holds it).
+    async fn renew_publication(
+        &self,
+        job: &JobId,
+        channel_id: &str,
+        token: &str,
+        until: Timestamp,
+    ) -> Result<()>;
+
     /// Ends the record (published or failed) and frees the lease.
     async fn finish_publication(
         &self,

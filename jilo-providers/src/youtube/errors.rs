@@ -28,6 +28,8 @@ struct ErrorObject {
 struct Item {
     #[serde(default)]
     reason: String,
+    #[serde(default)]
+    message: String,
 }
 
 /// The first `reason` of a Google error body (or its `status`), and its message.
@@ -40,7 +42,14 @@ pub(crate) fn reason_of(body: &str) -> (String, String) {
         .map(|i| i.reason.clone())
         .filter(|r| !r.is_empty())
         .unwrap_or(error.status);
-    (reason, error.message)
+    // The top message, and the first item's when it says more.
+    let mut message = error.message;
+    if let Some(item) = error.errors.first() {
+        if !item.message.is_empty() && !message.contains(&item.message) {
+            message = format!("{message} {}", item.message).trim().to_owned();
+        }
+    }
+    (reason, message)
 }
 
 const DAY_MS: i64 = 86_400_000;

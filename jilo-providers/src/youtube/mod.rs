@@ -473,9 +473,24 @@ impl YouTubePublisher {
                     .text()
                     .await
                     .map_err(|e| Failure::Transient(transport_error(SERVICE, CallKind::Read, e)))?;
-                serde_json::from_str(&text).map(Step::Done).map_err(|e| {
-                    Failure::Fatal(protocol(format!("the finished upload's answer: {e}")))
-                })
+                // The video exists: an unreadable answer is asked for again (a status query
+                // returns the same final answer), never taken as a failure.
+                serde_json::from_str::<Value>(&text)
+                    .ok()
+                    .filter(|v| {
+                        v.get("id")
+                            .and_then(Value::as_str)
+                            .is_some_and(|id| !id.is_empty())
+                    })
+                    .map(Step::Done)
+                    .ok_or_else(|| {
+                        Failure::Transient(Error::Unavailable {
+                            service: SERVICE.to_owned(),
+                            reason: "the finished upload's answer names no video".to_owned(),
+                            response: Some(jilo_core::HttpFailure::new(status, &text)),
+                            source: None,
+                        })
+                    })
             }
             404 | 410 => Ok(Step::Expired),
             _ => {
@@ -516,11 +531,14 @@ impl YouTubePublisher {
         &self,
         session: &str,
         offset: u64,
-        chunk: bytes::Bytes,
+        chunk: upload::Chunk,
         request: &PublishRequest,
         token: &SecretString,
     ) -> std::result::Result<Step, Failure> {
-        let len = chunk.len();
+        let len = chunk.len;
+        let body = reqwest::Body::wrap_stream(futures::stream::iter(
+            chunk.pieces.into_iter().map(Ok::<_, std::io::Error>),
+        ));
         let last = offset + len as u64 - 1;
         let sent = self
             .http
@@ -533,7 +551,7 @@ impl YouTubePublisher {
                 format!("bytes {offset}-{last}/{}", request.total_bytes),
             )
             .timeout(chunk_timeout(len))
-            .body(chunk)
+            .body(body)
             .send()
             .await;
         match sent {
@@ -635,10 +653,18 @@ impl YouTubePublisher {
                     }
                     Err(f) => Err(f),
                 },
-                Some(uri) if ask => self.status_query(uri, total, &token).await,
+                // Asked to, or the server holds every byte but has not answered with the video.
+                Some(uri) if ask || confirmed >= total => {
+                    self.status_query(uri, total, &token).await
+                }
                 Some(uri) => {
                     let chunk = reader.chunk(confirmed, self.chunk_size).await?;
-                    self.put_chunk(uri, confirmed, chunk, request, &token).await
+                    // Read the next chunk while this one is sent.
+                    let (sent, ()) = tokio::join!(
+                        self.put_chunk(uri, confirmed, chunk, request, &token),
+                        reader.read_ahead(self.chunk_size)
+                    );
+                    sent
                 }
             };
             match outcome {
@@ -720,6 +746,10 @@ impl YouTubePublisher {
                 Err(Failure::Transient(e)) => {
                     failures += 1;
                     if failures >= self.retry.max_failures {
+                        return Err(e);
+                    }
+                    // A long Retry-After ends this try instead (the record resumes later).
+                    if e.retry_after().is_some_and(|d| d > self.retry.max_delay) {
                         return Err(e);
                     }
                     let wait = backoff(
@@ -868,9 +898,24 @@ impl Publisher for YouTubePublisher {
         let mut video = video_from(&resource, request)?;
         journal.uploaded(&video).await?;
         tracing::info!(job = %request.job, video = %video.video_id, "video uploaded");
-        let token = self
+        let wants_extras =
+            request.metadata.thumbnail_key.is_some() || request.metadata.playlist_id.is_some();
+        if !wants_extras {
+            return Ok(video);
+        }
+        // The video is published whatever happens from here: failures are warnings.
+        let token = match self
             .access_token(&request.user, &request.channel_id, false)
-            .await?;
+            .await
+        {
+            Ok(token) => token,
+            Err(e) => {
+                video
+                    .warnings
+                    .push(format!("the thumbnail and playlist were not set: {e}"));
+                return Ok(video);
+            }
+        };
         if let Some(key) = &request.metadata.thumbnail_key {
             if let Err(e) = self
                 .set_thumbnail(&video.video_id, key, media.as_ref(), &token)

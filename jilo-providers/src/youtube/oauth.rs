@@ -199,14 +199,16 @@ fn token_error(account: &str, e: TokenError) -> Error {
             response: None,
             source: None,
         },
-        // An answer that is not the endpoint's JSON (an HTML 5xx page, a proxy's error).
+        // An answer that is not the endpoint's JSON (an HTML 5xx page, a proxy's error) or
+        // a success it could not read. The body may hold tokens: only its size is kept.
         RequestTokenError::Parse(e, body) => Error::Unavailable {
             service: SERVICE.to_owned(),
-            reason: format!("the token endpoint answered something unreadable: {e}"),
-            response: Some(jilo_core::HttpFailure::new(
-                0,
-                &String::from_utf8_lossy(&body),
-            )),
+            reason: format!(
+                "the token endpoint answered {} bytes that could not be read (at {})",
+                body.len(),
+                e.path()
+            ),
+            response: None,
             source: None,
         },
         RequestTokenError::Other(reason) => Error::Protocol {

@@ -6,7 +6,9 @@
 
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use std::collections::VecDeque;
+
+use bytes::Bytes;
 use futures::StreamExt;
 use jilo_core::{Error, MediaStore, MediaStream, Result};
 
@@ -30,13 +32,16 @@ pub(crate) fn held_from_range(range: Option<&str>) -> Result<u64> {
     let Some(range) = range else {
         return Ok(0);
     };
-    let last = range
+    let span = range
         .trim()
         .trim_start_matches("bytes")
-        .trim_start_matches(['=', ' '])
-        .split('-')
-        .nth(1)
+        .trim_start_matches(['=', ' ']);
+    let mut ends = span.split('-');
+    let first = ends.next().map(str::trim);
+    let last = ends
+        .next()
         .and_then(|n| n.trim().parse::<u64>().ok())
+        .filter(|_| first == Some("0"))
         .ok_or_else(|| Error::Protocol {
             service: SERVICE.to_owned(),
             reason: format!("the upload server's Range header `{range}` cannot be read"),
@@ -46,22 +51,46 @@ pub(crate) fn held_from_range(range: Option<&str>) -> Result<u64> {
     Ok(last + 1)
 }
 
+/// One chunk's bytes, as the pieces media storage gave (sent without copying them).
+pub(crate) struct Chunk {
+    pub(crate) pieces: Vec<Bytes>,
+    pub(crate) len: usize,
+}
+
+/// Takes up to `want` bytes from the front of `pieces`, splitting a piece if needed.
+fn take_front(pieces: &mut VecDeque<Bytes>, held: &mut usize, want: usize, out: &mut Chunk) {
+    while out.len < want {
+        let Some(mut piece) = pieces.pop_front() else {
+            return;
+        };
+        let need = want - out.len;
+        if piece.len() > need {
+            let rest = piece.split_off(need);
+            pieces.push_front(rest);
+        }
+        *held -= piece.len();
+        out.len += piece.len();
+        out.pieces.push(piece);
+    }
+}
+
 /// The bytes of one media object, handed out chunk by chunk from any offset. Reading goes on
-/// from the stream while offsets follow each other; a chunk the server took only part of is
-/// resent from the part it holds without reading again; any other jump reopens the stream at
-/// the new offset (so a resumed upload reads only from where it resumes).
+/// from the stream while offsets follow each other (and the next chunk can be read ahead
+/// while one is sent); a chunk the server took only part of is resent from the part it holds
+/// without reading again; any other jump reopens the stream at the new offset (so a resumed
+/// upload reads only from where it resumes).
 pub(crate) struct ChunkReader<'a> {
     media: &'a dyn MediaStore,
     key: &'a str,
     total: u64,
     stream: Option<MediaStream>,
-    /// The stream's position: the offset of the next byte it gives.
-    stream_at: u64,
     /// The last chunk handed out, and its offset.
-    last: Bytes,
+    last: Vec<Bytes>,
     last_at: u64,
+    last_len: usize,
     /// Bytes read past the last chunk.
-    ahead: BytesMut,
+    ahead: VecDeque<Bytes>,
+    ahead_len: usize,
 }
 
 impl<'a> ChunkReader<'a> {
@@ -71,65 +100,104 @@ impl<'a> ChunkReader<'a> {
             key,
             total,
             stream: None,
-            stream_at: 0,
-            last: Bytes::new(),
+            last: Vec::new(),
             last_at: 0,
-            ahead: BytesMut::new(),
+            last_len: 0,
+            ahead: VecDeque::new(),
+            ahead_len: 0,
         }
     }
 
     /// The chunk starting at `offset`: `len` bytes, or fewer at the end.
-    pub(crate) async fn chunk(&mut self, offset: u64, len: usize) -> Result<Bytes> {
+    pub(crate) async fn chunk(&mut self, offset: u64, len: usize) -> Result<Chunk> {
         let want =
             usize::try_from((self.total - offset.min(self.total)).min(len as u64)).unwrap_or(len);
-        let last_end = self.last_at + self.last.len() as u64;
-        let mut out = BytesMut::with_capacity(want);
+        let last_end = self.last_at + self.last_len as u64;
+        let mut out = Chunk {
+            pieces: Vec::new(),
+            len: 0,
+        };
         if self.stream.is_some() && offset >= self.last_at && offset <= last_end {
             // Continue: the unsent part of the last chunk, then what was read ahead.
+            let mut rest: VecDeque<Bytes> = self.last.iter().cloned().collect();
+            let mut rest_len = self.last_len;
+            let mut skipped = Chunk {
+                pieces: Vec::new(),
+                len: 0,
+            };
             let skip = usize::try_from(offset - self.last_at).unwrap_or(0);
-            let rest = self.last.slice(skip..);
-            if rest.len() >= want {
+            take_front(&mut rest, &mut rest_len, skip, &mut skipped);
+            take_front(&mut rest, &mut rest_len, want, &mut out);
+            if out.len == want {
                 // Within what was handed out already: nothing to read.
-                return Ok(rest.slice(..want));
+                return Ok(out);
             }
-            out.extend_from_slice(&rest);
         } else {
             self.stream = Some(self.media.read_from(self.key, offset).await?);
-            self.stream_at = offset;
             self.ahead.clear();
+            self.ahead_len = 0;
         }
-        let from_ahead = self.ahead.len().min(want - out.len());
-        out.extend_from_slice(&self.ahead.split_to(from_ahead));
-        while out.len() < want {
+        take_front(&mut self.ahead, &mut self.ahead_len, want, &mut out);
+        while out.len < want {
             let next = match self.stream.as_mut() {
                 Some(stream) => stream.next().await,
                 None => None,
             };
             let Some(piece) = next else {
+                self.stream = None;
                 return Err(Error::invalid(
                     "media",
                     format!(
                         "`{}` ended at byte {} but the upload declared {} bytes",
                         self.key,
-                        offset + out.len() as u64,
+                        offset + out.len as u64,
                         self.total
                     ),
                 ));
             };
-            let piece = piece?;
-            self.stream_at += piece.len() as u64;
-            let take = piece.len().min(want - out.len());
-            out.extend_from_slice(&piece[..take]);
-            self.ahead.extend_from_slice(&piece[take..]);
+            let piece = match piece {
+                Ok(piece) => piece,
+                Err(e) => {
+                    // The stream's place is lost: the next chunk reopens it.
+                    self.stream = None;
+                    return Err(e);
+                }
+            };
+            self.ahead.push_back(piece);
+            self.ahead_len += self.ahead.back().map_or(0, Bytes::len);
+            take_front(&mut self.ahead, &mut self.ahead_len, want, &mut out);
         }
-        let chunk = out.freeze();
-        self.remember(offset, chunk.clone());
-        Ok(chunk)
+        self.last = out.pieces.clone();
+        self.last_at = offset;
+        self.last_len = out.len;
+        Ok(out)
     }
 
-    fn remember(&mut self, offset: u64, chunk: Bytes) {
-        self.last_at = offset;
-        self.last = chunk;
+    /// Reads up to `len` bytes ahead of the last chunk (while it is being sent), stopping
+    /// at the end. A read that fails drops the stream: the next [`ChunkReader::chunk`]
+    /// reopens it and reports the failure then.
+    pub(crate) async fn read_ahead(&mut self, len: usize) {
+        let end = self.last_at + self.last_len as u64 + self.ahead_len as u64;
+        let mut left = self.total.saturating_sub(end);
+        while self.ahead_len < len && left > 0 {
+            let next = match self.stream.as_mut() {
+                Some(stream) => stream.next().await,
+                None => return,
+            };
+            match next {
+                Some(Ok(piece)) => {
+                    left = left.saturating_sub(piece.len() as u64);
+                    self.ahead_len += piece.len();
+                    self.ahead.push_back(piece);
+                }
+                Some(Err(_)) | None => {
+                    self.stream = None;
+                    self.last.clear();
+                    self.last_len = 0;
+                    return;
+                }
+            }
+        }
     }
 }
 
@@ -158,5 +226,9 @@ mod tests {
         assert_eq!(held_from_range(Some("bytes 0-262143")).ok(), Some(262_144));
         assert_eq!(held_from_range(Some("bytes=0-0")).ok(), Some(1));
         assert!(held_from_range(Some("garbage")).is_err());
+        assert!(
+            held_from_range(Some("bytes=5-9")).is_err(),
+            "the server holds bytes from 0"
+        );
     }
 }

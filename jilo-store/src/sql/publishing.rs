@@ -246,25 +246,47 @@ impl PublicationStore for SqlStore {
     async fn begin_publication(&self, publication: &Publication) -> Result<(Publication, bool)> {
         self.retry("beginning a publication", || async {
             let mut tx = self.begin_write().await?;
-            let existing = self
+            // Insert first: two first publishes of one job meet on the key, not on a lock of
+            // a row that is not there yet.
+            let doc = serde_json::to_string(publication)?;
+            let inserted = sqlx::query(
+                "INSERT INTO jilo_publications (job_id, channel_id, user_id, state, lease_token, \
+                 lease_until_ms, stats_ms, created_ms, updated_ms, doc) \
+                 VALUES ($1, $2, $3, $4, NULL, NULL, -1, $5, $6, $7) \
+                 ON CONFLICT (job_id, channel_id) DO NOTHING",
+            )
+            .bind(publication.job.as_str())
+            .bind(publication.channel_id.as_str())
+            .bind(publication.user.as_str())
+            .bind(publication.state.as_str())
+            .bind(publication.created_at.as_millis())
+            .bind(publication.updated_at.as_millis())
+            .bind(doc)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+                > 0;
+            if inserted {
+                tx.commit().await?;
+                return Ok((publication.clone(), true));
+            }
+            let earlier = self
                 .locked_publication(&mut tx, &publication.job, &publication.channel_id)
-                .await?;
-            let out = match existing {
-                None => {
-                    Self::write_publication(&mut tx, publication, true).await?;
-                    (publication.clone(), true)
-                }
-                Some(earlier) if earlier.state == PublicationState::Failed => {
-                    let restarted = Publication {
-                        attempts: earlier.attempts,
-                        created_at: earlier.created_at,
-                        updated_at: publication.updated_at,
-                        ..publication.clone()
-                    };
-                    Self::write_publication(&mut tx, &restarted, false).await?;
-                    (restarted, true)
-                }
-                Some(earlier) => (earlier, false),
+                .await?
+                .ok_or_else(|| {
+                    Error::lost_race("a publication vanished while it was being begun")
+                })?;
+            let out = if earlier.state == PublicationState::Failed {
+                let restarted = Publication {
+                    attempts: earlier.attempts,
+                    created_at: earlier.created_at,
+                    updated_at: publication.updated_at,
+                    ..publication.clone()
+                };
+                Self::write_publication(&mut tx, &restarted, false).await?;
+                (restarted, true)
+            } else {
+                (earlier, false)
             };
             tx.commit().await?;
             Ok(out)
@@ -321,6 +343,27 @@ impl PublicationStore for SqlStore {
                     uri: session.uri.clone(),
                     confirmed,
                 });
+                if let Some(lease) = record.lease.as_mut() {
+                    lease.until = until;
+                }
+            },
+        )
+        .await
+    }
+
+    async fn renew_publication(
+        &self,
+        job: &JobId,
+        channel_id: &str,
+        token: &str,
+        until: Timestamp,
+    ) -> Result<()> {
+        self.change_held(
+            "renewing an upload's lease",
+            job,
+            channel_id,
+            token,
+            |record| {
                 if let Some(lease) = record.lease.as_mut() {
                     lease.until = until;
                 }
