@@ -48,10 +48,14 @@ impl StandIn {
             submit_base: submit_base.to_owned(),
             api_base: api_base.to_owned(),
             lookup,
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_millis(400))
-                .build()
-                .unwrap(),
+            http: {
+                // reqwest is built without a crypto provider of its own: ring's, as jilo's.
+                let _ = rustls::crypto::ring::default_provider().install_default();
+                reqwest::Client::builder()
+            }
+            .timeout(Duration::from_millis(400))
+            .build()
+            .unwrap(),
         }
     }
 

@@ -100,6 +100,7 @@ fn main() {
             row("floor: SHA-256 + Ed25519 verify alone", floor, DELIVERIES);
         }
 
+        jilo_providers::http::install_crypto_provider();
         let client = reqwest::Client::new();
         let url = format!("{}/ping", server.uri());
         let policy = RetryPolicy::default();

@@ -310,6 +310,7 @@ fn main() {
     runtime.block_on(async {
         let media = Arc::new(ObjectMediaStore::local(&dir).unwrap());
         let (yt, user) = publisher(&url).await;
+        jilo_providers::http::install_crypto_provider();
         let client = reqwest::Client::new();
         // Warm the page cache and the connections.
         jilo_upload(

@@ -12,9 +12,21 @@ use jilo_core::{Error, HttpFailure};
 
 use crate::classify;
 
+/// Installs rustls's ring crypto provider as the process default, unless one is installed
+/// already. reqwest is built without a provider of its own (jilo keeps one TLS stack:
+/// rustls on ring), so a client needs one; jilo calls this before it builds any client. A
+/// host that builds its own `reqwest::Client` before touching jilo calls it first.
+pub fn install_crypto_provider() {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        // Another thread may win the race: either way a provider is installed.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+}
+
 /// The HTTP client a service client gets unless the host injects its own: rustls, a connect
 /// time-out of 10 s and a whole-call time-out of `timeout`.
 pub fn client(timeout: Duration) -> reqwest::Client {
+    install_crypto_provider();
     reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(Duration::from_secs(10))

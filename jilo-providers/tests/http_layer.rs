@@ -11,6 +11,7 @@ use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 async fn call(server: &MockServer, policy: &RetryPolicy) -> jilo_core::Result<u16> {
+    jilo_providers::http::install_crypto_provider();
     let client = reqwest::Client::new();
     let url = server.uri();
     http::send(

@@ -6,7 +6,9 @@
 
 mod support;
 
-use std::path::PathBuf;
+#[path = "../../jilo-store/tests/support/moto.rs"]
+mod moto;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -55,17 +57,36 @@ impl TestClock {
     }
 }
 
+/// Where the rig keeps its media.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Storage {
+    Local,
+    S3,
+}
+
 struct Rig {
+    _moto: Option<moto::Moto>,
     sim: GoogleSim,
     youtube: Arc<YouTubePublisher>,
     channels: Arc<InMemoryStore>,
     media: Arc<ObjectMediaStore>,
-    dir: PathBuf,
     user: UserId,
     clock: Arc<TestClock>,
 }
 
 async fn rig_with(chunk: usize) -> Rig {
+    rig_on(chunk, Storage::Local)
+        .await
+        .expect("a local directory is always there")
+}
+
+/// A rig on `storage`; `None` when S3 is asked for and moto's server is not installed
+/// (outside CI).
+async fn rig_on(chunk: usize, storage: Storage) -> Option<Rig> {
+    let moto = match storage {
+        Storage::Local => None,
+        Storage::S3 => Some(moto::start().await?),
+    };
     let sim = GoogleSim::start().await;
     let channels = Arc::new(InMemoryStore::new());
     let clock = Arc::new(TestClock(Mutex::new(Timestamp::from_system(
@@ -84,7 +105,13 @@ async fn rig_with(chunk: usize) -> Rig {
     let dir = std::env::temp_dir()
         .join("jilo-youtube-tests")
         .join(uuid::Uuid::new_v4().simple().to_string());
-    let media = Arc::new(ObjectMediaStore::local(&dir).unwrap());
+    let media = Arc::new(match &moto {
+        None => ObjectMediaStore::local(&dir).unwrap(),
+        Some(moto) => {
+            moto.bucket("jilo-media").await;
+            ObjectMediaStore::s3(moto.builder("jilo-media")).unwrap()
+        }
+    });
     let user = UserId::new("creator-1");
     // A channel connected earlier: tokens issued by the stand-in, sealed as the publisher
     // seals them.
@@ -111,15 +138,15 @@ async fn rig_with(chunk: usize) -> Rig {
         })
         .await
         .unwrap();
-    Rig {
+    Some(Rig {
+        _moto: moto,
         sim,
         youtube: Arc::new(youtube),
         channels,
         media,
-        dir,
         user,
         clock,
-    }
+    })
 }
 
 /// Bytes that differ at every position a slip would show (not a repeating short pattern).
@@ -136,10 +163,11 @@ fn video_bytes(len: usize) -> Vec<u8> {
 }
 
 impl Rig {
-    fn put_media(&self, key: &str, bytes: &[u8]) {
-        let path = self.dir.join(key);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, bytes).unwrap();
+    async fn put_media(&self, key: &str, bytes: &[u8]) {
+        self.media
+            .put(key, bytes::Bytes::copy_from_slice(bytes))
+            .await
+            .unwrap();
     }
 
     fn request(&self, key: &str, total: u64) -> PublishRequest {
@@ -214,11 +242,13 @@ impl UploadJournal for Journal {
     }
 }
 
-async fn upload_of_size(len: usize, chunk: usize) {
-    let rig = rig_with(chunk).await;
+async fn upload_of_size(len: usize, chunk: usize, storage: Storage) {
+    let Some(rig) = rig_on(chunk, storage).await else {
+        return;
+    };
     let bytes = video_bytes(len);
     let key = format!("videos/creator-1/size-{len}.mp4");
-    rig.put_media(&key, &bytes);
+    rig.put_media(&key, &bytes).await;
     let journal = Arc::new(Journal::default());
     let video = rig
         .publish(&rig.request(&key, len as u64), journal.clone())
@@ -250,8 +280,22 @@ async fn upload_of_size(len: usize, chunk: usize) {
 #[tokio::test]
 async fn odd_sizes_arrive_byte_for_byte() {
     for len in [1, 262_144, 262_145, 3 * 262_144 - 1] {
-        upload_of_size(len, 262_144).await;
+        upload_of_size(len, 262_144, Storage::Local).await;
     }
+}
+
+/// The same uploads read from S3-compatible storage (moto's server on loopback).
+#[tokio::test]
+async fn odd_sizes_arrive_byte_for_byte_from_s3_storage() {
+    for len in [1, 262_144, 262_145, 3 * 262_144 - 1] {
+        upload_of_size(len, 262_144, Storage::S3).await;
+    }
+    upload_of_size(
+        50 * 1024 * 1024,
+        jilo_providers::youtube::DEFAULT_CHUNK_SIZE,
+        Storage::S3,
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -259,6 +303,7 @@ async fn fifty_mebibytes_arrive_byte_for_byte_in_8_mib_chunks() {
     upload_of_size(
         50 * 1024 * 1024,
         jilo_providers::youtube::DEFAULT_CHUNK_SIZE,
+        Storage::Local,
     )
     .await;
 }
@@ -266,7 +311,7 @@ async fn fifty_mebibytes_arrive_byte_for_byte_in_8_mib_chunks() {
 #[tokio::test]
 async fn an_empty_video_or_bad_metadata_is_refused_before_any_call() {
     let rig = rig_with(262_144).await;
-    rig.put_media("videos/creator-1/empty.mp4", &[]);
+    rig.put_media("videos/creator-1/empty.mp4", &[]).await;
     let journal = Arc::new(Journal::default());
     let empty = rig
         .publish(
@@ -278,7 +323,8 @@ async fn an_empty_video_or_bad_metadata_is_refused_before_any_call() {
         matches!(empty, Err(Error::InvalidInput { ref field, .. }) if field == "total_bytes"),
         "{empty:?}"
     );
-    rig.put_media("videos/creator-1/a.mp4", &video_bytes(10));
+    rig.put_media("videos/creator-1/a.mp4", &video_bytes(10))
+        .await;
     let mut bad = rig.request("videos/creator-1/a.mp4", 10);
     bad.metadata.title = "x".repeat(101);
     assert!(matches!(
@@ -291,7 +337,8 @@ async fn an_empty_video_or_bad_metadata_is_refused_before_any_call() {
         Err(Error::InvalidInput { ref field, .. }) if field == "total_bytes"
     ));
     let mut big_thumb = rig.request("videos/creator-1/a.mp4", 10);
-    rig.put_media("thumbs/big.jpg", &vec![0xFF; 2 * 1024 * 1024 + 1]);
+    rig.put_media("thumbs/big.jpg", &vec![0xFF; 2 * 1024 * 1024 + 1])
+        .await;
     big_thumb.metadata.thumbnail_key = Some("thumbs/big.jpg".to_owned());
     assert!(matches!(
         rig.publish(&big_thumb, journal.clone()).await,
@@ -311,11 +358,22 @@ async fn an_empty_video_or_bad_metadata_is_refused_before_any_call() {
 /// server ends with every byte, in order, with no rule broken.
 #[tokio::test]
 async fn an_upload_survives_partial_chunks_drops_503s_and_an_expired_session() {
+    survives_faults(Storage::Local).await;
+}
+
+#[tokio::test]
+async fn an_upload_from_s3_storage_survives_the_same_faults() {
+    survives_faults(Storage::S3).await;
+}
+
+async fn survives_faults(storage: Storage) {
     let chunk = 2 * 262_144;
-    let rig = rig_with(chunk).await;
+    let Some(rig) = rig_on(chunk, storage).await else {
+        return;
+    };
     let len = 6 * 262_144 + 12_345;
     let bytes = video_bytes(len);
-    rig.put_media("videos/creator-1/flaky.mp4", &bytes);
+    rig.put_media("videos/creator-1/flaky.mp4", &bytes).await;
     for fault in [
         Fault::Partial(0),             // a 308 without Range: nothing held
         Fault::Partial(262_144 + 100), // keeps an odd count: the resend starts mid-unit
@@ -353,8 +411,10 @@ async fn an_upload_survives_partial_chunks_drops_503s_and_an_expired_session() {
     );
 
     // An expired session: a new one starts from byte 0, once.
-    let rig = rig_with(chunk).await;
-    rig.put_media("videos/creator-1/expiring.mp4", &bytes);
+    let Some(rig) = rig_on(chunk, storage).await else {
+        return;
+    };
+    rig.put_media("videos/creator-1/expiring.mp4", &bytes).await;
     rig.sim
         .lock()
         .faults
@@ -377,7 +437,7 @@ async fn a_journaled_session_is_resumed_from_the_servers_count_not_the_journals(
     let rig = rig_with(chunk).await;
     let len = 4 * 262_144 + 7;
     let bytes = video_bytes(len);
-    rig.put_media("videos/creator-1/resume.mp4", &bytes);
+    rig.put_media("videos/creator-1/resume.mp4", &bytes).await;
     // The first process: two chunks kept, the third's answer lost, then it stops.
     rig.sim.lock().faults.extend([
         Fault::Partial(chunk as u64),
@@ -434,9 +494,9 @@ async fn a_journaled_session_is_resumed_from_the_servers_count_not_the_journals(
 async fn thumbnail_playlist_locked_private_and_statistics() {
     let rig = rig_with(262_144).await;
     let bytes = video_bytes(300_000);
-    rig.put_media("videos/creator-1/full.mp4", &bytes);
+    rig.put_media("videos/creator-1/full.mp4", &bytes).await;
     let jpeg = [&[0xFF, 0xD8, 0xFF, 0xE0][..], &[7u8; 5000]].concat();
-    rig.put_media("thumbs/full.jpg", &jpeg);
+    rig.put_media("thumbs/full.jpg", &jpeg).await;
     rig.sim.lock().keep_private = true;
     let mut request = rig.request("videos/creator-1/full.mp4", bytes.len() as u64);
     request.metadata.thumbnail_key = Some("thumbs/full.jpg".to_owned());
@@ -474,7 +534,7 @@ async fn thumbnail_playlist_locked_private_and_statistics() {
         assert!(s.violations.is_empty(), "{:?}", s.violations);
     }
     // A full playlist is a warning, not a failure.
-    rig.put_media("videos/creator-1/second.mp4", &bytes);
+    rig.put_media("videos/creator-1/second.mp4", &bytes).await;
     let mut second = rig.request("videos/creator-1/second.mp4", bytes.len() as u64);
     second.metadata.playlist_id = Some("PLfull".to_owned());
     second.metadata.privacy = Privacy::Private;
@@ -526,7 +586,8 @@ async fn thumbnail_playlist_locked_private_and_statistics() {
 #[tokio::test]
 async fn quota_and_upload_caps_are_typed_and_not_retried() {
     let rig = rig_with(262_144).await;
-    rig.put_media("videos/creator-1/q.mp4", &video_bytes(1000));
+    rig.put_media("videos/creator-1/q.mp4", &video_bytes(1000))
+        .await;
     let cases = [
         (
             403,
@@ -761,7 +822,11 @@ fn no_token_or_secret_reaches_debug_or_the_logs() {
         .enable_all()
         .build()
         .unwrap();
-    let (secrets, debug) = tracing::subscriber::with_default(subscriber, || {
+    // The process-wide subscriber: a scoped one can miss events whose call sites other tests,
+    // running at the same time without one, registered first. Other tests' lines land in the
+    // capture too; the secrets looked for are this test's.
+    tracing::subscriber::set_global_default(subscriber).unwrap();
+    let (secrets, debug) = {
         runtime.block_on(async {
             let rig = rig_with(262_144).await;
             let redirect = LoopbackRedirect::bind().await.unwrap();
@@ -775,7 +840,8 @@ fn no_token_or_secret_reaches_debug_or_the_logs() {
                 .await
                 .unwrap();
             rig.sim.expire_access_tokens();
-            rig.put_media("videos/creator-1/log.mp4", &video_bytes(300_000));
+            rig.put_media("videos/creator-1/log.mp4", &video_bytes(300_000))
+                .await;
             rig.sim.fault(Fault::Status(503));
             let request = rig.request("videos/creator-1/log.mp4", 300_000);
             let journal = Arc::new(Journal::default());
@@ -807,7 +873,7 @@ fn no_token_or_secret_reaches_debug_or_the_logs() {
             );
             (secrets, debug)
         })
-    });
+    };
     let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     assert!(
         logs.contains("upload session opened"),

@@ -23,7 +23,10 @@ mod sql;
 mod url;
 
 #[cfg(feature = "media")]
-pub use media::{ObjectMediaStore, DEFAULT_MAX_BYTES, DEFAULT_MEDIA_DIR};
+pub use media::{install_crypto_provider, ObjectMediaStore, DEFAULT_MAX_BYTES, DEFAULT_MEDIA_DIR};
+/// object_store's S3 configuration, for [`ObjectMediaStore::s3`].
+#[cfg(feature = "s3")]
+pub use object_store::aws::AmazonS3Builder;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub use sql::{Backend, SqlStore, SqlStoreOptions, JOB_EVENTS_CHANNEL};
 pub use url::{StoreUrl, DEFAULT_SQLITE_PATH};

@@ -54,7 +54,16 @@ impl fmt::Debug for ObjectMediaStore {
     }
 }
 
+/// Installs rustls's ring provider as the process default unless one is (reqwest is built
+/// without its own; see `jilo_providers::http::install_crypto_provider`).
+pub fn install_crypto_provider() {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+}
+
 fn default_client() -> Result<reqwest::Client> {
+    install_crypto_provider();
     reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))
         .read_timeout(Duration::from_secs(60))
@@ -222,8 +231,56 @@ impl ObjectMediaStore {
         })
     }
 
-    /// Videos in `JILO_MEDIA_DIR`, default [`DEFAULT_MEDIA_DIR`].
+    /// Videos in S3-compatible storage (AWS S3, Supabase Storage, MinIO, Cloudflare R2 …),
+    /// configured by `builder` (bucket, endpoint, region, credentials; path-style requests
+    /// suit most S3-compatible services). Feature `s3`.
+    ///
+    /// ```no_run
+    /// use jilo_store::{AmazonS3Builder, ObjectMediaStore};
+    /// let media = ObjectMediaStore::s3(
+    ///     AmazonS3Builder::from_env() // AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION …
+    ///         .with_bucket_name("videos")
+    ///         .with_endpoint("https://project.supabase.co/storage/v1/s3")
+    ///         .with_virtual_hosted_style_request(false),
+    /// )?;
+    /// # Ok::<(), jilo_core::Error>(())
+    /// ```
+    #[cfg(feature = "s3")]
+    pub fn s3(builder: object_store::aws::AmazonS3Builder) -> Result<Self> {
+        use object_store::aws::AmazonS3ConfigKey;
+        install_crypto_provider();
+        let bucket = builder
+            .get_config_value(&AmazonS3ConfigKey::Bucket)
+            .unwrap_or_default();
+        let s3 = builder
+            .build()
+            .map_err(|e| object_error("configuring S3 storage", e))?;
+        Self::new(Arc::new(s3), format!("s3://{bucket}"))
+    }
+
+    /// Media storage as the environment says: S3-compatible storage when
+    /// `JILO_MEDIA_S3_BUCKET` is set (feature `s3`; `JILO_MEDIA_S3_ENDPOINT` for a service
+    /// other than AWS, credentials and region from the usual `AWS_*` variables), else the
+    /// directory `JILO_MEDIA_DIR`, default [`DEFAULT_MEDIA_DIR`].
     pub fn from_env() -> Result<Self> {
+        #[cfg(feature = "s3")]
+        if let Some(bucket) = std::env::var("JILO_MEDIA_S3_BUCKET")
+            .ok()
+            .filter(|b| !b.trim().is_empty())
+        {
+            let mut builder =
+                object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket);
+            if let Some(endpoint) = std::env::var("JILO_MEDIA_S3_ENDPOINT")
+                .ok()
+                .filter(|e| !e.trim().is_empty())
+            {
+                builder = builder
+                    .with_allow_http(endpoint.starts_with("http://"))
+                    .with_endpoint(endpoint)
+                    .with_virtual_hosted_style_request(false);
+            }
+            return Self::s3(builder);
+        }
         let dir = std::env::var("JILO_MEDIA_DIR")
             .ok()
             .filter(|d| !d.trim().is_empty())
@@ -241,6 +298,17 @@ impl ObjectMediaStore {
             client: default_client()?,
             max_bytes: DEFAULT_MAX_BYTES,
         })
+    }
+
+    /// Keeps `bytes` under `key` (a thumbnail a user uploaded, a file a host made), replacing
+    /// what was there. Keys are `/`-separated and may not climb out (`..`).
+    pub async fn put(&self, key: &str, bytes: bytes::Bytes) -> Result<()> {
+        let path = object_key(key)?;
+        self.store
+            .put(&path, bytes.into())
+            .await
+            .map_err(|e| object_error("keeping a file", e))?;
+        Ok(())
     }
 
     /// Downloads with this client (proxies, timeouts, a test's TLS roots).

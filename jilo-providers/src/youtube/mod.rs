@@ -111,6 +111,7 @@ impl fmt::Debug for YouTubePublisher {
 }
 
 fn upload_client() -> reqwest::Client {
+    crate::http::install_crypto_provider();
     // No whole-call time-out (each chunk sets its own); redirects off: a session URI is
     // never followed elsewhere with the bearer token.
     reqwest::Client::builder()

@@ -8,10 +8,10 @@ use std::time::Duration;
 use jilo_core::{Error, Result, Timestamp};
 use oauth2::basic::{BasicClient, BasicErrorResponseType, BasicTokenType};
 use oauth2::{
-    AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EmptyExtraTokenFields,
-    HttpClientError, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RefreshToken,
-    RequestTokenError, Scope, StandardErrorResponse, StandardTokenResponse, TokenResponse,
-    TokenUrl,
+    AsyncHttpClient, AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken,
+    EmptyExtraTokenFields, HttpClientError, HttpRequest, HttpResponse, PkceCodeChallenge,
+    PkceCodeVerifier, RedirectUrl, RefreshToken, RequestTokenError, Scope, StandardErrorResponse,
+    StandardTokenResponse, TokenResponse, TokenUrl,
 };
 use secrecy::{ExposeSecret, SecretString};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -140,6 +140,7 @@ impl fmt::Debug for GoogleOAuth {
 }
 
 fn oauth_client() -> reqwest::Client {
+    crate::http::install_crypto_provider();
     // The token endpoint must not be followed through redirects (the oauth2 crate's advice).
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -147,6 +148,33 @@ fn oauth_client() -> reqwest::Client {
         .connect_timeout(Duration::from_secs(10))
         .build()
         .unwrap_or_default()
+}
+
+/// The token calls' transport: reqwest, as the `oauth2` crate's `AsyncHttpClient`.
+struct TokenHttp<'a>(&'a reqwest::Client);
+
+impl<'c> AsyncHttpClient<'c> for TokenHttp<'_> {
+    type Error = HttpClientError<reqwest::Error>;
+    type Future = std::pin::Pin<
+        Box<
+            dyn std::future::Future<Output = std::result::Result<HttpResponse, Self::Error>>
+                + Send
+                + 'c,
+        >,
+    >;
+
+    fn call(&'c self, request: HttpRequest) -> Self::Future {
+        Box::pin(async move {
+            let request = reqwest::Request::try_from(request).map_err(Box::new)?;
+            let response = self.0.execute(request).await.map_err(Box::new)?;
+            let mut answer = http_types::Response::builder().status(response.status());
+            for (name, value) in response.headers() {
+                answer = answer.header(name, value);
+            }
+            let body = response.bytes().await.map_err(Box::new)?;
+            answer.body(body.to_vec()).map_err(HttpClientError::Http)
+        })
+    }
 }
 
 fn bad_url(what: &str, e: impl fmt::Display) -> Error {
@@ -386,7 +414,7 @@ impl GoogleOAuth {
             .set_pkce_verifier(PkceCodeVerifier::new(
                 pending.verifier.expose_secret().to_owned(),
             ))
-            .request_async(&self.http)
+            .request_async(&TokenHttp(&self.http))
             .await
             .map_err(|e| token_error("(new)", e))?;
         let tokens = tokens_from(&response, now, &self.scopes);
@@ -432,7 +460,7 @@ impl GoogleOAuth {
         let token = RefreshToken::new(refresh_token.expose_secret().to_owned());
         let response = client
             .exchange_refresh_token(&token)
-            .request_async(&self.http)
+            .request_async(&TokenHttp(&self.http))
             .await
             .map_err(|e| token_error(account, e))?;
         let mut tokens = tokens_from(&response, now, &self.scopes);
