@@ -174,8 +174,14 @@ async fn publisher(server: &str) -> (YouTubePublisher, UserId) {
         .await
         .unwrap();
     let oauth = GoogleOAuth::new("bench", SecretString::from("bench"));
-    let yt = YouTubePublisher::new(oauth, channels, TokenCipher::new("bench", &[3u8; 32]))
+    let mut yt = YouTubePublisher::new(oauth, channels, TokenCipher::new("bench", &[3u8; 32]))
         .with_urls(server, server);
+    if let Some(mib) = std::env::var("JILO_YT_BENCH_CHUNK_MIB")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        yt = yt.with_chunk_size(mib * 1024 * 1024);
+    }
     (yt, user)
 }
 

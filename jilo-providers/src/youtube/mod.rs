@@ -532,14 +532,11 @@ impl YouTubePublisher {
         &self,
         session: &str,
         offset: u64,
-        chunk: upload::Chunk,
+        len: usize,
+        body: reqwest::Body,
         request: &PublishRequest,
         token: &SecretString,
     ) -> std::result::Result<Step, Failure> {
-        let len = chunk.len;
-        let body = reqwest::Body::wrap_stream(futures::stream::iter(
-            chunk.pieces.into_iter().map(Ok::<_, std::io::Error>),
-        ));
         let last = offset + len as u64 - 1;
         let sent = self
             .http
@@ -659,12 +656,20 @@ impl YouTubePublisher {
                     self.status_query(uri, total, &token).await
                 }
                 Some(uri) => {
-                    let chunk = reader.chunk(confirmed, self.chunk_size).await?;
-                    // Read the next chunk while this one is sent.
-                    let (sent, ()) = tokio::join!(
-                        self.put_chunk(uri, confirmed, chunk, request, &token),
-                        reader.read_ahead(self.chunk_size)
+                    // The body streams as media storage is read: a chunk is never held
+                    // whole, and reading overlaps sending.
+                    let len = reader.chunk_len(confirmed, self.chunk_size);
+                    let (tx, rx) = tokio::sync::mpsc::channel(4);
+                    let body = reqwest::Body::wrap_stream(futures::stream::unfold(
+                        rx,
+                        |mut rx| async move { rx.recv().await.map(|piece| (piece, rx)) },
+                    ));
+                    let (sent, fed) = tokio::join!(
+                        self.put_chunk(uri, confirmed, len, body, request, &token),
+                        reader.feed(confirmed, len, tx)
                     );
+                    // Media storage failing is this side's error, not the server's.
+                    fed?;
                     sent
                 }
             };

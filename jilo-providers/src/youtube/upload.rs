@@ -6,8 +6,6 @@
 
 use std::time::Duration;
 
-use std::collections::VecDeque;
-
 use bytes::Bytes;
 use futures::StreamExt;
 use jilo_core::{Error, MediaStore, MediaStream, Result};
@@ -51,47 +49,24 @@ pub(crate) fn held_from_range(range: Option<&str>) -> Result<u64> {
     Ok(last + 1)
 }
 
-/// One chunk's bytes, as the pieces media storage gave (sent without copying them).
-pub(crate) struct Chunk {
-    pub(crate) pieces: Vec<Bytes>,
-    pub(crate) len: usize,
-}
-
-/// Takes up to `want` bytes from the front of `pieces`, splitting a piece if needed.
-fn take_front(pieces: &mut VecDeque<Bytes>, held: &mut usize, want: usize, out: &mut Chunk) {
-    while out.len < want {
-        let Some(mut piece) = pieces.pop_front() else {
-            return;
-        };
-        let need = want - out.len;
-        if piece.len() > need {
-            let rest = piece.split_off(need);
-            pieces.push_front(rest);
-        }
-        *held -= piece.len();
-        out.len += piece.len();
-        out.pieces.push(piece);
-    }
-}
-
-/// The bytes of one media object, handed out chunk by chunk from any offset. Reading goes on
-/// from the stream while offsets follow each other (and the next chunk can be read ahead
-/// while one is sent); a chunk the server took only part of is resent from the part it holds
-/// without reading again; any other jump reopens the stream at the new offset (so a resumed
-/// upload reads only from where it resumes).
+/// The bytes of one media object, fed chunk by chunk into upload requests as they are read
+/// (a chunk is never held whole: the body streams while the file or object is read). Reading
+/// goes on from the open stream while offsets follow each other; any other offset (a chunk
+/// the server took only part of, a resumption) reopens the stream there, so a resumed upload
+/// reads only from where it resumes.
 pub(crate) struct ChunkReader<'a> {
     media: &'a dyn MediaStore,
     key: &'a str,
     total: u64,
     stream: Option<MediaStream>,
-    /// The last chunk handed out, and its offset.
-    last: Vec<Bytes>,
-    last_at: u64,
-    last_len: usize,
+    /// The offset of the next byte the reader gives (`ahead` first, then the stream).
+    position: u64,
     /// Bytes read past the last chunk.
-    ahead: VecDeque<Bytes>,
-    ahead_len: usize,
+    ahead: Option<Bytes>,
 }
+
+/// A chunk's body: the pieces as they are read.
+pub(crate) type BodySender = tokio::sync::mpsc::Sender<std::result::Result<Bytes, std::io::Error>>;
 
 impl<'a> ChunkReader<'a> {
     pub(crate) fn new(media: &'a dyn MediaStore, key: &'a str, total: u64) -> Self {
@@ -100,104 +75,76 @@ impl<'a> ChunkReader<'a> {
             key,
             total,
             stream: None,
-            last: Vec::new(),
-            last_at: 0,
-            last_len: 0,
-            ahead: VecDeque::new(),
-            ahead_len: 0,
+            position: 0,
+            ahead: None,
         }
     }
 
-    /// The chunk starting at `offset`: `len` bytes, or fewer at the end.
-    pub(crate) async fn chunk(&mut self, offset: u64, len: usize) -> Result<Chunk> {
-        let want =
-            usize::try_from((self.total - offset.min(self.total)).min(len as u64)).unwrap_or(len);
-        let last_end = self.last_at + self.last_len as u64;
-        let mut out = Chunk {
-            pieces: Vec::new(),
-            len: 0,
-        };
-        if self.stream.is_some() && offset >= self.last_at && offset <= last_end {
-            // Continue: the unsent part of the last chunk, then what was read ahead.
-            let mut rest: VecDeque<Bytes> = self.last.iter().cloned().collect();
-            let mut rest_len = self.last_len;
-            let mut skipped = Chunk {
-                pieces: Vec::new(),
-                len: 0,
-            };
-            let skip = usize::try_from(offset - self.last_at).unwrap_or(0);
-            take_front(&mut rest, &mut rest_len, skip, &mut skipped);
-            take_front(&mut rest, &mut rest_len, want, &mut out);
-            if out.len == want {
-                // Within what was handed out already: nothing to read.
-                return Ok(out);
-            }
-        } else {
+    /// The length of the chunk starting at `offset`: `len`, or less at the end.
+    pub(crate) fn chunk_len(&self, offset: u64, len: usize) -> usize {
+        usize::try_from((self.total - offset.min(self.total)).min(len as u64)).unwrap_or(len)
+    }
+
+    /// Sends the `want` bytes from `offset` into `body` as they are read. Stops early, without
+    /// an error, when the request stops taking them (it failed or was answered); a read that
+    /// fails is sent to the body too (cutting the request) and returned.
+    pub(crate) async fn feed(&mut self, offset: u64, want: usize, body: BodySender) -> Result<()> {
+        if self.stream.is_none() || offset != self.position {
+            self.ahead = None;
+            self.position = offset;
+            self.stream = None;
             self.stream = Some(self.media.read_from(self.key, offset).await?);
-            self.ahead.clear();
-            self.ahead_len = 0;
         }
-        take_front(&mut self.ahead, &mut self.ahead_len, want, &mut out);
-        while out.len < want {
-            let next = match self.stream.as_mut() {
-                Some(stream) => stream.next().await,
-                None => None,
-            };
-            let Some(piece) = next else {
-                self.stream = None;
-                return Err(Error::invalid(
-                    "media",
-                    format!(
-                        "`{}` ended at byte {} but the upload declared {} bytes",
-                        self.key,
-                        offset + out.len as u64,
-                        self.total
-                    ),
-                ));
-            };
-            let piece = match piece {
-                Ok(piece) => piece,
-                Err(e) => {
-                    // The stream's place is lost: the next chunk reopens it.
-                    self.stream = None;
-                    return Err(e);
+        let mut sent = 0usize;
+        while sent < want {
+            let piece = match self.ahead.take() {
+                Some(piece) => piece,
+                None => {
+                    let next = match self.stream.as_mut() {
+                        Some(stream) => stream.next().await,
+                        None => None,
+                    };
+                    match next {
+                        Some(Ok(piece)) => piece,
+                        Some(Err(e)) => {
+                            self.stream = None;
+                            let _ = body
+                                .send(Err(std::io::Error::other("media storage failed")))
+                                .await;
+                            return Err(e);
+                        }
+                        None => {
+                            self.stream = None;
+                            let _ = body
+                                .send(Err(std::io::Error::other("media storage ended early")))
+                                .await;
+                            return Err(Error::invalid(
+                                "media",
+                                format!(
+                                    "`{}` ended at byte {} but the upload declared {} bytes",
+                                    self.key,
+                                    offset + sent as u64,
+                                    self.total
+                                ),
+                            ));
+                        }
+                    }
                 }
             };
-            self.ahead.push_back(piece);
-            self.ahead_len += self.ahead.back().map_or(0, Bytes::len);
-            take_front(&mut self.ahead, &mut self.ahead_len, want, &mut out);
-        }
-        self.last = out.pieces.clone();
-        self.last_at = offset;
-        self.last_len = out.len;
-        Ok(out)
-    }
-
-    /// Reads up to `len` bytes ahead of the last chunk (while it is being sent), stopping
-    /// at the end. A read that fails drops the stream: the next [`ChunkReader::chunk`]
-    /// reopens it and reports the failure then.
-    pub(crate) async fn read_ahead(&mut self, len: usize) {
-        let end = self.last_at + self.last_len as u64 + self.ahead_len as u64;
-        let mut left = self.total.saturating_sub(end);
-        while self.ahead_len < len && left > 0 {
-            let next = match self.stream.as_mut() {
-                Some(stream) => stream.next().await,
-                None => return,
-            };
-            match next {
-                Some(Ok(piece)) => {
-                    left = left.saturating_sub(piece.len() as u64);
-                    self.ahead_len += piece.len();
-                    self.ahead.push_back(piece);
-                }
-                Some(Err(_)) | None => {
-                    self.stream = None;
-                    self.last.clear();
-                    self.last_len = 0;
-                    return;
-                }
+            let mut piece = piece;
+            if piece.len() > want - sent {
+                self.ahead = Some(piece.split_off(want - sent));
             }
+            let n = piece.len();
+            if body.send(Ok(piece)).await.is_err() {
+                // The request is over: what it did not take is read again if needed.
+                self.stream = None;
+                return Ok(());
+            }
+            sent += n;
+            self.position += n as u64;
         }
+        Ok(())
     }
 }
 
