@@ -15,15 +15,15 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use google::{Fault, GoogleSim, CHANNEL_ID, CHANNEL_NAME, CLIENT_ID, CLIENT_SECRET};
+use google::{Fault, GoogleSim, CHANNEL_ID, CLIENT_ID, CLIENT_SECRET};
 use jilo::providers::tokens::TokenCipher;
 use jilo::providers::youtube::{GoogleOAuth, UploadRetry, YouTubePublisher};
 use jilo::store::{ObjectMediaStore, SqlStore, SqlStoreOptions, StoreUrl};
 use jilo::testing::{MockCreativeModel, SimProvider, SIM_MODEL};
 use jilo::{
-    ChannelConnection, ChannelStore, Error, Grant, JobId, JobState, MetadataSuggestion, Policy,
-    Privacy, ProgressReporter, PublicationState, PublishMetadata, QuotaLimit, QuotaStore, Studio,
-    Timestamp, UploadProgress, UserId, VideoRequest,
+    ChannelStore, Error, Grant, JobId, JobState, MetadataSuggestion, Policy, Privacy,
+    ProgressReporter, PublicationState, PublishMetadata, QuotaLimit, QuotaStore, Studio, Timestamp,
+    UploadProgress, UserId, VideoRequest,
 };
 use secrecy::SecretString;
 use serde_json::json;
@@ -133,27 +133,13 @@ async fn setup(len: usize, lease: Duration) -> Setup {
         .grant(&Grant::signup(user.clone(), 100, Timestamp::from_millis(0)))
         .await
         .unwrap();
-    let (access, refresh) = google.issue_tokens();
-    let owner = format!("{user}/{CHANNEL_ID}");
-    let now = Timestamp::from_system(std::time::SystemTime::now());
+    // A channel connected earlier.
     store
-        .save_channel(&ChannelConnection {
-            user: user.clone(),
-            channel_id: CHANNEL_ID.to_owned(),
-            channel_name: CHANNEL_NAME.to_owned(),
-            access_token: cipher()
-                .seal(&SecretString::from(access), &owner)
-                .unwrap()
-                .to_string(),
-            access_expires_at: now.plus(Duration::from_secs(3599)),
-            refresh_token: cipher()
-                .seal(&SecretString::from(refresh), &owner)
-                .unwrap()
-                .to_string(),
-            scopes: vec![],
-            connected_at: now,
-            updated_at: now,
-        })
+        .save_channel(&google.connected_channel(
+            &user,
+            &cipher(),
+            Timestamp::from_system(std::time::SystemTime::now()),
+        ))
         .await
         .unwrap();
     let body = mp4(len);

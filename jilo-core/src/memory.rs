@@ -571,19 +571,25 @@ impl ChannelStore for InMemoryStore {
     }
 }
 
+fn publication_mut<'a>(
+    state: &'a mut State,
+    job: &JobId,
+    channel_id: &str,
+) -> Result<&'a mut Publication> {
+    state
+        .publications
+        .get_mut(&(job.clone(), channel_id.to_owned()))
+        .ok_or_else(|| Error::not_found("publication", format!("{job}/{channel_id}")))
+}
+
 fn held_by<'a>(
     state: &'a mut State,
     job: &JobId,
     channel_id: &str,
     token: &str,
 ) -> Result<&'a mut Publication> {
-    let record = state
-        .publications
-        .get_mut(&(job.clone(), channel_id.to_owned()))
-        .ok_or_else(|| Error::not_found("publication", format!("{job}/{channel_id}")))?;
-    let holds = record.state == PublicationState::Uploading
-        && record.lease.as_ref().is_some_and(|l| l.token == token);
-    if !holds {
+    let record = publication_mut(state, job, channel_id)?;
+    if !record.held_by(token) {
         return Err(Error::lost_race(format!(
             "the upload lease of {job}/{channel_id} is held by another process or has ended"
         )));
@@ -602,14 +608,8 @@ impl PublicationStore for InMemoryStore {
                 Ok((publication.clone(), true))
             }
             Some(earlier) if earlier.state == PublicationState::Failed => {
-                let restarted = Publication {
-                    attempts: earlier.attempts,
-                    created_at: earlier.created_at,
-                    updated_at: publication.updated_at,
-                    ..publication.clone()
-                };
-                *earlier = restarted.clone();
-                Ok((restarted, true))
+                *earlier = earlier.restarted_with(publication);
+                Ok((earlier.clone(), true))
             }
             Some(earlier) => Ok((earlier.clone(), false)),
         }
@@ -623,12 +623,8 @@ impl PublicationStore for InMemoryStore {
         now: Timestamp,
     ) -> Result<Option<Publication>> {
         let mut state = self.lock();
-        let record = state
-            .publications
-            .get_mut(&(job.clone(), channel_id.to_owned()))
-            .ok_or_else(|| Error::not_found("publication", format!("{job}/{channel_id}")))?;
-        let free = record.lease.as_ref().is_none_or(|l| l.until <= now);
-        if record.state != PublicationState::Uploading || !free {
+        let record = publication_mut(&mut state, job, channel_id)?;
+        if !record.claimable_at(now) {
             return Ok(None);
         }
         record.lease = Some(lease.clone());
@@ -647,14 +643,7 @@ impl PublicationStore for InMemoryStore {
     ) -> Result<()> {
         let mut state = self.lock();
         let record = held_by(&mut state, job, channel_id, token)?;
-        let confirmed = match &record.session {
-            Some(kept) if kept.uri == session.uri => kept.confirmed.max(session.confirmed),
-            _ => session.confirmed,
-        };
-        record.session = Some(UploadSession {
-            uri: session.uri.clone(),
-            confirmed,
-        });
+        record.keep_session(session);
         if let Some(lease) = record.lease.as_mut() {
             lease.until = until;
         }
@@ -685,22 +674,7 @@ impl PublicationStore for InMemoryStore {
     ) -> Result<Publication> {
         let mut state = self.lock();
         let record = held_by(&mut state, job, channel_id, token)?;
-        match outcome {
-            PublicationOutcome::Published { video, at } => {
-                record.state = PublicationState::Published;
-                record.video_id = Some(video.video_id.clone());
-                record.url = Some(video.url.clone());
-                record.published_at = Some(*at);
-                record.notes = video.warnings.clone();
-                record.updated_at = *at;
-            }
-            PublicationOutcome::Failed { reason, at } => {
-                record.state = PublicationState::Failed;
-                record.notes = vec![reason.clone()];
-                record.updated_at = *at;
-            }
-        }
-        record.lease = None;
+        record.end(outcome);
         Ok(record.clone())
     }
 
@@ -711,24 +685,13 @@ impl PublicationStore for InMemoryStore {
         notes: &[String],
     ) -> Result<()> {
         let mut state = self.lock();
-        let record = state
-            .publications
-            .get_mut(&(job.clone(), channel_id.to_owned()))
-            .ok_or_else(|| Error::not_found("publication", format!("{job}/{channel_id}")))?;
-        for note in notes {
-            if !record.notes.contains(note) {
-                record.notes.push(note.clone());
-            }
-        }
+        publication_mut(&mut state, job, channel_id)?.add_notes(notes);
         Ok(())
     }
 
     async fn release_publication(&self, job: &JobId, channel_id: &str, token: &str) -> Result<()> {
         let mut state = self.lock();
-        if let Some(record) = state
-            .publications
-            .get_mut(&(job.clone(), channel_id.to_owned()))
-        {
+        if let Ok(record) = publication_mut(&mut state, job, channel_id) {
             if record.lease.as_ref().is_some_and(|l| l.token == token) {
                 record.lease = None;
             }
@@ -761,10 +724,7 @@ impl PublicationStore for InMemoryStore {
             .lock()
             .publications
             .values()
-            .filter(|p| {
-                p.state == PublicationState::Uploading
-                    && p.lease.as_ref().is_none_or(|l| l.until <= now)
-            })
+            .filter(|p| p.claimable_at(now))
             .cloned()
             .collect();
         found.sort_by_key(|p| p.created_at);
@@ -800,10 +760,7 @@ impl PublicationStore for InMemoryStore {
         at: Timestamp,
     ) -> Result<()> {
         let mut state = self.lock();
-        let record = state
-            .publications
-            .get_mut(&(job.clone(), channel_id.to_owned()))
-            .ok_or_else(|| Error::not_found("publication", format!("{job}/{channel_id}")))?;
+        let record = publication_mut(&mut state, job, channel_id)?;
         if record.state != PublicationState::Published {
             return Err(Error::not_allowed("only a published video has statistics"));
         }

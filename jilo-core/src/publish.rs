@@ -304,6 +304,10 @@ impl PublicationState {
 
 /// The durable record of one job published to one channel: written before the upload starts,
 /// holding the session and the confirmed bytes as the upload goes, ending with the video.
+///
+/// Its serialized form (what stores keep) carries the upload session URI, which lets anyone
+/// holding it send bytes into the upload: show users [`Publication::published`] or chosen
+/// fields, not the record itself. `Debug` leaves the URI out.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Publication {
     /// The job published.
@@ -394,6 +398,72 @@ impl Publication {
             content_type: self.content_type.clone(),
             metadata: self.metadata.clone(),
             session: self.session.clone(),
+        }
+    }
+
+    /// Whether `token` holds the upload lease of this (uploading) record.
+    pub fn held_by(&self, token: &str) -> bool {
+        self.state == PublicationState::Uploading
+            && self.lease.as_ref().is_some_and(|l| l.token == token)
+    }
+
+    /// Whether a process may take the upload lease at `now`: the record is uploading and its
+    /// lease is free or lapsed.
+    pub fn claimable_at(&self, now: Timestamp) -> bool {
+        self.state == PublicationState::Uploading
+            && self.lease.as_ref().is_none_or(|l| l.until <= now)
+    }
+
+    /// What a new begin makes of this failed record: `fresh` (its metadata, no session, no
+    /// lease), keeping this one's attempts and creation time.
+    pub fn restarted_with(&self, fresh: &Publication) -> Publication {
+        Publication {
+            attempts: self.attempts,
+            created_at: self.created_at,
+            updated_at: fresh.updated_at,
+            ..fresh.clone()
+        }
+    }
+
+    /// Keeps an upload's session and confirmed bytes: within one session the count never
+    /// goes back; a new session replaces the old one and its count.
+    pub fn keep_session(&mut self, session: &UploadSession) {
+        let confirmed = match &self.session {
+            Some(kept) if kept.uri == session.uri => kept.confirmed.max(session.confirmed),
+            _ => session.confirmed,
+        };
+        self.session = Some(UploadSession {
+            uri: session.uri.clone(),
+            confirmed,
+        });
+    }
+
+    /// Ends the record as `outcome` says and frees the lease.
+    pub fn end(&mut self, outcome: &PublicationOutcome) {
+        match outcome {
+            PublicationOutcome::Published { video, at } => {
+                self.state = PublicationState::Published;
+                self.video_id = Some(video.video_id.clone());
+                self.url = Some(video.url.clone());
+                self.published_at = Some(*at);
+                self.notes = video.warnings.clone();
+                self.updated_at = *at;
+            }
+            PublicationOutcome::Failed { reason, at } => {
+                self.state = PublicationState::Failed;
+                self.notes = vec![reason.clone()];
+                self.updated_at = *at;
+            }
+        }
+        self.lease = None;
+    }
+
+    /// Adds the notes not there yet, in order.
+    pub fn add_notes(&mut self, notes: &[String]) {
+        for note in notes {
+            if !self.notes.contains(note) {
+                self.notes.push(note.clone());
+            }
         }
     }
 

@@ -13,9 +13,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use jilo_core::{
-    ChannelConnection, ChannelStore, Clock, Error, InMemoryStore, Privacy, ProgressReporter,
-    PublishMetadata, PublishRequest, PublishedVideo, Publisher, QuotaLimit, Timestamp,
-    UploadJournal, UploadProgress, UploadSession, UserId,
+    ChannelStore, Clock, Error, InMemoryStore, Privacy, ProgressReporter, PublishMetadata,
+    PublishRequest, PublishedVideo, Publisher, QuotaLimit, Timestamp, UploadJournal,
+    UploadProgress, UploadSession, UserId,
 };
 use jilo_providers::tokens::TokenCipher;
 use jilo_providers::youtube::{
@@ -115,27 +115,9 @@ async fn rig_on(chunk: usize, storage: Storage) -> Option<Rig> {
     let user = UserId::new("creator-1");
     // A channel connected earlier: tokens issued by the stand-in, sealed as the publisher
     // seals them.
-    let (access, refresh) = sim.issue_tokens();
-    let owner = format!("{user}/{CHANNEL_ID}");
-    let now = clock.now();
+    // A channel connected earlier.
     channels
-        .save_channel(&ChannelConnection {
-            user: user.clone(),
-            channel_id: CHANNEL_ID.to_owned(),
-            channel_name: CHANNEL_NAME.to_owned(),
-            access_token: cipher()
-                .seal(&SecretString::from(access), &owner)
-                .unwrap()
-                .to_string(),
-            access_expires_at: now.plus(Duration::from_secs(3599)),
-            refresh_token: cipher()
-                .seal(&SecretString::from(refresh), &owner)
-                .unwrap()
-                .to_string(),
-            scopes: vec![],
-            connected_at: now,
-            updated_at: now,
-        })
+        .save_channel(&sim.connected_channel(&user, &cipher(), clock.now()))
         .await
         .unwrap();
     Some(Rig {
@@ -379,7 +361,8 @@ async fn survives_faults(storage: Storage) {
         Fault::Partial(262_144 + 100), // keeps an odd count: the resend starts mid-unit
         Fault::DropAfter(300_000),     // keeps one unit, no answer
         Fault::Status(503),
-        Fault::DropAnswer, // kept, answer lost
+        Fault::EarlyAnswer(503), // answered before the body was read
+        Fault::DropAnswer,       // kept, answer lost
     ] {
         rig.sim.fault(fault);
     }

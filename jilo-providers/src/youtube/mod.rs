@@ -145,28 +145,7 @@ fn privacy_str(p: Privacy) -> &'static str {
 
 /// An RFC 3339 UTC time (`2026-12-01T15:00:00Z`).
 fn rfc3339(t: Timestamp) -> String {
-    httpdate_free_rfc3339(t.as_millis())
-}
-
-fn httpdate_free_rfc3339(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
+    humantime::format_rfc3339_seconds(t.to_system()).to_string()
 }
 
 /// The `video` resource sent to start the session. jilo's videos are AI-generated, so the
@@ -664,13 +643,26 @@ impl YouTubePublisher {
                         rx,
                         |mut rx| async move { rx.recv().await.map(|piece| (piece, rx)) },
                     ));
-                    let (sent, fed) = tokio::join!(
-                        self.put_chunk(uri, confirmed, len, body, request, &token),
-                        reader.feed(confirmed, len, tx)
-                    );
-                    // Media storage failing is this side's error, not the server's.
-                    fed?;
-                    sent
+                    let put = self.put_chunk(uri, confirmed, len, body, request, &token);
+                    let feed = reader.feed(confirmed, len, tx);
+                    tokio::pin!(put);
+                    tokio::pin!(feed);
+                    let mut fed = None;
+                    // The answer ends the chunk, even one that came before the whole body
+                    // was read (the feed is then dropped; the next chunk reads afresh).
+                    let sent = loop {
+                        tokio::select! {
+                            sent = &mut put => break sent,
+                            done = &mut feed, if fed.is_none() => fed = Some(done),
+                        }
+                    };
+                    match (fed, sent) {
+                        // Media storage failing for good (the media is shorter than declared).
+                        (Some(Err(e)), _) if !e.is_retryable() => return Err(e),
+                        // A read that failed cut the chunk: back off, ask, go on.
+                        (Some(Err(e)), Err(_)) => Err(Failure::Transient(e)),
+                        (_, sent) => sent,
+                    }
                 }
             };
             match outcome {
@@ -773,6 +765,17 @@ impl YouTubePublisher {
         }
     }
 
+    /// `Ok` for a 2xx answer, else YouTube's error read from it.
+    async fn succeeded(&self, response: reqwest::Response) -> Result<()> {
+        let status = response.status().as_u16();
+        if (200..300).contains(&status) {
+            return Ok(());
+        }
+        let wait = retry_after(response.headers());
+        let text = response.text().await.unwrap_or_default();
+        Err(youtube_error(status, &text, wait, self.clock.now()))
+    }
+
     async fn set_thumbnail(
         &self,
         video_id: &str,
@@ -804,13 +807,7 @@ impl YouTubePublisher {
             .send()
             .await
             .map_err(|e| transport_error(SERVICE, CallKind::Read, e))?;
-        let status = response.status().as_u16();
-        if (200..300).contains(&status) {
-            return Ok(());
-        }
-        let wait = retry_after(response.headers());
-        let text = response.text().await.unwrap_or_default();
-        Err(youtube_error(status, &text, wait, self.clock.now()))
+        self.succeeded(response).await
     }
 
     async fn add_to_playlist(
@@ -835,13 +832,7 @@ impl YouTubePublisher {
             .send()
             .await
             .map_err(|e| transport_error(SERVICE, CallKind::Read, e))?;
-        let status = response.status().as_u16();
-        if (200..300).contains(&status) {
-            return Ok(());
-        }
-        let wait = retry_after(response.headers());
-        let text = response.text().await.unwrap_or_default();
-        Err(youtube_error(status, &text, wait, self.clock.now()))
+        self.succeeded(response).await
     }
 }
 
@@ -1011,14 +1002,15 @@ mod tests {
 
     #[test]
     fn times_are_rfc3339_utc() {
-        assert_eq!(httpdate_free_rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(Timestamp::from_millis(0)), "1970-01-01T00:00:00Z");
         assert_eq!(
-            httpdate_free_rfc3339(1_796_137_200_000),
+            rfc3339(Timestamp::from_millis(1_796_137_200_000)),
             "2026-12-01T15:00:00Z"
         );
         assert_eq!(
-            httpdate_free_rfc3339(951_782_400_000),
-            "2000-02-29T00:00:00Z"
+            rfc3339(Timestamp::from_millis(951_782_400_999)),
+            "2000-02-29T00:00:00Z",
+            "whole seconds"
         );
     }
 }

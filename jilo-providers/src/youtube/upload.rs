@@ -89,61 +89,66 @@ impl<'a> ChunkReader<'a> {
     /// an error, when the request stops taking them (it failed or was answered); a read that
     /// fails is sent to the body too (cutting the request) and returned.
     pub(crate) async fn feed(&mut self, offset: u64, want: usize, body: BodySender) -> Result<()> {
-        if self.stream.is_none() || offset != self.position {
-            self.ahead = None;
-            self.position = offset;
-            self.stream = None;
-            self.stream = Some(self.media.read_from(self.key, offset).await?);
-        }
-        let mut sent = 0usize;
-        while sent < want {
-            let piece = match self.ahead.take() {
-                Some(piece) => piece,
-                None => {
-                    let next = match self.stream.as_mut() {
-                        Some(stream) => stream.next().await,
-                        None => None,
-                    };
-                    match next {
-                        Some(Ok(piece)) => piece,
-                        Some(Err(e)) => {
-                            self.stream = None;
-                            let _ = body
-                                .send(Err(std::io::Error::other("media storage failed")))
-                                .await;
-                            return Err(e);
-                        }
-                        None => {
-                            self.stream = None;
-                            let _ = body
-                                .send(Err(std::io::Error::other("media storage ended early")))
-                                .await;
-                            return Err(Error::invalid(
-                                "media",
-                                format!(
-                                    "`{}` ended at byte {} but the upload declared {} bytes",
-                                    self.key,
-                                    offset + sent as u64,
-                                    self.total
-                                ),
-                            ));
-                        }
+        // The stream is held locally while feeding, so a feed dropped mid-chunk (its request
+        // was answered early) leaves none behind: the next one reopens at the server's count.
+        let mut stream = match self.stream.take() {
+            Some(stream) if offset == self.position => stream,
+            _ => {
+                self.ahead = None;
+                self.position = offset;
+                match self.media.read_from(self.key, offset).await {
+                    Ok(stream) => stream,
+                    Err(e) => {
+                        let _ = body
+                            .send(Err(std::io::Error::other("media storage failed")))
+                            .await;
+                        return Err(e);
                     }
                 }
+            }
+        };
+        let mut sent = 0usize;
+        while sent < want {
+            let mut piece = match self.ahead.take() {
+                Some(piece) => piece,
+                None => match stream.next().await {
+                    Some(Ok(piece)) => piece,
+                    Some(Err(e)) => {
+                        self.ahead = None;
+                        let _ = body
+                            .send(Err(std::io::Error::other("media storage failed")))
+                            .await;
+                        return Err(e);
+                    }
+                    None => {
+                        let _ = body
+                            .send(Err(std::io::Error::other("media storage ended early")))
+                            .await;
+                        return Err(Error::invalid(
+                            "media",
+                            format!(
+                                "`{}` ended at byte {} but the upload declared {} bytes",
+                                self.key,
+                                offset + sent as u64,
+                                self.total
+                            ),
+                        ));
+                    }
+                },
             };
-            let mut piece = piece;
             if piece.len() > want - sent {
                 self.ahead = Some(piece.split_off(want - sent));
             }
             let n = piece.len();
             if body.send(Ok(piece)).await.is_err() {
                 // The request is over: what it did not take is read again if needed.
-                self.stream = None;
+                self.ahead = None;
                 return Ok(());
             }
             sent += n;
             self.position += n as u64;
         }
+        self.stream = Some(stream);
         Ok(())
     }
 }

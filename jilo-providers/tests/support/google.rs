@@ -36,6 +36,8 @@ pub enum Fault {
     Status(u16),
     /// The session expires now: this and every later request on it get 404.
     Expire,
+    /// Answers this status at once, before reading the body (a 503 keeps nothing).
+    EarlyAnswer(u16),
 }
 
 #[derive(Default)]
@@ -209,6 +211,35 @@ impl GoogleSim {
         s.access_tokens.insert(access.clone(), true);
         s.refresh_tokens.insert(refresh.clone(), true);
         (access, refresh)
+    }
+
+    /// A channel connected earlier: tokens issued by the stand-in, sealed for `user` as the
+    /// publisher seals them, valid for an hour from `now`.
+    pub fn connected_channel(
+        &self,
+        user: &jilo_core::UserId,
+        cipher: &jilo_providers::tokens::TokenCipher,
+        now: jilo_core::Timestamp,
+    ) -> jilo_core::ChannelConnection {
+        let (access, refresh) = self.issue_tokens();
+        let owner = format!("{user}/{CHANNEL_ID}");
+        let seal = |t: String| {
+            cipher
+                .seal(&secrecy::SecretString::from(t), &owner)
+                .unwrap()
+                .to_string()
+        };
+        jilo_core::ChannelConnection {
+            user: user.clone(),
+            channel_id: CHANNEL_ID.to_owned(),
+            channel_name: CHANNEL_NAME.to_owned(),
+            access_token: seal(access),
+            access_expires_at: now.plus(std::time::Duration::from_secs(3599)),
+            refresh_token: seal(refresh),
+            scopes: vec![],
+            connected_at: now,
+            updated_at: now,
+        }
     }
 
     fn authorized(&self, req: &Request<Incoming>) -> Option<Answer> {
@@ -569,6 +600,9 @@ impl GoogleSim {
             ))
         });
         let fault = self.lock().faults.pop_front();
+        if let Some(Fault::EarlyAnswer(code)) = fault {
+            return reply(code, google_error(code, "backendError", "Backend Error"));
+        }
         let mut body = req.into_body();
         let mut data: Vec<u8> = Vec::new();
         let drop_after = match &fault {
@@ -705,7 +739,7 @@ impl GoogleSim {
             }
             Some(Fault::Partial(n)) => (*n).min(data.len() as u64),
             Some(Fault::DropAfter(_)) => (data.len() as u64 / UNIT) * UNIT,
-            Some(Fault::DropAnswer) | None => data.len() as u64,
+            Some(Fault::DropAnswer) | Some(Fault::EarlyAnswer(_)) | None => data.len() as u64,
         };
         let upload = s.sessions.get_mut(&id).unwrap();
         upload.received.extend_from_slice(&data[..keep as usize]);

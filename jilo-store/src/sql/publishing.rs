@@ -204,9 +204,7 @@ impl SqlStore {
                 .locked_publication(&mut tx, job, channel_id)
                 .await?
                 .ok_or_else(|| Error::not_found("publication", publication_key(job, channel_id)))?;
-            let holds = record.state == PublicationState::Uploading
-                && record.lease.as_ref().is_some_and(|l| l.token == token);
-            if !holds {
+            if !record.held_by(token) {
                 return Err(StoreError::Rule(Error::lost_race(format!(
                     "the upload lease of {} is held by another process or has ended",
                     publication_key(job, channel_id)
@@ -277,12 +275,7 @@ impl PublicationStore for SqlStore {
                     Error::lost_race("a publication vanished while it was being begun")
                 })?;
             let out = if earlier.state == PublicationState::Failed {
-                let restarted = Publication {
-                    attempts: earlier.attempts,
-                    created_at: earlier.created_at,
-                    updated_at: publication.updated_at,
-                    ..publication.clone()
-                };
+                let restarted = earlier.restarted_with(publication);
                 Self::write_publication(&mut tx, &restarted, false).await?;
                 (restarted, true)
             } else {
@@ -307,8 +300,7 @@ impl PublicationStore for SqlStore {
                 .locked_publication(&mut tx, job, channel_id)
                 .await?
                 .ok_or_else(|| Error::not_found("publication", publication_key(job, channel_id)))?;
-            let free = record.lease.as_ref().is_none_or(|l| l.until <= now);
-            if record.state != PublicationState::Uploading || !free {
+            if !record.claimable_at(now) {
                 return Ok(None);
             }
             record.lease = Some(lease.clone());
@@ -335,14 +327,7 @@ impl PublicationStore for SqlStore {
             channel_id,
             token,
             |record| {
-                let confirmed = match &record.session {
-                    Some(kept) if kept.uri == session.uri => kept.confirmed.max(session.confirmed),
-                    _ => session.confirmed,
-                };
-                record.session = Some(UploadSession {
-                    uri: session.uri.clone(),
-                    confirmed,
-                });
+                record.keep_session(session);
                 if let Some(lease) = record.lease.as_mut() {
                     lease.until = until;
                 }
@@ -380,22 +365,7 @@ impl PublicationStore for SqlStore {
         outcome: &PublicationOutcome,
     ) -> Result<Publication> {
         self.change_held("ending a publication", job, channel_id, token, |record| {
-            match outcome {
-                PublicationOutcome::Published { video, at } => {
-                    record.state = PublicationState::Published;
-                    record.video_id = Some(video.video_id.clone());
-                    record.url = Some(video.url.clone());
-                    record.published_at = Some(*at);
-                    record.notes = video.warnings.clone();
-                    record.updated_at = *at;
-                }
-                PublicationOutcome::Failed { reason, at } => {
-                    record.state = PublicationState::Failed;
-                    record.notes = vec![reason.clone()];
-                    record.updated_at = *at;
-                }
-            }
-            record.lease = None;
+            record.end(outcome);
             record.clone()
         })
         .await
@@ -413,11 +383,7 @@ impl PublicationStore for SqlStore {
                 .locked_publication(&mut tx, job, channel_id)
                 .await?
                 .ok_or_else(|| Error::not_found("publication", publication_key(job, channel_id)))?;
-            for note in notes {
-                if !record.notes.contains(note) {
-                    record.notes.push(note.clone());
-                }
-            }
+            record.add_notes(notes);
             Self::write_publication(&mut tx, &record, false).await?;
             tx.commit().await?;
             Ok(())
