@@ -271,6 +271,163 @@ impl LedgerEntryKind {
     }
 }
 
+/// A kind of ledger entry, to filter a history page by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum EntryKind {
+    /// Credits added.
+    Grant,
+    /// Credits held for a job.
+    Hold,
+    /// A hold spent.
+    Settle,
+    /// A hold returned.
+    Refund,
+}
+
+impl EntryKind {
+    /// Every kind.
+    pub const ALL: [EntryKind; 4] = [
+        EntryKind::Grant,
+        EntryKind::Hold,
+        EntryKind::Settle,
+        EntryKind::Refund,
+    ];
+
+    /// The name stores keep ([`LedgerEntryKind::as_str`]).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EntryKind::Grant => "grant",
+            EntryKind::Hold => "hold",
+            EntryKind::Settle => "settle",
+            EntryKind::Refund => "refund",
+        }
+    }
+
+    /// The kind of an entry.
+    pub fn of(kind: &LedgerEntryKind) -> Self {
+        match kind {
+            LedgerEntryKind::Grant { .. } => EntryKind::Grant,
+            LedgerEntryKind::Hold { .. } => EntryKind::Hold,
+            LedgerEntryKind::Settle { .. } => EntryKind::Settle,
+            LedgerEntryKind::Refund { .. } => EntryKind::Refund,
+        }
+    }
+}
+
+/// The most entries one history page holds.
+pub const MAX_PAGE: u32 = 500;
+
+/// Where a history page ends: the next page starts after it. Shown as `h{seq}` (safe in a
+/// URL); only the store that made it reads it meaningfully.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct HistoryCursor(i64);
+
+impl HistoryCursor {
+    /// The cursor that continues below entry `seq`.
+    pub fn before_seq(seq: i64) -> Self {
+        Self(seq)
+    }
+
+    /// The entries of the next page have a `seq` below this.
+    pub fn seq(self) -> i64 {
+        self.0
+    }
+}
+
+impl std::fmt::Display for HistoryCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "h{}", self.0)
+    }
+}
+
+impl std::str::FromStr for HistoryCursor {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Error> {
+        s.strip_prefix('h')
+            .and_then(|n| n.parse::<i64>().ok())
+            .filter(|n| *n > 0)
+            .map(HistoryCursor)
+            .ok_or_else(|| Error::invalid("cursor", format!("`{s}` is not a history cursor")))
+    }
+}
+
+/// One page of a user's history, newest first.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryQuery {
+    /// Continue below this cursor (the previous page's [`HistoryPage::next`]); `None` for the
+    /// newest entries.
+    pub before: Option<HistoryCursor>,
+    /// How many entries, 1 to [`MAX_PAGE`].
+    pub limit: u32,
+    /// Only these kinds; empty for all.
+    pub kinds: Vec<EntryKind>,
+}
+
+impl HistoryQuery {
+    /// The newest `limit` entries of every kind.
+    pub fn newest(limit: u32) -> Self {
+        Self {
+            before: None,
+            limit,
+            kinds: Vec::new(),
+        }
+    }
+
+    /// The same query continued below `cursor`.
+    pub fn after(mut self, cursor: HistoryCursor) -> Self {
+        self.before = Some(cursor);
+        self
+    }
+
+    /// Only entries of these kinds.
+    pub fn of_kinds(mut self, kinds: impl IntoIterator<Item = EntryKind>) -> Self {
+        self.kinds = kinds.into_iter().collect();
+        self
+    }
+
+    /// Checks the page size.
+    pub fn check(&self) -> Result<(), Error> {
+        if self.limit == 0 || self.limit > MAX_PAGE {
+            return Err(Error::invalid(
+                "limit",
+                format!("{} entries a page; 1 to {MAX_PAGE} are allowed", self.limit),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether an entry of this kind is shown.
+    pub fn shows(&self, kind: &LedgerEntryKind) -> bool {
+        self.kinds.is_empty() || self.kinds.contains(&EntryKind::of(kind))
+    }
+}
+
+/// A page of history and where the next one starts (`None`: this was the oldest).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryPage {
+    /// Newest first.
+    pub entries: Vec<LedgerEntry>,
+    /// The cursor of the next (older) page, if there is one.
+    pub next: Option<HistoryCursor>,
+}
+
+impl HistoryPage {
+    /// A page from up to `limit + 1` entries read newest first: the extra one only says that
+    /// another page follows.
+    pub fn from_overfetch(mut entries: Vec<LedgerEntry>, limit: u32) -> Self {
+        let more = entries.len() > limit as usize;
+        entries.truncate(limit as usize);
+        let next = more
+            .then(|| entries.last().map(|e| HistoryCursor(e.seq)))
+            .flatten();
+        Self { entries, next }
+    }
+}
+
 /// One row of a user's ledger. Every credit change is one.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LedgerEntry {

@@ -92,8 +92,8 @@ pub use job::{
     LeaseRenewal, PendingSubmit, StoredVideo, SERVICE_UNAVAILABLE,
 };
 pub use ledger::{
-    Balance, CreditHold, Grant, GrantOutcome, GrantReason, HoldOutcome, HoldState, LedgerEntry,
-    LedgerEntryKind, Reservation,
+    Balance, CreditHold, EntryKind, Grant, GrantOutcome, GrantReason, HistoryCursor, HistoryPage,
+    HistoryQuery, HoldOutcome, HoldState, LedgerEntry, LedgerEntryKind, Reservation,
 };
 pub use memory::InMemoryStore;
 pub use moderation::WordListModerator;

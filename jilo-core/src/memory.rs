@@ -19,8 +19,8 @@ use crate::job::{
     ClaimRequest, DeliveryOutcome, DeliveryRecord, Job, JobEvent, JobUpdate, LeaseRenewal,
 };
 use crate::ledger::{
-    check_amount, Balance, CreditHold, Grant, GrantOutcome, HoldOutcome, HoldState, LedgerEntry,
-    LedgerEntryKind, Reservation,
+    check_amount, Balance, CreditHold, Grant, GrantOutcome, HistoryPage, HistoryQuery, HoldOutcome,
+    HoldState, LedgerEntry, LedgerEntryKind, Reservation,
 };
 use crate::publish::{
     ChannelConnection, Publication, PublicationLease, PublicationOutcome, PublicationState,
@@ -260,6 +260,24 @@ impl QuotaStore for InMemoryStore {
             .filter(|e| &e.user == user)
             .cloned()
             .collect())
+    }
+
+    async fn history_page(&self, user: &UserId, query: &HistoryQuery) -> Result<HistoryPage> {
+        query.check()?;
+        let s = self.lock();
+        if !s.balances.contains_key(user) {
+            return Err(Error::not_found("user", user));
+        }
+        let below = query.before.map_or(i64::MAX, |c| c.seq());
+        let entries: Vec<LedgerEntry> = s
+            .ledger
+            .iter()
+            .rev()
+            .filter(|e| &e.user == user && e.seq < below && query.shows(&e.kind))
+            .take(query.limit as usize + 1)
+            .cloned()
+            .collect();
+        Ok(HistoryPage::from_overfetch(entries, query.limit))
     }
 }
 

@@ -398,6 +398,13 @@ impl QuotaStore for Flaky {
     async fn balance(&self, user: &UserId) -> jilo_core::Result<Balance> {
         self.inner.balance(user).await
     }
+    async fn history_page(
+        &self,
+        user: &UserId,
+        query: &jilo_core::HistoryQuery,
+    ) -> jilo_core::Result<jilo_core::HistoryPage> {
+        self.inner.history_page(user, query).await
+    }
     async fn history(&self, user: &UserId) -> jilo_core::Result<Vec<LedgerEntry>> {
         self.inner.history(user).await
     }

@@ -48,12 +48,16 @@ async fn postgres_migrations_race_safely_and_refuse_a_newer_schema() {
             "concurrent migrations all end at the latest version"
         );
     }
-    sqlx::query("INSERT INTO jilo_schema (version, name, applied_ms) VALUES (7, 'future', 0)")
+    let future = stores[0].schema_version() + 1;
+    sqlx::query("INSERT INTO jilo_schema (version, name, applied_ms) VALUES ($1, 'future', 0)")
+        .bind(future)
         .execute(stores[0].pool())
         .await
         .unwrap();
     match stores[1].migrate().await {
-        Err(Error::Storage { reason, .. }) => assert!(reason.contains("version 7"), "{reason}"),
+        Err(Error::Storage { reason, .. }) => {
+            assert!(reason.contains(&format!("version {future}")), "{reason}")
+        }
         other => panic!("a newer schema must be refused, got {other:?}"),
     }
     for s in &stores {

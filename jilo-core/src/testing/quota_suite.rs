@@ -366,4 +366,128 @@ where
     let b = balance_of(store, &racer).await;
     assert_eq!((b.available, b.held), (0, 10), "balance is exactly 0");
     assert!(b.is_consistent());
+
+    history_pages(store).await;
+}
+
+/// History pages: newest first, continued by cursor with nothing skipped or repeated, filtered
+/// by kind, sized 1 to 500, typed errors for an unknown user or a bad size.
+async fn history_pages<S>(store: &S)
+where
+    S: QuotaStore + JobStore + ?Sized,
+{
+    use crate::ledger::{EntryKind, HistoryCursor, HistoryQuery};
+    let (prefix, at) = run_scope();
+    let user = UserId::new(format!("{prefix}-pager"));
+    expect_not_found(
+        store.history_page(&user, &HistoryQuery::newest(10)).await,
+        "a page of an unknown user",
+    );
+    for grant in [
+        Grant::signup(user.clone(), 100, at),
+        Grant::purchase(user.clone(), 10, &format!("{prefix}-pay"), at),
+    ] {
+        store
+            .grant(&grant)
+            .await
+            .unwrap_or_else(|e| panic!("grant failed: {e}"));
+    }
+    let mut jobs = Vec::new();
+    for _ in 0..5 {
+        let (job, _) = take_hold(store, &user, 3, at, None)
+            .await
+            .unwrap_or_else(|e| panic!("hold failed: {e}"));
+        jobs.push(job.id);
+    }
+    end_hold(store, &jobs[0], HoldState::Settled)
+        .await
+        .unwrap_or_else(|e| panic!("settle failed: {e}"));
+    end_hold(store, &jobs[1], HoldState::Settled)
+        .await
+        .unwrap_or_else(|e| panic!("settle failed: {e}"));
+    end_hold(store, &jobs[2], HoldState::Refunded)
+        .await
+        .unwrap_or_else(|e| panic!("refund failed: {e}"));
+    let all = store
+        .history(&user)
+        .await
+        .unwrap_or_else(|e| panic!("history failed: {e}"));
+    assert_eq!(all.len(), 10, "2 grants, 5 holds, 3 ends");
+    let mut paged = Vec::new();
+    let mut query = HistoryQuery::newest(3);
+    let mut pages = 0;
+    loop {
+        let page = store
+            .history_page(&user, &query)
+            .await
+            .unwrap_or_else(|e| panic!("a history page failed: {e}"));
+        pages += 1;
+        assert!(page.entries.len() <= 3);
+        paged.extend(page.entries);
+        match page.next {
+            Some(next) => {
+                let shown = next.to_string();
+                let parsed: HistoryCursor = shown
+                    .parse()
+                    .unwrap_or_else(|e| panic!("a cursor reads back: {e}"));
+                query = query.after(parsed);
+            }
+            None => break,
+        }
+        assert!(pages < 10, "paging ends");
+    }
+    assert_eq!(pages, 4, "10 entries in pages of 3");
+    let newest_first: Vec<_> = all.iter().rev().cloned().collect();
+    assert_eq!(
+        paged, newest_first,
+        "pages hold every entry once, newest first"
+    );
+    let exact = store
+        .history_page(&user, &HistoryQuery::newest(10))
+        .await
+        .unwrap_or_else(|e| panic!("a history page failed: {e}"));
+    assert_eq!(exact.entries.len(), 10);
+    assert_eq!(exact.next, None, "a page that ends the history says so");
+    let grants = store
+        .history_page(
+            &user,
+            &HistoryQuery::newest(50).of_kinds([EntryKind::Grant]),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("a filtered page failed: {e}"));
+    assert_eq!(
+        grants.entries.iter().map(|e| e.credits).collect::<Vec<_>>(),
+        vec![10, 100],
+        "only grants, newest first"
+    );
+    let ends = store
+        .history_page(
+            &user,
+            &HistoryQuery::newest(2).of_kinds([EntryKind::Settle, EntryKind::Refund]),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("a filtered page failed: {e}"));
+    assert_eq!(ends.entries.len(), 2);
+    assert_eq!(ends.entries[0].kind.as_str(), "refund");
+    let rest = store
+        .history_page(
+            &user,
+            &HistoryQuery::newest(2)
+                .of_kinds([EntryKind::Settle, EntryKind::Refund])
+                .after(ends.next.unwrap_or_else(|| panic!("a third end follows"))),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("a filtered page failed: {e}"));
+    assert_eq!(rest.entries.len(), 1, "the filter holds across pages");
+    assert_eq!(rest.next, None);
+    for bad in [0, 501] {
+        assert!(
+            matches!(
+                store.history_page(&user, &HistoryQuery::newest(bad)).await,
+                Err(Error::InvalidInput { .. })
+            ),
+            "a page of {bad} is refused"
+        );
+    }
+    assert!("x12".parse::<HistoryCursor>().is_err());
 }

@@ -2,7 +2,9 @@ use async_trait::async_trait;
 
 use crate::error::Result;
 use crate::ids::{JobId, UserId};
-use crate::ledger::{Balance, CreditHold, Grant, GrantOutcome, LedgerEntry};
+use crate::ledger::{
+    Balance, CreditHold, Grant, GrantOutcome, HistoryPage, HistoryQuery, LedgerEntry,
+};
 
 /// The host-facing credit ledger: grants, balances, holds to read and history.
 ///
@@ -42,6 +44,13 @@ pub trait QuotaStore: Send + Sync {
     /// A user's balance.
     async fn balance(&self, user: &UserId) -> Result<Balance>;
 
-    /// A user's ledger entries, oldest first.
+    /// A user's ledger entries, oldest first (all of them: for audits and tests; a page a
+    /// user sees reads [`QuotaStore::history_page`]).
     async fn history(&self, user: &UserId) -> Result<Vec<LedgerEntry>>;
+
+    /// One page of a user's history, newest first, continued by cursor and filtered by kind.
+    /// SQL stores read it by index, so the last page of years of entries is as quick as the
+    /// first. A page size outside 1 to [`crate::ledger::MAX_PAGE`] is
+    /// [`crate::Error::InvalidInput`]; an unknown user [`crate::Error::NotFound`].
+    async fn history_page(&self, user: &UserId, query: &HistoryQuery) -> Result<HistoryPage>;
 }

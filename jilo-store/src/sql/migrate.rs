@@ -44,6 +44,11 @@ const SQLITE: &[Migration] = &[
         name: "publishing",
         sql: include_str!("../../migrations/sqlite/0006_publishing.sql"),
     },
+    Migration {
+        version: 7,
+        name: "ledger_pages",
+        sql: include_str!("../../migrations/sqlite/0007_ledger_pages.sql"),
+    },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -76,6 +81,11 @@ const POSTGRES: &[Migration] = &[
         version: 6,
         name: "publishing",
         sql: include_str!("../../migrations/postgres/0006_publishing.sql"),
+    },
+    Migration {
+        version: 7,
+        name: "ledger_pages",
+        sql: include_str!("../../migrations/postgres/0007_ledger_pages.sql"),
     },
 ];
 

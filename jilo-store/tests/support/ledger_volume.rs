@@ -1,0 +1,54 @@
+//! A ledger at volume for the history tests and benchmark: `total` entries written straight
+//! into `jilo_ledger` (a tenth of them, every tenth seq, the heavy user's), in one statement
+//! per backend. Only the ledger rows are written: the data is for reading pages, not for the
+//! balance invariant.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use jilo_core::{Grant, QuotaStore, Timestamp, UserId};
+use jilo_store::{Backend, SqlStore};
+
+/// The user one entry in ten belongs to.
+pub fn heavy() -> UserId {
+    UserId::new("heavy-user")
+}
+
+/// Writes `total` entries; returns the heavy user's oldest seq.
+pub async fn fill(store: &SqlStore, total: u64) -> i64 {
+    store
+        .grant(&Grant::signup(heavy(), 100, Timestamp::from_millis(0)))
+        .await
+        .unwrap();
+    let rows = |n: &str| {
+        format!(
+            "CASE WHEN {n} % 10 = 0 THEN 'heavy-user' ELSE 'user-' || ({n} % 9973) END, \
+             CASE {n} % 4 WHEN 0 THEN 'grant' WHEN 1 THEN 'hold' WHEN 2 THEN 'settle' ELSE 'refund' END, \
+             CASE WHEN {n} % 4 = 0 THEN NULL ELSE 'job-' || {n} END, \
+             CASE WHEN {n} % 4 = 0 THEN 'key-' || {n} ELSE NULL END, \
+             CASE WHEN {n} % 4 = 0 THEN 'purchase' ELSE NULL END, \
+             1 + {n} % 15, 1800000000000 + {n}"
+        )
+    };
+    let insert =
+        "INSERT INTO jilo_ledger (user_id, kind, job_id, grant_key, reason, credits, at_ms)";
+    let sql = match store.backend() {
+        Backend::Sqlite => format!(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {total}) \
+             {insert} SELECT {} FROM n",
+            rows("i")
+        ),
+        Backend::Postgres => format!(
+            "{insert} SELECT {} FROM generate_series(1, {total}) AS g(i)",
+            rows("i")
+        ),
+    };
+    sqlx::query(&sql).execute(store.pool()).await.unwrap();
+    sqlx::query("ANALYZE").execute(store.pool()).await.unwrap();
+    let oldest: i64 = sqlx::query_scalar(
+        "SELECT MIN(seq) FROM jilo_ledger WHERE user_id = 'heavy-user' AND kind <> 'grant' \
+         OR (user_id = 'heavy-user' AND grant_key LIKE 'key-%')",
+    )
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    oldest
+}
