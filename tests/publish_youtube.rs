@@ -119,12 +119,47 @@ struct Setup {
 
 /// A finished job whose video (of `len` bytes) is in media storage, and a connected channel.
 async fn setup(len: usize, lease: Duration) -> Setup {
+    setup_on(len, lease, None).await
+}
+
+/// A fresh Postgres database for one test, or `None` when no server answers outside CI.
+async fn postgres_database() -> Option<String> {
+    let admin = std::env::var("JILO_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+    let server = match SqlStore::connect(
+        &StoreUrl::parse(&admin).unwrap(),
+        SqlStoreOptions::default(),
+    )
+    .await
+    {
+        Ok(s) => s,
+        Err(e) => {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "CI=true and Postgres at {admin} cannot be reached: {e}"
+            );
+            eprintln!("SKIPPED: Postgres at {admin} cannot be reached ({e})");
+            return None;
+        }
+    };
+    let name = format!("jilo_pub_{}", uuid::Uuid::new_v4().simple());
+    sqlx_exec(&server, &format!("CREATE DATABASE {name}")).await;
+    server.close().await;
+    let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
+    Some(format!("{base}/{name}"))
+}
+
+async fn sqlx_exec(store: &SqlStore, sql: &str) {
+    sqlx::raw_sql(sql).execute(store.pool()).await.unwrap();
+}
+
+async fn setup_on(len: usize, lease: Duration, database: Option<String>) -> Setup {
     let google = GoogleSim::start().await;
     let dir = std::env::temp_dir()
         .join("jilo-publish-tests")
         .join(uuid::Uuid::new_v4().simple().to_string());
     std::fs::create_dir_all(&dir).unwrap();
-    let db = format!("sqlite://{}", dir.join("jilo.db").display());
+    let db = database.unwrap_or_else(|| format!("sqlite://{}", dir.join("jilo.db").display()));
     let media = dir.join("media");
     let store = open(&db).await;
     let studio = studio(store.clone(), &media, &google.url, lease);
@@ -425,14 +460,9 @@ async fn child(role: &str) {
     }
 }
 
-fn spawn(role: &str, s: &Setup, job: &JobId) -> tokio::process::Child {
+fn spawn(test: &str, role: &str, s: &Setup, job: &JobId) -> tokio::process::Child {
     tokio::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "a_killed_uploader_is_resumed_by_the_next_process",
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
         .env(CHILD, role)
         .env("JILO_PUBLISH_DB", &s.db)
         .env("JILO_PUBLISH_MEDIA", &s.media)
@@ -452,12 +482,49 @@ async fn a_killed_uploader_is_resumed_by_the_next_process() {
         child(&role).await;
         return;
     }
+    killed_and_resumed("a_killed_uploader_is_resumed_by_the_next_process", None).await;
+}
+
+/// The same on Postgres: the processes share the database over the network.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_uploader_is_resumed_by_the_next_process_on_postgres() {
+    if let Ok(role) = std::env::var(CHILD) {
+        child(&role).await;
+        return;
+    }
+    let Some(db) = postgres_database().await else {
+        return;
+    };
+    killed_and_resumed(
+        "a_killed_uploader_is_resumed_by_the_next_process_on_postgres",
+        Some(db.clone()),
+    )
+    .await;
+    // Drop the test's database (best effort).
+    let admin = std::env::var("JILO_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+    if let Ok(server) = SqlStore::connect(
+        &StoreUrl::parse(&admin).unwrap(),
+        SqlStoreOptions::default(),
+    )
+    .await
+    {
+        if let Some((_, name)) = db.rsplit_once('/') {
+            let _ = sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .execute(server.pool())
+                .await;
+        }
+        server.close().await;
+    }
+}
+
+async fn killed_and_resumed(test: &str, database: Option<String>) {
     let len = 24 * 262_144 + 1_234;
-    let s = setup(len, Duration::from_secs(60)).await;
+    let s = setup_on(len, Duration::from_secs(60), database).await;
     let job = s.finished_job().await;
     s.google.lock().put_delay = Some(Duration::from_millis(60));
 
-    let mut uploader = spawn("publish", &s, &job);
+    let mut uploader = spawn(test, "publish", &s, &job);
     let mut lines = tokio::io::BufReader::new(uploader.stdout.take().unwrap()).lines();
     // libtest speaks first ("running 1 test"); the child says when it starts.
     loop {
@@ -496,7 +563,7 @@ async fn a_killed_uploader_is_resumed_by_the_next_process() {
     tokio::time::sleep(Duration::from_millis(900)).await;
     s.google.lock().put_delay = None;
     let queries_before = s.google.lock().status_queries;
-    let mut resumer = spawn("resume", &s, &job);
+    let mut resumer = spawn(test, "resume", &s, &job);
     let out = tokio::io::BufReader::new(resumer.stdout.take().unwrap());
     let mut out_lines = out.lines();
     let mut said = Vec::new();
