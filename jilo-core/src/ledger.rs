@@ -149,9 +149,19 @@ pub struct Grant {
     pub key: String,
     /// When.
     pub at: Timestamp,
+    /// When the credits expire, if they do (a plan's allowance at the end of its period);
+    /// `None`: they last.
+    #[serde(default)]
+    pub expires_at: Option<Timestamp>,
 }
 
 impl Grant {
+    /// The same grant, expiring at `at`.
+    pub fn expiring_at(mut self, at: Timestamp) -> Self {
+        self.expires_at = Some(at);
+        self
+    }
+
     /// A new account's starting credits, keyed so a second call adds nothing.
     pub fn signup(user: UserId, credits: i64, at: Timestamp) -> Self {
         let key = format!("signup:{user}");
@@ -161,6 +171,7 @@ impl Grant {
             reason: GrantReason::Signup,
             key,
             at,
+            expires_at: None,
         }
     }
 
@@ -173,6 +184,7 @@ impl Grant {
             reason: GrantReason::MonthlyAllowance,
             key,
             at,
+            expires_at: None,
         }
     }
 
@@ -184,6 +196,7 @@ impl Grant {
             reason: GrantReason::Purchase,
             key: format!("payment:{payment_id}"),
             at,
+            expires_at: None,
         }
     }
 
@@ -195,6 +208,7 @@ impl Grant {
             reason: GrantReason::FreeRetry,
             key: format!("free-retry:{job}"),
             at,
+            expires_at: None,
         }
     }
 }
@@ -208,7 +222,7 @@ pub enum GrantOutcome {
     Duplicate,
 }
 
-/// A user's balance. Always `granted = available + held + spent`, nothing negative.
+/// A user's balance. Always `granted = available + held + spent + expired`, nothing negative.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Balance {
     /// Credits free to hold.
@@ -219,21 +233,26 @@ pub struct Balance {
     pub spent: i64,
     /// All credits ever granted.
     pub granted: i64,
+    /// Credits that expired unused, or lapsed (held when their lot expired, then refunded).
+    #[serde(default)]
+    pub expired: i64,
 }
 
 impl Balance {
-    /// Whether `granted = available + held + spent` with nothing negative.
+    /// Whether `granted = available + held + spent + expired` with nothing negative.
     pub fn is_consistent(&self) -> bool {
         self.available >= 0
             && self.held >= 0
             && self.spent >= 0
-            && self.granted == self.available + self.held + self.spent
+            && self.expired >= 0
+            && self.granted == self.available + self.held + self.spent + self.expired
     }
 }
 
 /// What one ledger row records.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "type")]
+#[non_exhaustive]
 pub enum LedgerEntryKind {
     /// Credits added.
     Grant {
@@ -257,16 +276,31 @@ pub enum LedgerEntryKind {
         /// The job.
         job: JobId,
     },
+    /// A lot's unheld credits expired (once per lot).
+    Expire {
+        /// The lot (its grant's key).
+        key: String,
+    },
+    /// Credits a refund could not return: their lot expired while they were held.
+    Lapse {
+        /// The job refunded.
+        job: JobId,
+        /// The lot.
+        key: String,
+    },
 }
 
 impl LedgerEntryKind {
-    /// The kind's name as stores keep it: `grant`, `hold`, `settle` or `refund`.
+    /// The kind's name as stores keep it: `grant`, `hold`, `settle`, `refund`, `expire` or
+    /// `lapse`.
     pub fn as_str(&self) -> &'static str {
         match self {
             LedgerEntryKind::Grant { .. } => "grant",
             LedgerEntryKind::Hold { .. } => "hold",
             LedgerEntryKind::Settle { .. } => "settle",
             LedgerEntryKind::Refund { .. } => "refund",
+            LedgerEntryKind::Expire { .. } => "expire",
+            LedgerEntryKind::Lapse { .. } => "lapse",
         }
     }
 }
@@ -284,15 +318,21 @@ pub enum EntryKind {
     Settle,
     /// A hold returned.
     Refund,
+    /// A lot's credits expired.
+    Expire,
+    /// Held credits that lapsed with their lot.
+    Lapse,
 }
 
 impl EntryKind {
     /// Every kind.
-    pub const ALL: [EntryKind; 4] = [
+    pub const ALL: [EntryKind; 6] = [
         EntryKind::Grant,
         EntryKind::Hold,
         EntryKind::Settle,
         EntryKind::Refund,
+        EntryKind::Expire,
+        EntryKind::Lapse,
     ];
 
     /// The name stores keep ([`LedgerEntryKind::as_str`]).
@@ -302,6 +342,8 @@ impl EntryKind {
             EntryKind::Hold => "hold",
             EntryKind::Settle => "settle",
             EntryKind::Refund => "refund",
+            EntryKind::Expire => "expire",
+            EntryKind::Lapse => "lapse",
         }
     }
 
@@ -312,6 +354,8 @@ impl EntryKind {
             LedgerEntryKind::Hold { .. } => EntryKind::Hold,
             LedgerEntryKind::Settle { .. } => EntryKind::Settle,
             LedgerEntryKind::Refund { .. } => EntryKind::Refund,
+            LedgerEntryKind::Expire { .. } => EntryKind::Expire,
+            LedgerEntryKind::Lapse { .. } => EntryKind::Lapse,
         }
     }
 }

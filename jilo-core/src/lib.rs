@@ -67,6 +67,7 @@ pub mod events;
 pub mod ids;
 pub mod job;
 pub mod ledger;
+pub mod lots;
 pub mod machine;
 pub mod memory;
 pub mod moderation;

@@ -22,6 +22,7 @@ use crate::ledger::{
     check_amount, Balance, CreditHold, Grant, GrantOutcome, HistoryPage, HistoryQuery, HoldOutcome,
     HoldState, LedgerEntry, LedgerEntryKind, Reservation,
 };
+use crate::lots::{self, CreditLot, HoldPart};
 use crate::publish::{
     ChannelConnection, Publication, PublicationLease, PublicationOutcome, PublicationState,
     UploadSession, VideoStats,
@@ -34,11 +35,14 @@ use crate::trend::Platform;
 struct HoldRow {
     hold: CreditHold,
     day: i64,
+    /// The lots it drew from.
+    parts: Vec<HoldPart>,
 }
 
 #[derive(Debug, Default)]
 struct State {
     balances: HashMap<UserId, Balance>,
+    lots: HashMap<UserId, Vec<CreditLot>>,
     grant_keys: HashSet<String>,
     holds: HashMap<JobId, HoldRow>,
     holds_per_day: HashMap<i64, u32>,
@@ -73,6 +77,10 @@ impl State {
         let b = self.balances.entry(grant.user.clone()).or_default();
         b.available += grant.credits;
         b.granted += grant.credits;
+        self.lots
+            .entry(grant.user.clone())
+            .or_default()
+            .push(CreditLot::from_grant(grant));
         self.push(
             &grant.user,
             LedgerEntryKind::Grant {
@@ -85,11 +93,36 @@ impl State {
         GrantOutcome::Granted
     }
 
+    /// Writes the expiry of the user's lots due by `at`; returns how many lots expired credits.
+    fn expire_lots(&mut self, user: &UserId, at: Timestamp) -> u32 {
+        let Some(lots) = self.lots.get_mut(user) else {
+            return 0;
+        };
+        let gone = lots::expire(lots, at);
+        for part in &gone {
+            if let Some(b) = self.balances.get_mut(user) {
+                b.available -= part.credits;
+                b.expired += part.credits;
+            }
+            self.push(
+                user,
+                LedgerEntryKind::Expire {
+                    key: part.lot.clone(),
+                },
+                part.credits,
+                at,
+            );
+        }
+        u32::try_from(gone.len()).unwrap_or(u32::MAX)
+    }
+
     fn reserve(&mut self, r: &Reservation) -> Result<CreditHold> {
         check_amount(r.credits)?;
         if self.holds.contains_key(&r.job) {
             return Err(Error::already_exists("hold", &r.job));
         }
+        // Credits that expired by now are not there to hold.
+        self.expire_lots(&r.user, r.at);
         let balance = self
             .balances
             .get(&r.user)
@@ -108,6 +141,11 @@ impl State {
             }
         }
         // All checks passed: only now change anything.
+        let parts = self
+            .lots
+            .get_mut(&r.user)
+            .and_then(|lots| lots::draw(lots, r.credits, r.at))
+            .ok_or_else(|| Error::storage("the lots do not add up to the balance", false, None))?;
         *self.holds_per_day.entry(day).or_insert(0) += 1;
         if let Some(b) = self.balances.get_mut(&r.user) {
             b.available -= r.credits;
@@ -124,6 +162,7 @@ impl State {
             HoldRow {
                 hold: hold.clone(),
                 day,
+                parts,
             },
         );
         self.push(
@@ -169,23 +208,57 @@ impl State {
         }
         row.hold.state = to;
         let (user, credits, day) = (row.hold.user.clone(), row.hold.credits, row.day);
+        let parts = row.parts.clone();
+        let lots = self.lots.entry(user.clone()).or_default();
+        let split = match to {
+            HoldState::Settled => {
+                lots::settle(lots, &parts);
+                None
+            }
+            _ => Some(lots::refund(lots, &parts, at)),
+        };
         if let Some(b) = self.balances.get_mut(&user) {
             b.held -= credits;
-            match to {
-                HoldState::Settled => b.spent += credits,
-                _ => b.available += credits,
+            match &split {
+                None => b.spent += credits,
+                Some(split) => {
+                    b.available += split.returned;
+                    b.expired += credits - split.returned;
+                }
             }
         }
-        let kind = match to {
-            HoldState::Settled => LedgerEntryKind::Settle { job: job.clone() },
-            _ => {
+        match split {
+            None => self.push(
+                &user,
+                LedgerEntryKind::Settle { job: job.clone() },
+                credits,
+                at,
+            ),
+            Some(split) => {
                 if let Some(n) = self.holds_per_day.get_mut(&day) {
                     *n = n.saturating_sub(1);
                 }
-                LedgerEntryKind::Refund { job: job.clone() }
+                if split.returned > 0 {
+                    self.push(
+                        &user,
+                        LedgerEntryKind::Refund { job: job.clone() },
+                        split.returned,
+                        at,
+                    );
+                }
+                for part in split.lapsed {
+                    self.push(
+                        &user,
+                        LedgerEntryKind::Lapse {
+                            job: job.clone(),
+                            key: part.lot,
+                        },
+                        part.credits,
+                        at,
+                    );
+                }
             }
-        };
-        self.push(&user, kind, credits, at);
+        }
         Ok(HoldOutcome::Ended(to))
     }
 }
@@ -260,6 +333,12 @@ impl QuotaStore for InMemoryStore {
             .filter(|e| &e.user == user)
             .cloned()
             .collect())
+    }
+
+    async fn expire_credits(&self, now: Timestamp) -> Result<u32> {
+        let mut s = self.lock();
+        let users: Vec<UserId> = s.lots.keys().cloned().collect();
+        Ok(users.iter().map(|u| s.expire_lots(u, now)).sum())
     }
 
     async fn history_page(&self, user: &UserId, query: &HistoryQuery) -> Result<HistoryPage> {

@@ -87,3 +87,8 @@ async fn in_memory_store_passes_the_channel_store_suite() {
 async fn in_memory_store_passes_the_publication_store_suite() {
     testing::publication_store_suite(&InMemoryStore::new()).await;
 }
+
+#[tokio::test]
+async fn in_memory_store_passes_the_credit_lots_suite() {
+    testing::credit_lots_suite(&InMemoryStore::new()).await;
+}

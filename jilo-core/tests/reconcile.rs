@@ -398,6 +398,9 @@ impl QuotaStore for Flaky {
     async fn balance(&self, user: &UserId) -> jilo_core::Result<Balance> {
         self.inner.balance(user).await
     }
+    async fn expire_credits(&self, now: Timestamp) -> jilo_core::Result<u32> {
+        self.inner.expire_credits(now).await
+    }
     async fn history_page(
         &self,
         user: &UserId,

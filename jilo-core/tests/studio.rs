@@ -97,10 +97,7 @@ fn ledger_kinds(entries: &[jilo_core::LedgerEntry]) -> Vec<&'static str> {
                 reason: GrantReason::FreeRetry,
                 ..
             } => "free_retry",
-            LedgerEntryKind::Grant { .. } => "grant",
-            LedgerEntryKind::Hold { .. } => "hold",
-            LedgerEntryKind::Settle { .. } => "settle",
-            LedgerEntryKind::Refund { .. } => "refund",
+            other => other.as_str(),
         })
         .collect()
 }

@@ -547,6 +547,15 @@ impl Studio {
             if tokio::time::Instant::now() >= balances_due {
                 balances_due += self.inner.policy.balance_check_interval;
                 self.check_balances().await;
+                // Credits whose lot expired: one ledger entry per lot, whoever gets there.
+                if let Err(e) = self
+                    .inner
+                    .quota
+                    .expire_credits(self.inner.clock.now())
+                    .await
+                {
+                    tracing::warn!(error = %e, "writing credit expiries failed");
+                }
             }
             if self.inner.publisher.is_some() {
                 let now = tokio::time::Instant::now();

@@ -32,6 +32,6 @@ pub use fixtures::{sample_job, RecordingNotifier};
 pub use job_suite::job_store_suite;
 pub use provider_suite::video_provider_suite;
 pub use publish_suite::{channel_store_suite, publication_store_suite};
-pub use quota_suite::{end_hold, quota_store_suite, take_hold};
+pub use quota_suite::{credit_lots_suite, end_hold, end_hold_at, quota_store_suite, take_hold};
 pub use sim::{SimFailure, SimProvider, SIM_MODEL, SIM_TOKEN_HEADER};
 pub use trend_suite::trend_cache_suite;

@@ -55,9 +55,25 @@ pub async fn end_hold<S>(store: &S, job: &JobId, to: HoldState) -> crate::Result
 where
     S: JobStore + ?Sized,
 {
+    end_hold_at(store, job, to, None).await
+}
+
+/// [`end_hold`] at a given time (the transition's `updated_at`), for expiry rules.
+pub async fn end_hold_at<S>(
+    store: &S,
+    job: &JobId,
+    to: HoldState,
+    at: Option<Timestamp>,
+) -> crate::Result<Job>
+where
+    S: JobStore + ?Sized,
+{
     loop {
         let current = store.job(job).await?;
         let mut next = current.clone();
+        if let Some(at) = at {
+            next.updated_at = at;
+        }
         next.state = if to == HoldState::Settled {
             JobState::Completed
         } else {
@@ -149,7 +165,8 @@ where
             available: 100,
             held: 0,
             spent: 0,
-            granted: 100
+            granted: 100,
+            expired: 0
         },
         "only the first grant counts"
     );
@@ -177,7 +194,8 @@ where
             available: 70,
             held: 30,
             spent: 0,
-            granted: 100
+            granted: 100,
+            expired: 0
         },
         "a refused hold changes nothing"
     );
@@ -224,7 +242,8 @@ where
             available: 70,
             held: 0,
             spent: 30,
-            granted: 100
+            granted: 100,
+            expired: 0
         }
     );
     assert!(b.is_consistent(), "granted = available + held + spent");
@@ -490,4 +509,168 @@ where
         );
     }
     assert!("x12".parse::<HistoryCursor>().is_err());
+}
+
+/// Checks credit lots (grants that expire), for stores that keep them: a hold draws the
+/// soonest-expiring credits first; a refund after a lot expired lapses that lot's part and
+/// returns the rest; expiry is written once per lot, by a hold lazily or by
+/// [`QuotaStore::expire_credits`] however many callers run it at once; expired credits are
+/// never held; and the quota bar holds when the credits come from three lots (10 credits,
+/// 100 concurrent holds of 1: exactly 10). `granted = available + held + spent + expired`
+/// throughout. Panics naming the broken rule.
+pub async fn credit_lots_suite<S>(store: &S)
+where
+    S: QuotaStore + JobStore + ?Sized,
+{
+    use crate::ledger::{EntryKind, HistoryQuery, LedgerEntryKind};
+    let (prefix, t) = run_scope();
+    let ms = |d: i64| Timestamp::from_millis(t.as_millis() + d);
+    let grant = |user: &UserId, key: &str, credits: i64, expires: Option<i64>| {
+        let g = Grant::purchase(user.clone(), credits, &format!("{prefix}-{key}"), t);
+        match expires {
+            Some(d) => g.expiring_at(ms(d)),
+            None => g,
+        }
+    };
+    let ok = |what: &str, r: crate::Result<crate::ledger::GrantOutcome>| {
+        if let Err(e) = r {
+            panic!("{what} failed: {e}");
+        }
+    };
+    let consistent = |b: &Balance, what: &str| {
+        assert!(
+            b.is_consistent(),
+            "{what}: {b:?} breaks granted = available + held + spent + expired"
+        );
+    };
+
+    // Soonest expiry first; a refund after the expiry lapses that part.
+    let user = UserId::new(format!("{prefix}-lots"));
+    ok(
+        "lasting grant",
+        store.grant(&grant(&user, "lasting", 100, None)).await,
+    );
+    ok(
+        "later grant",
+        store.grant(&grant(&user, "later", 5, Some(1_000))).await,
+    );
+    ok(
+        "sooner grant",
+        store.grant(&grant(&user, "sooner", 3, Some(500))).await,
+    );
+    let (job, _) = take_hold(store, &user, 6, t, None)
+        .await
+        .unwrap_or_else(|e| panic!("hold failed: {e}"));
+    let b = balance_of(store, &user).await;
+    assert_eq!((b.available, b.held), (102, 6));
+    consistent(&b, "after the hold");
+    end_hold_at(store, &job.id, HoldState::Refunded, Some(ms(600)))
+        .await
+        .unwrap_or_else(|e| panic!("refund failed: {e}"));
+    let b = balance_of(store, &user).await;
+    assert_eq!(
+        (b.available, b.held, b.expired),
+        (105, 0, 3),
+        "the soonest lot gave 3 (lapsed: it expired at +500), the later lot 3 (back)"
+    );
+    consistent(&b, "after the refund");
+    let history = store
+        .history(&user)
+        .await
+        .unwrap_or_else(|e| panic!("history failed: {e}"));
+    let lapse = history
+        .iter()
+        .find(|e| matches!(e.kind, LedgerEntryKind::Lapse { .. }))
+        .unwrap_or_else(|| panic!("a lapse entry is written"));
+    assert_eq!(lapse.credits, 3);
+    assert!(matches!(&lapse.kind, LedgerEntryKind::Lapse { key, .. } if key.ends_with("-sooner")));
+    assert!(history
+        .iter()
+        .any(|e| matches!(e.kind, LedgerEntryKind::Refund { .. }) && e.credits == 3));
+
+    // Expiry once per lot, with many callers at once.
+    let runs = join_all((0..8).map(|_| store.expire_credits(ms(1_000)))).await;
+    assert!(
+        runs.iter().all(|r| r.is_ok()),
+        "expiring credits failed: {runs:?}"
+    );
+    let again = store
+        .expire_credits(ms(5_000))
+        .await
+        .unwrap_or_else(|e| panic!("expiring credits failed: {e}"));
+    let _ = again;
+    let expiries = store
+        .history_page(
+            &user,
+            &HistoryQuery::newest(50).of_kinds([EntryKind::Expire]),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("a history page failed: {e}"));
+    assert_eq!(
+        expiries
+            .entries
+            .iter()
+            .map(|e| (e.kind.clone(), e.credits))
+            .collect::<Vec<_>>(),
+        vec![(
+            LedgerEntryKind::Expire {
+                key: format!("payment:{prefix}-later")
+            },
+            5
+        )],
+        "the later lot's 5 expire, once; the sooner lot had nothing unheld to expire"
+    );
+    let b = balance_of(store, &user).await;
+    assert_eq!((b.available, b.expired, b.granted), (100, 8, 108));
+    consistent(&b, "after the expiry");
+
+    // Expired credits are never held; a hold writes the expiry lazily.
+    let late = UserId::new(format!("{prefix}-late"));
+    ok(
+        "short grant",
+        store.grant(&grant(&late, "short", 5, Some(100))).await,
+    );
+    ok(
+        "small grant",
+        store.grant(&grant(&late, "small", 2, None)).await,
+    );
+    let refused = take_hold(store, &late, 3, ms(200), None).await;
+    assert!(
+        matches!(
+            refused,
+            Err(Error::Insufficient {
+                available: 2,
+                needed: 3
+            })
+        ),
+        "only the 2 lasting credits are there after the expiry: {refused:?}"
+    );
+    let b = balance_of(store, &late).await;
+    assert_eq!(
+        (b.available, b.expired),
+        (2, 5),
+        "the hold wrote the expiry"
+    );
+    consistent(&b, "after a lazy expiry");
+
+    // The quota bar with three lots.
+    let racer = UserId::new(format!("{prefix}-three-lots"));
+    ok(
+        "lot a",
+        store.grant(&grant(&racer, "a", 4, Some(10_000))).await,
+    );
+    ok(
+        "lot b",
+        store.grant(&grant(&racer, "b", 3, Some(20_000))).await,
+    );
+    ok("lot c", store.grant(&grant(&racer, "c", 3, None)).await);
+    let results = join_all((0..100).map(|_| take_hold(store, &racer, 1, t, None))).await;
+    assert_eq!(
+        results.iter().filter(|r| r.is_ok()).count(),
+        10,
+        "exactly 10 of 100 concurrent holds are taken from three lots"
+    );
+    let b = balance_of(store, &racer).await;
+    assert_eq!((b.available, b.held), (0, 10));
+    consistent(&b, "after the race");
 }

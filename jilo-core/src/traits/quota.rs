@@ -31,7 +31,11 @@ use crate::ledger::{
 ///   (or [`crate::Error::DailyCapReached`]) changing nothing. Under any concurrency, across
 ///   tasks and processes, the holds taken never exceed the balance.
 /// - A hold ends exactly once, settled or refunded, with its job's transition.
-/// - Every change is one ledger entry, and always `granted = available + held + spent`.
+/// - Every change is one ledger entry, and always `granted = available + held + spent +
+///   expired`.
+/// - A grant may expire ([`Grant::expires_at`]): a hold draws from the soonest-expiring
+///   credits first; a refund returns each credit to its lot, and one whose lot expired while
+///   held lapses ([`crate::LedgerEntryKind::Lapse`]).
 #[cfg_attr(any(test, feature = "test-utils"), mockall::automock)]
 #[async_trait]
 pub trait QuotaStore: Send + Sync {
@@ -47,6 +51,11 @@ pub trait QuotaStore: Send + Sync {
     /// A user's ledger entries, oldest first (all of them: for audits and tests; a page a
     /// user sees reads [`QuotaStore::history_page`]).
     async fn history(&self, user: &UserId) -> Result<Vec<LedgerEntry>>;
+
+    /// Writes the expiry of every lot whose credits expired by `now` (one
+    /// [`crate::LedgerEntryKind::Expire`] per lot, whoever runs it, however often); returns
+    /// how many lots expired credits. Holds also expire a user's lots before they draw.
+    async fn expire_credits(&self, now: crate::ids::Timestamp) -> Result<u32>;
 
     /// One page of a user's history, newest first, continued by cursor and filtered by kind.
     /// SQL stores read it by index, so the last page of years of entries is as quick as the

@@ -33,6 +33,14 @@ pub(crate) fn check_grant(grant: &Grant) -> Result<()> {
     if grant.key.trim().is_empty() {
         return Err(Error::invalid("key", "an idempotency key is required"));
     }
+    if grant.expires_at.is_some() {
+        // Credit lots (expiring grants) are kept by the in-memory store so far; a SQL store
+        // refuses them rather than keep them as lasting credits.
+        return Err(Error::invalid(
+            "expires_at",
+            "the SQL stores do not keep expiring credits yet; grant lasting credits",
+        ));
+    }
     Ok(())
 }
 
@@ -287,6 +295,7 @@ impl QuotaStore for SqlStore {
                 held,
                 spent,
                 granted,
+                expired: 0,
             })
         })
         .await
@@ -305,6 +314,11 @@ impl QuotaStore for SqlStore {
             rows.into_iter().map(|r| entry_from_row(user, r)).collect()
         })
         .await
+    }
+
+    async fn expire_credits(&self, _now: Timestamp) -> Result<u32> {
+        // The SQL stores refuse expiring grants (see `check_grant`): nothing can expire.
+        Ok(0)
     }
 
     async fn history_page(&self, user: &UserId, query: &HistoryQuery) -> Result<HistoryPage> {
@@ -417,6 +431,13 @@ fn entry_from_row(user: &UserId, row: EntryRow) -> StoreResult<LedgerEntry> {
         "hold" => LedgerEntryKind::Hold { job: job() },
         "settle" => LedgerEntryKind::Settle { job: job() },
         "refund" => LedgerEntryKind::Refund { job: job() },
+        "expire" => LedgerEntryKind::Expire {
+            key: key.clone().unwrap_or_default(),
+        },
+        "lapse" => LedgerEntryKind::Lapse {
+            job: job(),
+            key: key.clone().unwrap_or_default(),
+        },
         other => {
             return Err(
                 Error::storage(format!("unknown ledger kind `{other}`"), false, None).into(),
