@@ -241,12 +241,17 @@ pub struct Balance {
 impl Balance {
     /// Whether `granted = available + held + spent + expired` with nothing negative.
     pub fn is_consistent(&self) -> bool {
-        self.available >= 0
-            && self.held >= 0
-            && self.spent >= 0
-            && self.expired >= 0
-            && self.granted == self.available + self.held + self.spent + self.expired
+        credits_add_up(
+            self.granted,
+            [self.available, self.held, self.spent, self.expired],
+        )
     }
+}
+
+/// Whether credits granted are exactly the sum of where they are now (available, held,
+/// spent, expired), none negative: the ledger's invariant, for accounts and lots alike.
+pub fn credits_add_up(granted: i64, parts: [i64; 4]) -> bool {
+    parts.iter().all(|p| *p >= 0) && granted == parts.iter().sum::<i64>()
 }
 
 /// What one ledger row records.

@@ -60,11 +60,10 @@ impl CreditLot {
 
     /// `granted = available + held + spent + expired`, nothing negative.
     pub fn is_consistent(&self) -> bool {
-        self.available >= 0
-            && self.held >= 0
-            && self.spent >= 0
-            && self.expired >= 0
-            && self.granted == self.available + self.held + self.spent + self.expired
+        crate::ledger::credits_add_up(
+            self.granted,
+            [self.available, self.held, self.spent, self.expired],
+        )
     }
 }
 
