@@ -72,6 +72,7 @@ pub mod machine;
 pub mod memory;
 pub mod moderation;
 pub mod notify;
+pub mod plans;
 pub mod policy;
 pub mod publish;
 pub mod score;
@@ -107,8 +108,8 @@ pub use publish::{
 };
 pub use score::{ViralScore, ViralSignals};
 pub use studio::{
-    CostLine, DiscoverQuery, DiscoveredVideo, Discovery, PlatformFailure, Studio, StudioBuilder,
-    TickReport, WebhookOutcome,
+    CostLine, DiscoverQuery, DiscoveredVideo, Discovery, PlanAllowance, PlatformFailure, Studio,
+    StudioBuilder, TickReport, WebhookOutcome,
 };
 pub use traits::{
     CachedSearch, CancelOutcome, ChannelStore, CreativeModel, FailureClass, JobStore, MediaInfo,

@@ -158,6 +158,8 @@ pub struct Policy {
     /// How often [`crate::Studio::run`] reads published videos' statistics (each video at
     /// most once per interval).
     pub stats_interval: Duration,
+    /// The plans users subscribe to ([`crate::Studio::subscribe_plan`]); ids are unique.
+    pub plans: Vec<crate::plans::Plan>,
 }
 
 impl Default for Policy {
@@ -195,6 +197,7 @@ impl Default for Policy {
             publish_max_attempts: 5,
             publish_check_interval: Duration::from_secs(30),
             stats_interval: Duration::from_secs(6 * 60 * 60),
+            plans: Vec::new(),
         }
     }
 }

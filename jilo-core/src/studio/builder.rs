@@ -141,6 +141,16 @@ impl StudioBuilder {
                 "at least one provider is required",
             ));
         }
+        let mut plan_ids = HashSet::new();
+        for plan in &self.policy.plans {
+            plan.check()?;
+            if !plan_ids.insert(plan.id.as_str()) {
+                return Err(Error::invalid(
+                    "plans",
+                    format!("two plans have the id `{}`", plan.id),
+                ));
+            }
+        }
         if self.policy.max_attempts == 0 {
             return Err(Error::invalid("max_attempts", "must be at least 1"));
         }

@@ -4,6 +4,7 @@ mod builder;
 mod discover;
 mod driver;
 mod effects;
+mod plans;
 mod publishing;
 mod routing;
 
@@ -31,6 +32,7 @@ use crate::video::{ModelSpec, VideoRequest};
 
 pub use builder::StudioBuilder;
 pub use discover::{DiscoverQuery, DiscoveredVideo, Discovery, PlatformFailure};
+pub use plans::PlanAllowance;
 
 use driver::{Follow, Mode, Observation};
 

@@ -1,0 +1,195 @@
+//! Plans: a monthly allowance of credits at a price, granted once per calendar month (UTC)
+//! and expiring at the month's end, so a new month's allowance replaces the last one instead
+//! of adding to it (the seed's "本月剩余" and "等待下月刷新").
+//!
+//! ```
+//! use jilo_core::plans::{Plan, PlanPeriod};
+//! use jilo_core::{Timestamp, UserId};
+//!
+//! let basic = Plan::new("basic", "Basic", 50, 4_900, "CNY"); // 50 credits for ¥49
+//! let period = PlanPeriod::containing(Timestamp::from_millis(1_796_137_200_000)); // 2026-12-01
+//! assert_eq!(period.label(), "2026-12");
+//! let grant = basic.allowance(&UserId::new("creator-1"), period, Timestamp::from_millis(1_796_137_200_000));
+//! assert_eq!(grant.key, "plan:creator-1:2026-12");
+//! assert_eq!(grant.expires_at, Some(period.end()));
+//! ```
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+use crate::ids::{Timestamp, UserId};
+use crate::ledger::{Grant, GrantReason};
+
+/// A plan a user subscribes to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    /// The host's id for it.
+    pub id: String,
+    /// The name users see.
+    pub name: String,
+    /// Credits granted each month.
+    pub monthly_credits: i64,
+    /// The price a month, in the currency's minor units (fen, cents).
+    pub price_minor: i64,
+    /// ISO 4217 code.
+    pub currency: String,
+}
+
+impl Plan {
+    /// A plan.
+    pub fn new(
+        id: impl Into<String>,
+        name: impl Into<String>,
+        monthly_credits: i64,
+        price_minor: i64,
+        currency: impl Into<String>,
+    ) -> Self {
+        Self {
+            id: id.into(),
+            name: name.into(),
+            monthly_credits,
+            price_minor,
+            currency: currency.into(),
+        }
+    }
+
+    /// Checks the plan: an id, positive credits, a price not below zero.
+    pub fn check(&self) -> Result<(), Error> {
+        if self.id.trim().is_empty() {
+            return Err(Error::invalid("plan.id", "a plan needs an id"));
+        }
+        crate::ledger::check_amount(self.monthly_credits)
+            .map_err(|_| Error::invalid("plan.monthly_credits", "must be positive"))?;
+        if self.price_minor < 0 {
+            return Err(Error::invalid("plan.price_minor", "cannot be negative"));
+        }
+        Ok(())
+    }
+
+    /// The grant of this plan's allowance for `period`: keyed by user and period (so it is
+    /// granted once per period whatever plan the user is on: changing plan mid-period grants
+    /// nothing more; proration is the host's), expiring at the period's end.
+    pub fn allowance(&self, user: &UserId, period: PlanPeriod, at: Timestamp) -> Grant {
+        Grant {
+            user: user.clone(),
+            credits: self.monthly_credits,
+            reason: GrantReason::MonthlyAllowance,
+            key: format!("plan:{user}:{}", period.label()),
+            at,
+            expires_at: Some(period.end()),
+        }
+    }
+}
+
+/// A calendar month in UTC.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct PlanPeriod {
+    year: i64,
+    month: u32,
+}
+
+/// Days since 1970-01-01 of a civil date (proleptic Gregorian).
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let (m, d) = (i64::from(m), i64::from(d));
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+const DAY_MS: i64 = 86_400_000;
+
+impl PlanPeriod {
+    /// The month holding `at`.
+    pub fn containing(at: Timestamp) -> Self {
+        let z = at.utc_day() + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z - era * 146_097;
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 };
+        let year = yoe + era * 400 + i64::from(month <= 2);
+        Self {
+            year,
+            month: u32::try_from(month).unwrap_or(1),
+        }
+    }
+
+    /// The month after.
+    pub fn next(self) -> Self {
+        if self.month == 12 {
+            Self {
+                year: self.year + 1,
+                month: 1,
+            }
+        } else {
+            Self {
+                year: self.year,
+                month: self.month + 1,
+            }
+        }
+    }
+
+    /// Its first instant.
+    pub fn start(self) -> Timestamp {
+        Timestamp::from_millis(days_from_civil(self.year, self.month, 1) * DAY_MS)
+    }
+
+    /// The first instant of the next month: when its allowance expires.
+    pub fn end(self) -> Timestamp {
+        self.next().start()
+    }
+
+    /// `YYYY-MM`.
+    pub fn label(self) -> String {
+        format!("{:04}-{:02}", self.year, self.month)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(y: i64, m: u32, d: u32) -> Timestamp {
+        Timestamp::from_millis(days_from_civil(y, m, d) * DAY_MS + 12 * 3_600_000)
+    }
+
+    #[test]
+    fn periods_are_utc_calendar_months() {
+        let p = PlanPeriod::containing(at(2026, 12, 31));
+        assert_eq!(p.label(), "2026-12");
+        assert_eq!(
+            p.end().as_millis(),
+            days_from_civil(2027, 1, 1) * DAY_MS,
+            "December's allowance expires at the first instant of January"
+        );
+        assert_eq!(PlanPeriod::containing(at(2028, 2, 29)).label(), "2028-02");
+        assert_eq!(
+            PlanPeriod::containing(at(2028, 2, 29)).end().as_millis(),
+            days_from_civil(2028, 3, 1) * DAY_MS
+        );
+        assert_eq!(
+            PlanPeriod::containing(Timestamp::from_millis(0)).label(),
+            "1970-01"
+        );
+        let start = PlanPeriod::containing(at(2026, 7, 15)).start();
+        assert_eq!(PlanPeriod::containing(start).label(), "2026-07");
+        assert_eq!(
+            PlanPeriod::containing(Timestamp::from_millis(start.as_millis() - 1)).label(),
+            "2026-06"
+        );
+    }
+
+    #[test]
+    fn plans_are_checked() {
+        assert!(Plan::new("basic", "Basic", 50, 4_900, "CNY")
+            .check()
+            .is_ok());
+        assert!(Plan::new("", "x", 50, 1, "CNY").check().is_err());
+        assert!(Plan::new("p", "x", 0, 1, "CNY").check().is_err());
+        assert!(Plan::new("p", "x", 5, -1, "CNY").check().is_err());
+    }
+}
