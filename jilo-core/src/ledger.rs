@@ -254,6 +254,31 @@ pub fn credits_add_up(granted: i64, parts: [i64; 4]) -> bool {
     parts.iter().all(|p| *p >= 0) && granted == parts.iter().sum::<i64>()
 }
 
+/// Credits that expire together.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExpiringCredits {
+    /// How many.
+    pub credits: i64,
+    /// When they expire.
+    pub expires_at: Timestamp,
+}
+
+/// A balance as a page shows it: the available credits split into those that expire (soonest
+/// first, with their dates) and those that last, and what was spent since the period began.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreditStatement {
+    /// The account.
+    pub balance: Balance,
+    /// Available credits that expire, soonest first.
+    pub expiring: Vec<ExpiringCredits>,
+    /// Available credits that do not expire.
+    pub lasting: i64,
+    /// Credits spent (settled) since `period_start`.
+    pub spent_this_period: i64,
+    /// Where the period began.
+    pub period_start: Timestamp,
+}
+
 /// What one ledger row records.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "type")]

@@ -94,8 +94,9 @@ pub use job::{
     LeaseRenewal, PendingSubmit, StoredVideo, SERVICE_UNAVAILABLE,
 };
 pub use ledger::{
-    Balance, CreditHold, EntryKind, Grant, GrantOutcome, GrantReason, HistoryCursor, HistoryPage,
-    HistoryQuery, HoldOutcome, HoldState, LedgerEntry, LedgerEntryKind, Reservation,
+    Balance, CreditHold, CreditStatement, EntryKind, ExpiringCredits, Grant, GrantOutcome,
+    GrantReason, HistoryCursor, HistoryPage, HistoryQuery, HoldOutcome, HoldState, LedgerEntry,
+    LedgerEntryKind, Reservation,
 };
 pub use memory::InMemoryStore;
 pub use moderation::WordListModerator;

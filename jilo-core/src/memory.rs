@@ -335,6 +335,54 @@ impl QuotaStore for InMemoryStore {
             .collect())
     }
 
+    async fn statement(
+        &self,
+        user: &UserId,
+        at: Timestamp,
+        period_start: Timestamp,
+    ) -> Result<crate::ledger::CreditStatement> {
+        let mut s = self.lock();
+        if !s.balances.contains_key(user) {
+            return Err(Error::not_found("user", user));
+        }
+        s.expire_lots(user, at);
+        let balance = s.balances.get(user).copied().unwrap_or_default();
+        let mut by_date: std::collections::BTreeMap<Timestamp, i64> = Default::default();
+        let mut lasting = 0;
+        for lot in s.lots.get(user).map(Vec::as_slice).unwrap_or_default() {
+            match lot.expires_at {
+                Some(when) if lot.available > 0 => {
+                    *by_date.entry(when).or_insert(0) += lot.available
+                }
+                Some(_) => {}
+                None => lasting += lot.available,
+            }
+        }
+        let spent_this_period = s
+            .ledger
+            .iter()
+            .filter(|e| {
+                &e.user == user
+                    && e.at >= period_start
+                    && matches!(e.kind, LedgerEntryKind::Settle { .. })
+            })
+            .map(|e| e.credits)
+            .sum();
+        Ok(crate::ledger::CreditStatement {
+            balance,
+            expiring: by_date
+                .into_iter()
+                .map(|(expires_at, credits)| crate::ledger::ExpiringCredits {
+                    credits,
+                    expires_at,
+                })
+                .collect(),
+            lasting,
+            spent_this_period,
+            period_start,
+        })
+    }
+
     async fn expire_credits(&self, now: Timestamp) -> Result<u32> {
         let mut s = self.lock();
         let users: Vec<UserId> = s.lots.keys().cloned().collect();

@@ -84,6 +84,13 @@ async fn a_monthly_allowance_is_granted_once_and_replaced_next_month() {
         "January's 200 replace December's leftover 30, which expired"
     );
     assert!(b.is_consistent());
+    let january_statement = studio.credit_statement(&user).await.unwrap();
+    assert_eq!(january_statement.expiring.len(), 1);
+    assert_eq!(january_statement.expiring[0].credits, 200);
+    assert_eq!(
+        january_statement.spent_this_period, 0,
+        "December's spending is not this month's"
+    );
 
     // Plans are checked when the Studio is built.
     let bad = Studio::builder()

@@ -398,6 +398,14 @@ impl QuotaStore for Flaky {
     async fn balance(&self, user: &UserId) -> jilo_core::Result<Balance> {
         self.inner.balance(user).await
     }
+    async fn statement(
+        &self,
+        user: &UserId,
+        at: Timestamp,
+        period_start: Timestamp,
+    ) -> jilo_core::Result<jilo_core::CreditStatement> {
+        self.inner.statement(user, at, period_start).await
+    }
     async fn expire_credits(&self, now: Timestamp) -> jilo_core::Result<u32> {
         self.inner.expire_credits(now).await
     }

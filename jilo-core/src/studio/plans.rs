@@ -26,6 +26,16 @@ pub struct PlanAllowance {
 }
 
 impl Studio {
+    /// The user's credits as a page shows them now: expiring credits by date, lasting ones,
+    /// held, and what was spent this month (UTC), the period plans grant by.
+    pub async fn credit_statement(&self, user: &UserId) -> Result<crate::ledger::CreditStatement> {
+        let now = self.inner.clock.now();
+        self.inner
+            .quota
+            .statement(user, now, PlanPeriod::containing(now).start())
+            .await
+    }
+
     /// The plans on offer ([`crate::Policy::plans`]).
     pub fn plans(&self) -> &[Plan] {
         &self.inner.policy.plans

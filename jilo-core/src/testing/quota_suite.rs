@@ -387,6 +387,55 @@ where
     assert!(b.is_consistent());
 
     history_pages(store).await;
+    statements(store).await;
+}
+
+/// A statement splits the available credits and sums what was settled since a period began.
+async fn statements<S>(store: &S)
+where
+    S: QuotaStore + JobStore + ?Sized,
+{
+    let (prefix, at) = run_scope();
+    let user = UserId::new(format!("{prefix}-statement"));
+    expect_not_found(
+        store.statement(&user, at, at).await,
+        "a statement of an unknown user",
+    );
+    store
+        .grant(&Grant::signup(user.clone(), 100, at))
+        .await
+        .unwrap_or_else(|e| panic!("grant failed: {e}"));
+    let (settled, _) = take_hold(store, &user, 10, at, None)
+        .await
+        .unwrap_or_else(|e| panic!("hold failed: {e}"));
+    end_hold(store, &settled.id, HoldState::Settled)
+        .await
+        .unwrap_or_else(|e| panic!("settle failed: {e}"));
+    take_hold(store, &user, 5, at, None)
+        .await
+        .unwrap_or_else(|e| panic!("hold failed: {e}"));
+    let before = Timestamp::from_millis(at.as_millis() - 1);
+    let statement = store
+        .statement(&user, at, before)
+        .await
+        .unwrap_or_else(|e| panic!("statement failed: {e}"));
+    assert_eq!(
+        statement.lasting, 85,
+        "lasting credits are the available ones"
+    );
+    assert!(statement.expiring.is_empty());
+    assert_eq!(statement.spent_this_period, 10);
+    assert_eq!((statement.balance.held, statement.balance.spent), (5, 10));
+    assert_eq!(statement.period_start, before);
+    let later = Timestamp::from_millis(at.as_millis() + 1);
+    let next_period = store
+        .statement(&user, later, later)
+        .await
+        .unwrap_or_else(|e| panic!("statement failed: {e}"));
+    assert_eq!(
+        next_period.spent_this_period, 0,
+        "spent before the period is not counted"
+    );
 }
 
 /// History pages: newest first, continued by cursor with nothing skipped or repeated, filtered

@@ -52,6 +52,15 @@ pub trait QuotaStore: Send + Sync {
     /// user sees reads [`QuotaStore::history_page`]).
     async fn history(&self, user: &UserId) -> Result<Vec<LedgerEntry>>;
 
+    /// The user's balance as a page shows it at `at`: expiring credits by date, lasting
+    /// credits, and what was settled since `period_start`. Lots due by `at` expire first.
+    async fn statement(
+        &self,
+        user: &UserId,
+        at: crate::ids::Timestamp,
+        period_start: crate::ids::Timestamp,
+    ) -> Result<crate::ledger::CreditStatement>;
+
     /// Writes the expiry of every lot whose credits expired by `now` (one
     /// [`crate::LedgerEntryKind::Expire`] per lot, whoever runs it, however often); returns
     /// how many lots expired credits. Holds also expire a user's lots before they draw.

@@ -3,9 +3,9 @@
 use async_trait::async_trait;
 use jilo_core::ledger::check_amount;
 use jilo_core::{
-    Balance, CreditHold, Error, Grant, GrantOutcome, GrantReason, HistoryPage, HistoryQuery,
-    HoldOutcome, HoldState, JobId, LedgerEntry, LedgerEntryKind, QuotaStore, Reservation, Result,
-    Timestamp, UserId,
+    Balance, CreditHold, CreditStatement, Error, Grant, GrantOutcome, GrantReason, HistoryPage,
+    HistoryQuery, HoldOutcome, HoldState, JobId, LedgerEntry, LedgerEntryKind, QuotaStore,
+    Reservation, Result, Timestamp, UserId,
 };
 use sqlx::{Any, Transaction};
 
@@ -314,6 +314,37 @@ impl QuotaStore for SqlStore {
             rows.into_iter().map(|r| entry_from_row(user, r)).collect()
         })
         .await
+    }
+
+    async fn statement(
+        &self,
+        user: &UserId,
+        _at: Timestamp,
+        period_start: Timestamp,
+    ) -> Result<CreditStatement> {
+        let balance = self.balance(user).await?;
+        let spent: i64 = self
+            .retry("reading what was spent this period", || async {
+                let spent: Option<i64> = sqlx::query_scalar(
+                    "SELECT CAST(SUM(credits) AS BIGINT) FROM jilo_ledger \
+                     WHERE user_id = $1 AND kind = 'settle' AND at_ms >= $2",
+                )
+                .bind(user.as_str())
+                .bind(period_start.as_millis())
+                .fetch_one(&self.pool)
+                .await?;
+                Ok(spent.unwrap_or(0))
+            })
+            .await?;
+        // No expiring lots on the SQL stores yet (see `check_grant`): all available credits
+        // last.
+        Ok(CreditStatement {
+            balance,
+            expiring: Vec::new(),
+            lasting: balance.available,
+            spent_this_period: spent,
+            period_start,
+        })
     }
 
     async fn expire_credits(&self, _now: Timestamp) -> Result<u32> {
