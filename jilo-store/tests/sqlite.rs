@@ -299,27 +299,10 @@ async fn callers_dropped_mid_write_leave_the_store_consistent() {
     assert!(common::check_ledger(&store).await > 0);
 }
 
-/// Expiring credits (lots) are not kept by the SQL stores yet: a grant with an expiry is a
-/// clear error that changes nothing.
+/// Credit lots on SQLite: the shared lot suite on a file, then the ledger checked whole.
 #[tokio::test]
-async fn an_expiring_grant_is_refused_and_changes_nothing() {
-    let store = common::open(&StoreUrl::SqliteMemory).await;
-    let user = jilo_core::UserId::new("lots-later");
-    let grant = jilo_core::Grant::signup(user.clone(), 50, jilo_core::Timestamp::from_millis(0))
-        .expiring_at(jilo_core::Timestamp::from_millis(1_000));
-    assert!(matches!(
-        store.grant(&grant).await,
-        Err(jilo_core::Error::InvalidInput { ref field, .. }) if field == "expires_at"
-    ));
-    assert!(matches!(
-        store.balance(&user).await,
-        Err(jilo_core::Error::NotFound { .. })
-    ));
-    assert_eq!(
-        store
-            .expire_credits(jilo_core::Timestamp::from_millis(5_000))
-            .await
-            .ok(),
-        Some(0)
-    );
+async fn sqlite_passes_the_credit_lots_suite() {
+    let store = common::open(&common::sqlite_file()).await;
+    jilo_core::testing::credit_lots_suite(&store).await;
+    assert!(common::check_ledger(&store).await > 0);
 }

@@ -694,11 +694,18 @@ where
         ),
         "only the 2 lasting credits are there after the expiry: {refused:?}"
     );
+    // The next read that looks at the lots (a statement) writes the expiry, if the refused
+    // hold did not keep it.
+    let statement = store
+        .statement(&late, ms(200), t)
+        .await
+        .unwrap_or_else(|e| panic!("statement failed: {e}"));
+    assert_eq!((statement.lasting, statement.expiring.len()), (2, 0));
     let b = balance_of(store, &late).await;
     assert_eq!(
         (b.available, b.expired),
         (2, 5),
-        "the hold wrote the expiry"
+        "the expiry is written lazily"
     );
     consistent(&b, "after a lazy expiry");
 

@@ -154,7 +154,7 @@ impl SqlStore {
             }
         }
         if let Some(to) = update.end_hold {
-            end_hold_in(&mut tx, &next.id, to, next.updated_at).await?;
+            end_hold_in(&mut tx, self.backend, &next.id, to, next.updated_at).await?;
         }
         if let Some(g) = &update.grant {
             let known: Option<i64> =

@@ -3,13 +3,14 @@
 use async_trait::async_trait;
 use jilo_core::ledger::check_amount;
 use jilo_core::{
-    Balance, CreditHold, CreditStatement, Error, Grant, GrantOutcome, GrantReason, HistoryPage,
-    HistoryQuery, HoldOutcome, HoldState, JobId, LedgerEntry, LedgerEntryKind, QuotaStore,
-    Reservation, Result, Timestamp, UserId,
+    Balance, CreditHold, CreditStatement, Error, ExpiringCredits, Grant, GrantOutcome, GrantReason,
+    HistoryPage, HistoryQuery, HoldOutcome, HoldState, JobId, LedgerEntry, LedgerEntryKind,
+    QuotaStore, Reservation, Result, Timestamp, UserId,
 };
 use sqlx::{Any, Transaction};
 
 use super::errors::StoreResult;
+use super::lots;
 use super::{Backend, SqlStore};
 
 /// Advisory lock class for the daily-cap count on Postgres; the day is the second key.
@@ -33,13 +34,13 @@ pub(crate) fn check_grant(grant: &Grant) -> Result<()> {
     if grant.key.trim().is_empty() {
         return Err(Error::invalid("key", "an idempotency key is required"));
     }
-    if grant.expires_at.is_some() {
-        // Credit lots (expiring grants) are kept by the in-memory store so far; a SQL store
-        // refuses them rather than keep them as lasting credits.
-        return Err(Error::invalid(
-            "expires_at",
-            "the SQL stores do not keep expiring credits yet; grant lasting credits",
-        ));
+    if let Some(expires) = grant.expires_at {
+        if expires <= grant.at {
+            return Err(Error::invalid(
+                "expires_at",
+                "credits cannot expire before they are granted",
+            ));
+        }
     }
     Ok(())
 }
@@ -100,6 +101,7 @@ pub(crate) async fn grant_in(
     .bind(grant.credits)
     .execute(&mut **tx)
     .await?;
+    lots::insert_lot(tx, grant).await?;
     ledger_row(
         tx,
         &grant.user,
@@ -140,6 +142,8 @@ pub(crate) async fn reserve_in(
             return Err(Error::DailyCapReached { cap }.into());
         }
     }
+    // Credits that expired by now are not there to hold.
+    lots::expire_user_lots(tx, backend, &r.user, r.at).await?;
     let taken = sqlx::query(
         "UPDATE jilo_accounts SET available = available - $2, held = held + $2 \
          WHERE user_id = $1 AND available >= $2",
@@ -175,6 +179,7 @@ pub(crate) async fn reserve_in(
     .bind(r.at.as_millis())
     .execute(&mut **tx)
     .await?;
+    lots::draw(tx, backend, &r.user, &r.job, r.credits, r.at).await?;
     ledger_row(tx, &r.user, "hold", Some(&r.job), None, r.credits, r.at).await?;
     Ok(CreditHold {
         user: r.user.clone(),
@@ -189,22 +194,14 @@ pub(crate) async fn reserve_in(
 /// rolls back).
 pub(crate) async fn end_hold_in(
     tx: &mut Transaction<'static, Any>,
+    backend: Backend,
     job: &JobId,
     to: HoldState,
     at: Timestamp,
 ) -> StoreResult<HoldOutcome> {
-    let (state, kind, account_sql) = match to {
-        HoldState::Settled => (
-            "settled",
-            "settle",
-            "UPDATE jilo_accounts SET held = held - $2, spent = spent + $2 WHERE user_id = $1",
-        ),
-        HoldState::Refunded => (
-            "refunded",
-            "refund",
-            "UPDATE jilo_accounts SET held = held - $2, available = available + $2 \
-             WHERE user_id = $1",
-        ),
+    let state = match to {
+        HoldState::Settled => "settled",
+        HoldState::Refunded => "refunded",
         HoldState::Held => {
             return Err(Error::invalid("end_hold", "a hold ends as settled or refunded").into())
         }
@@ -240,12 +237,45 @@ pub(crate) async fn end_hold_in(
             }
         };
     };
-    sqlx::query(account_sql)
+    let user = UserId::new(user);
+    if to == HoldState::Settled {
+        lots::settle(tx, backend, &user, job).await?;
+        sqlx::query(
+            "UPDATE jilo_accounts SET held = held - $2, spent = spent + $2 WHERE user_id = $1",
+        )
         .bind(user.as_str())
         .bind(credits)
         .execute(&mut **tx)
         .await?;
-    ledger_row(tx, &UserId::new(user), kind, Some(job), None, credits, at).await?;
+        ledger_row(tx, &user, "settle", Some(job), None, credits, at).await?;
+        return Ok(HoldOutcome::Ended(to));
+    }
+    let split = lots::refund(tx, backend, &user, job, at).await?;
+    sqlx::query(
+        "UPDATE jilo_accounts SET held = held - $2, available = available + $3, \
+         expired = expired + $2 - $3 WHERE user_id = $1",
+    )
+    .bind(user.as_str())
+    .bind(credits)
+    .bind(split.returned)
+    .execute(&mut **tx)
+    .await?;
+    if split.returned > 0 {
+        ledger_row(tx, &user, "refund", Some(job), None, split.returned, at).await?;
+    }
+    for part in &split.lapsed {
+        sqlx::query(
+            "INSERT INTO jilo_ledger (user_id, kind, job_id, grant_key, reason, credits, at_ms) \
+             VALUES ($1, 'lapse', $2, $3, NULL, $4, $5)",
+        )
+        .bind(user.as_str())
+        .bind(job.as_str())
+        .bind(part.lot.as_str())
+        .bind(part.credits)
+        .bind(at.as_millis())
+        .execute(&mut **tx)
+        .await?;
+    }
     Ok(HoldOutcome::Ended(to))
 }
 
@@ -282,20 +312,21 @@ impl QuotaStore for SqlStore {
 
     async fn balance(&self, user: &UserId) -> Result<Balance> {
         self.retry("reading a balance", || async {
-            let row: Option<(i64, i64, i64, i64)> = sqlx::query_as(
-                "SELECT available, held, spent, granted FROM jilo_accounts WHERE user_id = $1",
+            let row: Option<(i64, i64, i64, i64, i64)> = sqlx::query_as(
+                "SELECT available, held, spent, granted, expired FROM jilo_accounts \
+                 WHERE user_id = $1",
             )
             .bind(user.as_str())
             .fetch_optional(&self.pool)
             .await?;
-            let (available, held, spent, granted) =
+            let (available, held, spent, granted, expired) =
                 row.ok_or_else(|| Error::not_found("user", user))?;
             Ok(Balance {
                 available,
                 held,
                 spent,
                 granted,
-                expired: 0,
+                expired,
             })
         })
         .await
@@ -319,37 +350,92 @@ impl QuotaStore for SqlStore {
     async fn statement(
         &self,
         user: &UserId,
-        _at: Timestamp,
+        at: Timestamp,
         period_start: Timestamp,
     ) -> Result<CreditStatement> {
-        let balance = self.balance(user).await?;
-        let spent: i64 = self
-            .retry("reading what was spent this period", || async {
-                let spent: Option<i64> = sqlx::query_scalar(
-                    "SELECT CAST(SUM(credits) AS BIGINT) FROM jilo_ledger \
-                     WHERE user_id = $1 AND kind = 'settle' AND at_ms >= $2",
-                )
-                .bind(user.as_str())
-                .bind(period_start.as_millis())
-                .fetch_one(&self.pool)
-                .await?;
-                Ok(spent.unwrap_or(0))
-            })
-            .await?;
-        // No expiring lots on the SQL stores yet (see `check_grant`): all available credits
-        // last.
-        Ok(CreditStatement {
-            balance,
-            expiring: Vec::new(),
-            lasting: balance.available,
-            spent_this_period: spent,
-            period_start,
+        // Lots due by `at` expire first (lazily, on this read).
+        self.retry("expiring a user's credits", || async {
+            let mut tx = self.begin_write().await?;
+            lots::expire_user_lots(&mut tx, self.backend, user, at).await?;
+            tx.commit().await?;
+            Ok(())
         })
+        .await?;
+        let balance = self.balance(user).await?;
+        self.retry("reading a statement", || async {
+            let expiring: Vec<(i64, i64)> = sqlx::query_as(
+                "SELECT expires_ms, CAST(SUM(available) AS BIGINT) FROM jilo_credit_lots \
+                 WHERE user_id = $1 AND available > 0 AND expires_ms IS NOT NULL \
+                 AND expires_ms > $2 GROUP BY expires_ms ORDER BY expires_ms",
+            )
+            .bind(user.as_str())
+            .bind(at.as_millis())
+            .fetch_all(&self.pool)
+            .await?;
+            let lasting: Option<i64> = sqlx::query_scalar(
+                "SELECT CAST(SUM(available) AS BIGINT) FROM jilo_credit_lots \
+                 WHERE user_id = $1 AND expires_ms IS NULL",
+            )
+            .bind(user.as_str())
+            .fetch_one(&self.pool)
+            .await?;
+            let spent: Option<i64> = sqlx::query_scalar(
+                "SELECT CAST(SUM(credits) AS BIGINT) FROM jilo_ledger \
+                 WHERE user_id = $1 AND kind = 'settle' AND at_ms >= $2",
+            )
+            .bind(user.as_str())
+            .bind(period_start.as_millis())
+            .fetch_one(&self.pool)
+            .await?;
+            Ok(CreditStatement {
+                balance,
+                expiring: expiring
+                    .into_iter()
+                    .map(|(when, credits)| ExpiringCredits {
+                        credits,
+                        expires_at: Timestamp::from_millis(when),
+                    })
+                    .collect(),
+                lasting: lasting.unwrap_or(0),
+                spent_this_period: spent.unwrap_or(0),
+                period_start,
+            })
+        })
+        .await
     }
 
-    async fn expire_credits(&self, _now: Timestamp) -> Result<u32> {
-        // The SQL stores refuse expiring grants (see `check_grant`): nothing can expire.
-        Ok(0)
+    async fn expire_credits(&self, now: Timestamp) -> Result<u32> {
+        let mut expired = 0;
+        // A batch of users at a time; each user's expiry is its own transaction, and the
+        // guarded lot update writes each lot's expiry once whoever else runs this.
+        loop {
+            let users: Vec<String> = self
+                .retry("finding expired credits", || async {
+                    Ok(sqlx::query_scalar(
+                        "SELECT DISTINCT user_id FROM jilo_credit_lots \
+                         WHERE expiry_written = 0 AND expires_ms IS NOT NULL \
+                         AND expires_ms <= $1 LIMIT 100",
+                    )
+                    .bind(now.as_millis())
+                    .fetch_all(&self.pool)
+                    .await?)
+                })
+                .await?;
+            if users.is_empty() {
+                return Ok(expired);
+            }
+            for user in users {
+                let user = UserId::new(user);
+                expired += self
+                    .retry("expiring credits", || async {
+                        let mut tx = self.begin_write().await?;
+                        let n = lots::expire_user_lots(&mut tx, self.backend, &user, now).await?;
+                        tx.commit().await?;
+                        Ok(n)
+                    })
+                    .await?;
+            }
+        }
     }
 
     async fn history_page(&self, user: &UserId, query: &HistoryQuery) -> Result<HistoryPage> {

@@ -49,6 +49,11 @@ const SQLITE: &[Migration] = &[
         name: "ledger_pages",
         sql: include_str!("../../migrations/sqlite/0007_ledger_pages.sql"),
     },
+    Migration {
+        version: 8,
+        name: "credit_lots",
+        sql: include_str!("../../migrations/sqlite/0008_credit_lots.sql"),
+    },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -86,6 +91,11 @@ const POSTGRES: &[Migration] = &[
         version: 7,
         name: "ledger_pages",
         sql: include_str!("../../migrations/postgres/0007_ledger_pages.sql"),
+    },
+    Migration {
+        version: 8,
+        name: "credit_lots",
+        sql: include_str!("../../migrations/postgres/0008_credit_lots.sql"),
     },
 ];
 

@@ -21,6 +21,7 @@ mod events;
 pub use events::JOB_EVENTS_CHANNEL;
 mod jobs;
 mod ledger;
+mod lots;
 mod migrate;
 mod publishing;
 #[cfg(feature = "sqlite")]

@@ -309,6 +309,8 @@ fn reserve(tx: &rusqlite::Transaction<'_>, r: &Reservation) -> StoreResult<Credi
             return Err(Error::DailyCapReached { cap }.into());
         }
     }
+    // Credits that expired by now are not there to hold.
+    expire_user_lots(tx, r.user.as_str(), r.at)?;
     let taken = tx
         .prepare_cached(
             "UPDATE jilo_accounts SET available = available - ?2, held = held + ?2 \
@@ -340,6 +342,7 @@ fn reserve(tx: &rusqlite::Transaction<'_>, r: &Reservation) -> StoreResult<Credi
         day,
         r.at.as_millis()
     ])?;
+    draw_lots(tx, r)?;
     ledger_row(
         tx,
         r.user.as_str(),
@@ -357,20 +360,12 @@ fn reserve(tx: &rusqlite::Transaction<'_>, r: &Reservation) -> StoreResult<Credi
     })
 }
 
-/// Ends the job's hold `to`, exactly once; the other way is refused.
+/// Ends the job's hold `to`, exactly once; the other way is refused. A refund returns each
+/// credit to its lot; one whose lot expired lapses.
 fn end_hold(tx: &rusqlite::Transaction<'_>, job: &Job, to: HoldState) -> StoreResult<()> {
-    let (state, kind, account_sql) = match to {
-        HoldState::Settled => (
-            "settled",
-            "settle",
-            "UPDATE jilo_accounts SET held = held - ?2, spent = spent + ?2 WHERE user_id = ?1",
-        ),
-        HoldState::Refunded => (
-            "refunded",
-            "refund",
-            "UPDATE jilo_accounts SET held = held - ?2, available = available + ?2 \
-             WHERE user_id = ?1",
-        ),
+    let state = match to {
+        HoldState::Settled => "settled",
+        HoldState::Refunded => "refunded",
         HoldState::Held => {
             return Err(Error::invalid("end_hold", "a hold ends as settled or refunded").into())
         }
@@ -400,9 +395,60 @@ fn end_hold(tx: &rusqlite::Transaction<'_>, job: &Job, to: HoldState) -> StoreRe
             .into()),
         };
     };
-    tx.prepare_cached(account_sql)?
+    let (parts, mut lots) = hold_lots(tx, job.id.as_str())?;
+    if to == HoldState::Settled {
+        jilo_core::lots::settle(&mut lots, &parts);
+        for lot in &lots {
+            save_lot(tx, lot)?;
+        }
+        tx.prepare_cached(
+            "UPDATE jilo_accounts SET held = held - ?2, spent = spent + ?2 WHERE user_id = ?1",
+        )?
         .execute(params![user, credits])?;
-    ledger_row(tx, &user, kind, Some(job.id.as_str()), None, credits, at)
+        return ledger_row(
+            tx,
+            &user,
+            "settle",
+            Some(job.id.as_str()),
+            None,
+            credits,
+            at,
+        );
+    }
+    let split = jilo_core::lots::refund(&mut lots, &parts, at);
+    for lot in &lots {
+        save_lot(tx, lot)?;
+    }
+    tx.prepare_cached(
+        "UPDATE jilo_accounts SET held = held - ?2, available = available + ?3, \
+         expired = expired + ?2 - ?3 WHERE user_id = ?1",
+    )?
+    .execute(params![user, credits, split.returned])?;
+    if split.returned > 0 {
+        ledger_row(
+            tx,
+            &user,
+            "refund",
+            Some(job.id.as_str()),
+            None,
+            split.returned,
+            at,
+        )?;
+    }
+    for part in &split.lapsed {
+        tx.prepare_cached(
+            "INSERT INTO jilo_ledger (user_id, kind, job_id, grant_key, reason, credits, at_ms) \
+             VALUES (?1, 'lapse', ?2, ?3, NULL, ?4, ?5)",
+        )?
+        .execute(params![
+            user,
+            job.id.as_str(),
+            part.lot.as_str(),
+            part.credits,
+            at.as_millis()
+        ])?;
+    }
+    Ok(())
 }
 
 /// A grant, idempotent by its key.
@@ -430,5 +476,183 @@ fn grant(tx: &rusqlite::Transaction<'_>, g: &Grant) -> StoreResult<()> {
            granted = jilo_accounts.granted + excluded.granted",
     )?
     .execute(params![g.user.as_str(), g.credits])?;
+    tx.prepare_cached(
+        "INSERT INTO jilo_credit_lots (grant_key, user_id, granted, available, held, spent, \
+         expired, expires_ms, granted_ms, expiry_written) \
+         VALUES (?1, ?2, ?3, ?3, 0, 0, 0, ?4, ?5, 0)",
+    )?
+    .execute(params![
+        g.key.as_str(),
+        g.user.as_str(),
+        g.credits,
+        g.expires_at.map(Timestamp::as_millis),
+        g.at.as_millis()
+    ])?;
     ledger_row(tx, g.user.as_str(), "grant", None, Some(g), g.credits, g.at)
+}
+
+// ---- credit lots on the writer (the shared rules of `jilo_core::lots`) ----
+
+fn lots_where(
+    tx: &rusqlite::Transaction<'_>,
+    user: &str,
+    filter: &str,
+    at: i64,
+) -> StoreResult<Vec<jilo_core::lots::CreditLot>> {
+    let mut stmt = tx.prepare_cached(&format!(
+        "SELECT {} FROM jilo_credit_lots WHERE user_id = ?1 AND {filter} ORDER BY grant_key",
+        super::lots::LOT_COLUMNS
+    ))?;
+    let rows = stmt.query_map(params![user, at], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, i64>(2)?,
+            r.get::<_, i64>(3)?,
+            r.get::<_, i64>(4)?,
+            r.get::<_, i64>(5)?,
+            r.get::<_, i64>(6)?,
+            r.get::<_, Option<i64>>(7)?,
+            r.get::<_, i64>(8)?,
+            r.get::<_, i64>(9)?,
+        ))
+    })?;
+    let mut lots = Vec::new();
+    for row in rows {
+        lots.push(super::lots::lot_from_row(row?));
+    }
+    Ok(lots)
+}
+
+fn save_lot(tx: &rusqlite::Transaction<'_>, lot: &jilo_core::lots::CreditLot) -> StoreResult<()> {
+    tx.prepare_cached(
+        "UPDATE jilo_credit_lots SET available = ?2, held = ?3, spent = ?4, expired = ?5, \
+         expiry_written = ?6 WHERE grant_key = ?1",
+    )?
+    .execute(params![
+        lot.key.as_str(),
+        lot.available,
+        lot.held,
+        lot.spent,
+        lot.expired,
+        i64::from(lot.expiry_written)
+    ])?;
+    Ok(())
+}
+
+/// The user's lots due by `at` expire, once each: lots, account, one `expire` entry each.
+fn expire_user_lots(tx: &rusqlite::Transaction<'_>, user: &str, at: Timestamp) -> StoreResult<()> {
+    let mut due = lots_where(
+        tx,
+        user,
+        "expiry_written = 0 AND expires_ms IS NOT NULL AND expires_ms <= ?2",
+        at.as_millis(),
+    )?;
+    if due.is_empty() {
+        return Ok(());
+    }
+    let gone = jilo_core::lots::expire(&mut due, at);
+    for lot in &due {
+        save_lot(tx, lot)?;
+    }
+    for part in &gone {
+        tx.prepare_cached(
+            "UPDATE jilo_accounts SET available = available - ?2, expired = expired + ?2 \
+             WHERE user_id = ?1",
+        )?
+        .execute(params![user, part.credits])?;
+        tx.prepare_cached(
+            "INSERT INTO jilo_ledger (user_id, kind, job_id, grant_key, reason, credits, at_ms) \
+             VALUES (?1, 'expire', NULL, ?2, NULL, ?3, ?4)",
+        )?
+        .execute(params![
+            user,
+            part.lot.as_str(),
+            part.credits,
+            at.as_millis()
+        ])?;
+    }
+    Ok(())
+}
+
+/// Draws a hold from the live lots and records its parts.
+fn draw_lots(tx: &rusqlite::Transaction<'_>, r: &Reservation) -> StoreResult<()> {
+    let mut live = lots_where(
+        tx,
+        r.user.as_str(),
+        "available > 0 AND (expires_ms IS NULL OR expires_ms > ?2)",
+        r.at.as_millis(),
+    )?;
+    let parts = jilo_core::lots::draw(&mut live, r.credits, r.at).ok_or_else(|| {
+        Error::storage(
+            format!("the credit lots of {} do not add up to the account", r.user),
+            false,
+            None,
+        )
+    })?;
+    for lot in live.iter().filter(|l| parts.iter().any(|p| p.lot == l.key)) {
+        save_lot(tx, lot)?;
+    }
+    for part in &parts {
+        tx.prepare_cached(
+            "INSERT INTO jilo_hold_parts (job_id, lot_key, credits) VALUES (?1, ?2, ?3)",
+        )?
+        .execute(params![r.job.as_str(), part.lot.as_str(), part.credits])?;
+    }
+    Ok(())
+}
+
+/// A hold's parts and their lots.
+fn hold_lots(
+    tx: &rusqlite::Transaction<'_>,
+    job: &str,
+) -> StoreResult<(
+    Vec<jilo_core::lots::HoldPart>,
+    Vec<jilo_core::lots::CreditLot>,
+)> {
+    let mut parts = Vec::new();
+    {
+        let mut stmt =
+            tx.prepare_cached("SELECT lot_key, credits FROM jilo_hold_parts WHERE job_id = ?1")?;
+        let rows = stmt.query_map([job], |r| {
+            Ok(jilo_core::lots::HoldPart {
+                lot: r.get(0)?,
+                credits: r.get(1)?,
+            })
+        })?;
+        for row in rows {
+            parts.push(row?);
+        }
+    }
+    if parts.is_empty() {
+        return Err(Error::storage(
+            format!("the hold of job {job} has no credit lots"),
+            false,
+            None,
+        )
+        .into());
+    }
+    let mut lots = Vec::new();
+    for part in &parts {
+        let mut stmt = tx.prepare_cached(&format!(
+            "SELECT {} FROM jilo_credit_lots WHERE grant_key = ?1",
+            super::lots::LOT_COLUMNS
+        ))?;
+        let row = stmt.query_row([part.lot.as_str()], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, i64>(4)?,
+                r.get::<_, i64>(5)?,
+                r.get::<_, i64>(6)?,
+                r.get::<_, Option<i64>>(7)?,
+                r.get::<_, i64>(8)?,
+                r.get::<_, i64>(9)?,
+            ))
+        })?;
+        lots.push(super::lots::lot_from_row(row));
+    }
+    Ok((parts, lots))
 }

@@ -62,26 +62,57 @@ pub async fn open(url: &StoreUrl) -> SqlStore {
     store
 }
 
-/// Checks every account against the holds, grants and ledger rows behind it:
-/// `granted = available + held + spent`, held = open holds, spent = settled holds,
-/// granted = grants, one ledger row per grant and per hold start and end. Returns the number
-/// of accounts checked.
+/// Sums of a user's lots: granted, available, held, spent, expired.
+type LotSums = (
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+);
+
+/// Checks every account against the holds, grants, lots and ledger rows behind it:
+/// `granted = available + held + spent + expired`, held = open holds, spent = settled holds,
+/// granted = grants, each column the sum of the user's lots, expired = expiry and lapse rows,
+/// one ledger row per grant and per hold start, and a refunded hold's refund and lapse rows
+/// adding up to it. Returns the number of accounts checked.
 pub async fn check_ledger(store: &SqlStore) -> usize {
     let pool = store.pool();
-    let accounts: Vec<(String, i64, i64, i64, i64)> =
-        sqlx::query_as("SELECT user_id, available, held, spent, granted FROM jilo_accounts")
-            .fetch_all(pool)
-            .await
-            .unwrap();
-    for (user, available, held, spent, granted) in &accounts {
+    let accounts: Vec<(String, i64, i64, i64, i64, i64)> = sqlx::query_as(
+        "SELECT user_id, available, held, spent, granted, expired FROM jilo_accounts",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    for (user, available, held, spent, granted, expired) in &accounts {
         assert_eq!(
             *granted,
-            available + held + spent,
-            "{user}: granted = available + held + spent"
+            available + held + spent + expired,
+            "{user}: granted = available + held + spent + expired"
         );
         assert!(
-            *available >= 0 && *held >= 0 && *spent >= 0,
+            *available >= 0 && *held >= 0 && *spent >= 0 && *expired >= 0,
             "{user}: nothing negative"
+        );
+        let lots: LotSums = sqlx::query_as(
+            "SELECT CAST(SUM(granted) AS BIGINT), CAST(SUM(available) AS BIGINT), \
+                 CAST(SUM(held) AS BIGINT), CAST(SUM(spent) AS BIGINT), \
+                 CAST(SUM(expired) AS BIGINT) FROM jilo_credit_lots WHERE user_id = $1",
+        )
+        .bind(user.as_str())
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        assert_eq!(
+            (
+                lots.0.unwrap_or(0),
+                lots.1.unwrap_or(0),
+                lots.2.unwrap_or(0),
+                lots.3.unwrap_or(0),
+                lots.4.unwrap_or(0)
+            ),
+            (*granted, *available, *held, *spent, *expired),
+            "{user}: the lots add up to the account"
         );
         let sum = |sql: &'static str| {
             let user = user.clone();
@@ -107,7 +138,8 @@ pub async fn check_ledger(store: &SqlStore) -> usize {
         assert_eq!(holds, sum("SELECT CAST(SUM(credits) AS BIGINT) FROM jilo_ledger WHERE user_id = $1 AND kind = 'hold'").await, "{user}: hold rows");
         assert_eq!(*spent, sum("SELECT CAST(SUM(credits) AS BIGINT) FROM jilo_ledger WHERE user_id = $1 AND kind = 'settle'").await, "{user}: settle rows");
         let refunded = sum("SELECT CAST(SUM(credits) AS BIGINT) FROM jilo_holds WHERE user_id = $1 AND state = 'refunded'").await;
-        assert_eq!(refunded, sum("SELECT CAST(SUM(credits) AS BIGINT) FROM jilo_ledger WHERE user_id = $1 AND kind = 'refund'").await, "{user}: refund rows");
+        assert_eq!(refunded, sum("SELECT CAST(SUM(credits) AS BIGINT) FROM jilo_ledger WHERE user_id = $1 AND kind IN ('refund', 'lapse')").await, "{user}: refund and lapse rows");
+        assert_eq!(*expired, sum("SELECT CAST(SUM(credits) AS BIGINT) FROM jilo_ledger WHERE user_id = $1 AND kind IN ('expire', 'lapse')").await, "{user}: expiry and lapse rows");
     }
     // Each hold has exactly one hold row, and an ended hold exactly one end row.
     let doubled: i64 = sqlx::query_scalar(
@@ -121,8 +153,12 @@ pub async fn check_ledger(store: &SqlStore) -> usize {
     let unmatched: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM jilo_holds h WHERE \
          (SELECT COUNT(*) FROM jilo_ledger l WHERE l.job_id = h.job_id AND l.kind = 'hold') <> 1 \
-         OR (SELECT COUNT(*) FROM jilo_ledger l WHERE l.job_id = h.job_id AND l.kind IN ('settle', 'refund')) \
-            <> CASE WHEN h.state = 'held' THEN 0 ELSE 1 END",
+         OR (SELECT COUNT(*) FROM jilo_ledger l WHERE l.job_id = h.job_id AND l.kind = 'settle') \
+            <> CASE WHEN h.state = 'settled' THEN 1 ELSE 0 END \
+         OR (SELECT COUNT(*) FROM jilo_ledger l WHERE l.job_id = h.job_id AND l.kind = 'refund') \
+            > CASE WHEN h.state = 'refunded' THEN 1 ELSE 0 END \
+         OR (h.state = 'refunded' AND (SELECT COALESCE(SUM(l.credits), 0) FROM jilo_ledger l \
+             WHERE l.job_id = h.job_id AND l.kind IN ('refund', 'lapse')) <> h.credits)",
     )
     .fetch_one(pool)
     .await
