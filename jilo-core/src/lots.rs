@@ -141,13 +141,15 @@ pub struct RefundSplit {
     pub lapsed: Vec<HoldPart>,
 }
 
-/// Returns a hold's parts to their lots at `at`; a part whose lot has expired lapses.
+/// Returns a hold's parts to their lots at `at`; a part whose lot has expired lapses, as does
+/// one whose lot's expiry was already written (a refund dated before the expiry but applied
+/// after it: the lot is closed).
 pub fn refund(lots: &mut [CreditLot], parts: &[HoldPart], at: Timestamp) -> RefundSplit {
     let mut split = RefundSplit::default();
     for part in parts {
         if let Some(lot) = lots.iter_mut().find(|l| l.key == part.lot) {
             lot.held -= part.credits;
-            if lot.expired_at(at) {
+            if lot.expired_at(at) || lot.expiry_written {
                 lot.expired += part.credits;
                 split.lapsed.push(part.clone());
             } else {
@@ -258,6 +260,21 @@ mod tests {
             draw(&mut lots, 100, Timestamp::from_millis(2_000)).is_some(),
             "the lasting 100"
         );
+    }
+
+    #[test]
+    fn a_refund_applied_after_the_expiry_was_written_lapses() {
+        let mut lots = vec![lot("month", 10, Some(500), 0), lot("lasting", 10, None, 0)];
+        let parts = draw(&mut lots, 12, Timestamp::from_millis(100)).unwrap_or_default();
+        // Another process wrote the month's expiry at 900 ...
+        assert_eq!(expire(&mut lots, Timestamp::from_millis(900)).len(), 0, "all of it held");
+        assert!(lots[0].expiry_written);
+        // ... then a refund dated 400 arrives: the month's part lapses all the same.
+        let split = refund(&mut lots, &parts, Timestamp::from_millis(400));
+        assert_eq!(split.returned, 2);
+        assert_eq!(split.lapsed.iter().map(|p| p.credits).sum::<i64>(), 10);
+        assert_eq!(available_at(&lots, Timestamp::from_millis(600)), 10);
+        assert!(lots.iter().all(CreditLot::is_consistent));
     }
 
     proptest! {

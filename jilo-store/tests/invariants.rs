@@ -1,13 +1,13 @@
-//! 1,000 concurrent ledger operations on 100 users, with random grants, holds, settles and
-//! refunds: afterwards every account satisfies `granted = available + held + spent` and
-//! matches its holds and ledger rows.
+//! 1,000 concurrent ledger operations on 100 users, with random grants (some expiring), holds,
+//! settles, refunds and expiry runs at random times: afterwards every account satisfies
+//! `granted = available + held + spent + expired` and matches its lots, holds and ledger rows.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
 use std::sync::Arc;
 
-use jilo_core::testing::{end_hold, take_hold};
+use jilo_core::testing::{end_hold_at, take_hold};
 use jilo_core::{Error, Grant, HoldState, QuotaStore, Timestamp, UserId};
 use jilo_store::{SqlStore, SqlStoreOptions, StoreUrl};
 
@@ -55,27 +55,41 @@ async fn thousand_operations(url: &StoreUrl) {
         .map(|i| {
             let store = store.clone();
             let user = users[(rng.next() % 100) as usize].clone();
-            let op = rng.next() % 10;
+            let op = rng.next() % 12;
             let credits = 1 + (rng.next() % 5) as i64;
             let payment = format!("pay-{run}-{i}");
+            // Each operation at its own time within a second; expiring grants lapse within it.
+            let t = Timestamp::from_millis((rng.next() % 1_000) as i64);
+            let expires = Timestamp::from_millis(1 + (rng.next() % 1_000) as i64);
+            let end = Some(Timestamp::from_millis(
+                t.as_millis() + (rng.next() % 300) as i64,
+            ));
             tokio::spawn(async move {
-                if op < 2 {
-                    let g = Grant::purchase(user, credits, &payment, at);
-                    store.grant(&g).await.map(|_| ())
-                } else {
-                    let job = match take_hold(&*store, &user, credits, at, None).await {
-                        Ok((job, _)) => job.id,
-                        Err(Error::Insufficient { .. }) => return Ok(()),
-                        Err(e) => return Err(e),
-                    };
-                    match op {
-                        2..=5 => end_hold(&*store, &job, HoldState::Settled)
-                            .await
-                            .map(|_| ()),
-                        6..=8 => end_hold(&*store, &job, HoldState::Refunded)
-                            .await
-                            .map(|_| ()),
-                        _ => Ok(()), // left held
+                match op {
+                    0 => {
+                        let g = Grant::purchase(user, credits, &payment, at);
+                        store.grant(&g).await.map(|_| ())
+                    }
+                    1 => {
+                        let g = Grant::purchase(user, credits, &payment, at).expiring_at(expires);
+                        store.grant(&g).await.map(|_| ())
+                    }
+                    10 => store.expire_credits(t).await.map(|_| ()),
+                    _ => {
+                        let job = match take_hold(&*store, &user, credits, t, None).await {
+                            Ok((job, _)) => job.id,
+                            Err(Error::Insufficient { .. }) => return Ok(()),
+                            Err(e) => return Err(e),
+                        };
+                        match op {
+                            2..=5 => end_hold_at(&*store, &job, HoldState::Settled, end)
+                                .await
+                                .map(|_| ()),
+                            6..=8 => end_hold_at(&*store, &job, HoldState::Refunded, end)
+                                .await
+                                .map(|_| ()),
+                            _ => Ok(()), // left held
+                        }
                     }
                 }
             })
@@ -84,6 +98,11 @@ async fn thousand_operations(url: &StoreUrl) {
     for t in tasks {
         t.await.unwrap().unwrap();
     }
+    // Everything due by the end expires, once.
+    store
+        .expire_credits(Timestamp::from_millis(10_000))
+        .await
+        .unwrap();
     assert!(common::check_ledger(&store).await >= 100);
     for u in &users {
         assert!(store.balance(u).await.unwrap().is_consistent());

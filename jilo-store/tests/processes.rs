@@ -12,7 +12,7 @@ use std::time::Duration;
 use futures::future::join_all;
 use std::collections::HashSet;
 
-use jilo_core::testing::{end_hold, take_hold};
+use jilo_core::testing::{end_hold, end_hold_at, take_hold};
 use jilo_core::{Error, Grant, HoldState, JobId, QuotaStore, Timestamp, UserId};
 use jilo_store::StoreUrl;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -62,6 +62,19 @@ fn spawn_child_with(
         .unwrap()
 }
 
+/// Three grants for `user`: `soon` credits expiring at `soon_ms`, `later` expiring much
+/// later, `lasting` that never expire.
+fn three_lots(user: &UserId, soon: i64, later: i64, lasting: i64, soon_ms: i64) -> [Grant; 3] {
+    let at = Timestamp::from_millis(0);
+    [
+        Grant::purchase(user.clone(), soon, &format!("{user}-soon"), at)
+            .expiring_at(Timestamp::from_millis(soon_ms)),
+        Grant::purchase(user.clone(), later, &format!("{user}-later"), at)
+            .expiring_at(Timestamp::from_millis(soon_ms * 1_000)),
+        Grant::signup(user.clone(), lasting, at),
+    ]
+}
+
 /// Child: 25 concurrent reservations of 1 credit; prints what it got.
 async fn reserve_25(url: &StoreUrl, user: &UserId) {
     // 8 connections a process keeps 4 children well inside Postgres's connection limit while
@@ -87,8 +100,10 @@ async fn reserve_25(url: &StoreUrl, user: &UserId) {
 /// the end it is about to get, and each committed end.
 async fn reserve_forever(url: &StoreUrl, user: &UserId) {
     let store = common::open(url).await;
-    let at = Timestamp::from_millis(0);
     for i in 0u64.. {
+        // Time moves a millisecond a hold; each hold ends 100 ms after it began, so holds
+        // drawn from the lot expiring at 50 ms and refunded after it lapse.
+        let at = Timestamp::from_millis(i as i64);
         let credits = 1 + (i % 3) as i64;
         if let Ok((job, _)) = take_hold(&store, user, credits, at, None).await {
             let to = if i % 2 == 0 {
@@ -97,7 +112,8 @@ async fn reserve_forever(url: &StoreUrl, user: &UserId) {
                 HoldState::Refunded
             };
             println!("HELD {} {}", job.id, to.as_str());
-            if end_hold(&store, &job.id, to).await.is_ok() {
+            let end = Some(Timestamp::from_millis(i as i64 + 100));
+            if end_hold_at(&store, &job.id, to, end).await.is_ok() {
                 println!("ENDED {}", job.id);
             }
         }
@@ -112,10 +128,10 @@ async fn four_processes_share_one_quota(url: StoreUrl, test: &str) {
     }
     let store = common::open(&url).await;
     let user = UserId::new(format!("procs-{}", uuid::Uuid::new_v4().simple()));
-    store
-        .grant(&Grant::signup(user.clone(), 10, Timestamp::from_millis(0)))
-        .await
-        .unwrap();
+    // The 10 credits come from three lots.
+    for grant in three_lots(&user, 4, 3, 3, 1_000_000_000) {
+        store.grant(&grant).await.unwrap();
+    }
     let children: Vec<_> = (0..4)
         .map(|_| spawn_child(test, "reserve-25", &url, &user))
         .collect();
@@ -179,14 +195,11 @@ async fn killed_mid_reservation(url: StoreUrl, test: &str) {
     }
     let store = common::open(&url).await;
     let user = UserId::new(format!("crash-{}", uuid::Uuid::new_v4().simple()));
-    store
-        .grant(&Grant::signup(
-            user.clone(),
-            1_000_000,
-            Timestamp::from_millis(0),
-        ))
-        .await
-        .unwrap();
+    // Three lots: one expiring 50 ms into the child's clock (its holds then lapse or expire),
+    // one much later, one lasting.
+    for grant in three_lots(&user, 300_000, 300_000, 400_000, 50) {
+        store.grant(&grant).await.unwrap();
+    }
     let mut child = spawn_child(test, "reserve-forever", &url, &user);
     // Lines may start with the harness's own words; find ours in them. Each committed hold
     // and the end it is to get; then whether that end committed.
@@ -475,6 +488,89 @@ async fn postgres_two_processes_race_the_ends_of_holds() {
         "postgres_two_processes_race_the_ends_of_holds",
     )
     .await;
+    if child_role().is_none() {
+        common::drop_postgres_database(&url).await;
+    }
+}
+
+/// Child: writes due expiries 20 times over.
+async fn expire_20(url: &StoreUrl) {
+    let store = common::open(url).await;
+    let mut lots = 0;
+    for _ in 0..20 {
+        lots += store
+            .expire_credits(Timestamp::from_millis(2_000))
+            .await
+            .unwrap();
+    }
+    println!();
+    println!("RESULT expired={lots}");
+}
+
+async fn two_processes_expire_each_lot_once(url: StoreUrl, test: &str) {
+    if let Some((role, url, _)) = child_role() {
+        assert_eq!(role, "expire");
+        expire_20(&url).await;
+        return;
+    }
+    let store = common::open(&url).await;
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let users: Vec<UserId> = (0..40)
+        .map(|i| UserId::new(format!("expiry-{run}-{i}")))
+        .collect();
+    for user in &users {
+        for grant in three_lots(user, 5, 7, 1, 1_000) {
+            store.grant(&grant).await.unwrap();
+        }
+    }
+    let children: Vec<_> = (0..2)
+        .map(|_| spawn_child(test, "expire", &url, &users[0]))
+        .collect();
+    let mut reported = 0;
+    for child in children {
+        let counts = child_counts(child).await;
+        reported += counts.get("expired").copied().unwrap_or(0);
+    }
+    assert_eq!(
+        reported,
+        users.len(),
+        "the two processes together expired each user's due lot once"
+    );
+    for user in &users {
+        let expiries: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM jilo_ledger WHERE user_id = $1 AND kind = 'expire'",
+        )
+        .bind(user.as_str())
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+        assert_eq!(expiries, 1, "{user}: one expiry entry for its one due lot");
+        let b = store.balance(user).await.unwrap();
+        assert_eq!((b.available, b.expired), (8, 5), "{user}");
+    }
+    common::check_ledger(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_two_processes_expire_each_lot_once() {
+    let url = match child_role() {
+        Some((_, url, _)) => url,
+        None => common::sqlite_file(),
+    };
+    two_processes_expire_each_lot_once(url, "sqlite_two_processes_expire_each_lot_once").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_two_processes_expire_each_lot_once() {
+    let url = match child_role() {
+        Some((_, url, _)) => url,
+        None => match common::postgres_database().await {
+            Some(u) => u,
+            None => return,
+        },
+    };
+    two_processes_expire_each_lot_once(url.clone(), "postgres_two_processes_expire_each_lot_once")
+        .await;
     if child_role().is_none() {
         common::drop_postgres_database(&url).await;
     }
