@@ -267,7 +267,11 @@ mod tests {
         let mut lots = vec![lot("month", 10, Some(500), 0), lot("lasting", 10, None, 0)];
         let parts = draw(&mut lots, 12, Timestamp::from_millis(100)).unwrap_or_default();
         // Another process wrote the month's expiry at 900 ...
-        assert_eq!(expire(&mut lots, Timestamp::from_millis(900)).len(), 0, "all of it held");
+        assert_eq!(
+            expire(&mut lots, Timestamp::from_millis(900)).len(),
+            0,
+            "all of it held"
+        );
         assert!(lots[0].expiry_written);
         // ... then a refund dated 400 arrives: the month's part lapses all the same.
         let split = refund(&mut lots, &parts, Timestamp::from_millis(400));

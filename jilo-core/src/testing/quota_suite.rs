@@ -709,6 +709,50 @@ where
     );
     consistent(&b, "after a lazy expiry");
 
+    // A monthly refresh run twice in a period grants once; next month's replaces the rest.
+    use crate::plans::{Plan, PlanPeriod};
+    let subscriber = UserId::new(format!("{prefix}-plan"));
+    let plan = Plan::new("basic", "Basic", 50, 4_900, "CNY");
+    let period = PlanPeriod::containing(t);
+    let first = store
+        .grant(&plan.allowance(&subscriber, period, t))
+        .await
+        .unwrap_or_else(|e| panic!("the allowance failed: {e}"));
+    let second = store
+        .grant(&plan.allowance(&subscriber, period, ms(1)))
+        .await
+        .unwrap_or_else(|e| panic!("the allowance again failed: {e}"));
+    assert_eq!(
+        (first, second),
+        (
+            crate::ledger::GrantOutcome::Granted,
+            crate::ledger::GrantOutcome::Duplicate
+        ),
+        "a refresh run twice in a period grants once"
+    );
+    let next_start = period.end();
+    store
+        .grant(&plan.allowance(&subscriber, period.next(), next_start))
+        .await
+        .unwrap_or_else(|e| panic!("next month's allowance failed: {e}"));
+    let statement = store
+        .statement(&subscriber, next_start, next_start)
+        .await
+        .unwrap_or_else(|e| panic!("statement failed: {e}"));
+    assert_eq!(
+        statement.expiring,
+        vec![crate::ledger::ExpiringCredits {
+            credits: 50,
+            expires_at: period.next().end()
+        }],
+        "only this month's 50 are left: last month's expired"
+    );
+    assert_eq!(
+        (statement.balance.available, statement.balance.expired),
+        (50, 50)
+    );
+    consistent(&statement.balance, "after a refresh");
+
     // The quota bar with three lots.
     let racer = UserId::new(format!("{prefix}-three-lots"));
     ok(
