@@ -207,18 +207,28 @@ async fn parts_of(
         .into_iter()
         .map(|(lot, credits)| HoldPart { lot, credits })
         .collect();
-    let keys: Vec<String> = parts
-        .iter()
-        .map(|p| format!("'{}'", p.lot.replace('\'', "''")))
-        .collect();
-    let lots = load(
-        tx,
-        backend,
-        user,
-        &format!("grant_key IN ({}) AND $2 = $2", keys.join(", ")),
-        Timestamp::from_millis(0),
-    )
-    .await?;
+    let lock = match backend {
+        Backend::Postgres => " FOR UPDATE",
+        Backend::Sqlite => "",
+    };
+    let mut lots = Vec::with_capacity(parts.len());
+    for part in &parts {
+        let row: LotRow = sqlx::query_as(&format!(
+            "SELECT {LOT_COLUMNS} FROM jilo_credit_lots WHERE grant_key = $1 AND user_id = $2{lock}"
+        ))
+        .bind(part.lot.as_str())
+        .bind(user.as_str())
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or_else(|| {
+            Error::storage(
+                format!("the credit lot {} of job {job} is missing", part.lot),
+                false,
+                None,
+            )
+        })?;
+        lots.push(lot_from_row(row));
+    }
     Ok((parts, lots))
 }
 
