@@ -56,6 +56,10 @@ async fn pages_read_by_index(store: &SqlStore) {
             "{plan}"
         ),
     }
+    // A user id with quotes and backslashes is a value, never SQL.
+    let odd = jilo_core::UserId::new("o'brien\\' OR 1=1 --");
+    let plan = store.history_plan(&odd, &first).await.unwrap();
+    assert!(!plan.is_empty());
     let page = store.history_page(&user, &first).await.unwrap();
     assert_eq!(page.entries.len(), 50);
     assert!(page.entries.windows(2).all(|w| w[0].seq > w[1].seq));

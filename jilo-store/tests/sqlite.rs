@@ -306,3 +306,102 @@ async fn sqlite_passes_the_credit_lots_suite() {
     jilo_core::testing::credit_lots_suite(&store).await;
     assert!(common::check_ledger(&store).await > 0);
 }
+
+/// An account with an open hold and a settled one, written before credit lots (schema 7),
+/// upgrades: one lasting lot per account with the open hold as its part, the account counts
+/// expired, the hold ends afterwards through the lots, and the ledger adds up.
+#[tokio::test]
+async fn upgrading_to_credit_lots_keeps_accounts_and_open_holds() {
+    let url = common::sqlite_file();
+    let store = SqlStore::connect(&url, SqlStoreOptions::default())
+        .await
+        .unwrap();
+    for sql in [
+        include_str!("../migrations/sqlite/0001_ledger_and_jobs.sql"),
+        include_str!("../migrations/sqlite/0002_job_requests.sql"),
+        include_str!("../migrations/sqlite/0003_alerts_and_cooling.sql"),
+        include_str!("../migrations/sqlite/0004_trend_cache.sql"),
+        include_str!("../migrations/sqlite/0005_jobs_by_creation.sql"),
+        include_str!("../migrations/sqlite/0006_publishing.sql"),
+        include_str!("../migrations/sqlite/0007_ledger_pages.sql"),
+    ] {
+        sqlx::raw_sql(sql).execute(store.pool()).await.unwrap();
+    }
+    sqlx::raw_sql(
+        "CREATE TABLE jilo_schema (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_ms BIGINT NOT NULL);
+         INSERT INTO jilo_schema VALUES (7, 'ledger_pages', 0);
+         INSERT INTO jilo_accounts (user_id, available, held, spent, granted) VALUES ('old', 80, 15, 5, 100);
+         INSERT INTO jilo_grants (grant_key, user_id, credits, reason, at_ms) VALUES ('signup:old', 'old', 100, 'signup', 0);
+         INSERT INTO jilo_holds (job_id, user_id, credits, state, utc_day, created_ms) VALUES ('open-job', 'old', 15, 'held', 0, 0);
+         INSERT INTO jilo_holds (job_id, user_id, credits, state, utc_day, created_ms, ended_ms) VALUES ('done-job', 'old', 5, 'settled', 0, 0, 1);
+         INSERT INTO jilo_ledger (user_id, kind, job_id, grant_key, reason, credits, at_ms) VALUES
+           ('old', 'grant', NULL, 'signup:old', 'signup', 100, 0),
+           ('old', 'hold', 'done-job', NULL, NULL, 5, 0),
+           ('old', 'settle', 'done-job', NULL, NULL, 5, 1),
+           ('old', 'hold', 'open-job', NULL, NULL, 15, 0);",
+    )
+    .execute(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(store.migrate().await.unwrap(), store.schema_version());
+    let user = UserId::new("old");
+    let b = store.balance(&user).await.unwrap();
+    assert_eq!(
+        (b.available, b.held, b.spent, b.granted, b.expired),
+        (80, 15, 5, 100, 0)
+    );
+    let lots: Vec<(String, i64, i64, i64)> = sqlx::query_as(
+        "SELECT grant_key, available, held, spent FROM jilo_credit_lots WHERE user_id = 'old'",
+    )
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(lots, vec![("jilo:legacy:old".to_owned(), 80, 15, 5)]);
+    common::check_ledger(&store).await;
+    // The ledger kept its order and goes on after it.
+    let page = store
+        .history_page(&user, &jilo_core::HistoryQuery::newest(10))
+        .await
+        .unwrap();
+    assert_eq!(page.entries.len(), 4);
+    assert!(page.entries.windows(2).all(|w| w[0].seq > w[1].seq));
+    store
+        .grant(&Grant::purchase(
+            user.clone(),
+            10,
+            "after-upgrade",
+            Timestamp::from_millis(5),
+        ))
+        .await
+        .unwrap();
+    let newest = store
+        .history_page(&user, &jilo_core::HistoryQuery::newest(1))
+        .await
+        .unwrap();
+    assert!(
+        newest.entries[0].seq > page.entries[0].seq,
+        "new entries follow the old"
+    );
+    // The holds still refer to the accounts, by name, with their indexes.
+    let holds_sql: String = sqlx::query_scalar(
+        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'jilo_holds'",
+    )
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    assert!(holds_sql.contains("jilo_accounts"), "{holds_sql}");
+    assert!(!holds_sql.contains("_v8"), "{holds_sql}");
+    let indexes: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name IN \
+         ('jilo_holds_day', 'jilo_holds_user', 'jilo_ledger_user', 'jilo_ledger_user_kind')",
+    )
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(indexes, 4);
+    let broken: Vec<(String,)> = sqlx::query_as("SELECT \"table\" FROM pragma_foreign_key_check")
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+    assert!(broken.is_empty(), "{broken:?}");
+}

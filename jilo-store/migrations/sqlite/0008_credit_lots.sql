@@ -1,9 +1,8 @@
 -- jilo schema 8: credit lots. Each grant is a lot that may expire; a hold draws from lots
 -- (its parts), and accounts count what expired: granted = available + held + spent + expired.
--- SQLite cannot change a CHECK in place: accounts and the ledger are rebuilt (jilo_holds
--- refers to accounts, so foreign keys are checked at commit, when the name is back).
-PRAGMA defer_foreign_keys = ON;
-
+-- SQLite cannot change a CHECK in place: accounts and the ledger are rebuilt. jilo_holds
+-- refers to accounts, so it is rebuilt first pointing at the new accounts table (whose rename
+-- then carries the reference along): no row ever refers to a dropped table.
 CREATE TABLE jilo_accounts_v8 (
     user_id   TEXT PRIMARY KEY,
     available BIGINT NOT NULL CHECK (available >= 0),
@@ -15,8 +14,24 @@ CREATE TABLE jilo_accounts_v8 (
 );
 INSERT INTO jilo_accounts_v8 (user_id, available, held, spent, granted, expired)
 SELECT user_id, available, held, spent, granted, 0 FROM jilo_accounts;
+
+CREATE TABLE jilo_holds_v8 (
+    job_id     TEXT PRIMARY KEY,
+    user_id    TEXT NOT NULL REFERENCES jilo_accounts_v8 (user_id),
+    credits    BIGINT NOT NULL CHECK (credits > 0),
+    state      TEXT NOT NULL CHECK (state IN ('held', 'settled', 'refunded')),
+    utc_day    BIGINT NOT NULL,
+    created_ms BIGINT NOT NULL,
+    ended_ms   BIGINT
+);
+INSERT INTO jilo_holds_v8 (job_id, user_id, credits, state, utc_day, created_ms, ended_ms)
+SELECT job_id, user_id, credits, state, utc_day, created_ms, ended_ms FROM jilo_holds;
+DROP TABLE jilo_holds;
 DROP TABLE jilo_accounts;
 ALTER TABLE jilo_accounts_v8 RENAME TO jilo_accounts;
+ALTER TABLE jilo_holds_v8 RENAME TO jilo_holds;
+CREATE INDEX jilo_holds_day ON jilo_holds (utc_day) WHERE state <> 'refunded';
+CREATE INDEX jilo_holds_user ON jilo_holds (user_id) WHERE state = 'held';
 
 CREATE TABLE jilo_ledger_v8 (
     seq       INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -63,7 +78,7 @@ CREATE TABLE jilo_hold_parts (
 -- What was granted before lots: one lasting lot per account, its open holds drawn from it.
 INSERT INTO jilo_credit_lots
     (grant_key, user_id, granted, available, held, spent, expired, expires_ms, granted_ms)
-SELECT 'legacy:' || user_id, user_id, granted, available, held, spent, 0, NULL, 0
+SELECT 'jilo:legacy:' || user_id, user_id, granted, available, held, spent, 0, NULL, 0
 FROM jilo_accounts WHERE granted > 0;
 INSERT INTO jilo_hold_parts (job_id, lot_key, credits)
-SELECT job_id, 'legacy:' || user_id, credits FROM jilo_holds WHERE state = 'held';
+SELECT job_id, 'jilo:legacy:' || user_id, credits FROM jilo_holds WHERE state = 'held';

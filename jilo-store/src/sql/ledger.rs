@@ -34,6 +34,12 @@ pub(crate) fn check_grant(grant: &Grant) -> Result<()> {
     if grant.key.trim().is_empty() {
         return Err(Error::invalid("key", "an idempotency key is required"));
     }
+    if grant.key.starts_with("jilo:") {
+        return Err(Error::invalid(
+            "key",
+            "keys starting with `jilo:` are jilo's own (the lots of credits granted before lots)",
+        ));
+    }
     if let Some(expires) = grant.expires_at {
         if expires <= grant.at {
             return Err(Error::invalid(
@@ -489,7 +495,7 @@ impl SqlStore {
                 Backend::Postgres => {
                     // The plan for these very values, not a generic one.
                     let literal = sql
-                        .replace("$1", &format!("'{}'", user.as_str().replace('\'', "''")))
+                        .replace("$1", &pg_string(user.as_str()))
                         .replace("$2", &before.to_string())
                         .replace("$3", &limit.to_string());
                     sqlx::query_scalar(&format!("EXPLAIN {literal}"))
@@ -501,6 +507,12 @@ impl SqlStore {
         })
         .await
     }
+}
+
+/// A Postgres string literal of `s` that reads the same whatever `standard_conforming_strings`
+/// says: an escape string, backslashes and quotes doubled.
+fn pg_string(s: &str) -> String {
+    format!("E'{}'", s.replace('\\', "\\\\").replace('\'', "''"))
 }
 
 type EntryRow = (

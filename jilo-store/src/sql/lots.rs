@@ -82,6 +82,22 @@ async fn load(
     Ok(rows.into_iter().map(lot_from_row).collect())
 }
 
+/// Postgres: locks the user's account row first, so every writer of a user's lots takes the
+/// account, then the lots (no two orders, no deadlock between a hold and an expiry).
+async fn lock_account(
+    tx: &mut Transaction<'static, Any>,
+    backend: Backend,
+    user: &UserId,
+) -> StoreResult<()> {
+    if backend == Backend::Postgres {
+        sqlx::query("SELECT 1 FROM jilo_accounts WHERE user_id = $1 FOR UPDATE")
+            .bind(user.as_str())
+            .fetch_optional(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
 async fn save(tx: &mut Transaction<'static, Any>, lot: &CreditLot) -> StoreResult<()> {
     sqlx::query(
         "UPDATE jilo_credit_lots SET available = $2, held = $3, spent = $4, expired = $5, \
@@ -106,6 +122,7 @@ pub(crate) async fn expire_user_lots(
     user: &UserId,
     at: Timestamp,
 ) -> StoreResult<u32> {
+    lock_account(tx, backend, user).await?;
     let mut due = load(
         tx,
         backend,
@@ -190,6 +207,7 @@ async fn parts_of(
     user: &UserId,
     job: &JobId,
 ) -> StoreResult<(Vec<HoldPart>, Vec<CreditLot>)> {
+    lock_account(tx, backend, user).await?;
     let rows: Vec<(String, i64)> =
         sqlx::query_as("SELECT lot_key, credits FROM jilo_hold_parts WHERE job_id = $1")
             .bind(job.as_str())
