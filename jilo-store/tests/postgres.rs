@@ -322,3 +322,60 @@ async fn four_processes_send_one_alert_and_all_route_around_the_provider() {
     }
     common::drop_postgres_database(&url).await;
 }
+
+/// An account with an open hold, written before credit lots (schema 7), upgrades on Postgres:
+/// one lasting lot with the open hold as its part, and the ledger adds up.
+#[tokio::test]
+async fn upgrading_to_credit_lots_keeps_accounts_and_open_holds_on_postgres() {
+    let Some(url) = common::postgres_database().await else {
+        return;
+    };
+    let store = SqlStore::connect(&url, SqlStoreOptions::default())
+        .await
+        .unwrap();
+    for sql in [
+        include_str!("../migrations/postgres/0001_ledger_and_jobs.sql"),
+        include_str!("../migrations/postgres/0002_job_requests.sql"),
+        include_str!("../migrations/postgres/0003_alerts_and_cooling.sql"),
+        include_str!("../migrations/postgres/0004_trend_cache.sql"),
+        include_str!("../migrations/postgres/0005_jobs_by_creation.sql"),
+        include_str!("../migrations/postgres/0006_publishing.sql"),
+        include_str!("../migrations/postgres/0007_ledger_pages.sql"),
+    ] {
+        sqlx::raw_sql(sql).execute(store.pool()).await.unwrap();
+    }
+    sqlx::raw_sql(
+        "CREATE TABLE jilo_schema (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_ms BIGINT NOT NULL);
+         INSERT INTO jilo_schema VALUES (7, 'ledger_pages', 0);
+         INSERT INTO jilo_accounts (user_id, available, held, spent, granted) VALUES ('old', 80, 15, 5, 100);
+         INSERT INTO jilo_grants (grant_key, user_id, credits, reason, at_ms) VALUES ('signup:old', 'old', 100, 'signup', 0);
+         INSERT INTO jilo_holds (job_id, user_id, credits, state, utc_day, created_ms) VALUES ('open-job', 'old', 15, 'held', 0, 0);
+         INSERT INTO jilo_holds (job_id, user_id, credits, state, utc_day, created_ms, ended_ms) VALUES ('done-job', 'old', 5, 'settled', 0, 0, 1);
+         INSERT INTO jilo_ledger (user_id, kind, job_id, grant_key, reason, credits, at_ms) VALUES
+           ('old', 'grant', NULL, 'signup:old', 'signup', 100, 0),
+           ('old', 'hold', 'done-job', NULL, NULL, 5, 0),
+           ('old', 'settle', 'done-job', NULL, NULL, 5, 1),
+           ('old', 'hold', 'open-job', NULL, NULL, 15, 0);",
+    )
+    .execute(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(store.migrate().await.unwrap(), store.schema_version());
+    let b = store.balance(&UserId::new("old")).await.unwrap();
+    assert_eq!(
+        (b.available, b.held, b.spent, b.granted, b.expired),
+        (80, 15, 5, 100, 0)
+    );
+    let parts: Vec<(String, String, i64)> =
+        sqlx::query_as("SELECT job_id, lot_key, credits FROM jilo_hold_parts")
+            .fetch_all(store.pool())
+            .await
+            .unwrap();
+    assert_eq!(
+        parts,
+        vec![("open-job".to_owned(), "jilo:legacy:old".to_owned(), 15)]
+    );
+    common::check_ledger(&store).await;
+    store.close().await;
+    common::drop_postgres_database(&url).await;
+}
