@@ -327,22 +327,10 @@ async fn upgrading_to_credit_lots_keeps_accounts_and_open_holds() {
     ] {
         sqlx::raw_sql(sql).execute(store.pool()).await.unwrap();
     }
-    sqlx::raw_sql(
-        "CREATE TABLE jilo_schema (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_ms BIGINT NOT NULL);
-         INSERT INTO jilo_schema VALUES (7, 'ledger_pages', 0);
-         INSERT INTO jilo_accounts (user_id, available, held, spent, granted) VALUES ('old', 80, 15, 5, 100);
-         INSERT INTO jilo_grants (grant_key, user_id, credits, reason, at_ms) VALUES ('signup:old', 'old', 100, 'signup', 0);
-         INSERT INTO jilo_holds (job_id, user_id, credits, state, utc_day, created_ms) VALUES ('open-job', 'old', 15, 'held', 0, 0);
-         INSERT INTO jilo_holds (job_id, user_id, credits, state, utc_day, created_ms, ended_ms) VALUES ('done-job', 'old', 5, 'settled', 0, 0, 1);
-         INSERT INTO jilo_ledger (user_id, kind, job_id, grant_key, reason, credits, at_ms) VALUES
-           ('old', 'grant', NULL, 'signup:old', 'signup', 100, 0),
-           ('old', 'hold', 'done-job', NULL, NULL, 5, 0),
-           ('old', 'settle', 'done-job', NULL, NULL, 5, 1),
-           ('old', 'hold', 'open-job', NULL, NULL, 15, 0);",
-    )
-    .execute(store.pool())
-    .await
-    .unwrap();
+    sqlx::raw_sql(common::SCHEMA7_LEDGER)
+        .execute(store.pool())
+        .await
+        .unwrap();
     assert_eq!(store.migrate().await.unwrap(), store.schema_version());
     let user = UserId::new("old");
     let b = store.balance(&user).await.unwrap();

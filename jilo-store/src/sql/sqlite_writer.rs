@@ -493,6 +493,35 @@ fn grant(tx: &rusqlite::Transaction<'_>, g: &Grant) -> StoreResult<()> {
 
 // ---- credit lots on the writer (the shared rules of `jilo_core::lots`) ----
 
+type LotRow = (
+    String,
+    String,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    Option<i64>,
+    i64,
+    i64,
+);
+
+/// A lot row in `LOT_COLUMNS` order.
+fn lot_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LotRow> {
+    Ok((
+        r.get::<_, String>(0)?,
+        r.get::<_, String>(1)?,
+        r.get::<_, i64>(2)?,
+        r.get::<_, i64>(3)?,
+        r.get::<_, i64>(4)?,
+        r.get::<_, i64>(5)?,
+        r.get::<_, i64>(6)?,
+        r.get::<_, Option<i64>>(7)?,
+        r.get::<_, i64>(8)?,
+        r.get::<_, i64>(9)?,
+    ))
+}
+
 fn lots_where(
     tx: &rusqlite::Transaction<'_>,
     user: &str,
@@ -503,20 +532,7 @@ fn lots_where(
         "SELECT {} FROM jilo_credit_lots WHERE user_id = ?1 AND {filter} ORDER BY grant_key",
         super::lots::LOT_COLUMNS
     ))?;
-    let rows = stmt.query_map(params![user, at], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, i64>(2)?,
-            r.get::<_, i64>(3)?,
-            r.get::<_, i64>(4)?,
-            r.get::<_, i64>(5)?,
-            r.get::<_, i64>(6)?,
-            r.get::<_, Option<i64>>(7)?,
-            r.get::<_, i64>(8)?,
-            r.get::<_, i64>(9)?,
-        ))
-    })?;
+    let rows = stmt.query_map(params![user, at], lot_row)?;
     let mut lots = Vec::new();
     for row in rows {
         lots.push(super::lots::lot_from_row(row?));
@@ -638,20 +654,7 @@ fn hold_lots(
             "SELECT {} FROM jilo_credit_lots WHERE grant_key = ?1",
             super::lots::LOT_COLUMNS
         ))?;
-        let row = stmt.query_row([part.lot.as_str()], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, i64>(2)?,
-                r.get::<_, i64>(3)?,
-                r.get::<_, i64>(4)?,
-                r.get::<_, i64>(5)?,
-                r.get::<_, i64>(6)?,
-                r.get::<_, Option<i64>>(7)?,
-                r.get::<_, i64>(8)?,
-                r.get::<_, i64>(9)?,
-            ))
-        })?;
+        let row = stmt.query_row([part.lot.as_str()], lot_row)?;
         lots.push(super::lots::lot_from_row(row));
     }
     Ok((parts, lots))

@@ -169,3 +169,18 @@ pub async fn check_ledger(store: &SqlStore) -> usize {
     );
     accounts.len()
 }
+
+/// A schema-7 ledger (before credit lots) for the upgrade tests: an account of 100 granted,
+/// 5 spent by a settled hold and 15 under an open one.
+pub const SCHEMA7_LEDGER: &str = "
+    CREATE TABLE jilo_schema (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_ms BIGINT NOT NULL);
+    INSERT INTO jilo_schema VALUES (7, 'ledger_pages', 0);
+    INSERT INTO jilo_accounts (user_id, available, held, spent, granted) VALUES ('old', 80, 15, 5, 100);
+    INSERT INTO jilo_grants (grant_key, user_id, credits, reason, at_ms) VALUES ('signup:old', 'old', 100, 'signup', 0);
+    INSERT INTO jilo_holds (job_id, user_id, credits, state, utc_day, created_ms) VALUES ('open-job', 'old', 15, 'held', 0, 0);
+    INSERT INTO jilo_holds (job_id, user_id, credits, state, utc_day, created_ms, ended_ms) VALUES ('done-job', 'old', 5, 'settled', 0, 0, 1);
+    INSERT INTO jilo_ledger (user_id, kind, job_id, grant_key, reason, credits, at_ms) VALUES
+      ('old', 'grant', NULL, 'signup:old', 'signup', 100, 0),
+      ('old', 'hold', 'done-job', NULL, NULL, 5, 0),
+      ('old', 'settle', 'done-job', NULL, NULL, 5, 1),
+      ('old', 'hold', 'open-job', NULL, NULL, 15, 0);";
