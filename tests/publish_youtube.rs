@@ -228,6 +228,39 @@ impl Setup {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_thumbnail_after_the_upload_ends_published_with_its_thumbnail() {
+    if std::env::var(CHILD).is_ok() {
+        return;
+    }
+    // The lease is renewed every 100 ms; the thumbnail takes 700 ms after the video exists.
+    let s = setup(262_144 + 1, Duration::from_millis(300)).await;
+    let job = s.finished_job().await;
+    let thumb = b"\xff\xd8\xff\xe0 a small thumbnail".to_vec();
+    ObjectMediaStore::local(&s.media)
+        .unwrap()
+        .put("thumbnails/lanterns.jpg", thumb.clone().into())
+        .await
+        .unwrap();
+    s.google.lock().thumbnail_delay = Some(Duration::from_millis(700));
+    let mut meta = metadata();
+    meta.thumbnail_key = Some("thumbnails/lanterns.jpg".to_owned());
+    let published = s
+        .studio
+        .publish(&s.user, &job, CHANNEL_ID, meta, ProgressReporter::none())
+        .await
+        .expect("published, not cut short by a lease renewal after the upload");
+    assert_eq!(published.state, PublicationState::Published);
+    assert!(published.notes.is_empty(), "{:?}", published.notes);
+    let video = published.video_id.unwrap();
+    assert_eq!(
+        s.google.lock().thumbnails.get(&video).map(|t| t.1.clone()),
+        Some(thumb),
+        "the thumbnail was set"
+    );
+    assert_eq!(s.google.violations(), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publishing_is_durable_and_publishing_twice_returns_the_first() {
     if std::env::var(CHILD).is_ok() {
         return;

@@ -165,7 +165,9 @@ pub struct PublishRequest {
 /// The URI lets anyone holding it send bytes into the upload, so `Debug` shows only its host.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UploadSession {
-    /// The session URI (YouTube: the `Location` of the session start).
+    /// The session URI as the publisher journals it: opaque to the Studio and the stores.
+    /// YouTube's publisher keeps the `Location` of the session start sealed with the channel
+    /// tokens' cipher, bound to the job and channel, since the URI alone admits bytes.
     pub uri: String,
     /// Bytes the platform confirmed holding (the next byte to send).
     pub confirmed: u64,

@@ -415,6 +415,70 @@ async fn survives_faults(storage: Storage) {
 }
 
 #[tokio::test]
+async fn retry_after_on_a_503_and_on_a_308_is_waited_out() {
+    let chunk = 262_144;
+    let mut rig = rig_with(chunk).await;
+    // Back-off of at most 2 s: a Retry-After of 1 s is within it and waited out.
+    rig.youtube = Arc::new(
+        YouTubePublisher::new(oauth(&rig.sim), rig.channels.clone(), cipher())
+            .with_urls(&rig.sim.url, &rig.sim.url)
+            .with_chunk_size(chunk)
+            .with_clock(rig.clock.clone())
+            .with_retry(UploadRetry {
+                max_failures: 6,
+                base: Duration::from_millis(5),
+                max_delay: Duration::from_secs(2),
+                max_restarts: 2,
+            }),
+    );
+    let len = 3 * 262_144 + 5;
+    let bytes = video_bytes(len);
+    rig.put_media("videos/creator-1/patient.mp4", &bytes).await;
+    rig.sim.lock().faults.extend([
+        Fault::PauseAfter(1),            // the first chunk kept, then "wait 1 s"
+        Fault::StatusRetryAfter(503, 1), // the second refused, "wait 1 s"
+    ]);
+    let journal = Arc::new(Journal::default());
+    let request = rig.request("videos/creator-1/patient.mp4", len as u64);
+    rig.publish(&request, journal.clone()).await.unwrap();
+    assert_eq!(rig.sim.violations(), Vec::<String>::new());
+    assert!(rig.sim.uploaded()[0].1 == bytes);
+    let times = rig.sim.lock().put_times.clone();
+    // PUTs: chunk 1 (308, wait), chunk 2 (503, wait), status query, chunk 2, chunk 3, chunk 4.
+    assert!(times.len() >= 4, "{} PUTs", times.len());
+    let gap = |i: usize| times[i + 1].duration_since(times[i]);
+    assert!(
+        gap(0) >= Duration::from_secs(1),
+        "the 308's Retry-After was waited out ({:?})",
+        gap(0)
+    );
+    assert!(
+        gap(1) >= Duration::from_secs(1),
+        "the 503's Retry-After was waited out ({:?})",
+        gap(1)
+    );
+
+    // With back-off capped at 50 ms, a 1 s Retry-After ends the try: the upload resumes
+    // later from what the server holds, and nothing was sent in between.
+    let rig = rig_with(chunk).await;
+    rig.put_media("videos/creator-1/later.mp4", &bytes).await;
+    rig.sim.fault(Fault::PauseAfter(1));
+    let journal = Arc::new(Journal::default());
+    let request = rig.request("videos/creator-1/later.mp4", len as u64);
+    let ended = rig.publish(&request, journal.clone()).await;
+    assert!(
+        matches!(&ended, Err(Error::Unavailable { reason, .. }) if reason.contains("asked for 1 s")),
+        "{ended:?}"
+    );
+    assert_eq!(rig.sim.lock().put_times.len(), 1, "no byte before the wait");
+    assert_eq!(
+        journal.confirmed.lock().unwrap().last(),
+        Some(&(chunk as u64)),
+        "the kept chunk is journaled before the try ends"
+    );
+}
+
+#[tokio::test]
 async fn a_journaled_session_is_resumed_from_the_servers_count_not_the_journals() {
     let chunk = 262_144;
     let rig = rig_with(chunk).await;
@@ -442,6 +506,23 @@ async fn a_journaled_session_is_resumed_from_the_servers_count_not_the_journals(
     );
     rig.sim.lock().faults.clear();
     let session = journal.sessions.lock().unwrap()[0].clone();
+    // Whoever holds the session URI can send bytes into the upload: the journal keeps it
+    // sealed, bound to this job on this channel.
+    assert!(
+        session.uri.starts_with("v1:") && !session.uri.contains("upload_id"),
+        "the journaled session URI is sealed: {}",
+        session.uri
+    );
+    let elsewhere = PublishRequest {
+        job: jilo_core::JobId::random(),
+        session: Some(session.clone()),
+        ..request.clone()
+    };
+    let refused = rig.publish(&elsewhere, Arc::new(Journal::default())).await;
+    assert!(
+        matches!(&refused, Err(Error::InvalidInput { field, .. }) if field == "token"),
+        "a session sealed for one job does not open for another: {refused:?}"
+    );
     let journaled = *journal.confirmed.lock().unwrap().last().unwrap();
     assert_eq!(
         journaled,
@@ -836,16 +917,9 @@ fn no_token_or_secret_reaches_debug_or_the_logs() {
             secrets.push(CLIENT_SECRET.to_owned());
             secrets.push(pending.verifier().expose_secret().to_owned());
             secrets.push(back.code.clone());
-            let upload_id = journal.sessions.lock().unwrap()[0].uri.clone();
-            let upload_id = upload_id
-                .split("upload_id=")
-                .nth(1)
-                .unwrap()
-                .split('&')
-                .next()
-                .unwrap()
-                .to_owned();
-            secrets.push(upload_id);
+            // The session's upload id (the journal keeps the URI sealed).
+            assert_eq!(s.sessions.len(), 1);
+            secrets.extend(s.sessions.keys().cloned());
             let debug = format!(
                 "{:?} {:?} {:?} {:?} {:?}",
                 rig.youtube,

@@ -4,7 +4,7 @@
 //! statistics sync.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -29,6 +29,8 @@ struct StoreJournal {
     channel_id: String,
     token: String,
     session: std::sync::Mutex<Option<UploadSession>>,
+    /// The video exists and the record ended published: the lease is over.
+    uploaded: AtomicBool,
 }
 
 impl StoreJournal {
@@ -98,6 +100,7 @@ impl UploadJournal for StoreJournal {
                 },
             )
             .await?;
+        self.uploaded.store(true, Ordering::SeqCst);
         Ok(())
     }
 }
@@ -295,6 +298,7 @@ impl Studio {
             channel_id: claimed.channel_id.clone(),
             token: token.clone(),
             session: std::sync::Mutex::new(claimed.session.clone()),
+            uploaded: AtomicBool::new(false),
         });
         let request = claimed.request();
         tracing::info!(job = %claimed.job, channel = %claimed.channel_id, attempt = claimed.attempts, resumed = claimed.session.is_some(), "publishing");
@@ -303,8 +307,16 @@ impl Studio {
         let renewing = async {
             loop {
                 tokio::time::sleep(renew_every).await;
+                // Once the video exists the record holds no lease: the thumbnail and playlist
+                // that follow must not be cut short by a renewal the ended record refuses.
+                if journal.uploaded.load(Ordering::SeqCst) {
+                    return std::future::pending().await;
+                }
                 match journal.renew().await {
                     Ok(()) => {}
+                    Err(_) if journal.uploaded.load(Ordering::SeqCst) => {
+                        return std::future::pending().await
+                    }
                     // Another process took the upload over: stop sending to its session.
                     Err(e @ Error::LostRace { .. }) | Err(e @ Error::NotFound { .. }) => return e,
                     Err(e) => tracing::warn!(error = %e, "renewing an upload's lease failed"),

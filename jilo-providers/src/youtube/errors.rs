@@ -182,9 +182,10 @@ pub(crate) fn youtube_error(
                 reason
             },
         },
-        (s, _) if s >= 500 => Error::Unavailable {
+        // Google's resumable failures; any other 5xx is permanent (a retry answers the same).
+        (500 | 502 | 503 | 504, _) => Error::Unavailable {
             service,
-            reason: format!("HTTP {s}"),
+            reason: format!("HTTP {status}"),
             response,
             source: None,
         },
@@ -239,6 +240,25 @@ mod tests {
             next_pacific_midnight(at(2026, 11, 1, 12, 0)),
             at(2026, 11, 2, 8, 0)
         );
+    }
+
+    #[test]
+    fn only_googles_resumable_5xx_are_retried() {
+        let now = at(2026, 12, 2, 10, 0);
+        for status in [500, 502, 503, 504] {
+            let e = youtube_error(status, "", None, now);
+            assert!(
+                matches!(e, Error::Unavailable { .. }) && e.is_retryable(),
+                "{status}: {e:?}"
+            );
+        }
+        for status in [501, 505, 507, 511] {
+            let e = youtube_error(status, "", None, now);
+            assert!(
+                matches!(e, Error::Protocol { .. }) && !e.is_retryable(),
+                "{status} is permanent: {e:?}"
+            );
+        }
     }
 
     #[test]

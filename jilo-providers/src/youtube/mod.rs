@@ -173,20 +173,28 @@ pub fn video_resource(request: &PublishRequest) -> Value {
 
 /// What one call's failure means for the upload loop.
 enum Failure {
-    /// Try again after a back-off, asking the server what it holds first.
-    Transient(Error),
+    /// Try again after a back-off (at least what the server asked for), asking the server
+    /// what it holds first.
+    Transient(Error, Option<Duration>),
     /// The access token was refused: refresh it, then ask what the server holds.
     Auth(Error),
     /// Stop.
     Fatal(Error),
 }
 
+impl Failure {
+    fn transient(e: Error) -> Self {
+        Failure::Transient(e, None)
+    }
+}
+
 fn failure(status: u16, body: &str, retry_after: Option<Duration>, now: Timestamp) -> Failure {
     let e = youtube_error(status, body, retry_after, now);
     match (status, &e) {
         (401, Error::Unauthorized { .. }) => Failure::Auth(e),
-        (500 | 502 | 503 | 504, _) => Failure::Transient(e),
-        (_, Error::RateLimited { .. }) => Failure::Transient(e),
+        // The resumable failures; `Retry-After` is honoured on them too.
+        (500 | 502 | 503 | 504, _) => Failure::Transient(e, retry_after),
+        (_, Error::RateLimited { .. }) => Failure::transient(e),
         _ => Failure::Fatal(e),
     }
 }
@@ -249,6 +257,34 @@ impl YouTubePublisher {
 
     fn owner(user: &UserId, channel_id: &str) -> String {
         format!("{user}/{channel_id}")
+    }
+
+    /// Whom an upload session belongs to: one job on one user's channel.
+    fn session_owner(request: &PublishRequest) -> String {
+        format!(
+            "{}/{}/upload/{}",
+            request.user, request.channel_id, request.job
+        )
+    }
+
+    /// A session URI as the journal keeps it: sealed like the channel's tokens, since whoever
+    /// holds the URI can send bytes into the upload (a video on the user's channel).
+    fn seal_session(&self, request: &PublishRequest, uri: &str) -> Result<String> {
+        let uri = SecretString::from(uri.to_owned());
+        Ok(self
+            .cipher
+            .seal(&uri, &Self::session_owner(request))?
+            .to_string())
+    }
+
+    /// The session URI of a journaled session.
+    fn open_session_uri(&self, request: &PublishRequest, kept: &str) -> Result<String> {
+        let sealed: crate::tokens::SealedToken = kept.parse()?;
+        Ok(self
+            .cipher
+            .open(&sealed, &Self::session_owner(request))?
+            .expose_secret()
+            .to_owned())
     }
 
     /// Finishes a channel connection: exchanges the redirect's code (state checked), reads
@@ -409,7 +445,7 @@ impl YouTubePublisher {
         let response = match sent {
             Ok(r) => r,
             Err(e) => {
-                return Err(Failure::Transient(transport_error(
+                return Err(Failure::transient(transport_error(
                     SERVICE,
                     CallKind::Read,
                     e,
@@ -444,15 +480,16 @@ impl YouTubePublisher {
                     .headers()
                     .get(reqwest::header::RANGE)
                     .and_then(|r| r.to_str().ok());
+                let wait = retry_after(response.headers());
                 held_from_range(range)
-                    .map(Step::Incomplete)
+                    .map(|held| Step::Incomplete(held, wait))
                     .map_err(Failure::Fatal)
             }
             200 | 201 => {
                 let text = response
                     .text()
                     .await
-                    .map_err(|e| Failure::Transient(transport_error(SERVICE, CallKind::Read, e)))?;
+                    .map_err(|e| Failure::transient(transport_error(SERVICE, CallKind::Read, e)))?;
                 // The video exists: an unreadable answer is asked for again (a status query
                 // returns the same final answer), never taken as a failure.
                 serde_json::from_str::<Value>(&text)
@@ -464,7 +501,7 @@ impl YouTubePublisher {
                     })
                     .map(Step::Done)
                     .ok_or_else(|| {
-                        Failure::Transient(Error::Unavailable {
+                        Failure::transient(Error::Unavailable {
                             service: SERVICE.to_owned(),
                             reason: "the finished upload's answer names no video".to_owned(),
                             response: Some(jilo_core::HttpFailure::new(status, &text)),
@@ -499,7 +536,7 @@ impl YouTubePublisher {
             .await;
         match sent {
             Ok(r) => self.step(r).await,
-            Err(e) => Err(Failure::Transient(transport_error(
+            Err(e) => Err(Failure::transient(transport_error(
                 SERVICE,
                 CallKind::Read,
                 e,
@@ -533,7 +570,7 @@ impl YouTubePublisher {
             .await;
         match sent {
             Ok(r) => self.step(r).await,
-            Err(e) => Err(Failure::Transient(transport_error(
+            Err(e) => Err(Failure::transient(transport_error(
                 SERVICE,
                 CallKind::Read,
                 e,
@@ -609,7 +646,11 @@ impl YouTubePublisher {
         let mut restarts = 0u32;
         let mut refreshed = false;
         let (mut session, mut confirmed, mut ask) = match &request.session {
-            Some(s) => (Some(s.uri.clone()), s.confirmed, true),
+            Some(s) => (
+                Some(self.open_session_uri(request, &s.uri)?),
+                s.confirmed,
+                true,
+            ),
             None => (None, 0, false),
         };
         loop {
@@ -618,7 +659,7 @@ impl YouTubePublisher {
                     Ok(uri) => {
                         journal
                             .session_opened(&UploadSession {
-                                uri: uri.clone(),
+                                uri: self.seal_session(request, &uri)?,
                                 confirmed: 0,
                             })
                             .await?;
@@ -660,7 +701,7 @@ impl YouTubePublisher {
                         // Media storage failing for good (the media is shorter than declared).
                         (Some(Err(e)), _) if !e.is_retryable() => return Err(e),
                         // A read that failed cut the chunk: back off, ask, go on.
-                        (Some(Err(e)), Err(_)) => Err(Failure::Transient(e)),
+                        (Some(Err(e)), Err(_)) => Err(Failure::transient(e)),
                         (_, sent) => sent,
                     }
                 }
@@ -673,7 +714,7 @@ impl YouTubePublisher {
                     });
                     return Ok(video);
                 }
-                Ok(Step::Incomplete(held)) => {
+                Ok(Step::Incomplete(held, asked)) => {
                     if held > total {
                         return Err(protocol(format!(
                             "the server says it holds {held} of {total} bytes"
@@ -689,15 +730,31 @@ impl YouTubePublisher {
                         failures += 1;
                     }
                     confirmed = held;
-                    if let Some(uri) = &session {
+                    if session.is_some() {
                         journal.confirmed(held).await?;
-                        let _ = uri;
                     }
                     progress.report(UploadProgress {
                         uploaded: held,
                         total,
                     });
-                    if failures > 0 {
+                    // A 308 with `Retry-After`: no more bytes before then. A long wait ends
+                    // this try (the record resumes later from what the server holds).
+                    if let Some(asked) = asked.filter(|d| *d > self.retry.max_delay) {
+                        return Err(Error::Unavailable {
+                            service: SERVICE.to_owned(),
+                            reason: format!(
+                                "YouTube asked for {} s before more bytes",
+                                asked.as_secs()
+                            ),
+                            response: None,
+                            source: None,
+                        });
+                    }
+                    if failures == 0 {
+                        if let Some(asked) = asked {
+                            tokio::time::sleep(asked).await;
+                        }
+                    } else {
                         if failures >= self.retry.max_failures {
                             return Err(Error::Unavailable {
                                 service: SERVICE.to_owned(),
@@ -712,7 +769,7 @@ impl YouTubePublisher {
                             failures,
                             self.retry.base,
                             self.retry.max_delay,
-                            None,
+                            asked,
                         ))
                         .await;
                     }
@@ -741,21 +798,17 @@ impl YouTubePublisher {
                         .await?;
                     ask = session.is_some();
                 }
-                Err(Failure::Transient(e)) => {
+                Err(Failure::Transient(e, asked)) => {
                     failures += 1;
                     if failures >= self.retry.max_failures {
                         return Err(e);
                     }
+                    let asked = asked.or(e.retry_after());
                     // A long Retry-After ends this try instead (the record resumes later).
-                    if e.retry_after().is_some_and(|d| d > self.retry.max_delay) {
+                    if asked.is_some_and(|d| d > self.retry.max_delay) {
                         return Err(e);
                     }
-                    let wait = backoff(
-                        failures,
-                        self.retry.base,
-                        self.retry.max_delay,
-                        e.retry_after(),
-                    );
+                    let wait = backoff(failures, self.retry.base, self.retry.max_delay, asked);
                     tracing::debug!(job = %request.job, failures, wait_ms = wait.as_millis() as u64, error = %e, "upload interrupted; asking the server what it holds");
                     tokio::time::sleep(wait).await;
                     ask = session.is_some();

@@ -17,8 +17,8 @@ pub const CHUNK_UNIT: usize = 256 * 1024;
 
 /// What an upload request's answer says.
 pub(crate) enum Step {
-    /// 308: the server holds this many bytes.
-    Incomplete(u64),
+    /// 308: the server holds this many bytes, and asked to wait this long before more.
+    Incomplete(u64, Option<std::time::Duration>),
     /// 200/201: the video resource.
     Done(serde_json::Value),
     /// 404/410: the session is gone.

@@ -38,6 +38,10 @@ pub enum Fault {
     Expire,
     /// Answers this status at once, before reading the body (a 503 keeps nothing).
     EarlyAnswer(u16),
+    /// Answers this status with `Retry-After: secs` (keeps nothing).
+    StatusRetryAfter(u16, u64),
+    /// Keeps the chunk and answers 308 with `Retry-After: secs`.
+    PauseAfter(u64),
 }
 
 #[derive(Default)]
@@ -76,6 +80,10 @@ pub struct State {
     pub revoked: Vec<String>,
     /// A pause before each chunk is answered (a slow line).
     pub put_delay: Option<std::time::Duration>,
+    /// How long a thumbnail call waits before its answer.
+    pub thumbnail_delay: Option<std::time::Duration>,
+    /// When each authorized `PUT` on a session arrived.
+    pub put_times: Vec<std::time::Instant>,
 }
 
 impl State {
@@ -559,6 +567,7 @@ impl GoogleSim {
         if let Some(denied) = self.authorized(&req) {
             return denied;
         }
+        self.lock().put_times.push(std::time::Instant::now());
         let q = query(&req);
         let id = q.get("upload_id").cloned().unwrap_or_default();
         let range = header(&req, "content-range").unwrap_or_default();
@@ -730,6 +739,14 @@ impl GoogleSim {
                     None,
                 );
             }
+            Some(Fault::StatusRetryAfter(code, secs)) => {
+                let mut answer = reply(*code, google_error(*code, "backendError", "Backend Error"));
+                if let Ok(r) = answer.as_mut() {
+                    r.headers_mut()
+                        .insert("retry-after", secs.to_string().parse().unwrap());
+                }
+                return (answer, None);
+            }
             Some(Fault::Expire) => {
                 s.sessions.get_mut(&id).unwrap().expired = true;
                 return (
@@ -739,7 +756,10 @@ impl GoogleSim {
             }
             Some(Fault::Partial(n)) => (*n).min(data.len() as u64),
             Some(Fault::DropAfter(_)) => (data.len() as u64 / UNIT) * UNIT,
-            Some(Fault::DropAnswer) | Some(Fault::EarlyAnswer(_)) | None => data.len() as u64,
+            Some(Fault::DropAnswer)
+            | Some(Fault::EarlyAnswer(_))
+            | Some(Fault::PauseAfter(_))
+            | None => data.len() as u64,
         };
         let upload = s.sessions.get_mut(&id).unwrap();
         upload.received.extend_from_slice(&data[..keep as usize]);
@@ -756,7 +776,11 @@ impl GoogleSim {
             let video = Self::finish(&mut s, &id);
             reply(201, video)
         } else {
-            empty(308, &Self::range_header(now_held))
+            let mut headers = Self::range_header(now_held);
+            if let Some(Fault::PauseAfter(secs)) = fault {
+                headers.push(("retry-after", secs.to_string()));
+            }
+            empty(308, &headers)
         };
         (answer, delay)
     }
@@ -768,6 +792,10 @@ impl GoogleSim {
         let q = query(&req);
         let ctype = header(&req, "content-type").unwrap_or_default();
         let body = req.into_body().collect().await.unwrap().to_bytes();
+        let delay = self.lock().thumbnail_delay;
+        if let Some(delay) = delay {
+            tokio::time::sleep(delay).await;
+        }
         let mut s = self.lock();
         if q.get("uploadType").map(String::as_str) != Some("media") {
             s.violation("thumbnail without uploadType=media".into());
