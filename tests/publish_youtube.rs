@@ -9,8 +9,10 @@
 
 #[path = "../jilo-providers/tests/support/google.rs"]
 mod google;
+#[path = "../jilo-store/tests/support/moto.rs"]
+mod moto;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -70,7 +72,12 @@ async fn open(url: &str) -> Arc<SqlStore> {
     Arc::new(store)
 }
 
-fn studio(store: Arc<SqlStore>, media: &Path, google: &str, lease: Duration) -> Studio {
+fn studio(
+    store: Arc<SqlStore>,
+    media: Arc<ObjectMediaStore>,
+    google: &str,
+    lease: Duration,
+) -> Studio {
     let oauth = GoogleOAuth::new(CLIENT_ID, SecretString::from(CLIENT_SECRET)).with_endpoints(
         format!("{google}/o/oauth2/v2/auth"),
         format!("{google}/token"),
@@ -96,7 +103,7 @@ fn studio(store: Arc<SqlStore>, media: &Path, google: &str, lease: Duration) -> 
     Studio::builder()
         .provider(Arc::new(SimProvider::new("sim")))
         .store(store)
-        .media_store(Arc::new(ObjectMediaStore::local(media).unwrap()))
+        .media_store(media)
         .publisher(Arc::new(youtube))
         .creative_model(Arc::new(creative))
         .policy(Policy {
@@ -112,6 +119,8 @@ struct Setup {
     _video_server: wiremock::MockServer,
     db: String,
     media: PathBuf,
+    media_store: Arc<ObjectMediaStore>,
+    _moto: Option<moto::Moto>,
     studio: Studio,
     user: UserId,
     body: Vec<u8>,
@@ -119,7 +128,16 @@ struct Setup {
 
 /// A finished job whose video (of `len` bytes) is in media storage, and a connected channel.
 async fn setup(len: usize, lease: Duration) -> Setup {
-    setup_on(len, lease, None).await
+    setup_on(len, lease, None, Storage::Local)
+        .await
+        .expect("a local directory is always there")
+}
+
+/// Where the Studio keeps its media.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Storage {
+    Local,
+    S3,
 }
 
 /// A fresh Postgres database for one test, or `None` when no server answers outside CI.
@@ -153,7 +171,13 @@ async fn sqlx_exec(store: &SqlStore, sql: &str) {
     sqlx::raw_sql(sql).execute(store.pool()).await.unwrap();
 }
 
-async fn setup_on(len: usize, lease: Duration, database: Option<String>) -> Setup {
+/// `None` when S3 is asked for and moto's server is not installed (outside CI).
+async fn setup_on(
+    len: usize,
+    lease: Duration,
+    database: Option<String>,
+    storage: Storage,
+) -> Option<Setup> {
     let google = GoogleSim::start().await;
     let dir = std::env::temp_dir()
         .join("jilo-publish-tests")
@@ -161,8 +185,19 @@ async fn setup_on(len: usize, lease: Duration, database: Option<String>) -> Setu
     std::fs::create_dir_all(&dir).unwrap();
     let db = database.unwrap_or_else(|| format!("sqlite://{}", dir.join("jilo.db").display()));
     let media = dir.join("media");
+    let (media_store, moto) = match storage {
+        Storage::Local => (Arc::new(ObjectMediaStore::local(&media).unwrap()), None),
+        Storage::S3 => {
+            let moto = moto::start().await?;
+            moto.bucket("jilo-media").await;
+            (
+                Arc::new(ObjectMediaStore::s3(moto.builder("jilo-media")).unwrap()),
+                Some(moto),
+            )
+        }
+    };
     let store = open(&db).await;
-    let studio = studio(store.clone(), &media, &google.url, lease);
+    let studio = studio(store.clone(), media_store.clone(), &google.url, lease);
     let user = UserId::new("publisher-1");
     store
         .grant(&Grant::signup(user.clone(), 100, Timestamp::from_millis(0)))
@@ -183,15 +218,17 @@ async fn setup_on(len: usize, lease: Duration, database: Option<String>) -> Setu
         .respond_with(wiremock::ResponseTemplate::new(200).set_body_raw(body.clone(), "video/mp4"))
         .mount(&video_server)
         .await;
-    Setup {
+    Some(Setup {
         google,
         _video_server: video_server,
         db,
         media,
+        media_store,
+        _moto: moto,
         studio,
         user,
         body,
-    }
+    })
 }
 
 impl Setup {
@@ -236,8 +273,7 @@ async fn a_slow_thumbnail_after_the_upload_ends_published_with_its_thumbnail() {
     let s = setup(262_144 + 1, Duration::from_millis(300)).await;
     let job = s.finished_job().await;
     let thumb = b"\xff\xd8\xff\xe0 a small thumbnail".to_vec();
-    ObjectMediaStore::local(&s.media)
-        .unwrap()
+    s.media_store
         .put("thumbnails/lanterns.jpg", thumb.clone().into())
         .await
         .unwrap();
@@ -265,7 +301,21 @@ async fn publishing_is_durable_and_publishing_twice_returns_the_first() {
     if std::env::var(CHILD).is_ok() {
         return;
     }
-    let s = setup(3 * 262_144 + 99, Duration::from_secs(60)).await;
+    durable(Storage::Local).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishing_from_s3_storage_is_durable_as_from_a_directory() {
+    if std::env::var(CHILD).is_ok() {
+        return;
+    }
+    durable(Storage::S3).await;
+}
+
+async fn durable(storage: Storage) {
+    let Some(s) = setup_on(3 * 262_144 + 99, Duration::from_secs(60), None, storage).await else {
+        return;
+    };
     let job = s.finished_job().await;
 
     // Suggestions come cut to YouTube's rules.
@@ -424,7 +474,35 @@ async fn publishing_is_durable_and_publishing_twice_returns_the_first() {
         "the lease is given back for the worker"
     );
     assert_eq!(paused.attempts, 2, "the failed try and this one");
+    // The worker's resumption reports its progress to the process's upload watchers.
+    let mut watching = s.studio.watch_uploads();
     assert_eq!(s.studio.resume_publications().await, 1);
+    let mut updates = Vec::new();
+    while let Ok(Some(u)) = tokio::time::timeout(
+        Duration::from_millis(50),
+        futures::StreamExt::next(&mut watching),
+    )
+    .await
+    {
+        updates.push(u);
+    }
+    assert!(
+        updates
+            .iter()
+            .all(|u| u.job == job2 && u.channel_id == CHANNEL_ID),
+        "{updates:?}"
+    );
+    let total = s.body.len() as u64;
+    assert_eq!(
+        updates
+            .last()
+            .map(|u| (u.progress.uploaded, u.progress.total)),
+        Some((total, total)),
+        "the resumed upload's progress reached the watcher: {updates:?}"
+    );
+    assert!(updates
+        .first()
+        .is_some_and(|u| u.progress.uploaded >= 262_144));
     let done = s
         .studio
         .publication(&job2, CHANNEL_ID)
@@ -468,7 +546,12 @@ async fn child(role: &str) {
     let media = PathBuf::from(std::env::var("JILO_PUBLISH_MEDIA").unwrap());
     let google = std::env::var("JILO_PUBLISH_GOOGLE").unwrap();
     let store = open(&db).await;
-    let studio = studio(store, &media, &google, Duration::from_millis(800));
+    let studio = studio(
+        store,
+        Arc::new(ObjectMediaStore::local(&media).unwrap()),
+        &google,
+        Duration::from_millis(800),
+    );
     match role {
         "publish" => {
             let job = JobId::new(std::env::var("JILO_PUBLISH_JOB").unwrap());
@@ -553,7 +636,9 @@ async fn a_killed_uploader_is_resumed_by_the_next_process_on_postgres() {
 
 async fn killed_and_resumed(test: &str, database: Option<String>) {
     let len = 24 * 262_144 + 1_234;
-    let s = setup_on(len, Duration::from_secs(60), database).await;
+    let s = setup_on(len, Duration::from_secs(60), database, Storage::Local)
+        .await
+        .unwrap();
     let job = s.finished_job().await;
     s.google.lock().put_delay = Some(Duration::from_millis(60));
 

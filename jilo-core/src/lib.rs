@@ -105,7 +105,7 @@ pub use policy::{Backoff, Policy, Pricing};
 pub use publish::{
     ChannelConnection, Privacy, Publication, PublicationLease, PublicationOutcome,
     PublicationState, PublishMetadata, PublishRequest, PublishedVideo, UploadProgress,
-    UploadSession, VideoStats,
+    UploadSession, UploadUpdate, VideoStats,
 };
 pub use score::{ViralScore, ViralSignals};
 pub use studio::{

@@ -188,6 +188,18 @@ impl fmt::Debug for UploadSession {
     }
 }
 
+/// One upload's progress, as [`crate::Studio::watch_uploads`] gives every upload of a process
+/// (those a host started and those the worker resumed).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadUpdate {
+    /// The job whose video is uploading.
+    pub job: JobId,
+    /// The channel it goes to.
+    pub channel_id: String,
+    /// How far it is.
+    pub progress: UploadProgress,
+}
+
 /// How far an upload is: bytes the platform confirmed, of all.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UploadProgress {
@@ -336,6 +348,10 @@ pub struct Publication {
     pub url: Option<String>,
     /// When it was published.
     pub published_at: Option<Timestamp>,
+    /// The platform kept the video private although another privacy was asked (YouTube: an
+    /// API project that has not passed its audit).
+    #[serde(default)]
+    pub locked_private: bool,
     /// Why it failed, or what did not work after the upload.
     pub notes: Vec<String>,
     /// Uploads started or resumed for it.
@@ -359,6 +375,7 @@ impl fmt::Debug for Publication {
             .field("total_bytes", &self.total_bytes)
             .field("session", &self.session)
             .field("video_id", &self.video_id)
+            .field("locked_private", &self.locked_private)
             .field("attempts", &self.attempts)
             .finish_non_exhaustive()
     }
@@ -380,6 +397,7 @@ impl Publication {
             video_id: None,
             url: None,
             published_at: None,
+            locked_private: false,
             notes: Vec::new(),
             attempts: 0,
             lease: None,
@@ -448,6 +466,7 @@ impl Publication {
                 self.video_id = Some(video.video_id.clone());
                 self.url = Some(video.url.clone());
                 self.published_at = Some(*at);
+                self.locked_private = video.locked_private;
                 self.notes = video.warnings.clone();
                 self.updated_at = *at;
             }
@@ -475,7 +494,7 @@ impl Publication {
             (PublicationState::Published, Some(id), Some(url)) => Some(PublishedVideo {
                 video_id: id.clone(),
                 url: url.clone(),
-                locked_private: false,
+                locked_private: self.locked_private,
                 warnings: self.notes.clone(),
             }),
             _ => None,

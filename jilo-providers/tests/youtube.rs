@@ -479,6 +479,44 @@ async fn retry_after_on_a_503_and_on_a_308_is_waited_out() {
 }
 
 #[tokio::test]
+async fn a_long_upload_refreshes_its_token_before_it_expires() {
+    let chunk = 262_144;
+    let rig = rig_with(chunk).await;
+    let len = 4 * 262_144;
+    let bytes = video_bytes(len);
+    rig.put_media("videos/creator-1/long.mp4", &bytes).await;
+    let issued = rig.sim.lock().issued;
+    // After the first chunk, 58 minutes pass (the hour-long token has 2 left) and Google
+    // stops taking the old token.
+    let (clock, sim) = (rig.clock.clone(), rig.sim.clone());
+    let once = std::sync::atomic::AtomicBool::new(false);
+    let progress = ProgressReporter::new(move |p| {
+        if p.uploaded > 0 && !once.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            clock.advance(Duration::from_secs(58 * 60));
+            sim.expire_access_tokens();
+        }
+    });
+    let journal = Arc::new(Journal::default());
+    let request = rig.request("videos/creator-1/long.mp4", len as u64);
+    rig.youtube
+        .publish(&request, rig.media.clone(), journal.clone(), progress)
+        .await
+        .unwrap();
+    assert!(rig.sim.uploaded()[0].1 == bytes);
+    let s = rig.sim.lock();
+    assert_eq!(
+        s.issued,
+        issued + 1,
+        "one refresh, before the token ran out"
+    );
+    assert_eq!(
+        s.status_queries, 0,
+        "no chunk was lost to a 401 (which would be followed by a status query)"
+    );
+    assert_eq!(s.violations, Vec::<String>::new());
+}
+
+#[tokio::test]
 async fn a_journaled_session_is_resumed_from_the_servers_count_not_the_journals() {
     let chunk = 262_144;
     let rig = rig_with(chunk).await;

@@ -15,6 +15,9 @@ use crate::traits::{
 
 use super::{Inner, RegisteredProvider, Studio};
 
+/// How many upload updates a watcher may fall behind before it skips some.
+const UPLOAD_UPDATES_BUFFER: usize = 256;
+
 /// Builds a [`Studio`]: providers in failover order, a store, and optional parts.
 ///
 /// Required: at least one provider and a store. Defaults: no moderation, alerts to the log
@@ -216,6 +219,7 @@ impl StudioBuilder {
                 lease_counter: std::sync::atomic::AtomicU64::new(0),
                 failures_in_a_row: std::sync::Mutex::new(std::collections::HashMap::new()),
                 resuming_uploads: std::sync::atomic::AtomicBool::new(false),
+                uploads: tokio::sync::broadcast::channel(UPLOAD_UPDATES_BUFFER).0,
             }),
         })
     }

@@ -66,6 +66,8 @@ pub(crate) struct Inner {
     pub(crate) failures_in_a_row: std::sync::Mutex<std::collections::HashMap<ProviderId, u32>>,
     /// Whether this process is resuming stalled uploads now (one pass at a time).
     pub(crate) resuming_uploads: std::sync::atomic::AtomicBool,
+    /// Every upload's progress in this process, for [`Studio::watch_uploads`].
+    pub(crate) uploads: tokio::sync::broadcast::Sender<crate::publish::UploadUpdate>,
 }
 
 /// Generates videos for users with exact credits: validates and moderates a request, holds the

@@ -15,8 +15,8 @@ use crate::ids::{JobId, UserId};
 use crate::job::JobState;
 use crate::publish::{
     Publication, PublicationLease, PublicationOutcome, PublicationState, PublishMetadata,
-    PublishRequest, PublishedVideo, UploadSession, MAX_DESCRIPTION_BYTES, MAX_TAGS, MAX_TAG_CHARS,
-    MAX_TITLE_CHARS,
+    PublishRequest, PublishedVideo, UploadSession, UploadUpdate, MAX_DESCRIPTION_BYTES, MAX_TAGS,
+    MAX_TAG_CHARS, MAX_TITLE_CHARS,
 };
 use crate::traits::{MediaStore, ProgressReporter, Publisher, UploadJournal};
 
@@ -302,6 +302,23 @@ impl Studio {
         });
         let request = claimed.request();
         tracing::info!(job = %claimed.job, channel = %claimed.channel_id, attempt = claimed.attempts, resumed = claimed.session.is_some(), "publishing");
+        // The caller's reporter, and every watcher of this process's uploads.
+        let progress = {
+            let (updates, job, channel_id) = (
+                inner.uploads.clone(),
+                claimed.job.clone(),
+                claimed.channel_id.clone(),
+            );
+            ProgressReporter::new(move |p| {
+                progress.report(p);
+                // No watcher is not an error.
+                let _ = updates.send(UploadUpdate {
+                    job: job.clone(),
+                    channel_id: channel_id.clone(),
+                    progress: p,
+                });
+            })
+        };
         let upload = publisher.publish(&request, media, journal.clone(), progress);
         let renew_every = inner.policy.publish_lease / 3;
         let renewing = async {
@@ -391,6 +408,37 @@ impl Studio {
                 Err(e)
             }
         }
+    }
+
+    /// Every upload's progress in this process from now on: those a host started with
+    /// [`Studio::publish`] and those the worker resumed ([`Studio::resume_publications`]),
+    /// for a progress page or SSE that outlives the request that began the upload. A watcher
+    /// more than 256 updates behind skips the oldest (the next update says where it is).
+    ///
+    /// ```no_run
+    /// # async fn watch(studio: jilo_core::Studio) {
+    /// use futures::StreamExt;
+    /// let mut uploads = studio.watch_uploads();
+    /// while let Some(update) = uploads.next().await {
+    ///     println!("{}: {}%", update.job, update.progress.percent());
+    /// }
+    /// # }
+    /// ```
+    pub fn watch_uploads(&self) -> futures::stream::BoxStream<'static, UploadUpdate> {
+        use futures::StreamExt;
+        let rx = self.inner.uploads.subscribe();
+        futures::stream::unfold(rx, |mut rx| async move {
+            loop {
+                match rx.recv().await {
+                    Ok(update) => return Some((update, rx)),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                        tracing::warn!(missed, "an upload watcher fell behind");
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        })
+        .boxed()
     }
 
     /// Resumes uploads a dead process left (their lease lapsed), each from the byte YouTube

@@ -404,7 +404,8 @@ pub async fn publication_store_suite<S: PublicationStore + ?Sized>(store: &S) {
     let published = PublishedVideo {
         video_id: "abcdefghijk".to_owned(),
         url: "https://www.youtube.com/watch?v=abcdefghijk".to_owned(),
-        locked_private: false,
+        // Kept on the record, as the notes are.
+        locked_private: true,
         warnings: vec!["the thumbnail was refused".to_owned()],
     };
     let outcome = PublicationOutcome::Published {

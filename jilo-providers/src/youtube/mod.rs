@@ -57,6 +57,9 @@ pub const YOUTUBE_API_URL: &str = "https://www.googleapis.com";
 pub const YOUTUBE_UPLOAD_URL: &str = "https://www.googleapis.com";
 /// The default chunk: 8 MiB (32 units).
 pub const DEFAULT_CHUNK_SIZE: usize = 32 * CHUNK_UNIT;
+/// How often a running upload checks that its access token has [`REFRESH_MARGIN`] left.
+const TOKEN_RECHECK: Duration = Duration::from_secs(60);
+
 /// The largest thumbnail sent (YouTube's older documented limit; the newer says 50 MB).
 pub const MAX_THUMBNAIL_BYTES: u64 = 2 * 1024 * 1024;
 
@@ -641,6 +644,7 @@ impl YouTubePublisher {
         let mut token = self
             .access_token(&request.user, &request.channel_id, false)
             .await?;
+        let mut token_checked = self.clock.now();
         let mut reader = ChunkReader::new(media, &request.media_key, total);
         let mut failures = 0u32;
         let mut restarts = 0u32;
@@ -654,6 +658,23 @@ impl YouTubePublisher {
             None => (None, 0, false),
         };
         loop {
+            // A long upload outlives its access token: refresh it before it expires rather
+            // than lose a chunk to a 401.
+            let now = self.clock.now();
+            if now >= token_checked.plus(TOKEN_RECHECK) {
+                token_checked = now;
+                match self
+                    .access_token(&request.user, &request.channel_id, false)
+                    .await
+                {
+                    Ok(fresh) => token = fresh,
+                    Err(e @ Error::ReconnectRequired { .. }) => return Err(e),
+                    // The token in hand may still serve; a 401 refreshes it then.
+                    Err(e) => {
+                        tracing::warn!(job = %request.job, error = %e, "refreshing the access token mid-upload failed")
+                    }
+                }
+            }
             let outcome = match &session {
                 None => match self.open_session(request, &token).await {
                     Ok(uri) => {
