@@ -19,6 +19,30 @@ pub fn check_amount(credits: i64) -> Result<(), Error> {
     Ok(())
 }
 
+/// Checks a grant before it is applied: a positive amount, an idempotency key that is not
+/// jilo's own (`jilo:`, the lots of credits granted before lots), and an expiry after the grant.
+pub fn check_grant(grant: &Grant) -> Result<(), Error> {
+    check_amount(grant.credits)?;
+    if grant.key.trim().is_empty() {
+        return Err(Error::invalid("key", "an idempotency key is required"));
+    }
+    if grant.key.starts_with("jilo:") {
+        return Err(Error::invalid(
+            "key",
+            "keys starting with `jilo:` are jilo's own (the lots of credits granted before lots)",
+        ));
+    }
+    if let Some(expires) = grant.expires_at {
+        if expires <= grant.at {
+            return Err(Error::invalid(
+                "expires_at",
+                "credits cannot expire before they are granted",
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// A request to hold credits for a job before the provider is called.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reservation {
@@ -175,16 +199,24 @@ impl Grant {
         }
     }
 
-    /// A plan's allowance for one month (`month` like `2026-11`), keyed by user and month.
-    pub fn monthly(user: UserId, credits: i64, month: &str, at: Timestamp) -> Self {
-        let key = format!("monthly:{user}:{month}");
+    /// A monthly allowance for one calendar month (UTC), keyed by user and month (a refresh
+    /// run twice grants once) and expiring at the month's end, so next month's allowance
+    /// replaces what is left instead of adding to it. [`crate::plans::Plan::allowance`] makes
+    /// the same grant from a plan.
+    pub fn monthly(
+        user: UserId,
+        credits: i64,
+        month: crate::plans::PlanPeriod,
+        at: Timestamp,
+    ) -> Self {
+        let key = format!("monthly:{user}:{}", month.label());
         Self {
             user,
             credits,
             reason: GrantReason::MonthlyAllowance,
             key,
             at,
-            expires_at: None,
+            expires_at: Some(month.end()),
         }
     }
 
@@ -532,10 +564,12 @@ mod tests {
     fn grant_keys_name_their_source() {
         let at = Timestamp::from_millis(0);
         assert_eq!(Grant::signup("u".into(), 100, at).key, "signup:u");
-        assert_eq!(
-            Grant::monthly("u".into(), 50, "2026-11", at).key,
-            "monthly:u:2026-11"
-        );
+        let november = crate::plans::PlanPeriod::containing(Timestamp::from_millis(
+            1_793_577_600_000, // 2026-11-02
+        ));
+        let monthly = Grant::monthly("u".into(), 50, november, at);
+        assert_eq!(monthly.key, "monthly:u:2026-11");
+        assert_eq!(monthly.expires_at, Some(november.end()));
         assert_eq!(
             Grant::purchase("u".into(), 50, "pi_1", at).key,
             "payment:pi_1"

@@ -161,9 +161,20 @@ pub fn refund(lots: &mut [CreditLot], parts: &[HoldPart], at: Timestamp) -> Refu
     split
 }
 
+/// Credits one lot lost to its expiry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Expired {
+    /// The lot's key.
+    pub lot: String,
+    /// How many.
+    pub credits: i64,
+    /// When they expired (the lot's expiry, whenever the entry is written).
+    pub at: Timestamp,
+}
+
 /// Expires, once per lot, the unheld credits of every lot whose expiry is at or before `at`;
 /// returns what each expired (lots with nothing left unheld are marked without a part).
-pub fn expire(lots: &mut [CreditLot], at: Timestamp) -> Vec<HoldPart> {
+pub fn expire(lots: &mut [CreditLot], at: Timestamp) -> Vec<Expired> {
     let mut gone = Vec::new();
     for lot in lots.iter_mut() {
         if lot.expiry_written || !lot.expired_at(at) {
@@ -171,9 +182,10 @@ pub fn expire(lots: &mut [CreditLot], at: Timestamp) -> Vec<HoldPart> {
         }
         lot.expiry_written = true;
         if lot.available > 0 {
-            gone.push(HoldPart {
+            gone.push(Expired {
                 lot: lot.key.clone(),
                 credits: lot.available,
+                at: lot.expires_at.unwrap_or(at),
             });
             lot.expired += lot.available;
             lot.available = 0;
@@ -243,9 +255,10 @@ mod tests {
         let gone = expire(&mut lots, Timestamp::from_millis(2_000));
         assert_eq!(
             gone,
-            vec![HoldPart {
+            vec![Expired {
                 lot: "december".into(),
-                credits: 5
+                credits: 5,
+                at: Timestamp::from_millis(2_000),
             }],
             "november had nothing unheld left; december's 5 expire"
         );

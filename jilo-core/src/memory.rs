@@ -19,8 +19,8 @@ use crate::job::{
     ClaimRequest, DeliveryOutcome, DeliveryRecord, Job, JobEvent, JobUpdate, LeaseRenewal,
 };
 use crate::ledger::{
-    check_amount, Balance, CreditHold, Grant, GrantOutcome, HistoryPage, HistoryQuery, HoldOutcome,
-    HoldState, LedgerEntry, LedgerEntryKind, Reservation,
+    check_amount, check_grant, Balance, CreditHold, Grant, GrantOutcome, HistoryPage, HistoryQuery,
+    HoldOutcome, HoldState, LedgerEntry, LedgerEntryKind, Reservation,
 };
 use crate::lots::{self, CreditLot, HoldPart};
 use crate::publish::{
@@ -110,7 +110,7 @@ impl State {
                     key: part.lot.clone(),
                 },
                 part.credits,
-                at,
+                part.at,
             );
         }
         u32::try_from(gone.len()).unwrap_or(u32::MAX)
@@ -300,10 +300,7 @@ impl InMemoryStore {
 #[async_trait]
 impl QuotaStore for InMemoryStore {
     async fn grant(&self, grant: &Grant) -> Result<GrantOutcome> {
-        check_amount(grant.credits)?;
-        if grant.key.trim().is_empty() {
-            return Err(Error::invalid("key", "an idempotency key is required"));
-        }
+        check_grant(grant)?;
         Ok(self.lock().grant(grant))
     }
 
@@ -389,6 +386,14 @@ impl QuotaStore for InMemoryStore {
         Ok(users.iter().map(|u| s.expire_lots(u, now)).sum())
     }
 
+    async fn expire_user_credits(&self, user: &UserId, now: Timestamp) -> Result<u32> {
+        let mut s = self.lock();
+        if !s.balances.contains_key(user) {
+            return Err(Error::not_found("user", user));
+        }
+        Ok(s.expire_lots(user, now))
+    }
+
     async fn history_page(&self, user: &UserId, query: &HistoryQuery) -> Result<HistoryPage> {
         query.check()?;
         let s = self.lock();
@@ -461,7 +466,7 @@ impl JobStore for InMemoryStore {
                 s.check_end(&update.job.id, to)?;
             }
             if let Some(g) = &update.grant {
-                check_amount(g.credits)?;
+                check_grant(g)?;
                 if !s.balances.contains_key(&g.user) {
                     return Err(Error::not_found("user", &g.user));
                 }

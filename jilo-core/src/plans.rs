@@ -10,7 +10,7 @@
 //! let period = PlanPeriod::containing(Timestamp::from_millis(1_796_137_200_000)); // 2026-12-01
 //! assert_eq!(period.label(), "2026-12");
 //! let grant = basic.allowance(&UserId::new("creator-1"), period, Timestamp::from_millis(1_796_137_200_000));
-//! assert_eq!(grant.key, "plan:creator-1:2026-12");
+//! assert_eq!(grant.key, "monthly:creator-1:2026-12");
 //! assert_eq!(grant.expires_at, Some(period.end()));
 //! ```
 
@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 use crate::ids::{Timestamp, UserId};
-use crate::ledger::{Grant, GrantReason};
+use crate::ledger::Grant;
 
 /// A plan a user subscribes to.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,18 +66,12 @@ impl Plan {
         Ok(())
     }
 
-    /// The grant of this plan's allowance for `period`: keyed by user and period (so it is
-    /// granted once per period whatever plan the user is on: changing plan mid-period grants
-    /// nothing more; proration is the host's), expiring at the period's end.
+    /// The grant of this plan's allowance for `period` ([`Grant::monthly`]): keyed by user
+    /// and period (so it is granted once per period whatever plan the user is on: changing
+    /// plan mid-period grants nothing more; proration is the host's), expiring at the
+    /// period's end.
     pub fn allowance(&self, user: &UserId, period: PlanPeriod, at: Timestamp) -> Grant {
-        Grant {
-            user: user.clone(),
-            credits: self.monthly_credits,
-            reason: GrantReason::MonthlyAllowance,
-            key: format!("plan:{user}:{}", period.label()),
-            at,
-            expires_at: Some(period.end()),
-        }
+        Grant::monthly(user.clone(), self.monthly_credits, period, at)
     }
 }
 

@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 use jilo_core::plans::Plan;
 use jilo_core::testing::{end_hold, take_hold, SimProvider};
 use jilo_core::{
-    Clock, Error, GrantOutcome, HoldState, InMemoryStore, Policy, QuotaStore, Studio, Timestamp,
-    UserId,
+    Clock, EntryKind, Error, GrantOutcome, HistoryQuery, HoldState, InMemoryStore, Policy,
+    QuotaStore, Studio, Timestamp, UserId,
 };
 
 #[derive(Debug)]
@@ -73,7 +73,32 @@ async fn a_monthly_allowance_is_granted_once_and_replaced_next_month() {
         .await
         .unwrap();
     *clock.0.lock().unwrap() = Timestamp::from_millis(JAN_1_2027 + 1_000);
-    assert_eq!(store.expire_credits(clock.now()).await.unwrap(), 1);
+    // No worker ran: reading the balance writes December's expiry first.
+    let b = studio.balance(&user).await.unwrap();
+    assert_eq!(
+        (b.available, b.expired),
+        (0, 30),
+        "a balance read after the month ended does not count December's leftover"
+    );
+    let expiries = studio
+        .credit_history(
+            &user,
+            &HistoryQuery::newest(10).of_kinds([EntryKind::Expire]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(expiries.entries.len(), 1);
+    assert_eq!(expiries.entries[0].credits, 30);
+    assert_eq!(
+        expiries.entries[0].at,
+        Timestamp::from_millis(JAN_1_2027),
+        "dated when the allowance expired"
+    );
+    assert_eq!(
+        store.expire_credits(clock.now()).await.unwrap(),
+        0,
+        "the worker finds it written"
+    );
     let january = studio.subscribe_plan(&user, "pro").await.unwrap();
     assert_eq!(january.outcome, GrantOutcome::Granted);
     assert_eq!(january.period, "2027-01");

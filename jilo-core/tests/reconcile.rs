@@ -409,6 +409,9 @@ impl QuotaStore for Flaky {
     async fn expire_credits(&self, now: Timestamp) -> jilo_core::Result<u32> {
         self.inner.expire_credits(now).await
     }
+    async fn expire_user_credits(&self, user: &UserId, now: Timestamp) -> jilo_core::Result<u32> {
+        self.inner.expire_user_credits(user, now).await
+    }
     async fn history_page(
         &self,
         user: &UserId,

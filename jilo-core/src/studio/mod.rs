@@ -191,6 +191,10 @@ impl Studio {
 
     /// A user's balance.
     pub async fn balance(&self, user: &UserId) -> Result<Balance> {
+        // Credits that expired by now are written off first (once per lot, by whoever comes
+        // first: this read, a hold, or the worker).
+        let now = self.inner.clock.now();
+        self.inner.quota.expire_user_credits(user, now).await?;
         self.inner.quota.balance(user).await
     }
 

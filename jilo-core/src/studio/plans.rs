@@ -36,6 +36,29 @@ impl Studio {
             .await
     }
 
+    /// One page of the user's credit history, newest first ([`crate::QuotaStore::history_page`]),
+    /// with the credits that expired by now written first, so the page shows their expiry.
+    ///
+    /// ```no_run
+    /// # async fn page(studio: jilo_core::Studio, user: jilo_core::UserId) -> jilo_core::Result<()> {
+    /// use jilo_core::{EntryKind, HistoryQuery};
+    /// let first = studio.credit_history(&user, &HistoryQuery::newest(20)).await?;
+    /// if let Some(next) = first.next {
+    ///     let query = HistoryQuery::newest(20).after(next).of_kinds([EntryKind::Settle]);
+    ///     let _older = studio.credit_history(&user, &query).await?;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn credit_history(
+        &self,
+        user: &UserId,
+        query: &crate::ledger::HistoryQuery,
+    ) -> Result<crate::ledger::HistoryPage> {
+        let now = self.inner.clock.now();
+        self.inner.quota.expire_user_credits(user, now).await?;
+        self.inner.quota.history_page(user, query).await
+    }
+
     /// The plans on offer ([`crate::Policy::plans`]).
     pub fn plans(&self) -> &[Plan] {
         &self.inner.policy.plans

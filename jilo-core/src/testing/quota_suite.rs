@@ -613,6 +613,22 @@ where
     let b = balance_of(store, &user).await;
     assert_eq!((b.available, b.held), (102, 6));
     consistent(&b, "after the hold");
+    // Lasting credits last: the 6 came from the sooner 3 and 3 of the later 5.
+    let drawn = store
+        .statement(&user, t, t)
+        .await
+        .unwrap_or_else(|e| panic!("statement failed: {e}"));
+    assert_eq!(
+        (drawn.expiring.clone(), drawn.lasting),
+        (
+            vec![crate::ledger::ExpiringCredits {
+                credits: 2,
+                expires_at: ms(1_000)
+            }],
+            100
+        ),
+        "a hold draws the soonest-expiring lots first and the lasting lot last"
+    );
     end_hold_at(store, &job.id, HoldState::Refunded, Some(ms(600)))
         .await
         .unwrap_or_else(|e| panic!("refund failed: {e}"));
@@ -669,6 +685,11 @@ where
         )],
         "the later lot's 5 expire, once; the sooner lot had nothing unheld to expire"
     );
+    assert_eq!(
+        expiries.entries[0].at,
+        ms(1_000),
+        "an expiry is dated when the lot expired, whenever it is written"
+    );
     let b = balance_of(store, &user).await;
     assert_eq!((b.available, b.expired, b.granted), (100, 8, 108));
     consistent(&b, "after the expiry");
@@ -694,8 +715,28 @@ where
         ),
         "only the 2 lasting credits are there after the expiry: {refused:?}"
     );
-    // The next read that looks at the lots (a statement) writes the expiry, if the refused
-    // hold did not keep it.
+    // The next read that looks at the lots writes the expiry, if the refused hold did not
+    // keep it: a user's own expiry (what a balance or history read runs first) ...
+    let written = store
+        .expire_user_credits(&late, ms(200))
+        .await
+        .unwrap_or_else(|e| panic!("expiring a user's credits failed: {e}"));
+    assert!(written <= 1, "one lot at most: {written}");
+    assert_eq!(
+        store
+            .expire_user_credits(&late, ms(300))
+            .await
+            .unwrap_or_else(|e| panic!("expiring a user's credits failed: {e}")),
+        0,
+        "once"
+    );
+    assert!(matches!(
+        store
+            .expire_user_credits(&UserId::new(format!("{prefix}-nobody")), ms(300))
+            .await,
+        Err(Error::NotFound { .. })
+    ));
+    // ... or a statement.
     let statement = store
         .statement(&late, ms(200), t)
         .await
@@ -752,6 +793,25 @@ where
         (50, 50)
     );
     consistent(&statement.balance, "after a refresh");
+
+    // Grants that cannot be lots change nothing.
+    let checked = UserId::new(format!("{prefix}-checked"));
+    let backwards = Grant::purchase(checked.clone(), 5, &format!("{prefix}-backwards"), ms(100))
+        .expiring_at(ms(100));
+    assert!(
+        matches!(store.grant(&backwards).await, Err(Error::InvalidInput { ref field, .. }) if field == "expires_at"),
+        "credits that expire when granted are refused"
+    );
+    let mut reserved = Grant::purchase(checked.clone(), 5, "reserved", t);
+    reserved.key = "jilo:legacy:someone".to_owned();
+    assert!(
+        matches!(store.grant(&reserved).await, Err(Error::InvalidInput { ref field, .. }) if field == "key"),
+        "keys starting with `jilo:` are jilo's own"
+    );
+    assert!(
+        matches!(store.balance(&checked).await, Err(Error::NotFound { .. })),
+        "a refused grant makes no account"
+    );
 
     // The quota bar with three lots.
     let racer = UserId::new(format!("{prefix}-three-lots"));

@@ -66,6 +66,12 @@ pub trait QuotaStore: Send + Sync {
     /// how many lots expired credits. Holds also expire a user's lots before they draw.
     async fn expire_credits(&self, now: crate::ids::Timestamp) -> Result<u32>;
 
+    /// Writes the expiry of one user's lots due by `now`, as [`QuotaStore::expire_credits`]
+    /// does for everyone: what a read of the account runs first, so a balance or history
+    /// shown after a month ended never counts last month's allowance. Writes nothing when
+    /// nothing is due. An unknown user is [`crate::Error::NotFound`].
+    async fn expire_user_credits(&self, user: &UserId, now: crate::ids::Timestamp) -> Result<u32>;
+
     /// One page of a user's history, newest first, continued by cursor and filtered by kind.
     /// SQL stores read it by index, so the last page of years of entries is as quick as the
     /// first. A page size outside 1 to [`crate::ledger::MAX_PAGE`] is

@@ -29,27 +29,7 @@ fn hold_state(s: &str) -> Result<HoldState> {
     }
 }
 
-pub(crate) fn check_grant(grant: &Grant) -> Result<()> {
-    check_amount(grant.credits)?;
-    if grant.key.trim().is_empty() {
-        return Err(Error::invalid("key", "an idempotency key is required"));
-    }
-    if grant.key.starts_with("jilo:") {
-        return Err(Error::invalid(
-            "key",
-            "keys starting with `jilo:` are jilo's own (the lots of credits granted before lots)",
-        ));
-    }
-    if let Some(expires) = grant.expires_at {
-        if expires <= grant.at {
-            return Err(Error::invalid(
-                "expires_at",
-                "credits cannot expire before they are granted",
-            ));
-        }
-    }
-    Ok(())
-}
+pub(crate) use jilo_core::ledger::check_grant;
 
 async fn ledger_row(
     tx: &mut Transaction<'static, Any>,
@@ -360,13 +340,7 @@ impl QuotaStore for SqlStore {
         period_start: Timestamp,
     ) -> Result<CreditStatement> {
         // Lots due by `at` expire first (lazily, on this read).
-        self.retry("expiring a user's credits", || async {
-            let mut tx = self.begin_write().await?;
-            lots::expire_user_lots(&mut tx, self.backend, user, at).await?;
-            tx.commit().await?;
-            Ok(())
-        })
-        .await?;
+        self.expire_user_credits(user, at).await?;
         let balance = self.balance(user).await?;
         self.retry("reading a statement", || async {
             let expiring: Vec<(i64, i64)> = sqlx::query_as(
@@ -442,6 +416,35 @@ impl QuotaStore for SqlStore {
                     .await?;
             }
         }
+    }
+
+    async fn expire_user_credits(&self, user: &UserId, now: Timestamp) -> Result<u32> {
+        // A read first: a write transaction (SQLite's one writer, Postgres's account lock)
+        // only when a lot is due.
+        let due: Option<i64> = self
+            .retry("looking for a user's due credits", || async {
+                Ok(sqlx::query_scalar(
+                    "SELECT 1 FROM jilo_credit_lots WHERE user_id = $1 AND expiry_written = 0 \
+                     AND expires_ms IS NOT NULL AND expires_ms <= $2 LIMIT 1",
+                )
+                .bind(user.as_str())
+                .bind(now.as_millis())
+                .fetch_optional(&self.pool)
+                .await?)
+            })
+            .await?;
+        if due.is_none() {
+            // Unknown users are NotFound, like a balance read.
+            self.balance(user).await?;
+            return Ok(0);
+        }
+        self.retry("expiring a user's credits", || async {
+            let mut tx = self.begin_write().await?;
+            let n = lots::expire_user_lots(&mut tx, self.backend, user, now).await?;
+            tx.commit().await?;
+            Ok(n)
+        })
+        .await
     }
 
     async fn history_page(&self, user: &UserId, query: &HistoryQuery) -> Result<HistoryPage> {

@@ -154,7 +154,7 @@ pub(crate) async fn expire_user_lots(
         .bind(user.as_str())
         .bind(part.lot.as_str())
         .bind(part.credits)
-        .bind(at.as_millis())
+        .bind(part.at.as_millis())
         .execute(&mut **tx)
         .await?;
     }

@@ -585,7 +585,7 @@ fn expire_user_lots(tx: &rusqlite::Transaction<'_>, user: &str, at: Timestamp) -
             user,
             part.lot.as_str(),
             part.credits,
-            at.as_millis()
+            part.at.as_millis()
         ])?;
     }
     Ok(())
