@@ -355,15 +355,19 @@ async fn upgrading_to_credit_lots_keeps_accounts_and_open_holds_on_postgres() {
         (80, 15, 5, 100, 0)
     );
     let parts: Vec<(String, String, i64)> =
-        sqlx::query_as("SELECT job_id, lot_key, credits FROM jilo_hold_parts")
+        sqlx::query_as("SELECT job_id, lot_key, credits FROM jilo_hold_parts ORDER BY job_id")
             .fetch_all(store.pool())
             .await
             .unwrap();
     assert_eq!(
         parts,
-        vec![("open-job".to_owned(), "jilo:legacy:old".to_owned(), 15)]
+        vec![
+            ("done-job".to_owned(), "jilo:legacy:old".to_owned(), 5),
+            ("open-job".to_owned(), "jilo:legacy:old".to_owned(), 15)
+        ]
     );
     common::check_ledger(&store).await;
+    common::end_the_upgraded_hold(&store).await;
     store.close().await;
     common::drop_postgres_database(&url).await;
 }

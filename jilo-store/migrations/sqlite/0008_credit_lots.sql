@@ -75,10 +75,10 @@ CREATE TABLE jilo_hold_parts (
     PRIMARY KEY (job_id, lot_key)
 );
 
--- What was granted before lots: one lasting lot per account, its open holds drawn from it.
+-- What was granted before lots: one lasting lot per account, its holds (open and ended) drawn from it.
 INSERT INTO jilo_credit_lots
     (grant_key, user_id, granted, available, held, spent, expired, expires_ms, granted_ms)
 SELECT 'jilo:legacy:' || user_id, user_id, granted, available, held, spent, 0, NULL, 0
 FROM jilo_accounts WHERE granted > 0;
 INSERT INTO jilo_hold_parts (job_id, lot_key, credits)
-SELECT job_id, 'jilo:legacy:' || user_id, credits FROM jilo_holds WHERE state = 'held';
+SELECT job_id, 'jilo:legacy:' || user_id, credits FROM jilo_holds;

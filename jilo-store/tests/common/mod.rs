@@ -167,7 +167,82 @@ pub async fn check_ledger(store: &SqlStore) -> usize {
         unmatched, 0,
         "every hold has one start and at most one end in the ledger"
     );
+    // Every hold is drawn from lots of its own user, its parts adding up to it.
+    let unparted: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM jilo_holds h WHERE h.credits <> \
+         (SELECT COALESCE(SUM(p.credits), 0) FROM jilo_hold_parts p WHERE p.job_id = h.job_id) \
+         OR EXISTS (SELECT 1 FROM jilo_hold_parts p JOIN jilo_credit_lots c \
+             ON c.grant_key = p.lot_key WHERE p.job_id = h.job_id AND c.user_id <> h.user_id)",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        unparted, 0,
+        "each hold's parts add up to it, from its user's lots"
+    );
+    // A lot holds what its open holds' parts took from it.
+    let misheld: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM jilo_credit_lots c WHERE c.held <> \
+         (SELECT COALESCE(SUM(p.credits), 0) FROM jilo_hold_parts p JOIN jilo_holds h \
+             ON h.job_id = p.job_id WHERE p.lot_key = c.grant_key AND h.state = 'held')",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    assert_eq!(misheld, 0, "each lot's held is its open holds' parts");
     accounts.len()
+}
+
+/// After an upgrade from [`SCHEMA7_LEDGER`]: the open hold (15 credits, a part of the
+/// account's legacy lot) ends through the lots, refunded by its job's transition, and the
+/// credits go back to that lot.
+pub async fn end_the_upgraded_hold(store: &SqlStore) {
+    use jilo_core::{HoldState, JobId, QuotaStore, Timestamp, UserId};
+    let user = UserId::new("old");
+    // The job the schema-7 hold belongs to, as a queued job.
+    let mut job = jilo_core::testing::sample_job(&user, 15, Timestamp::from_millis(0));
+    job.id = JobId::new("open-job");
+    job.version = 1;
+    sqlx::query(
+        "INSERT INTO jilo_jobs (id, user_id, state, version, provider, provider_request_id, \
+         created_ms, deadline_ms, next_check_ms, lease_owner, lease_until_ms, doc) \
+         VALUES ($1, $2, 'queued', 1, 'sim', NULL, 0, $3, NULL, NULL, NULL, $4)",
+    )
+    .bind(job.id.as_str())
+    .bind(user.as_str())
+    .bind(job.deadline_at.as_millis())
+    .bind(serde_json::to_string(&job).unwrap())
+    .execute(store.pool())
+    .await
+    .unwrap();
+    let lot_of = || async {
+        let lot: (i64, i64, i64) = sqlx::query_as(
+            "SELECT available, held, spent FROM jilo_credit_lots \
+             WHERE grant_key = 'jilo:legacy:old'",
+        )
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+        lot
+    };
+    let (before, lot_before) = (store.balance(&user).await.unwrap(), lot_of().await);
+    assert_eq!(before.held, 15);
+    jilo_core::testing::end_hold(store, &job.id, HoldState::Refunded)
+        .await
+        .unwrap();
+    let b = store.balance(&user).await.unwrap();
+    assert_eq!(
+        (b.available, b.held, b.spent, b.granted, b.expired),
+        (before.available + 15, 0, before.spent, before.granted, 0),
+        "the upgraded hold's 15 came back"
+    );
+    assert_eq!(
+        lot_of().await,
+        (lot_before.0 + 15, lot_before.1 - 15, lot_before.2),
+        "to the legacy lot it was drawn from"
+    );
+    check_ledger(store).await;
 }
 
 /// A schema-7 ledger (before credit lots) for the upgrade tests: an account of 100 granted,
