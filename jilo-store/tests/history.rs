@@ -1,6 +1,8 @@
 //! History pages at volume: 100,000 entries of one user among 1,000,000, on SQLite and
-//! Postgres. The first page, the last page and a page filtered by kind are read in the right
-//! order, and the database's plan for each is an index search, never a scan of the ledger.
+//! Postgres. The first page, the last page, a page of one kind and a page of two kinds are
+//! read in the right order, and the database's plan for each walks one of the user's indexes
+//! (never a scan of the ledger, nor a walk of every user's entries by seq, nor a sort of the
+//! user's entries).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -18,25 +20,57 @@ async fn pages_read_by_index(store: &SqlStore) {
     let first = HistoryQuery::newest(50);
     let last = HistoryQuery::newest(50).after(HistoryCursor::before_seq(oldest + 300));
     let grants = HistoryQuery::newest(50).of_kinds([EntryKind::Grant]);
-    for (name, query) in [("first", &first), ("last", &last), ("grants", &grants)] {
+    let ends = HistoryQuery::newest(50).of_kinds([EntryKind::Settle, EntryKind::Refund]);
+    let old_ends = ends
+        .clone()
+        .after(HistoryCursor::before_seq(oldest + 3_000));
+    for (name, query) in [
+        ("first", &first),
+        ("last", &last),
+        ("grants", &grants),
+        ("settles and refunds", &ends),
+        ("old settles and refunds", &old_ends),
+    ] {
         let plan = store.history_plan(&user, query).await.unwrap();
         println!("{:?} plan of the {name} page:\n{plan}", store.backend());
+        let merged = query.kinds.len() > 1;
         match store.backend() {
             Backend::Sqlite => {
+                let reads: Vec<&str> = plan.lines().filter(|l| l.contains("jilo_ledger")).collect();
+                assert!(!reads.is_empty(), "{name} page: {plan}");
                 assert!(
-                    plan.contains("SEARCH jilo_ledger USING INDEX jilo_ledger_user"),
-                    "{name} page: {plan}"
+                    reads
+                        .iter()
+                        .all(|l| l.contains("SEARCH jilo_ledger USING INDEX jilo_ledger_user")),
+                    "{name} page: every read of the ledger searches the user's index: {plan}"
                 );
-                assert!(
-                    !plan.contains("SCAN jilo_ledger"),
-                    "{name} page scans: {plan}"
-                );
-                assert!(!plan.contains("TEMP B-TREE"), "{name} page sorts: {plan}");
+                if merged {
+                    assert_eq!(reads.len(), query.kinds.len(), "one walk per kind: {plan}");
+                    assert!(
+                        reads.iter().all(|l| l.contains("jilo_ledger_user_kind")),
+                        "{plan}"
+                    );
+                } else {
+                    // One walk, in seq order: nothing to sort.
+                    assert!(!plan.contains("TEMP B-TREE"), "{name} page sorts: {plan}");
+                }
             }
             Backend::Postgres => {
-                assert!(plan.contains("Index"), "{name} page: {plan}");
                 assert!(!plan.contains("Seq Scan"), "{name} page scans: {plan}");
-                assert!(!plan.contains("Sort"), "{name} page sorts: {plan}");
+                assert!(plan.contains("Index"), "{name} page: {plan}");
+                if merged {
+                    // The kinds' walks merge in seq order, each stopping at a page.
+                    assert!(plan.contains("Merge Append"), "{name} page: {plan}");
+                    assert!(
+                        !plan.lines().any(|l| l
+                            .trim_start()
+                            .trim_start_matches("->  ")
+                            .starts_with("Sort  (")),
+                        "{name} page sorts: {plan}"
+                    );
+                } else {
+                    assert!(!plan.contains("Sort"), "{name} page sorts: {plan}");
+                }
             }
         }
     }
@@ -56,6 +90,37 @@ async fn pages_read_by_index(store: &SqlStore) {
             "{plan}"
         ),
     }
+    // A statement's spending this period reads the user's settles since the period began,
+    // by index (the statement's own query).
+    let spent_sql = "SELECT CAST(SUM(credits) AS BIGINT) FROM jilo_ledger \
+                     WHERE user_id = 'heavy-user' AND kind = 'settle' AND at_ms >= 1800000990000";
+    let explain = match store.backend() {
+        Backend::Sqlite => format!("EXPLAIN QUERY PLAN {spent_sql}"),
+        Backend::Postgres => format!("EXPLAIN {spent_sql}"),
+    };
+    let plan: Vec<String> = match store.backend() {
+        Backend::Sqlite => sqlx::query_as::<_, (i64, i64, i64, String)>(&explain)
+            .fetch_all(store.pool())
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.3)
+            .collect(),
+        Backend::Postgres => sqlx::query_scalar(&explain)
+            .fetch_all(store.pool())
+            .await
+            .unwrap(),
+    };
+    let plan = plan.join("\n");
+    println!(
+        "{:?} plan of a statement's spending:\n{plan}",
+        store.backend()
+    );
+    assert!(plan.contains("jilo_ledger_settled_at"), "{plan}");
+    assert!(
+        !plan.contains("Seq Scan") && !plan.contains("SCAN jilo_ledger"),
+        "{plan}"
+    );
     // A user id with quotes and backslashes is a value, never SQL.
     let odd = jilo_core::UserId::new("o'brien\\' OR 1=1 --");
     let plan = store.history_plan(&odd, &first).await.unwrap();
@@ -74,6 +139,34 @@ async fn pages_read_by_index(store: &SqlStore) {
     let only = store.history_page(&user, &grants).await.unwrap();
     assert!(only.entries.iter().all(|e| e.kind.as_str() == "grant"));
     assert_eq!(only.entries.len(), 50);
+    // Two kinds merge into one page, newest first, and page on by cursor without a gap.
+    let both = store.history_page(&user, &ends).await.unwrap();
+    assert_eq!(both.entries.len(), 50);
+    assert!(both.entries.windows(2).all(|w| w[0].seq > w[1].seq));
+    let kinds: std::collections::BTreeSet<&str> =
+        both.entries.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(kinds, ["refund", "settle"].into_iter().collect());
+    let next = store
+        .history_page(&user, &ends.clone().after(both.next.unwrap()))
+        .await
+        .unwrap();
+    let expected: Vec<i64> = sqlx::query_scalar(
+        "SELECT seq FROM jilo_ledger WHERE user_id = 'heavy-user' \
+         AND kind IN ('settle', 'refund') ORDER BY seq DESC LIMIT 100",
+    )
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    let got: Vec<i64> = both
+        .entries
+        .iter()
+        .chain(&next.entries)
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(
+        got, expected,
+        "two pages of two kinds, as the ledger has them"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

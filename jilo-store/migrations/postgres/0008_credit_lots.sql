@@ -40,3 +40,6 @@ SELECT 'jilo:legacy:' || user_id, user_id, granted, available, held, spent, 0, N
 FROM jilo_accounts WHERE granted > 0;
 INSERT INTO jilo_hold_parts (job_id, lot_key, credits)
 SELECT job_id, 'jilo:legacy:' || user_id, credits FROM jilo_holds;
+-- What a statement spent this period: the user's settles since the period began, by index
+-- (not every settle the user ever made).
+CREATE INDEX jilo_ledger_settled_at ON jilo_ledger (user_id, at_ms) WHERE kind = 'settle';

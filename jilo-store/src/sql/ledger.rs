@@ -531,22 +531,35 @@ type EntryRow = (
 const ENTRY_COLUMNS: &str = "seq, kind, job_id, grant_key, reason, credits, at_ms";
 
 /// A history page's statement: `$1` the user, `$2` the cursor's seq, `$3` the page size plus
-/// one. Kinds come from a closed enum and are written in as literals.
+/// one. Kinds come from a closed enum and are written in as literals. Several kinds read one
+/// page per kind, each a walk of the `(user_id, kind, seq)` index that stops at a page, and
+/// merge them: `kind IN (...) ORDER BY seq` would sort every matching entry of the user.
 fn history_sql(query: &HistoryQuery) -> String {
-    let kinds = if query.kinds.is_empty() {
-        String::new()
-    } else {
-        let names: Vec<String> = query
-            .kinds
-            .iter()
-            .map(|k| format!("'{}'", k.as_str()))
-            .collect();
-        format!(" AND kind IN ({})", names.join(", "))
+    let page = |kind: Option<&str>| {
+        let kind = kind
+            .map(|k| format!(" AND kind = '{k}'"))
+            .unwrap_or_default();
+        format!(
+            "SELECT {ENTRY_COLUMNS} FROM jilo_ledger \
+             WHERE user_id = $1 AND seq < $2{kind} ORDER BY seq DESC LIMIT $3"
+        )
     };
-    format!(
-        "SELECT {ENTRY_COLUMNS} FROM jilo_ledger \
-         WHERE user_id = $1 AND seq < $2{kinds} ORDER BY seq DESC LIMIT $3"
-    )
+    let kinds: std::collections::BTreeSet<&str> = query.kinds.iter().map(|k| k.as_str()).collect();
+    match kinds.len() {
+        0 => page(None),
+        1 => page(kinds.first().copied()),
+        _ => {
+            let pages: Vec<String> = kinds
+                .iter()
+                .enumerate()
+                .map(|(i, k)| format!("SELECT * FROM ({}) AS k{i}", page(Some(k))))
+                .collect();
+            format!(
+                "SELECT * FROM ({}) AS pages ORDER BY seq DESC LIMIT $3",
+                pages.join(" UNION ALL ")
+            )
+        }
+    }
 }
 
 fn entry_from_row(user: &UserId, row: EntryRow) -> StoreResult<LedgerEntry> {

@@ -1,6 +1,7 @@
 //! A ledger at volume for the history tests and benchmark: `total` entries written straight
-//! into `jilo_ledger` (a tenth of them, every tenth seq, the heavy user's), in one statement
-//! per backend. Only the ledger rows are written: the data is for reading pages, not for the
+//! into `jilo_ledger` (a tenth of them, every tenth seq, the heavy user's; every user's
+//! entries a quarter of each kind: grants, holds, settles, refunds), in one statement per
+//! backend. Only the ledger rows are written: the data is for reading pages, not for the
 //! balance invariant.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
@@ -18,13 +19,15 @@ pub async fn fill(store: &SqlStore, total: u64) -> i64 {
         .grant(&Grant::signup(heavy(), 100, Timestamp::from_millis(0)))
         .await
         .unwrap();
+    // The kind turns with n / 10, so the heavy user (every tenth n) has all four.
     let rows = |n: &str| {
+        let k = format!("(({n} / 10) % 4)");
         format!(
             "CASE WHEN {n} % 10 = 0 THEN 'heavy-user' ELSE 'user-' || ({n} % 9973) END, \
-             CASE {n} % 4 WHEN 0 THEN 'grant' WHEN 1 THEN 'hold' WHEN 2 THEN 'settle' ELSE 'refund' END, \
-             CASE WHEN {n} % 4 = 0 THEN NULL ELSE 'job-' || {n} END, \
-             CASE WHEN {n} % 4 = 0 THEN 'key-' || {n} ELSE NULL END, \
-             CASE WHEN {n} % 4 = 0 THEN 'purchase' ELSE NULL END, \
+             CASE {k} WHEN 0 THEN 'grant' WHEN 1 THEN 'hold' WHEN 2 THEN 'settle' ELSE 'refund' END, \
+             CASE WHEN {k} = 0 THEN NULL ELSE 'job-' || {n} END, \
+             CASE WHEN {k} = 0 THEN 'key-' || {n} ELSE NULL END, \
+             CASE WHEN {k} = 0 THEN 'purchase' ELSE NULL END, \
              1 + {n} % 15, 1800000000000 + {n}"
         )
     };
