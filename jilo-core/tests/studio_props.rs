@@ -1,7 +1,9 @@
 //! Property test of the whole Studio on the in-memory store: random interleavings of
 //! generations, webhooks (progress, success, failure, duplicates, late ones), cancels, submit
-//! failures and worker ticks under paused time. Afterwards every job is finished and the
-//! ledger matches: each hold ended exactly once, the way its job's end says.
+//! failures and worker ticks under paused time, with credits from a lasting lot and a lot that
+//! expires mid-run (balance reads and the worker writing the expiry). Afterwards every job
+//! is finished and the ledger matches: each hold ended exactly once, the way its job's end
+//! says, and the lots add up to the balance.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
@@ -9,9 +11,9 @@ use std::time::Duration;
 
 use jilo_core::testing::{SimFailure, SimProvider, SIM_MODEL};
 use jilo_core::{
-    FailureClass, Grant, GrantReason, HoldState, InMemoryStore, JobId, JobState, LedgerEntryKind,
-    ProviderStatus, QuotaStore, Studio, Timestamp, TokioClock, UserId, VideoRequest,
-    WebhookDelivery,
+    Clock, FailureClass, Grant, GrantReason, HoldState, InMemoryStore, JobId, JobState,
+    LedgerEntryKind, ProviderStatus, QuotaStore, Studio, Timestamp, TokioClock, UserId,
+    VideoRequest, WebhookDelivery,
 };
 use proptest::prelude::*;
 
@@ -25,6 +27,8 @@ enum Op {
     Cancel(usize),
     FailNextSubmits(bool, usize),
     Wait(u64),
+    ReadBalance,
+    ExpireCredits,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -42,6 +46,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0usize..6).prop_map(Op::Cancel),
         1 => (any::<bool>(), 1usize..4).prop_map(|(p, n)| Op::FailNextSubmits(p, n)),
         2 => (1u64..400).prop_map(Op::Wait),
+        1 => Just(Op::ReadBalance),
+        1 => Just(Op::ExpireCredits),
     ]
 }
 
@@ -49,11 +55,12 @@ async fn scenario(ops: Vec<Op>) {
     let store = Arc::new(InMemoryStore::new());
     let primary = Arc::new(SimProvider::new("primary"));
     let backup = Arc::new(SimProvider::new("backup"));
+    let clock = Arc::new(TokioClock::new());
     let studio = Studio::builder()
         .provider(primary.clone())
         .provider(backup.clone())
         .store(store.clone())
-        .clock(Arc::new(TokioClock::new()))
+        .clock(clock.clone())
         .build()
         .unwrap();
     let user = UserId::new("prop-user");
@@ -63,6 +70,15 @@ async fn scenario(ops: Vec<Op>) {
             1_000,
             Timestamp::from_millis(0),
         ))
+        .await
+        .unwrap();
+    // Drawn first: 30 credits that expire ten minutes in.
+    let start = clock.now();
+    store
+        .grant(
+            &Grant::purchase(user.clone(), 30, "expiring", start)
+                .expiring_at(start.plus(Duration::from_secs(600))),
+        )
         .await
         .unwrap();
     let mut jobs: Vec<JobId> = Vec::new();
@@ -130,6 +146,13 @@ async fn scenario(ops: Vec<Op>) {
                 tokio::time::advance(Duration::from_secs(secs)).await;
                 studio.tick().await.unwrap();
             }
+            Op::ReadBalance => {
+                let b = studio.balance(&user).await.unwrap();
+                assert!(b.is_consistent(), "{b:?}");
+            }
+            Op::ExpireCredits => {
+                store.expire_credits(clock.now()).await.unwrap();
+            }
             _ => {}
         }
     }
@@ -138,9 +161,23 @@ async fn scenario(ops: Vec<Op>) {
         tokio::time::advance(Duration::from_secs(60)).await;
         studio.tick().await.unwrap();
     }
-    let b = store.balance(&user).await.unwrap();
+    let b = studio.balance(&user).await.unwrap();
     assert!(b.is_consistent(), "{b:?}");
     assert_eq!(b.held, 0, "every hold ended: {b:?}");
+    // The lots add up to the balance: what is left of the expiring lot, and the lasting one.
+    let statement = store
+        .statement(&user, clock.now(), Timestamp::from_millis(0))
+        .await
+        .unwrap();
+    assert_eq!(
+        statement.expiring.iter().map(|e| e.credits).sum::<i64>() + statement.lasting,
+        b.available,
+        "{statement:?}"
+    );
+    assert!(
+        statement.expiring.is_empty(),
+        "the expiring lot is gone after the run: {statement:?}"
+    );
     let history = store.history(&user).await.unwrap();
     let mut timed_out = 0;
     for id in &jobs {
@@ -164,11 +201,32 @@ async fn scenario(ops: Vec<Op>) {
             job.state,
             hold.state
         );
-        let ends = history
-            .iter()
-            .filter(|e| matches!(&e.kind, LedgerEntryKind::Settle { job } | LedgerEntryKind::Refund { job } if job == id))
-            .count();
+        // A refund returns credits (a refund entry) or lapses them (a lapse entry: their lot
+        // expired while held), or both for a hold drawn from two lots.
+        let of = |pick: fn(&LedgerEntryKind) -> Option<&JobId>| {
+            history.iter().filter(|e| pick(&e.kind) == Some(id)).count()
+        };
+        let settles = of(|k| match k {
+            LedgerEntryKind::Settle { job } => Some(job),
+            _ => None,
+        });
+        let refunds = of(|k| match k {
+            LedgerEntryKind::Refund { job } => Some(job),
+            _ => None,
+        });
+        let lapses = of(|k| match k {
+            LedgerEntryKind::Lapse { job, .. } => Some(job),
+            _ => None,
+        });
+        assert!(
+            refunds <= 1 && settles <= 1,
+            "job {id}: {settles} settles, {refunds} refunds"
+        );
+        let ends = settles + usize::from(refunds + lapses > 0);
         assert_eq!(ends, 1, "job {id} ({}) has one hold end", job.state);
+        if settles == 1 {
+            assert_eq!(refunds + lapses, 0, "job {id}: settled and refunded");
+        }
         if job.state == JobState::TimedOut {
             timed_out += 1;
         }
