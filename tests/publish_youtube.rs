@@ -297,6 +297,62 @@ async fn a_slow_thumbnail_after_the_upload_ends_published_with_its_thumbnail() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_youtube_asks_for_holds_the_upload_until_then() {
+    if std::env::var(CHILD).is_ok() {
+        return;
+    }
+    let s = setup(3 * 262_144, Duration::from_secs(60)).await;
+    let job = s.finished_job().await;
+    // The first chunk is kept, then "come back in two minutes": longer than the back-off.
+    s.google.fault(Fault::PauseAfter(120));
+    let before = Timestamp::from_system(std::time::SystemTime::now());
+    let paused = s
+        .studio
+        .publish(
+            &s.user,
+            &job,
+            CHANNEL_ID,
+            metadata(),
+            ProgressReporter::none(),
+        )
+        .await;
+    assert!(
+        matches!(&paused, Err(e @ Error::RateLimited { .. }) if e.retry_after() == Some(Duration::from_secs(120))),
+        "{paused:?}"
+    );
+    let record = s
+        .studio
+        .publication(&job, CHANNEL_ID)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.state, PublicationState::Uploading);
+    assert_eq!(record.session.as_ref().map(|x| x.confirmed), Some(262_144));
+    let until = record.lease.as_ref().map(|l| l.until).unwrap();
+    assert!(
+        until >= before.plus(Duration::from_secs(119)),
+        "the record is held until YouTube's time: {until:?}"
+    );
+    let sent = s.google.lock().requests.len();
+    assert_eq!(s.studio.resume_publications().await, 0);
+    assert_eq!(
+        s.google.lock().requests.len(),
+        sent,
+        "nothing is asked before the time is up"
+    );
+    assert_eq!(
+        s.studio
+            .publication(&job, CHANNEL_ID)
+            .await
+            .unwrap()
+            .unwrap()
+            .attempts,
+        record.attempts,
+        "no attempt is spent on the pause"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publishing_is_durable_and_publishing_twice_returns_the_first() {
     if std::env::var(CHILD).is_ok() {
         return;

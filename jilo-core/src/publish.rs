@@ -162,7 +162,8 @@ pub struct PublishRequest {
 
 /// A resumable upload session: the platform's session URI and the bytes it confirmed.
 ///
-/// The URI lets anyone holding it send bytes into the upload, so `Debug` shows only its host.
+/// The URI lets anyone holding it send bytes into the upload, so `Debug` shows only its host
+/// (or that it is sealed).
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UploadSession {
     /// The session URI as the publisher journals it: opaque to the Studio and the stores.
@@ -175,12 +176,15 @@ pub struct UploadSession {
 
 impl fmt::Debug for UploadSession {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let host = self
-            .uri
-            .split("://")
-            .nth(1)
-            .and_then(|rest| rest.split(['/', '?']).next())
-            .unwrap_or("?");
+        let host = if self.uri.starts_with("v1:") {
+            "(sealed)"
+        } else {
+            self.uri
+                .split("://")
+                .nth(1)
+                .and_then(|rest| rest.split(['/', '?']).next())
+                .unwrap_or("?")
+        };
         f.debug_struct("UploadSession")
             .field("host", &host)
             .field("confirmed", &self.confirmed)

@@ -132,7 +132,10 @@ impl TokenCipher {
         }
     }
 
-    /// An older key that still opens the tokens it sealed (until they are sealed again).
+    /// An older key that still opens the tokens it sealed (until they are sealed again: a
+    /// channel's tokens at their next refresh) and the upload session URIs it sealed (kept
+    /// until the upload ends; a YouTube session lives about a week). Keep a retired key here
+    /// at least that long.
     pub fn with_previous(mut self, id: impl Into<String>, key: &[u8; 32]) -> Self {
         self.previous.push(TokenKey {
             id: id.into().replace(':', "_"),

@@ -467,8 +467,8 @@ async fn retry_after_on_a_503_and_on_a_308_is_waited_out() {
     let request = rig.request("videos/creator-1/later.mp4", len as u64);
     let ended = rig.publish(&request, journal.clone()).await;
     assert!(
-        matches!(&ended, Err(Error::Unavailable { reason, .. }) if reason.contains("asked for 1 s")),
-        "{ended:?}"
+        matches!(&ended, Err(e @ Error::RateLimited { .. }) if e.retry_after() == Some(Duration::from_secs(1))),
+        "the try ends with the time YouTube asked for: {ended:?}"
     );
     assert_eq!(rig.sim.lock().put_times.len(), 1, "no byte before the wait");
     assert_eq!(
@@ -558,8 +558,13 @@ async fn a_journaled_session_is_resumed_from_the_servers_count_not_the_journals(
     };
     let refused = rig.publish(&elsewhere, Arc::new(Journal::default())).await;
     assert!(
-        matches!(&refused, Err(Error::InvalidInput { field, .. }) if field == "token"),
-        "a session sealed for one job does not open for another: {refused:?}"
+        matches!(&refused, Err(Error::OutcomeUnknown { reason, .. }) if reason.contains("cannot be opened")),
+        "a session sealed for one job does not open for another (nor starts a second upload): {refused:?}"
+    );
+    assert_eq!(
+        rig.sim.lock().sessions.len(),
+        1,
+        "no new session for a journal that does not open"
     );
     let journaled = *journal.confirmed.lock().unwrap().last().unwrap();
     assert_eq!(

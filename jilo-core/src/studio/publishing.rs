@@ -334,8 +334,19 @@ impl Studio {
                     Err(_) if journal.uploaded.load(Ordering::SeqCst) => {
                         return std::future::pending().await
                     }
-                    // Another process took the upload over: stop sending to its session.
-                    Err(e @ Error::LostRace { .. }) | Err(e @ Error::NotFound { .. }) => return e,
+                    Err(e @ Error::LostRace { .. }) | Err(e @ Error::NotFound { .. }) => {
+                        // The record may have ended published a moment ago by this upload
+                        // (its end and this renewal crossed): then the lease is simply over.
+                        let ended = inner
+                            .publications
+                            .publication(&claimed.job, &claimed.channel_id)
+                            .await;
+                        if matches!(&ended, Ok(Some(p)) if p.state == PublicationState::Published) {
+                            return std::future::pending().await;
+                        }
+                        // Another process took the upload over: stop sending to its session.
+                        return e;
+                    }
                     Err(e) => tracing::warn!(error = %e, "renewing an upload's lease failed"),
                 }
             }
@@ -381,11 +392,28 @@ impl Studio {
                     .ok_or_else(|| Error::not_found("publication", format!("{job}/{channel}")))
             }
             Err(e) if resumable(&e) => {
-                tracing::warn!(job = %job, error = %e, "upload interrupted; it will be resumed");
-                inner
-                    .publications
-                    .release_publication(job, channel, &token)
-                    .await?;
+                match e.retry_after() {
+                    // The platform asked for a pause: the lease is kept until then, so no
+                    // resumption asks early (and spends an attempt) before the time is up.
+                    Some(wait) => {
+                        tracing::warn!(job = %job, error = %e, wait_s = wait.as_secs(), "upload paused as the platform asked; it will be resumed");
+                        let until = inner.clock.now().plus(wait);
+                        if let Err(kept) = inner
+                            .publications
+                            .renew_publication(job, channel, &token, until)
+                            .await
+                        {
+                            tracing::warn!(error = %kept, "keeping a paused upload's lease failed");
+                        }
+                    }
+                    None => {
+                        tracing::warn!(job = %job, error = %e, "upload interrupted; it will be resumed");
+                        inner
+                            .publications
+                            .release_publication(job, channel, &token)
+                            .await?;
+                    }
+                }
                 Err(e)
             }
             Err(e) => {

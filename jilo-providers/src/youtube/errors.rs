@@ -109,7 +109,8 @@ pub fn next_pacific_midnight(now: Timestamp) -> Timestamp {
 
 /// An error answer of the YouTube API or upload server as jilo's error. Quotas and upload
 /// caps are [`Error::QuotaExceeded`] (never retried, with when to try again); short-term rate
-/// limits are [`Error::RateLimited`]; 5xx are [`Error::Unavailable`].
+/// limits are [`Error::RateLimited`]; 500, 502, 503 and 504 are [`Error::Unavailable`], and
+/// any other answer (another 5xx too) is permanent.
 pub(crate) fn youtube_error(
     status: u16,
     body: &str,

@@ -174,6 +174,17 @@ pub fn video_resource(request: &PublishRequest) -> Value {
     json!({ "snippet": snippet, "status": status })
 }
 
+/// YouTube asked for a pause longer than the back-off allows: this try ends, and the record
+/// is left alone until then ([`Error::retry_after`]).
+fn asked_to_wait(asked: Duration) -> Error {
+    Error::RateLimited {
+        service: SERVICE.to_owned(),
+        retry_after: Some(asked),
+        response: None,
+        source: None,
+    }
+}
+
 /// What one call's failure means for the upload loop.
 enum Failure {
     /// Try again after a back-off (at least what the server asked for), asking the server
@@ -280,14 +291,26 @@ impl YouTubePublisher {
             .to_string())
     }
 
-    /// The session URI of a journaled session.
+    /// The session URI of a journaled session. A URI kept in the clear (a journal written by
+    /// another publisher) is taken as it is. One that does not open (its key no longer
+    /// configured) is an outcome not known: the record stays for a resumption once the key is
+    /// back, rather than failing and starting a second upload of a video that may be whole.
     fn open_session_uri(&self, request: &PublishRequest, kept: &str) -> Result<String> {
-        let sealed: crate::tokens::SealedToken = kept.parse()?;
-        Ok(self
-            .cipher
-            .open(&sealed, &Self::session_owner(request))?
-            .expose_secret()
-            .to_owned())
+        if kept.starts_with("https://") || kept.starts_with("http://") {
+            return Ok(kept.to_owned());
+        }
+        let opened = kept
+            .parse::<crate::tokens::SealedToken>()
+            .and_then(|sealed| {
+                self.cipher
+                    .open(&sealed, &Self::session_owner(request))
+                    .map(|uri| uri.expose_secret().to_owned())
+            });
+        opened.map_err(|e| Error::OutcomeUnknown {
+            service: SERVICE.to_owned(),
+            reason: format!("the journaled upload session cannot be opened: {e}"),
+            source: None,
+        })
     }
 
     /// Finishes a channel connection: exchanges the redirect's code (state checked), reads
@@ -668,8 +691,8 @@ impl YouTubePublisher {
                     .await
                 {
                     Ok(fresh) => token = fresh,
-                    Err(e @ Error::ReconnectRequired { .. }) => return Err(e),
-                    // The token in hand may still serve; a 401 refreshes it then.
+                    // The token in hand has up to the margin left and may finish the upload;
+                    // a 401 refreshes it then (and a revoked grant ends the upload there).
                     Err(e) => {
                         tracing::warn!(job = %request.job, error = %e, "refreshing the access token mid-upload failed")
                     }
@@ -761,15 +784,7 @@ impl YouTubePublisher {
                     // A 308 with `Retry-After`: no more bytes before then. A long wait ends
                     // this try (the record resumes later from what the server holds).
                     if let Some(asked) = asked.filter(|d| *d > self.retry.max_delay) {
-                        return Err(Error::Unavailable {
-                            service: SERVICE.to_owned(),
-                            reason: format!(
-                                "YouTube asked for {} s before more bytes",
-                                asked.as_secs()
-                            ),
-                            response: None,
-                            source: None,
-                        });
+                        return Err(asked_to_wait(asked));
                     }
                     if failures == 0 {
                         if let Some(asked) = asked {
@@ -825,9 +840,13 @@ impl YouTubePublisher {
                         return Err(e);
                     }
                     let asked = asked.or(e.retry_after());
-                    // A long Retry-After ends this try instead (the record resumes later).
-                    if asked.is_some_and(|d| d > self.retry.max_delay) {
-                        return Err(e);
+                    // A long Retry-After ends this try instead (the record resumes later,
+                    // not before the time asked).
+                    if let Some(asked) = asked.filter(|d| *d > self.retry.max_delay) {
+                        return Err(match e {
+                            Error::RateLimited { .. } => e,
+                            _ => asked_to_wait(asked),
+                        });
                     }
                     let wait = backoff(failures, self.retry.base, self.retry.max_delay, asked);
                     tracing::debug!(job = %request.job, failures, wait_ms = wait.as_millis() as u64, error = %e, "upload interrupted; asking the server what it holds");
