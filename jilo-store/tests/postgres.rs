@@ -354,18 +354,7 @@ async fn upgrading_to_credit_lots_keeps_accounts_and_open_holds_on_postgres() {
         (b.available, b.held, b.spent, b.granted, b.expired),
         (80, 15, 5, 100, 0)
     );
-    let parts: Vec<(String, String, i64)> =
-        sqlx::query_as("SELECT job_id, lot_key, credits FROM jilo_hold_parts ORDER BY job_id")
-            .fetch_all(store.pool())
-            .await
-            .unwrap();
-    assert_eq!(
-        parts,
-        vec![
-            ("done-job".to_owned(), "jilo:legacy:old".to_owned(), 5),
-            ("open-job".to_owned(), "jilo:legacy:old".to_owned(), 15)
-        ]
-    );
+    common::check_upgraded_parts(&store).await;
     common::check_ledger(&store).await;
     common::end_the_upgraded_hold(&store).await;
     store.close().await;

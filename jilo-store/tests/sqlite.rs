@@ -345,18 +345,7 @@ async fn upgrading_to_credit_lots_keeps_accounts_and_open_holds() {
     .await
     .unwrap();
     assert_eq!(lots, vec![("jilo:legacy:old".to_owned(), 80, 15, 5)]);
-    let parts: Vec<(String, String, i64)> =
-        sqlx::query_as("SELECT job_id, lot_key, credits FROM jilo_hold_parts ORDER BY job_id")
-            .fetch_all(store.pool())
-            .await
-            .unwrap();
-    assert_eq!(
-        parts,
-        vec![
-            ("done-job".to_owned(), "jilo:legacy:old".to_owned(), 5),
-            ("open-job".to_owned(), "jilo:legacy:old".to_owned(), 15)
-        ]
-    );
+    common::check_upgraded_parts(&store).await;
     common::check_ledger(&store).await;
     // The ledger kept its order and goes on after it.
     let page = store

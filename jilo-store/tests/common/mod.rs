@@ -194,6 +194,23 @@ pub async fn check_ledger(store: &SqlStore) -> usize {
     accounts.len()
 }
 
+/// After an upgrade from [`SCHEMA7_LEDGER`]: each hold, open or ended, is a part of the
+/// account's legacy lot.
+pub async fn check_upgraded_parts(store: &SqlStore) {
+    let parts: Vec<(String, String, i64)> =
+        sqlx::query_as("SELECT job_id, lot_key, credits FROM jilo_hold_parts ORDER BY job_id")
+            .fetch_all(store.pool())
+            .await
+            .unwrap();
+    assert_eq!(
+        parts,
+        vec![
+            ("done-job".to_owned(), "jilo:legacy:old".to_owned(), 5),
+            ("open-job".to_owned(), "jilo:legacy:old".to_owned(), 15)
+        ]
+    );
+}
+
 /// After an upgrade from [`SCHEMA7_LEDGER`]: the open hold (15 credits, a part of the
 /// account's legacy lot) ends through the lots, refunded by its job's transition, and the
 /// credits go back to that lot.
