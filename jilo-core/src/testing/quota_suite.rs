@@ -833,4 +833,30 @@ where
     let b = balance_of(store, &racer).await;
     assert_eq!((b.available, b.held), (0, 10));
     consistent(&b, "after the race");
+
+    // A statement read while holds are taken adds up: one snapshot of balance and lots.
+    let reader = UserId::new(format!("{prefix}-reader"));
+    ok(
+        "reader's expiring lot",
+        store
+            .grant(&grant(&reader, "r-month", 40, Some(30_000)))
+            .await,
+    );
+    ok(
+        "reader's lasting lot",
+        store.grant(&grant(&reader, "r-lasting", 40, None)).await,
+    );
+    let holds = join_all((0..30).map(|_| take_hold(store, &reader, 2, t, None)));
+    let reads = join_all((0..30).map(|_| store.statement(&reader, t, t)));
+    let (holds, reads) = futures::join!(holds, reads);
+    assert_eq!(holds.iter().filter(|r| r.is_ok()).count(), 30);
+    for read in reads {
+        let st = read.unwrap_or_else(|e| panic!("statement failed: {e}"));
+        let parts = st.expiring.iter().map(|e| e.credits).sum::<i64>() + st.lasting;
+        assert_eq!(
+            parts, st.balance.available,
+            "a statement's expiring and lasting credits add up to its balance: {st:?}"
+        );
+        consistent(&st.balance, "a statement under load");
+    }
 }

@@ -341,8 +341,33 @@ impl QuotaStore for SqlStore {
     ) -> Result<CreditStatement> {
         // Lots due by `at` expire first (lazily, on this read).
         self.expire_user_credits(user, at).await?;
-        let balance = self.balance(user).await?;
         self.retry("reading a statement", || async {
+            // One snapshot for the balance and the lots, so the parts a page shows add up
+            // while holds and grants go on (SQLite: a read transaction in WAL mode).
+            let mut tx = match self.backend {
+                Backend::Postgres => {
+                    self.pool
+                        .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                        .await?
+                }
+                Backend::Sqlite => self.pool.begin_with("BEGIN DEFERRED").await?,
+            };
+            let row: Option<(i64, i64, i64, i64, i64)> = sqlx::query_as(
+                "SELECT available, held, spent, granted, expired FROM jilo_accounts \
+                 WHERE user_id = $1",
+            )
+            .bind(user.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+            let (available, held, spent, granted, expired) =
+                row.ok_or_else(|| Error::not_found("user", user))?;
+            let balance = Balance {
+                available,
+                held,
+                spent,
+                granted,
+                expired,
+            };
             let expiring: Vec<(i64, i64)> = sqlx::query_as(
                 "SELECT expires_ms, CAST(SUM(available) AS BIGINT) FROM jilo_credit_lots \
                  WHERE user_id = $1 AND available > 0 AND expires_ms IS NOT NULL \
@@ -350,14 +375,14 @@ impl QuotaStore for SqlStore {
             )
             .bind(user.as_str())
             .bind(at.as_millis())
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *tx)
             .await?;
             let lasting: Option<i64> = sqlx::query_scalar(
                 "SELECT CAST(SUM(available) AS BIGINT) FROM jilo_credit_lots \
                  WHERE user_id = $1 AND expires_ms IS NULL",
             )
             .bind(user.as_str())
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *tx)
             .await?;
             let spent: Option<i64> = sqlx::query_scalar(
                 "SELECT CAST(SUM(credits) AS BIGINT) FROM jilo_ledger \
@@ -365,8 +390,9 @@ impl QuotaStore for SqlStore {
             )
             .bind(user.as_str())
             .bind(period_start.as_millis())
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *tx)
             .await?;
+            tx.commit().await?;
             Ok(CreditStatement {
                 balance,
                 expiring: expiring
