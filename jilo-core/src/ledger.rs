@@ -203,6 +203,17 @@ impl Grant {
     /// run twice grants once) and expiring at the month's end, so next month's allowance
     /// replaces what is left instead of adding to it. [`crate::plans::Plan::allowance`] makes
     /// the same grant from a plan.
+    ///
+    /// ```
+    /// use jilo_core::plans::PlanPeriod;
+    /// use jilo_core::{Grant, Timestamp, UserId};
+    ///
+    /// let now = Timestamp::from_millis(1_797_336_000_000); // 2026-12-15T12:00:00Z
+    /// let december = PlanPeriod::containing(now);
+    /// let grant = Grant::monthly(UserId::new("creator-1"), 50, december, now);
+    /// assert_eq!(grant.key, "monthly:creator-1:2026-12");
+    /// assert_eq!(grant.expires_at, Some(december.end())); // 2027-01-01T00:00:00Z
+    /// ```
     pub fn monthly(
         user: UserId,
         credits: i64,
