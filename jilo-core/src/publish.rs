@@ -439,10 +439,11 @@ impl Publication {
     }
 
     /// What a new begin makes of this failed record: `fresh` (its metadata, no session, no
-    /// lease), keeping this one's attempts and creation time.
+    /// lease, its own count of attempts: [`crate::Policy::publish_max_attempts`] bounds each
+    /// publish, so one that gave up can be asked for again), keeping the creation time.
     pub fn restarted_with(&self, fresh: &Publication) -> Publication {
         Publication {
-            attempts: self.attempts,
+            attempts: 0,
             created_at: self.created_at,
             updated_at: fresh.updated_at,
             ..fresh.clone()

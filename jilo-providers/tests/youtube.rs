@@ -558,7 +558,7 @@ async fn a_journaled_session_is_resumed_from_the_servers_count_not_the_journals(
     };
     let refused = rig.publish(&elsewhere, Arc::new(Journal::default())).await;
     assert!(
-        matches!(&refused, Err(Error::OutcomeUnknown { reason, .. }) if reason.contains("cannot be opened")),
+        matches!(&refused, Err(Error::InvalidInput { field, reason }) if field == "upload session" && reason.contains("cannot be opened")),
         "a session sealed for one job does not open for another (nor starts a second upload): {refused:?}"
     );
     assert_eq!(

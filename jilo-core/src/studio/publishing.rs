@@ -105,6 +105,9 @@ impl UploadJournal for StoreJournal {
     }
 }
 
+/// The longest pause a platform's `Retry-After` holds an upload for.
+const MAX_PUBLISH_PAUSE: std::time::Duration = std::time::Duration::from_secs(86_400);
+
 /// Whether retrying the same upload later may work (the record stays uploading).
 fn resumable(e: &Error) -> bool {
     e.is_retryable() || matches!(e, Error::OutcomeUnknown { .. })
@@ -175,7 +178,8 @@ impl Studio {
     /// resumed from the confirmed byte by the next [`Studio::resume_publications`] (or
     /// [`Studio::run`]). Publishing the same job to the same channel again returns the first
     /// record instead of uploading again (a failed one starts over; one another process is
-    /// uploading is returned as it is).
+    /// uploading, or that the platform asked to pause, is returned as it is, uploading: the
+    /// worker resumes a paused one when the time is up).
     ///
     /// Metadata is checked before anything is written or sent. A quota, a revoked channel or
     /// refused metadata ends the record as failed and is returned; an outage or a cut
@@ -396,6 +400,9 @@ impl Studio {
                     // The platform asked for a pause: the lease is kept until then, so no
                     // resumption asks early (and spends an attempt) before the time is up.
                     Some(wait) => {
+                        // At most a day: a session lives about a week, and an absurd answer
+                        // must not lock the record away.
+                        let wait = wait.min(MAX_PUBLISH_PAUSE);
                         tracing::warn!(job = %job, error = %e, wait_s = wait.as_secs(), "upload paused as the platform asked; it will be resumed");
                         let until = inner.clock.now().plus(wait);
                         if let Err(kept) = inner

@@ -291,26 +291,23 @@ impl YouTubePublisher {
             .to_string())
     }
 
-    /// The session URI of a journaled session. A URI kept in the clear (a journal written by
-    /// another publisher) is taken as it is. One that does not open (its key no longer
-    /// configured) is an outcome not known: the record stays for a resumption once the key is
-    /// back, rather than failing and starting a second upload of a video that may be whole.
+    /// The session URI of a journaled session, as [`Self::seal_session`] sealed it for this
+    /// job and channel. One that does not open (altered, sealed for another job, or by a key
+    /// no longer configured) never will: the try ends with that cause ([`Error::InvalidInput`]
+    /// on `upload session`), and the bearer token is never sent to an address not sealed here.
     fn open_session_uri(&self, request: &PublishRequest, kept: &str) -> Result<String> {
-        if kept.starts_with("https://") || kept.starts_with("http://") {
-            return Ok(kept.to_owned());
-        }
-        let opened = kept
-            .parse::<crate::tokens::SealedToken>()
+        kept.parse::<crate::tokens::SealedToken>()
             .and_then(|sealed| {
                 self.cipher
                     .open(&sealed, &Self::session_owner(request))
                     .map(|uri| uri.expose_secret().to_owned())
-            });
-        opened.map_err(|e| Error::OutcomeUnknown {
-            service: SERVICE.to_owned(),
-            reason: format!("the journaled upload session cannot be opened: {e}"),
-            source: None,
-        })
+            })
+            .map_err(|e| {
+                Error::invalid(
+                    "upload session",
+                    format!("the journaled upload session cannot be opened: {e}"),
+                )
+            })
     }
 
     /// Finishes a channel connection: exchanges the redirect's code (state checked), reads
