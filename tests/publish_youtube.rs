@@ -232,6 +232,19 @@ async fn setup_on(
 }
 
 impl Setup {
+    /// Publishes `job` to the channel with the usual metadata, reporting progress nowhere.
+    async fn publish(&self, job: &JobId) -> Result<jilo::Publication, Error> {
+        self.studio
+            .publish(
+                &self.user,
+                job,
+                CHANNEL_ID,
+                metadata(),
+                ProgressReporter::none(),
+            )
+            .await
+    }
+
     /// Generates a job through the simulated provider and stores its video.
     async fn finished_job(&self) -> JobId {
         let sim = SimProvider::new("sim");
@@ -306,16 +319,7 @@ async fn a_pause_youtube_asks_for_holds_the_upload_until_then() {
     // The first chunk is kept, then "come back in two minutes": longer than the back-off.
     s.google.fault(Fault::PauseAfter(120));
     let before = Timestamp::from_system(std::time::SystemTime::now());
-    let paused = s
-        .studio
-        .publish(
-            &s.user,
-            &job,
-            CHANNEL_ID,
-            metadata(),
-            ProgressReporter::none(),
-        )
-        .await;
+    let paused = s.publish(&job).await;
     assert!(
         matches!(&paused, Err(e @ Error::RateLimited { .. }) if e.retry_after() == Some(Duration::from_secs(120))),
         "{paused:?}"
@@ -349,6 +353,26 @@ async fn a_pause_youtube_asks_for_holds_the_upload_until_then() {
             .attempts,
         record.attempts,
         "no attempt is spent on the pause"
+    );
+
+    // An absurd pause (ten days) holds the record a day at most.
+    let job2 = s.finished_job().await;
+    s.google.fault(Fault::PauseAfter(10 * 86_400));
+    assert!(matches!(
+        s.publish(&job2).await,
+        Err(Error::RateLimited { .. })
+    ));
+    let held = s
+        .studio
+        .publication(&job2, CHANNEL_ID)
+        .await
+        .unwrap()
+        .unwrap();
+    let until = held.lease.as_ref().map(|l| l.until).unwrap();
+    let now = Timestamp::from_system(std::time::SystemTime::now());
+    assert!(
+        until <= now.plus(Duration::from_secs(86_400)),
+        "held a day at most: {until:?}"
     );
 }
 
@@ -420,17 +444,7 @@ async fn durable(storage: Storage) {
 
     // Again: the first publication, no second upload.
     let puts = s.google.lock().requests.len();
-    let again = s
-        .studio
-        .publish(
-            &s.user,
-            &job,
-            CHANNEL_ID,
-            metadata(),
-            ProgressReporter::none(),
-        )
-        .await
-        .unwrap();
+    let again = s.publish(&job).await.unwrap();
     assert_eq!(again.video_id.as_deref(), Some(video_id.as_str()));
     assert_eq!(s.google.lock().requests.len(), puts, "nothing sent");
     assert_eq!(s.google.uploaded().len(), 1);
@@ -466,16 +480,7 @@ async fn durable(storage: Storage) {
         403,
         json!({"error": {"code": 403, "message": "quota", "errors": [{"reason": "quotaExceeded", "domain": "youtube.quota"}]}}),
     ));
-    let quota = s
-        .studio
-        .publish(
-            &s.user,
-            &job2,
-            CHANNEL_ID,
-            metadata(),
-            ProgressReporter::none(),
-        )
-        .await;
+    let quota = s.publish(&job2).await;
     assert!(
         matches!(
             quota,
@@ -503,16 +508,7 @@ async fn durable(storage: Storage) {
         Fault::Status(503),
         Fault::Status(503),
     ]);
-    let outage = s
-        .studio
-        .publish(
-            &s.user,
-            &job2,
-            CHANNEL_ID,
-            metadata(),
-            ProgressReporter::none(),
-        )
-        .await;
+    let outage = s.publish(&job2).await;
     assert!(
         matches!(outage, Err(Error::Unavailable { .. })),
         "{outage:?}"

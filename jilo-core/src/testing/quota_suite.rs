@@ -654,7 +654,7 @@ where
         .any(|e| matches!(e.kind, LedgerEntryKind::Refund { .. }) && e.credits == 3));
 
     // Expiry once per lot, with many callers at once.
-    let runs = join_all((0..8).map(|_| store.expire_credits(ms(1_000)))).await;
+    let runs = join_all((0..8).map(|_| store.expire_credits(ms(1_200)))).await;
     assert!(
         runs.iter().all(|r| r.is_ok()),
         "expiring credits failed: {runs:?}"
@@ -749,6 +749,36 @@ where
         "the expiry is written lazily"
     );
     consistent(&b, "after a lazy expiry");
+
+    // A hold writes the expiry it finds due, dated when the lot expired.
+    let holder = UserId::new(format!("{prefix}-holder"));
+    ok(
+        "holder's short grant",
+        store.grant(&grant(&holder, "h-short", 5, Some(100))).await,
+    );
+    ok(
+        "holder's lasting grant",
+        store.grant(&grant(&holder, "h-lasting", 2, None)).await,
+    );
+    take_hold(store, &holder, 1, ms(250), None)
+        .await
+        .unwrap_or_else(|e| panic!("the hold after the expiry failed: {e}"));
+    let written = store
+        .history_page(
+            &holder,
+            &HistoryQuery::newest(10).of_kinds([EntryKind::Expire]),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("a history page failed: {e}"));
+    assert_eq!(
+        written
+            .entries
+            .iter()
+            .map(|e| (e.credits, e.at))
+            .collect::<Vec<_>>(),
+        vec![(5, ms(100))],
+        "the hold wrote the expiry, dated when the lot expired"
+    );
 
     // A monthly refresh run twice in a period grants once; next month's replaces the rest.
     use crate::plans::{Plan, PlanPeriod};

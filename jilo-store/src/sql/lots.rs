@@ -8,7 +8,8 @@ use sqlx::{Any, Transaction};
 use super::errors::StoreResult;
 use super::Backend;
 
-type LotRow = (
+/// A lot row in [`LOT_COLUMNS`] order.
+pub(crate) type LotRow = (
     String,
     String,
     i64,

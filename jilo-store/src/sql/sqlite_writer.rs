@@ -493,18 +493,7 @@ fn grant(tx: &rusqlite::Transaction<'_>, g: &Grant) -> StoreResult<()> {
 
 // ---- credit lots on the writer (the shared rules of `jilo_core::lots`) ----
 
-type LotRow = (
-    String,
-    String,
-    i64,
-    i64,
-    i64,
-    i64,
-    i64,
-    Option<i64>,
-    i64,
-    i64,
-);
+use super::lots::LotRow;
 
 /// A lot row in `LOT_COLUMNS` order.
 fn lot_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LotRow> {
