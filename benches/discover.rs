@@ -49,8 +49,18 @@ fn main() {
             let studio = Studio::builder()
                 .provider(Arc::new(jilo::testing::SimProvider::new("sim")))
                 .store(Arc::new(InMemoryStore::new()))
-                .trend_source(Arc::new(ApifySource::new("t").with_base_url(apify.uri())))
-                .creative_model(Arc::new(GeminiModel::new("k").with_base_url(gemini.uri())))
+                .trend_source(Arc::new(
+                    ApifySource::new("t")
+                        .unwrap()
+                        .with_base_url(apify.uri())
+                        .unwrap(),
+                ))
+                .creative_model(Arc::new(
+                    GeminiModel::new("k")
+                        .unwrap()
+                        .with_base_url(gemini.uri())
+                        .unwrap(),
+                ))
                 .policy(policy.clone())
                 .build()
                 .unwrap();

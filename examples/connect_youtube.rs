@@ -33,7 +33,7 @@ async fn main() -> Result<(), jilo::Error> {
         }
     };
     let store = Arc::new(SqlStore::open_from_env().await?);
-    let youtube = YouTubePublisher::new(oauth, store.clone(), cipher);
+    let youtube = YouTubePublisher::new(oauth, store.clone(), cipher)?;
     let user = UserId::new(std::env::var("JILO_USER").unwrap_or_else(|_| "creator-1".into()));
 
     let args: Vec<String> = std::env::args().collect();

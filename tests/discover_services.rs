@@ -26,12 +26,16 @@ async fn three_platforms_one_failing_and_the_repeat_calls_nobody() {
         .store(store)
         .trend_source(Arc::new(
             ApifySource::new("apify_api_token")
+                .unwrap()
                 .with_base_url(apify.uri())
+                .unwrap()
                 .with_retries(quick, quick),
         ))
         .creative_model(Arc::new(
             GeminiModel::new("gemini-key")
+                .unwrap()
                 .with_base_url(gemini.uri())
+                .unwrap()
                 .with_retries(quick),
         ))
         .policy(Policy::default())

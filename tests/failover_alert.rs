@@ -155,12 +155,18 @@ async fn out_of_funds_at_suchuang_completes_on_fal_with_one_alert_email() {
     let store = Arc::new(SqlStore::open(&sqlite_url()).await.unwrap());
     let studio = Studio::builder()
         .provider(Arc::new(
-            SuchuangProvider::new("sc-key").with_base_url(suchuang_api.uri()),
+            SuchuangProvider::new("sc-key")
+                .unwrap()
+                .with_base_url(suchuang_api.uri())
+                .unwrap(),
         ))
         .provider(Arc::new(
             FalProvider::new("fal-key")
+                .unwrap()
                 .with_queue_url(fal_api.uri(), None)
+                .unwrap()
                 .with_jwks_url(format!("{}/.well-known/jwks.json", fal_api.uri()))
+                .unwrap()
                 .with_user_id("user-1"),
         ))
         .store(store.clone())

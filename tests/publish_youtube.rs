@@ -78,13 +78,18 @@ fn studio(
     google: &str,
     lease: Duration,
 ) -> Studio {
-    let oauth = GoogleOAuth::new(CLIENT_ID, SecretString::from(CLIENT_SECRET)).with_endpoints(
-        format!("{google}/o/oauth2/v2/auth"),
-        format!("{google}/token"),
-        format!("{google}/revoke"),
-    );
+    let oauth = GoogleOAuth::new(CLIENT_ID, SecretString::from(CLIENT_SECRET))
+        .unwrap()
+        .with_endpoints(
+            format!("{google}/o/oauth2/v2/auth"),
+            format!("{google}/token"),
+            format!("{google}/revoke"),
+        )
+        .unwrap();
     let youtube = YouTubePublisher::new(oauth, store.clone(), cipher())
+        .unwrap()
         .with_urls(google, google)
+        .unwrap()
         .with_chunk_size(256 * 1024)
         .with_retry(UploadRetry {
             max_failures: 4,

@@ -422,6 +422,149 @@ impl Error {
         }
     }
 
+    /// The same error with every occurrence of these secrets (as given and as URL-encoded,
+    /// e.g. a key a service echoed from the query string) replaced by `***` in every text it
+    /// holds: reasons, ids, the kept HTTP body, and the source's text (a source that mentions
+    /// a secret is replaced by its redacted text). A body cut short right inside a secret
+    /// loses the secret's start too. Clients call it on every error they return, so no key
+    /// reaches a caller, a log or a stored job's failure.
+    pub fn redact(self, secrets: &[&str]) -> Self {
+        let secrets: Vec<&str> = secrets.iter().copied().filter(|s| !s.is_empty()).collect();
+        if secrets.is_empty() {
+            return self;
+        }
+        let text = |t: String| crate::config::redact(t, &secrets);
+        let response = |r: Option<HttpFailure>| {
+            r.map(|r| HttpFailure {
+                status: r.status,
+                body: crate::config::redact(r.body, &secrets),
+            })
+        };
+        let source = |s: Option<BoxError>| s.map(|s| redact_source(s, &secrets));
+        match self {
+            Error::InvalidInput { field, reason } => Error::InvalidInput {
+                field: text(field),
+                reason: text(reason),
+            },
+            Error::Moderation { terms } => Error::Moderation {
+                terms: terms.into_iter().map(text).collect(),
+            },
+            Error::NotFound { entity, id } => Error::NotFound {
+                entity,
+                id: text(id),
+            },
+            Error::LostRace { reason } => Error::LostRace {
+                reason: text(reason),
+            },
+            Error::AlreadyExists { entity, id } => Error::AlreadyExists {
+                entity,
+                id: text(id),
+            },
+            Error::NotAllowed { reason } => Error::NotAllowed {
+                reason: text(reason),
+            },
+            Error::OutcomeUnknown {
+                service,
+                reason,
+                source: s,
+            } => Error::OutcomeUnknown {
+                service,
+                reason: text(reason),
+                source: source(s),
+            },
+            Error::RateLimited {
+                service,
+                retry_after,
+                response: r,
+                source: s,
+            } => Error::RateLimited {
+                service,
+                retry_after,
+                response: response(r),
+                source: source(s),
+            },
+            Error::ProviderOutOfFunds {
+                service,
+                response: r,
+                source: s,
+            } => Error::ProviderOutOfFunds {
+                service,
+                response: response(r),
+                source: source(s),
+            },
+            Error::Unauthorized {
+                service,
+                response: r,
+                source: s,
+            } => Error::Unauthorized {
+                service,
+                response: response(r),
+                source: source(s),
+            },
+            Error::Unavailable {
+                service,
+                reason,
+                response: r,
+                source: s,
+            } => Error::Unavailable {
+                service,
+                reason: text(reason),
+                response: response(r),
+                source: source(s),
+            },
+            Error::Timeout {
+                service,
+                response: r,
+                source: s,
+            } => Error::Timeout {
+                service,
+                response: response(r),
+                source: source(s),
+            },
+            Error::Protocol {
+                service,
+                reason,
+                response: r,
+                source: s,
+            } => Error::Protocol {
+                service,
+                reason: text(reason),
+                response: response(r),
+                source: source(s),
+            },
+            Error::QuotaExceeded {
+                service,
+                limit,
+                retry_at,
+                response: r,
+            } => Error::QuotaExceeded {
+                service,
+                limit,
+                retry_at,
+                response: response(r),
+            },
+            Error::ReconnectRequired {
+                service,
+                account,
+                reason,
+            } => Error::ReconnectRequired {
+                service,
+                account,
+                reason: text(reason),
+            },
+            Error::Storage {
+                reason,
+                retryable,
+                source: s,
+            } => Error::Storage {
+                reason: text(reason),
+                retryable,
+                source: source(s),
+            },
+            e @ (Error::Insufficient { .. } | Error::DailyCapReached { .. }) => e,
+        }
+    }
+
     /// The HTTP answer behind this error, when a service gave one.
     pub fn http(&self) -> Option<&HttpFailure> {
         match self {
@@ -436,9 +579,94 @@ impl Error {
     }
 }
 
+/// A source error's text with the secrets taken out.
+#[derive(Debug)]
+struct RedactedSource(String);
+
+impl fmt::Display for RedactedSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for RedactedSource {}
+
+/// The source as it is when no secret shows in its chain's text or `Debug`, else its chain's
+/// text redacted (the typed source is dropped: it cannot be cleaned in place).
+fn redact_source(source: BoxError, secrets: &[&str]) -> BoxError {
+    let mut chain = source.to_string();
+    let mut next = source.source();
+    while let Some(e) = next {
+        chain.push_str(": ");
+        chain.push_str(&e.to_string());
+        next = e.source();
+    }
+    let debug = format!("{source:?}");
+    let shows = |t: &str| {
+        secrets
+            .iter()
+            .flat_map(|s| crate::config::secret_forms(s))
+            .any(|form| t.contains(&form))
+    };
+    if shows(&chain) || shows(&debug) {
+        Box::new(RedactedSource(crate::config::redact(chain, secrets)))
+    } else {
+        source
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redaction_takes_secrets_out_of_every_text() {
+        let key = "sk-live+abc/123";
+        let body = format!(
+            r#"{{"msg":"bad url https://api.example/x?key=sk-live%2Babc%2F123 and {key}"}}"#
+        );
+        let e = Error::Protocol {
+            service: "suchuang".into(),
+            reason: format!("echoed {key}"),
+            response: Some(HttpFailure::new(400, &body)),
+            source: Some(Box::new(std::io::Error::other(format!("io {key}")))),
+        }
+        .redact(&[key]);
+        let shown = format!(
+            "{e} {e:?} {}",
+            std::error::Error::source(&e)
+                .map(|s| s.to_string())
+                .unwrap_or_default()
+        );
+        assert!(!shown.contains("sk-live"), "{shown}");
+        assert!(!shown.contains("abc"), "{shown}");
+        assert!(shown.contains("***"));
+        // A body cut short inside the key loses the key's start too.
+        let cut = HttpFailure::new(500, &format!("{}{key}", "x".repeat(MAX_BODY_IN_ERROR - 6)));
+        let e = Error::Unavailable {
+            service: "s".into(),
+            reason: "HTTP 500".into(),
+            response: Some(cut),
+            source: None,
+        }
+        .redact(&[key]);
+        let body = e.http().map(|h| h.body.clone()).unwrap_or_default();
+        assert!(body.ends_with("x***"), "{body}");
+        // Errors without secrets keep their source as it was.
+        let e = Error::storage(
+            "db",
+            true,
+            Some(Box::new(std::io::Error::other("plain")) as BoxError),
+        )
+        .redact(&[key]);
+        assert!(matches!(
+            e,
+            Error::Storage {
+                retryable: true,
+                ..
+            }
+        ));
+    }
 
     #[test]
     fn bodies_are_truncated_on_char_boundaries() {

@@ -61,6 +61,7 @@
 
 pub mod alert;
 pub mod clock;
+pub mod config;
 pub mod creative;
 pub mod error;
 pub mod events;

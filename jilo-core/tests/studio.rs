@@ -879,6 +879,24 @@ fn the_builder_refuses_incomplete_or_inconsistent_parts() {
     assert!(
         matches!(unknown_order, Err(Error::InvalidInput { ref field, .. }) if field == "failover_order")
     );
+    for bad in [
+        "hooks.example.com/webhooks",
+        "ftp://h/x",
+        "https://h/x?token=1",
+    ] {
+        let bad_hooks = Studio::builder()
+            .provider(sim.clone())
+            .store(store.clone())
+            .policy(Policy {
+                webhook_base_url: Some(bad.into()),
+                ..Policy::default()
+            })
+            .build();
+        assert!(
+            matches!(bad_hooks, Err(Error::InvalidInput { ref field, .. }) if field == "webhook_base_url"),
+            "{bad}"
+        );
+    }
     let reordered = Studio::builder()
         .provider(sim)
         .provider(Arc::new(SimProvider::new("fal")))

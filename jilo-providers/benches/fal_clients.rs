@@ -127,7 +127,9 @@ fn main() {
     for _ in 0..2 {
         let (jobs_per_s, cpu_ms) = rt.block_on(async {
             let fal = FalProvider::new("bench-key")
+                .unwrap()
                 .with_queue_url(base.clone(), None)
+                .unwrap()
                 .with_requests_per_minute(1_000_000);
             let cpu0 = cpu();
             let start = Instant::now();

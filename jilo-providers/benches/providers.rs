@@ -65,7 +65,7 @@ fn main() {
             .respond_with(ResponseTemplate::new(200).set_body_json(json!({"status": "IN_QUEUE"})))
             .mount(&server)
             .await;
-        let fal = FalProvider::new("k").with_jwks_url(format!("{}/jwks", server.uri()));
+        let fal = FalProvider::new("k").unwrap().with_jwks_url(format!("{}/jwks", server.uri())).unwrap();
         let ts = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
         let deliveries: Vec<WebhookDelivery> = (0..DELIVERIES).map(|i| delivery(&key, i, ts)).collect();
         fal.parse_webhook(&deliveries[0]).await.unwrap(); // keys fetched once

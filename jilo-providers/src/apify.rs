@@ -41,6 +41,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 
 use crate::http::{self, CallKind, RetryPolicy};
+use jilo_core::config;
 
 /// Apify's API.
 pub const DEFAULT_API_URL: &str = "https://api.apify.com";
@@ -73,19 +74,29 @@ impl fmt::Debug for ApifySource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ApifySource")
             .field("token", &"***")
-            .field("base", &self.base)
+            .field("base", &config::redact_url(&self.base))
             .field("actors", &self.actors)
             .finish_non_exhaustive()
     }
 }
 
 impl ApifySource {
+    /// The result with this client's secrets taken out of any error (a service may echo the
+    /// request, its URL or headers included, in an error body): what every call returns.
+    async fn redacted<T>(&self, call: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+        call.await
+            .map_err(|e| e.redact(&[self.token.expose_secret()]))
+    }
+
     /// A source with this API token, on [`DEFAULT_API_URL`] and the default actors. The HTTP
-    /// client waits up to 320 s per call (Apify holds a synchronous run for 300 s).
-    pub fn new(token: impl Into<String>) -> Self {
-        let http = http::client(Duration::from_secs(320));
-        Self {
-            token: SecretString::from(token.into()),
+    /// client waits up to 320 s per call (Apify holds a synchronous run for 300 s). A token
+    /// with whitespace around it or a control character is refused ([`Error::InvalidInput`]
+    /// on `APIFY_TOKEN`), and so is a machine whose TLS roots cannot load.
+    pub fn new(token: impl Into<String>) -> Result<Self> {
+        let token = http::secret("APIFY_TOKEN", token)?;
+        let http = http::client(Duration::from_secs(320))?;
+        Ok(Self {
+            token,
             base: DEFAULT_API_URL.to_owned(),
             http,
             actors: HashMap::from([
@@ -96,25 +107,25 @@ impl ApifySource {
             reads: RetryPolicy::default(),
             starts: RetryPolicy::default(),
             runs: Mutex::new(HashMap::new()),
-        }
+        })
     }
 
     /// `APIFY_TOKEN` (required) and `APIFY_API_URL` (default [`DEFAULT_API_URL`]). A missing
-    /// token is [`Error::InvalidInput`] naming the variable.
+    /// or malformed value is [`Error::InvalidInput`] naming the variable.
     pub fn from_env() -> Result<Self> {
-        let token = http::env_var("APIFY_TOKEN")
-            .ok_or_else(|| Error::invalid("APIFY_TOKEN", "set it to an Apify API token"))?;
-        let mut source = Self::new(token);
-        if let Some(url) = http::env_var("APIFY_API_URL") {
-            source = source.with_base_url(url);
+        let token = http::required_env("APIFY_TOKEN", "set it to an Apify API token")?;
+        let source = Self::new(token)?;
+        match http::env_var("APIFY_API_URL") {
+            Some(url) => source.with_base_url(url),
+            None => Ok(source),
         }
-        Ok(source)
     }
 
-    /// Another API base URL (a proxy, a local server in tests).
-    pub fn with_base_url(mut self, url: impl Into<String>) -> Self {
-        self.base = url.into().trim_end_matches('/').to_owned();
-        self
+    /// Another API base URL (a proxy, a local server in tests); [`Error::InvalidInput`] on
+    /// `APIFY_API_URL` when it is not an http(s) base URL.
+    pub fn with_base_url(mut self, url: impl Into<String>) -> Result<Self> {
+        self.base = config::base_url("APIFY_API_URL", &url.into())?;
+        Ok(self)
     }
 
     /// Another HTTP client (proxies, timeouts; keep its timeout above 300 s).
@@ -123,10 +134,13 @@ impl ApifySource {
         self
     }
 
-    /// Another actor for a platform (`username~actor-name` or an actor id).
-    pub fn with_actor(mut self, platform: Platform, actor: impl Into<String>) -> Self {
-        self.actors.insert(platform, actor.into());
-        self
+    /// Another actor for a platform (`username~actor-name` or an actor id); one that could
+    /// not be one path segment is [`Error::InvalidInput`] on `actor`.
+    pub fn with_actor(mut self, platform: Platform, actor: impl Into<String>) -> Result<Self> {
+        let actor = actor.into();
+        config::path_segment("actor", &actor)?;
+        self.actors.insert(platform, actor);
+        Ok(self)
     }
 
     /// Other retry policies for reads (run status, datasets) and run starts (retried only on
@@ -373,34 +387,37 @@ impl TrendSource for ApifySource {
     }
 
     async fn search(&self, query: &TrendQuery) -> Result<Vec<TrendingVideo>> {
-        let actor = self
-            .actors
-            .get(&query.platform)
-            .cloned()
-            .ok_or_else(|| Error::invalid("platform", "no actor for this platform"))?;
-        if query.keyword.trim().is_empty() || query.limit == 0 {
-            return Err(Error::invalid(
-                "query",
-                "a keyword and a positive limit are needed",
-            ));
-        }
-        let key = search_key(&actor, query);
-        let raw = if let Some(run) = self.remembered(&key) {
-            tracing::info!(run = %run, "following a run started earlier for this search");
-            self.follow(&run, query.limit).await
-        } else {
-            self.run_for(&actor, query, &key).await
-        };
-        // Read or failed for good: either way the run is over for this search (a caller
-        // that gave up mid-way leaves it remembered, to be followed next time).
-        self.remember(&key, None);
-        let raw = raw?;
-        let now = Timestamp::from_system(SystemTime::now());
-        Ok(raw
-            .iter()
-            .filter_map(|item| to_video(query.platform, item, now))
-            .take(usize::try_from(query.limit).unwrap_or(usize::MAX))
-            .collect())
+        self.redacted(async {
+            let actor = self
+                .actors
+                .get(&query.platform)
+                .cloned()
+                .ok_or_else(|| Error::invalid("platform", "no actor for this platform"))?;
+            if query.keyword.trim().is_empty() || query.limit == 0 {
+                return Err(Error::invalid(
+                    "query",
+                    "a keyword and a positive limit are needed",
+                ));
+            }
+            let key = search_key(&actor, query);
+            let raw = if let Some(run) = self.remembered(&key) {
+                tracing::info!(run = %run, "following a run started earlier for this search");
+                self.follow(&run, query.limit).await
+            } else {
+                self.run_for(&actor, query, &key).await
+            };
+            // Read or failed for good: either way the run is over for this search (a caller
+            // that gave up mid-way leaves it remembered, to be followed next time).
+            self.remember(&key, None);
+            let raw = raw?;
+            let now = Timestamp::from_system(SystemTime::now());
+            Ok(raw
+                .iter()
+                .filter_map(|item| to_video(query.platform, item, now))
+                .take(usize::try_from(query.limit).unwrap_or(usize::MAX))
+                .collect())
+        })
+        .await
     }
 }
 

@@ -43,6 +43,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use crate::http::{self, CallKind, RateLimiter, RetryPolicy};
+use jilo_core::config;
 
 /// fal's queue host.
 pub const DEFAULT_QUEUE_URL: &str = "https://queue.fal.run";
@@ -186,19 +187,29 @@ impl fmt::Debug for FalProvider {
         f.debug_struct("FalProvider")
             .field("id", &self.id)
             .field("key", &"***")
-            .field("queue", &self.queue)
+            .field("queue", &config::redact_url(&self.queue))
             .finish_non_exhaustive()
     }
 }
 
 impl FalProvider {
+    /// The result with this client's secrets taken out of any error (a service may echo the
+    /// request, its URL or headers included, in an error body): what every call returns.
+    async fn redacted<T>(&self, call: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+        call.await
+            .map_err(|e| e.redact(&[self.key.expose_secret()]))
+    }
+
     /// A provider named `fal` with this key (`FAL_KEY`, or `KEY_ID:KEY_SECRET`), on fal's
-    /// hosts, offering [`catalog`].
-    pub fn new(key: impl Into<String>) -> Self {
-        let http = http::client(Duration::from_secs(60));
-        Self {
+    /// hosts, offering [`catalog`]. A key with whitespace around it or a control character
+    /// is refused ([`Error::InvalidInput`] on `FAL_KEY`), and so is a machine whose TLS
+    /// roots cannot load.
+    pub fn new(key: impl Into<String>) -> Result<Self> {
+        let key = http::secret("FAL_KEY", key)?;
+        let http = http::client(Duration::from_secs(60))?;
+        Ok(Self {
             id: ProviderId::new("fal"),
-            key: SecretString::from(key.into()),
+            key,
             queue: DEFAULT_QUEUE_URL.to_owned(),
             backup: Some(BACKUP_QUEUE_URL.to_owned()),
             jwks_url: DEFAULT_JWKS_URL.to_owned(),
@@ -213,23 +224,27 @@ impl FalProvider {
             limit: RateLimiter::per_minute(DEFAULT_REQUESTS_PER_MINUTE),
             models: catalog(),
             clock: Mutex::new(None),
-        }
+        })
     }
 
     /// `FAL_KEY` (required), `FAL_USER_ID` (your fal user id: webhooks signed for another
     /// account are refused; without it a warning is logged), `FAL_QUEUE_URL`, `FAL_JWKS_URL`.
+    /// Each value is checked; a bad one is [`Error::InvalidInput`] naming its variable.
     pub fn from_env() -> Result<Self> {
         let var = http::env_var;
-        let key = var("FAL_KEY").ok_or_else(|| Error::invalid("FAL_KEY", "set it to a fal key"))?;
-        let mut fal = Self::new(key);
+        let mut fal = Self::new(http::required_env("FAL_KEY", "set it to a fal key")?)?;
         if let Some(url) = var("FAL_QUEUE_URL") {
-            fal = fal.with_queue_url(url, None);
+            fal.queue = config::base_url("FAL_QUEUE_URL", &url)?;
+            fal.backup = None;
         }
         if let Some(url) = var("FAL_JWKS_URL") {
-            fal = fal.with_jwks_url(url);
+            fal.jwks_url = config::http_url("FAL_JWKS_URL", &url)?.to_string();
         }
         match var("FAL_USER_ID") {
-            Some(user) => fal = fal.with_user_id(user),
+            Some(user) => {
+                config::secret("FAL_USER_ID", &user)?;
+                fal = fal.with_user_id(user);
+            }
             None => tracing::warn!(
                 "FAL_USER_ID is not set: webhooks signed by any fal account will be accepted"
             ),
@@ -237,17 +252,24 @@ impl FalProvider {
         Ok(fal)
     }
 
-    /// Other queue hosts: the first, and a backup tried when it refuses the connection.
-    pub fn with_queue_url(mut self, url: impl Into<String>, backup: Option<String>) -> Self {
-        self.queue = url.into().trim_end_matches('/').to_owned();
-        self.backup = backup.map(|b| b.trim_end_matches('/').to_owned());
-        self
+    /// Other queue hosts: the first, and a backup tried when it refuses the connection. Each
+    /// must be an http(s) base URL ([`Error::InvalidInput`] on `FAL_QUEUE_URL` otherwise).
+    pub fn with_queue_url(
+        mut self,
+        url: impl Into<String>,
+        backup: Option<String>,
+    ) -> Result<Self> {
+        self.queue = config::base_url("FAL_QUEUE_URL", &url.into())?;
+        self.backup = backup
+            .map(|b| config::base_url("FAL_QUEUE_URL", &b))
+            .transpose()?;
+        Ok(self)
     }
 
-    /// Another JWKS URL.
-    pub fn with_jwks_url(mut self, url: impl Into<String>) -> Self {
-        self.jwks_url = url.into();
-        self
+    /// Another JWKS URL ([`Error::InvalidInput`] on `FAL_JWKS_URL` when it is not http(s)).
+    pub fn with_jwks_url(mut self, url: impl Into<String>) -> Result<Self> {
+        self.jwks_url = config::http_url("FAL_JWKS_URL", &url.into())?.to_string();
+        Ok(self)
     }
 
     /// Your fal user id: webhooks signed for another account are refused.
@@ -421,236 +443,255 @@ impl VideoProvider for FalProvider {
     }
 
     async fn submit(&self, request: &SubmitRequest) -> Result<Submission> {
-        let body = model_input(&request.provider_model, &request.request);
-        let mut hosts = vec![self.queue.clone()];
-        hosts.extend(self.backup.clone());
-        let mut last = None;
-        self.limit.acquire().await;
-        for host in hosts {
-            let url = format!("{host}/{}", request.provider_model.trim_matches('/'));
-            let mut call = self
-                .http
-                .post(&url)
-                .header("authorization", self.auth())
-                .header("accept", "application/json")
-                .json(&body);
-            if let Some(hook) = &request.webhook_url {
-                call = call.query(&[("fal_webhook", hook.as_str())]);
-            }
-            match call.send().await {
-                Ok(resp) if resp.status().is_success() => {
-                    let v: Value = resp.json().await.map_err(|e| Error::OutcomeUnknown {
-                        service: SERVICE.to_owned(),
-                        reason: format!("the submit's answer could not be read: {e}"),
-                        source: Some(Box::new(e.without_url())),
-                    })?;
-                    let request_id = v["request_id"].as_str().unwrap_or_default().to_owned();
-                    if request_id.is_empty() {
-                        return Err(Error::OutcomeUnknown {
+        self.redacted(async {
+            let body = model_input(&request.provider_model, &request.request);
+            let mut hosts = vec![self.queue.clone()];
+            hosts.extend(self.backup.clone());
+            let mut last = None;
+            self.limit.acquire().await;
+            for host in hosts {
+                let url = format!("{host}/{}", request.provider_model.trim_matches('/'));
+                let mut call = self
+                    .http
+                    .post(&url)
+                    .header("authorization", self.auth())
+                    .header("accept", "application/json")
+                    .json(&body);
+                if let Some(hook) = &request.webhook_url {
+                    call = call.query(&[("fal_webhook", hook.as_str())]);
+                }
+                match call.send().await {
+                    Ok(resp) if resp.status().is_success() => {
+                        let v: Value = resp.json().await.map_err(|e| Error::OutcomeUnknown {
                             service: SERVICE.to_owned(),
-                            reason: "the submit was accepted without a request id".to_owned(),
-                            source: None,
-                        });
+                            reason: format!("the submit's answer could not be read: {e}"),
+                            source: Some(Box::new(e.without_url())),
+                        })?;
+                        let request_id = v["request_id"].as_str().unwrap_or_default().to_owned();
+                        if request_id.is_empty() {
+                            return Err(Error::OutcomeUnknown {
+                                service: SERVICE.to_owned(),
+                                reason: "the submit was accepted without a request id".to_owned(),
+                                source: None,
+                            });
+                        }
+                        return Ok(Submission { request_id });
                     }
-                    return Ok(Submission { request_id });
-                }
-                Ok(resp) => {
-                    let status = resp.status().as_u16();
-                    let fal_saw_it = resp.headers().contains_key("x-fal-request-id");
-                    let retry_after = http::retry_after(resp.headers());
-                    let text = resp.text().await.unwrap_or_default();
-                    if status >= 500 && fal_saw_it {
-                        return Err(Error::OutcomeUnknown {
-                            service: SERVICE.to_owned(),
-                            reason: format!("HTTP {status} after fal took the request"),
-                            source: None,
-                        });
+                    Ok(resp) => {
+                        let status = resp.status().as_u16();
+                        let fal_saw_it = resp.headers().contains_key("x-fal-request-id");
+                        let retry_after = http::retry_after(resp.headers());
+                        let text = resp.text().await.unwrap_or_default();
+                        if status >= 500 && fal_saw_it {
+                            return Err(Error::OutcomeUnknown {
+                                service: SERVICE.to_owned(),
+                                reason: format!("HTTP {status} after fal took the request"),
+                                source: None,
+                            });
+                        }
+                        return Err(map_error(http::Failed {
+                            status,
+                            body: text,
+                            retry_after,
+                        }));
                     }
-                    return Err(map_error(http::Failed {
-                        status,
-                        body: text,
-                        retry_after,
-                    }));
+                    Err(e) if e.is_connect() => {
+                        tracing::warn!(host = %host, "fal refused the connection; trying the backup host");
+                        last = Some(http::transport_error(SERVICE, CallKind::PaidStart, e));
+                    }
+                    Err(e) => return Err(http::transport_error(SERVICE, CallKind::PaidStart, e)),
                 }
-                Err(e) if e.is_connect() => {
-                    tracing::warn!(host = %host, "fal refused the connection; trying the backup host");
-                    last = Some(http::transport_error(SERVICE, CallKind::PaidStart, e));
-                }
-                Err(e) => return Err(http::transport_error(SERVICE, CallKind::PaidStart, e)),
             }
-        }
-        Err(last.unwrap_or_else(|| Error::Unavailable {
-            service: SERVICE.to_owned(),
-            reason: "no queue host".to_owned(),
-            response: None,
-            source: None,
-        }))
+            Err(last.unwrap_or_else(|| Error::Unavailable {
+                service: SERVICE.to_owned(),
+                reason: "no queue host".to_owned(),
+                response: None,
+                source: None,
+            }))
+        })
+        .await
     }
 
     async fn status(&self, query: &StatusQuery) -> Result<ProviderStatus> {
-        let (_, v) = self
-            .read(&format!("{}?logs=1", self.request_url(query, "/status")))
-            .await?;
-        Ok(match v["status"].as_str() {
-            Some("IN_QUEUE") => ProviderStatus::Queued {
-                position: v["queue_position"]
-                    .as_u64()
-                    .and_then(|p| u32::try_from(p).ok()),
-            },
-            Some("IN_PROGRESS") => ProviderStatus::Running {
-                progress: None,
-                stage: v["logs"]
-                    .as_array()
-                    .and_then(|logs| logs.last())
-                    .and_then(|l| l["message"].as_str())
-                    .map(str::to_owned),
-            },
-            Some("COMPLETED") => match v["error"].as_str() {
-                None => ProviderStatus::Succeeded { video: None },
-                Some(error) => ProviderStatus::Failed {
-                    reason: error.to_owned(),
-                    class: class_of(v["error_type"].as_str()),
+        self.redacted(async {
+            let (_, v) = self
+                .read(&format!("{}?logs=1", self.request_url(query, "/status")))
+                .await?;
+            Ok(match v["status"].as_str() {
+                Some("IN_QUEUE") => ProviderStatus::Queued {
+                    position: v["queue_position"]
+                        .as_u64()
+                        .and_then(|p| u32::try_from(p).ok()),
                 },
-            },
-            other => ProviderStatus::Failed {
-                reason: format!(
-                    "fal reported the unknown status {}",
-                    other.unwrap_or("(none)")
-                ),
-                class: FailureClass::Permanent,
-            },
+                Some("IN_PROGRESS") => ProviderStatus::Running {
+                    progress: None,
+                    stage: v["logs"]
+                        .as_array()
+                        .and_then(|logs| logs.last())
+                        .and_then(|l| l["message"].as_str())
+                        .map(str::to_owned),
+                },
+                Some("COMPLETED") => match v["error"].as_str() {
+                    None => ProviderStatus::Succeeded { video: None },
+                    Some(error) => ProviderStatus::Failed {
+                        reason: error.to_owned(),
+                        class: class_of(v["error_type"].as_str()),
+                    },
+                },
+                other => ProviderStatus::Failed {
+                    reason: format!(
+                        "fal reported the unknown status {}",
+                        other.unwrap_or("(none)")
+                    ),
+                    class: FailureClass::Permanent,
+                },
+            })
         })
+        .await
     }
 
     async fn result(&self, query: &StatusQuery) -> Result<ProviderVideo> {
-        let (status, v) = self.read(&self.request_url(query, "")).await?;
-        video_of(&v).ok_or_else(|| Error::Protocol {
-            service: SERVICE.to_owned(),
-            reason: "the result has no video URL".to_owned(),
-            response: Some(HttpFailure::new(status, &v.to_string())),
-            source: None,
+        self.redacted(async {
+            let (status, v) = self.read(&self.request_url(query, "")).await?;
+            video_of(&v).ok_or_else(|| Error::Protocol {
+                service: SERVICE.to_owned(),
+                reason: "the result has no video URL".to_owned(),
+                response: Some(HttpFailure::new(status, &v.to_string())),
+                source: None,
+            })
         })
+        .await
     }
 
     async fn cancel(&self, query: &StatusQuery) -> Result<CancelOutcome> {
-        let url = self.request_url(query, "/cancel");
-        self.limit.acquire().await;
-        let resp = self
-            .http
-            .put(&url)
-            .header("authorization", self.auth())
-            .send()
-            .await
-            .map_err(|e| http::transport_error(SERVICE, CallKind::Read, e))?;
-        let status = resp.status().as_u16();
-        let text = resp.text().await.unwrap_or_default();
-        let said = serde_json::from_str::<Value>(&text)
-            .ok()
-            .and_then(|v| v["status"].as_str().map(str::to_owned));
-        match said.as_deref() {
-            Some("OK") => Ok(CancelOutcome::Cancelled),
-            // Forwarded to a running app, which may finish and bill; or already done.
-            Some("CANCELLATION_REQUESTED" | "ALREADY_COMPLETED") => Ok(CancelOutcome::TooLate),
-            Some("NOT_FOUND") => Err(Error::not_found("request", &query.request_id)),
-            _ if (200..300).contains(&status) => Ok(CancelOutcome::TooLate),
-            _ => Err(map_error(http::Failed {
-                status,
-                body: text,
-                retry_after: None,
-            })),
-        }
+        self.redacted(async {
+            let url = self.request_url(query, "/cancel");
+            self.limit.acquire().await;
+            let resp = self
+                .http
+                .put(&url)
+                .header("authorization", self.auth())
+                .send()
+                .await
+                .map_err(|e| http::transport_error(SERVICE, CallKind::Read, e))?;
+            let status = resp.status().as_u16();
+            let text = resp.text().await.unwrap_or_default();
+            let said = serde_json::from_str::<Value>(&text)
+                .ok()
+                .and_then(|v| v["status"].as_str().map(str::to_owned));
+            match said.as_deref() {
+                Some("OK") => Ok(CancelOutcome::Cancelled),
+                // Forwarded to a running app, which may finish and bill; or already done.
+                Some("CANCELLATION_REQUESTED" | "ALREADY_COMPLETED") => Ok(CancelOutcome::TooLate),
+                Some("NOT_FOUND") => Err(Error::not_found("request", &query.request_id)),
+                _ if (200..300).contains(&status) => Ok(CancelOutcome::TooLate),
+                _ => Err(map_error(http::Failed {
+                    status,
+                    body: text,
+                    retry_after: None,
+                })),
+            }
+        })
+        .await
     }
 
     async fn parse_webhook(&self, delivery: &WebhookDelivery) -> Result<WebhookEvent> {
-        let header = |n: &str| {
-            delivery
-                .header(n)
-                .ok_or_else(|| unauthorized(&format!("no {n}")))
-        };
-        let request_id = header("x-fal-webhook-request-id")?;
-        let user_id = header("x-fal-webhook-user-id")?;
-        let timestamp = header("x-fal-webhook-timestamp")?;
-        let signature = header("x-fal-webhook-signature")?;
-        if let Some(ours) = &self.user_id {
-            if user_id != ours {
-                return Err(unauthorized("signed for another fal account"));
-            }
-        }
-        let sent = timestamp
-            .trim()
-            .parse::<u64>()
-            .map_err(|_| unauthorized("bad timestamp"))?;
-        let now = self
-            .now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        if now.abs_diff(sent) > WEBHOOK_TOLERANCE.as_secs() {
-            return Err(unauthorized("timestamp outside the 300 s window"));
-        }
-        let signature = hex::decode(signature.trim())
-            .ok()
-            .and_then(|b| Signature::from_slice(&b).ok())
-            .ok_or_else(|| unauthorized("bad signature encoding"))?;
-        let digest = hex::encode(Sha256::digest(&delivery.body));
-        let message = format!("{request_id}\n{user_id}\n{timestamp}\n{digest}");
-        let verified = |keys: &[VerifyingKey]| {
-            keys.iter()
-                .any(|k| k.verify(message.as_bytes(), &signature).is_ok())
-        };
-        if !verified(&self.keys(false).await?) && !verified(&self.keys(true).await?) {
-            return Err(unauthorized("signature does not verify"));
-        }
-        // Verified: now read the body (never re-serialised; seeds exceed i64).
-        let body: Value = serde_json::from_slice(&delivery.body).map_err(|e| Error::Protocol {
-            service: SERVICE.to_owned(),
-            reason: format!("webhook body: {e}"),
-            response: None,
-            source: Some(Box::new(e)),
-        })?;
-        if body["request_id"].as_str() != Some(request_id) {
-            return Err(unauthorized("the body names another request"));
-        }
-        let status = match body["status"].as_str() {
-            Some("OK") => match video_of(&body["payload"]) {
-                Some(video) => ProviderStatus::Succeeded { video: Some(video) },
-                None => ProviderStatus::Succeeded { video: None },
-            },
-            _ => {
-                let reason = body["error"]
-                    .as_str()
-                    .or(body["payload_error"].as_str())
-                    .unwrap_or("fal reported an error")
-                    .to_owned();
-                // "Invalid status code: 503": fal's infrastructure failed (not billed), as the
-                // status poll's runner errors are: worth another try.
-                let server_side = reason
-                    .rsplit(':')
-                    .next()
-                    .and_then(|c| c.trim().parse::<u16>().ok())
-                    .is_some_and(|c| c >= 500);
-                ProviderStatus::Failed {
-                    reason,
-                    class: if server_side {
-                        FailureClass::Retryable
-                    } else {
-                        FailureClass::Permanent
-                    },
+        self.redacted(async {
+            let header = |n: &str| {
+                delivery
+                    .header(n)
+                    .ok_or_else(|| unauthorized(&format!("no {n}")))
+            };
+            let request_id = header("x-fal-webhook-request-id")?;
+            let user_id = header("x-fal-webhook-user-id")?;
+            let timestamp = header("x-fal-webhook-timestamp")?;
+            let signature = header("x-fal-webhook-signature")?;
+            if let Some(ours) = &self.user_id {
+                if user_id != ours {
+                    return Err(unauthorized("signed for another fal account"));
                 }
             }
-        };
-        Ok(WebhookEvent {
-            request_id: request_id.to_owned(),
-            // fal sends no delivery id: the body's digest stands for it (a retry of the same
-            // delivery is the same bytes).
-            delivery_id: format!("sha256:{digest}"),
-            status,
+            let sent = timestamp
+                .trim()
+                .parse::<u64>()
+                .map_err(|_| unauthorized("bad timestamp"))?;
+            let now = self
+                .now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            if now.abs_diff(sent) > WEBHOOK_TOLERANCE.as_secs() {
+                return Err(unauthorized("timestamp outside the 300 s window"));
+            }
+            let signature = hex::decode(signature.trim())
+                .ok()
+                .and_then(|b| Signature::from_slice(&b).ok())
+                .ok_or_else(|| unauthorized("bad signature encoding"))?;
+            let digest = hex::encode(Sha256::digest(&delivery.body));
+            let message = format!("{request_id}\n{user_id}\n{timestamp}\n{digest}");
+            let verified = |keys: &[VerifyingKey]| {
+                keys.iter()
+                    .any(|k| k.verify(message.as_bytes(), &signature).is_ok())
+            };
+            if !verified(&self.keys(false).await?) && !verified(&self.keys(true).await?) {
+                return Err(unauthorized("signature does not verify"));
+            }
+            // Verified: now read the body (never re-serialised; seeds exceed i64).
+            let body: Value =
+                serde_json::from_slice(&delivery.body).map_err(|e| Error::Protocol {
+                    service: SERVICE.to_owned(),
+                    reason: format!("webhook body: {e}"),
+                    response: None,
+                    source: Some(Box::new(e)),
+                })?;
+            if body["request_id"].as_str() != Some(request_id) {
+                return Err(unauthorized("the body names another request"));
+            }
+            let status = match body["status"].as_str() {
+                Some("OK") => match video_of(&body["payload"]) {
+                    Some(video) => ProviderStatus::Succeeded { video: Some(video) },
+                    None => ProviderStatus::Succeeded { video: None },
+                },
+                _ => {
+                    let reason = body["error"]
+                        .as_str()
+                        .or(body["payload_error"].as_str())
+                        .unwrap_or("fal reported an error")
+                        .to_owned();
+                    // "Invalid status code: 503": fal's infrastructure failed (not billed), as the
+                    // status poll's runner errors are: worth another try.
+                    let server_side = reason
+                        .rsplit(':')
+                        .next()
+                        .and_then(|c| c.trim().parse::<u16>().ok())
+                        .is_some_and(|c| c >= 500);
+                    ProviderStatus::Failed {
+                        reason,
+                        class: if server_side {
+                            FailureClass::Retryable
+                        } else {
+                            FailureClass::Permanent
+                        },
+                    }
+                }
+            };
+            Ok(WebhookEvent {
+                request_id: request_id.to_owned(),
+                // fal sends no delivery id: the body's digest stands for it (a retry of the same
+                // delivery is the same bytes).
+                delivery_id: format!("sha256:{digest}"),
+                status,
+            })
         })
+        .await
     }
 
     async fn balance(&self) -> Result<Option<ProviderBalance>> {
-        // fal publishes no balance endpoint.
-        Ok(None)
+        self.redacted(async {
+            // fal publishes no balance endpoint.
+            Ok(None)
+        })
+        .await
     }
 }
 

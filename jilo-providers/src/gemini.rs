@@ -33,6 +33,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 
 use crate::http::{self, CallKind, RateLimiter, RetryPolicy};
+use jilo_core::config;
 
 /// Gemini's API.
 pub const DEFAULT_API_URL: &str = "https://generativelanguage.googleapis.com";
@@ -115,18 +116,29 @@ impl fmt::Debug for GeminiModel {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("GeminiModel")
             .field("key", &"***")
-            .field("base", &self.base)
+            .field("base", &config::redact_url(&self.base))
             .field("model", &self.model)
             .finish_non_exhaustive()
     }
 }
 
 impl GeminiModel {
+    /// The result with this client's secrets taken out of any error (a service may echo the
+    /// request, its URL or headers included, in an error body): what every call returns.
+    async fn redacted<T>(&self, call: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+        call.await
+            .map_err(|e| e.redact(&[self.key.expose_secret()]))
+    }
+
     /// A model with this API key, [`DEFAULT_MODEL`] on [`DEFAULT_API_URL`], 60 calls a minute.
-    pub fn new(key: impl Into<String>) -> Self {
-        let http = http::client(Duration::from_secs(120));
-        Self {
-            key: SecretString::from(key.into()),
+    /// A key with whitespace around it or a control character is refused
+    /// ([`Error::InvalidInput`] on `GEMINI_API_KEY`), and so is a machine whose TLS roots
+    /// cannot load.
+    pub fn new(key: impl Into<String>) -> Result<Self> {
+        let key = http::secret("GEMINI_API_KEY", key)?;
+        let http = http::client(Duration::from_secs(120))?;
+        Ok(Self {
+            key,
             base: DEFAULT_API_URL.to_owned(),
             version: DEFAULT_API_VERSION.to_owned(),
             model: DEFAULT_MODEL.to_owned(),
@@ -139,34 +151,42 @@ impl GeminiModel {
                 max_delay: Duration::from_secs(60),
                 max_elapsed: Duration::from_secs(180),
             },
-        }
+        })
     }
 
-    /// `GEMINI_API_KEY` (required), `GEMINI_API_URL`, `GEMINI_MODEL`.
+    /// `GEMINI_API_KEY` (required), `GEMINI_API_URL`, `GEMINI_MODEL`; a bad value is
+    /// [`Error::InvalidInput`] naming its variable.
     pub fn from_env() -> Result<Self> {
         let var = http::env_var;
-        let key = var("GEMINI_API_KEY")
-            .ok_or_else(|| Error::invalid("GEMINI_API_KEY", "set it to a Gemini API key"))?;
-        let mut model = Self::new(key);
+        let mut model = Self::new(http::required_env(
+            "GEMINI_API_KEY",
+            "set it to a Gemini API key",
+        )?)?;
         if let Some(url) = var("GEMINI_API_URL") {
-            model = model.with_base_url(url);
+            model = model.with_base_url(url)?;
         }
         if let Some(id) = var("GEMINI_MODEL") {
-            model = model.with_model(id);
+            model = model.with_model(id)?;
         }
         Ok(model)
     }
 
-    /// Another API base URL.
-    pub fn with_base_url(mut self, url: impl Into<String>) -> Self {
-        self.base = url.into().trim_end_matches('/').to_owned();
-        self
+    /// Another API base URL ([`Error::InvalidInput`] on `GEMINI_API_URL` when it is not an
+    /// http(s) base URL).
+    pub fn with_base_url(mut self, url: impl Into<String>) -> Result<Self> {
+        self.base = config::base_url("GEMINI_API_URL", &url.into())?;
+        Ok(self)
     }
 
-    /// Another model id (bare, e.g. `gemini-3.8-flash`).
-    pub fn with_model(mut self, model: impl Into<String>) -> Self {
-        self.model = model.into().trim_start_matches("models/").to_owned();
-        self
+    /// Another model id (bare, e.g. `gemini-3.8-flash`, or with its `models/` prefix). It
+    /// becomes part of the request's path, so anything but an id (`../../admin`) is
+    /// [`Error::InvalidInput`] on `GEMINI_MODEL`.
+    pub fn with_model(mut self, model: impl Into<String>) -> Result<Self> {
+        let model = model.into();
+        let model = model.strip_prefix("models/").unwrap_or(&model);
+        config::model_id("GEMINI_MODEL", model)?;
+        self.model = model.to_owned();
+        Ok(self)
     }
 
     /// Other instructions.
@@ -374,116 +394,125 @@ fn video_values(video: &TrendingVideo) -> Vec<(&'static str, String)> {
 #[async_trait]
 impl CreativeModel for GeminiModel {
     async fn analyze(&self, video: &TrendingVideo) -> Result<ViralAnalysis> {
-        let schema = json!({
-            "type": "object",
-            "properties": {
-                "hook": {"type": "string"},
-                "success_factors": {"type": "array", "items": {"type": "string"}, "minItems": 3, "maxItems": 5},
-                "score": {"type": "integer", "minimum": 1, "maximum": 10}
-            },
-            "required": ["hook", "success_factors", "score"]
-        });
-        let out = self
-            .ask(&fill(&self.prompts.analyze, &video_values(video)), schema)
-            .await?;
-        let score = out["score"]
-            .as_f64()
-            .filter(|s| (1.0..=10.0).contains(s))
-            .ok_or_else(|| protocol(format!("score {} is not 1 to 10", out["score"]), None))?;
-        let mut factors = strings(&out["success_factors"]);
-        factors.truncate(5);
-        let hook = out["hook"].as_str().unwrap_or_default().trim().to_owned();
-        if hook.is_empty() || factors.is_empty() {
-            return Err(protocol(
-                "the analysis lacks a hook or factors".to_owned(),
-                None,
-            ));
-        }
-        Ok(ViralAnalysis {
-            hook,
-            success_factors: factors,
-            score: score.round() as u8,
+        self.redacted(async {
+            let schema = json!({
+                "type": "object",
+                "properties": {
+                    "hook": {"type": "string"},
+                    "success_factors": {"type": "array", "items": {"type": "string"}, "minItems": 3, "maxItems": 5},
+                    "score": {"type": "integer", "minimum": 1, "maximum": 10}
+                },
+                "required": ["hook", "success_factors", "score"]
+            });
+            let out = self
+                .ask(&fill(&self.prompts.analyze, &video_values(video)), schema)
+                .await?;
+            let score = out["score"]
+                .as_f64()
+                .filter(|s| (1.0..=10.0).contains(s))
+                .ok_or_else(|| protocol(format!("score {} is not 1 to 10", out["score"]), None))?;
+            let mut factors = strings(&out["success_factors"]);
+            factors.truncate(5);
+            let hook = out["hook"].as_str().unwrap_or_default().trim().to_owned();
+            if hook.is_empty() || factors.is_empty() {
+                return Err(protocol(
+                    "the analysis lacks a hook or factors".to_owned(),
+                    None,
+                ));
+            }
+            Ok(ViralAnalysis {
+                hook,
+                success_factors: factors,
+                score: score.round() as u8,
+            })
         })
+        .await
     }
 
     async fn write_prompt(&self, brief: &PromptBrief) -> Result<String> {
-        let schema = json!({
-            "type": "object",
-            "properties": {"prompt": {"type": "string", "minLength": 100, "maxLength": 300}},
-            "required": ["prompt"]
-        });
-        let mut values = video_values(&brief.video);
-        let analysis = brief.analysis.as_ref();
-        values.push(("hook", analysis.map(|a| a.hook.clone()).unwrap_or_default()));
-        values.push((
-            "factors",
-            analysis
-                .map(|a| a.success_factors.join(", "))
-                .unwrap_or_default(),
-        ));
-        values.push(("duration", brief.duration_secs.to_string()));
-        let out = self
-            .ask(&fill(&self.prompts.write_prompt, &values), schema)
-            .await?;
-        let prompt = out["prompt"].as_str().unwrap_or_default().trim().to_owned();
-        let chars = prompt.chars().count();
-        if !(100..=300).contains(&chars) {
-            return Err(protocol(
-                format!("the prompt has {chars} characters; 100 to 300 were asked"),
-                None,
+        self.redacted(async {
+            let schema = json!({
+                "type": "object",
+                "properties": {"prompt": {"type": "string", "minLength": 100, "maxLength": 300}},
+                "required": ["prompt"]
+            });
+            let mut values = video_values(&brief.video);
+            let analysis = brief.analysis.as_ref();
+            values.push(("hook", analysis.map(|a| a.hook.clone()).unwrap_or_default()));
+            values.push((
+                "factors",
+                analysis
+                    .map(|a| a.success_factors.join(", "))
+                    .unwrap_or_default(),
             ));
-        }
-        Ok(prompt)
+            values.push(("duration", brief.duration_secs.to_string()));
+            let out = self
+                .ask(&fill(&self.prompts.write_prompt, &values), schema)
+                .await?;
+            let prompt = out["prompt"].as_str().unwrap_or_default().trim().to_owned();
+            let chars = prompt.chars().count();
+            if !(100..=300).contains(&chars) {
+                return Err(protocol(
+                    format!("the prompt has {chars} characters; 100 to 300 were asked"),
+                    None,
+                ));
+            }
+            Ok(prompt)
+        })
+        .await
     }
 
     async fn suggest_metadata(&self, brief: &MetadataBrief) -> Result<MetadataSuggestion> {
-        let schema = json!({
-            "type": "object",
-            "properties": {
-                "titles": {"type": "array", "items": {"type": "string", "maxLength": 100}, "minItems": 3, "maxItems": 3},
-                "description": {"type": "string"},
-                "tags": {"type": "array", "items": {"type": "string", "maxLength": 30}, "minItems": 10, "maxItems": 15}
-            },
-            "required": ["titles", "description", "tags"]
-        });
-        let values = [
-            ("prompt", brief.prompt.clone()),
-            ("duration", brief.duration_secs.to_string()),
-            ("keywords", brief.keywords.join(", ")),
-        ];
-        let out = self
-            .ask(&fill(&self.prompts.metadata, &values), schema)
-            .await?;
-        // Over-long titles and tags are cut at a character boundary, extra ones dropped.
-        let titles: Vec<String> = strings(&out["titles"])
-            .into_iter()
-            .map(|t| t.chars().take(100).collect())
-            .take(3)
-            .collect();
-        let tags: Vec<String> = strings(&out["tags"])
-            .into_iter()
-            .map(|t| t.chars().take(30).collect())
-            .take(15)
-            .collect();
-        if titles.len() < 3 || tags.len() < 10 {
-            return Err(protocol(
-                format!(
-                    "asked 3 titles and 10-15 tags, got {} and {}",
-                    titles.len(),
-                    tags.len()
-                ),
-                None,
-            ));
-        }
-        Ok(MetadataSuggestion {
-            titles,
-            description: out["description"]
-                .as_str()
-                .unwrap_or_default()
-                .trim()
-                .to_owned(),
-            tags,
+        self.redacted(async {
+            let schema = json!({
+                "type": "object",
+                "properties": {
+                    "titles": {"type": "array", "items": {"type": "string", "maxLength": 100}, "minItems": 3, "maxItems": 3},
+                    "description": {"type": "string"},
+                    "tags": {"type": "array", "items": {"type": "string", "maxLength": 30}, "minItems": 10, "maxItems": 15}
+                },
+                "required": ["titles", "description", "tags"]
+            });
+            let values = [
+                ("prompt", brief.prompt.clone()),
+                ("duration", brief.duration_secs.to_string()),
+                ("keywords", brief.keywords.join(", ")),
+            ];
+            let out = self
+                .ask(&fill(&self.prompts.metadata, &values), schema)
+                .await?;
+            // Over-long titles and tags are cut at a character boundary, extra ones dropped.
+            let titles: Vec<String> = strings(&out["titles"])
+                .into_iter()
+                .map(|t| t.chars().take(100).collect())
+                .take(3)
+                .collect();
+            let tags: Vec<String> = strings(&out["tags"])
+                .into_iter()
+                .map(|t| t.chars().take(30).collect())
+                .take(15)
+                .collect();
+            if titles.len() < 3 || tags.len() < 10 {
+                return Err(protocol(
+                    format!(
+                        "asked 3 titles and 10-15 tags, got {} and {}",
+                        titles.len(),
+                        tags.len()
+                    ),
+                    None,
+                ));
+            }
+            Ok(MetadataSuggestion {
+                titles,
+                description: out["description"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .trim()
+                    .to_owned(),
+                tags,
+            })
         })
+        .await
     }
 }
 

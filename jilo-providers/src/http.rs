@@ -13,9 +13,9 @@ use jilo_core::{Error, HttpFailure};
 use crate::classify;
 
 /// Installs rustls's ring crypto provider as the process default, unless one is installed
-/// already. reqwest is built without a provider of its own (jilo keeps one TLS stack:
-/// rustls on ring), so a client needs one; jilo calls this before it builds any client. A
-/// host that builds its own `reqwest::Client` before touching jilo calls it first.
+/// already. jilo does not need it: its clients carry their own TLS configuration on ring
+/// ([`client_builder`]). It is here for a host that builds a plain `reqwest::Client` itself
+/// (reqwest is built without a provider of its own) and has none of its own to install.
 pub fn install_crypto_provider() {
     if rustls::crypto::CryptoProvider::get_default().is_none() {
         // Another thread may win the race: either way a provider is installed.
@@ -23,20 +23,86 @@ pub fn install_crypto_provider() {
     }
 }
 
-/// The HTTP client a service client gets unless the host injects its own: rustls, a connect
-/// time-out of 10 s and a whole-call time-out of `timeout`.
-pub fn client(timeout: Duration) -> reqwest::Client {
-    install_crypto_provider();
-    reqwest::Client::builder()
-        .timeout(timeout)
-        .connect_timeout(Duration::from_secs(10))
-        .build()
-        .unwrap_or_default()
+/// The TLS configuration of jilo's clients: rustls on ring, chosen here rather than through
+/// the process default (a host's own default is neither overridden nor needed), with the
+/// platform's certificate verifier. Fails with the cause when no root certificates load (a
+/// slim container without CA certificates, an `SSL_CERT_FILE` naming no file).
+pub fn tls_config() -> Result<rustls::ClientConfig, Error> {
+    use rustls_platform_verifier::BuilderVerifierExt;
+    let refused = |e: rustls::Error| {
+        Error::invalid(
+            "TLS",
+            format!(
+                "no TLS configuration could be made ({e}); install the CA certificates \
+                 (e.g. the ca-certificates package) or point SSL_CERT_FILE at a bundle"
+            ),
+        )
+    };
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(refused)?
+        .with_platform_verifier()
+        .map_err(refused)?
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// A `reqwest::ClientBuilder` with jilo's TLS configuration ([`tls_config`]) and a connect
+/// time-out of 10 s: what a host starts from to inject its own client (a proxy, other
+/// time-outs) through a client's `with_client`.
+pub fn client_builder() -> Result<reqwest::ClientBuilder, Error> {
+    Ok(reqwest::Client::builder()
+        .tls_backend_preconfigured(tls_config()?)
+        .connect_timeout(Duration::from_secs(10)))
+}
+
+/// Builds a client, with the cause when it cannot be built.
+pub fn build_client(builder: reqwest::ClientBuilder) -> Result<reqwest::Client, Error> {
+    builder.build().map_err(|e| {
+        Error::invalid(
+            "HTTP client",
+            format!("could not be built: {}", error_chain(&e)),
+        )
+    })
+}
+
+/// The HTTP client a service client gets unless the host injects its own:
+/// [`client_builder`] with a whole-call time-out of `timeout`.
+pub fn client(timeout: Duration) -> Result<reqwest::Client, Error> {
+    build_client(client_builder()?.timeout(timeout))
+}
+
+/// An error's text with its sources'.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        next = cause.source();
+    }
+    text
 }
 
 /// An environment variable's value, `None` when unset or blank.
 pub fn env_var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// An environment variable that must be set: its value, or [`Error::InvalidInput`] naming it
+/// with `hint` (what to set it to).
+pub fn required_env(name: &str, hint: &str) -> Result<String, Error> {
+    env_var(name).ok_or_else(|| Error::invalid(name, format!("is not set: {hint}")))
+}
+
+/// A key or token checked as [`jilo_core::config::secret`] does, refused under `name` (the
+/// variable it is read from).
+pub fn secret(name: &str, value: impl Into<String>) -> Result<secrecy::SecretString, Error> {
+    let value = value.into();
+    jilo_core::config::secret(name, &value)?;
+    Ok(secrecy::SecretString::from(value))
 }
 
 /// How often and how long a call is tried.
@@ -110,12 +176,23 @@ pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     })
 }
 
-/// A transport failure as jilo's error: a refused connection is `Unavailable` (nothing was
-/// sent), a time-out `Timeout`, anything after the request may have left `OutcomeUnknown` for
-/// a paid start and `Unavailable` for a read. The URL (which may carry a token) is dropped.
+/// A transport failure as jilo's error. Nothing was sent when the request could not be built
+/// (a header value with a newline, a URL that is not one) or the connection was never made
+/// (refused, DNS): that is `Unavailable` with no answer, which a paid start may send again
+/// and the Studio retries or fails over, never reconciles. A time-out is `Timeout`; anything
+/// after the request may have left is `OutcomeUnknown` for a paid start and `Unavailable` for
+/// a read. The URL (which may carry a token) is dropped.
 pub fn transport_error(service: &str, kind: CallKind, e: reqwest::Error) -> Error {
     let e = e.without_url();
     let service = service.to_owned();
+    if e.is_builder() {
+        return Error::Unavailable {
+            service,
+            reason: "the request could not be built, so nothing was sent".to_owned(),
+            response: None,
+            source: Some(Box::new(e)),
+        };
+    }
     if e.is_connect() {
         return Error::Unavailable {
             service,

@@ -123,7 +123,7 @@ mod chat {
     use std::fmt;
 
     use async_trait::async_trait;
-    use jilo_core::{Alert, Error, Notifier, Result};
+    use jilo_core::{Alert, Notifier, Result};
     use secrecy::{ExposeSecret, SecretString};
     use serde_json::json;
 
@@ -144,23 +144,23 @@ mod chat {
     }
 
     impl ChatWebhookNotifier {
-        /// Posts to this webhook URL.
-        pub fn new(url: impl Into<String>) -> Self {
-            Self {
-                url: SecretString::from(url.into()),
-                http: http::client(std::time::Duration::from_secs(10)),
-            }
+        /// Posts to this webhook URL: an http(s) URL, else [`Error::InvalidInput`] on
+        /// `JILO_ALERT_WEBHOOK` (the URL itself is never shown: it is the credential).
+        pub fn new(url: impl Into<String>) -> Result<Self> {
+            let url = url.into();
+            jilo_core::config::http_url("JILO_ALERT_WEBHOOK", &url)?;
+            Ok(Self {
+                url: SecretString::from(url),
+                http: http::client(std::time::Duration::from_secs(10))?,
+            })
         }
 
         /// `JILO_ALERT_WEBHOOK` (required).
         pub fn from_env() -> Result<Self> {
-            std::env::var("JILO_ALERT_WEBHOOK")
-                .ok()
-                .filter(|v| !v.trim().is_empty())
-                .map(Self::new)
-                .ok_or_else(|| {
-                    Error::invalid("JILO_ALERT_WEBHOOK", "set it to the chat webhook URL")
-                })
+            Self::new(http::required_env(
+                "JILO_ALERT_WEBHOOK",
+                "set it to the chat webhook URL",
+            )?)
         }
     }
 

@@ -35,6 +35,7 @@ use serde_json::{json, Value};
 
 use crate::classify;
 use crate::http::{self, CallKind, RetryPolicy};
+use jilo_core::config;
 
 /// 速创's API.
 pub const DEFAULT_API_URL: &str = "https://api.wuyinkeji.com";
@@ -74,41 +75,51 @@ impl fmt::Debug for SuchuangProvider {
         f.debug_struct("SuchuangProvider")
             .field("id", &self.id)
             .field("key", &"***")
-            .field("base", &self.base)
+            .field("base", &config::redact_url(&self.base))
             .finish_non_exhaustive()
     }
 }
 
 impl SuchuangProvider {
-    /// A provider named `suchuang` with this key.
-    pub fn new(key: impl Into<String>) -> Self {
-        let http = http::client(Duration::from_secs(60));
-        Self {
+    /// The result with this client's secrets taken out of any error (a service may echo the
+    /// request, its URL or headers included, in an error body): what every call returns.
+    async fn redacted<T>(&self, call: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+        call.await
+            .map_err(|e| e.redact(&[self.key.expose_secret()]))
+    }
+
+    /// A provider named `suchuang` with this key. A key with whitespace around it or a
+    /// control character is refused ([`Error::InvalidInput`] on `SUCHUANG_API_KEY`), and so
+    /// is a machine whose TLS roots cannot load.
+    pub fn new(key: impl Into<String>) -> Result<Self> {
+        let key = http::secret("SUCHUANG_API_KEY", key)?;
+        let http = http::client(Duration::from_secs(60))?;
+        Ok(Self {
             id: ProviderId::new("suchuang"),
-            key: SecretString::from(key.into()),
+            key,
             base: DEFAULT_API_URL.to_owned(),
             http,
             reads: RetryPolicy::default(),
             models: catalog(),
-        }
+        })
     }
 
-    /// `SUCHUANG_API_KEY` (required), `SUCHUANG_API_URL`.
+    /// `SUCHUANG_API_KEY` (required), `SUCHUANG_API_URL`; a bad value is
+    /// [`Error::InvalidInput`] naming its variable.
     pub fn from_env() -> Result<Self> {
-        let var = http::env_var;
-        let key = var("SUCHUANG_API_KEY")
-            .ok_or_else(|| Error::invalid("SUCHUANG_API_KEY", "set it to a 速创 API key"))?;
-        let mut provider = Self::new(key);
-        if let Some(url) = var("SUCHUANG_API_URL") {
-            provider = provider.with_base_url(url);
+        let key = http::required_env("SUCHUANG_API_KEY", "set it to a 速创 API key")?;
+        let provider = Self::new(key)?;
+        match http::env_var("SUCHUANG_API_URL") {
+            Some(url) => provider.with_base_url(url),
+            None => Ok(provider),
         }
-        Ok(provider)
     }
 
-    /// Another API base URL.
-    pub fn with_base_url(mut self, url: impl Into<String>) -> Self {
-        self.base = url.into().trim_end_matches('/').to_owned();
-        self
+    /// Another API base URL ([`Error::InvalidInput`] on `SUCHUANG_API_URL` when it is not an
+    /// http(s) base URL).
+    pub fn with_base_url(mut self, url: impl Into<String>) -> Result<Self> {
+        self.base = config::base_url("SUCHUANG_API_URL", &url.into())?;
+        Ok(self)
     }
 
     /// Another HTTP client.
@@ -256,72 +267,92 @@ impl VideoProvider for SuchuangProvider {
     }
 
     async fn submit(&self, request: &SubmitRequest) -> Result<Submission> {
-        let url = format!("{}/api/async/video_{}", self.base, request.provider_model);
-        let body = json!({
-            "prompt": request.request.prompt.trim(),
-            "aspectRatio": request.request.aspect_ratio.as_str(),
-            "size": "720p",
-        });
-        // A paid start: sent once; only a refused connection or a 429 is sent again.
-        let resp = http::send(
-            SERVICE,
-            CallKind::PaidStart,
-            &RetryPolicy::once(),
-            client_error,
-            |f| f.into_error(SERVICE),
-            || self.authed(self.http.post(&url).json(&body)),
-        )
-        .await?;
-        let data = self.envelope(resp, CallKind::PaidStart).await?;
-        let request_id = task_id(&data).ok_or_else(|| Error::OutcomeUnknown {
-            service: SERVICE.to_owned(),
-            reason: "the submit was accepted without a task id".to_owned(),
-            source: None,
-        })?;
-        Ok(Submission { request_id })
+        self.redacted(async {
+            let url = format!("{}/api/async/video_{}", self.base, request.provider_model);
+            let body = json!({
+                "prompt": request.request.prompt.trim(),
+                "aspectRatio": request.request.aspect_ratio.as_str(),
+                "size": "720p",
+            });
+            // A paid start: sent once; only a refused connection or a 429 is sent again.
+            let resp = http::send(
+                SERVICE,
+                CallKind::PaidStart,
+                &RetryPolicy::once(),
+                client_error,
+                |f| f.into_error(SERVICE),
+                || self.authed(self.http.post(&url).json(&body)),
+            )
+            .await?;
+            let data = self.envelope(resp, CallKind::PaidStart).await?;
+            let request_id = task_id(&data).ok_or_else(|| Error::OutcomeUnknown {
+                service: SERVICE.to_owned(),
+                reason: "the submit was accepted without a task id".to_owned(),
+                source: None,
+            })?;
+            Ok(Submission { request_id })
+        })
+        .await
     }
 
     async fn status(&self, query: &StatusQuery) -> Result<ProviderStatus> {
-        let url = format!("{}/api/async/detail", self.base);
-        let resp = http::send(
-            SERVICE,
-            CallKind::Read,
-            &self.reads,
-            client_error,
-            |f| f.into_error(SERVICE),
-            || {
-                self.authed(self.http.get(&url))
-                    .query(&[("id", query.request_id.as_str())])
-            },
-        )
-        .await?;
-        let data = self.envelope(resp, CallKind::Read).await?;
-        Ok(status_of(&data))
+        self.redacted(async {
+            let url = format!("{}/api/async/detail", self.base);
+            let resp = http::send(
+                SERVICE,
+                CallKind::Read,
+                &self.reads,
+                client_error,
+                |f| f.into_error(SERVICE),
+                || {
+                    self.authed(self.http.get(&url))
+                        .query(&[("id", query.request_id.as_str())])
+                },
+            )
+            .await?;
+            let data = self.envelope(resp, CallKind::Read).await?;
+            // A failed task's reason is kept on the job: no key in it either.
+            Ok(match status_of(&data) {
+                ProviderStatus::Failed { reason, class } => ProviderStatus::Failed {
+                    reason: config::redact(reason, &[self.key.expose_secret()]),
+                    class,
+                },
+                status => status,
+            })
+        })
+        .await
     }
 
     async fn result(&self, query: &StatusQuery) -> Result<ProviderVideo> {
-        match self.status(query).await? {
-            ProviderStatus::Succeeded { video: Some(video) } => Ok(video),
-            other => Err(Error::not_allowed(format!(
-                "task {} has no video yet ({other:?})",
-                query.request_id
-            ))),
-        }
+        self.redacted(async {
+            match self.status(query).await? {
+                ProviderStatus::Succeeded { video: Some(video) } => Ok(video),
+                other => Err(Error::not_allowed(format!(
+                    "task {} has no video yet ({other:?})",
+                    query.request_id
+                ))),
+            }
+        })
+        .await
     }
 
     async fn cancel(&self, _query: &StatusQuery) -> Result<CancelOutcome> {
-        Ok(CancelOutcome::Unsupported)
+        self.redacted(async { Ok(CancelOutcome::Unsupported) })
+            .await
     }
 
     async fn parse_webhook(&self, _delivery: &WebhookDelivery) -> Result<WebhookEvent> {
-        Err(Error::Unauthorized {
-            service: format!("{SERVICE} webhook: 速创 sends no webhooks"),
-            response: None,
-            source: None,
+        self.redacted(async {
+            Err(Error::Unauthorized {
+                service: format!("{SERVICE} webhook: 速创 sends no webhooks"),
+                response: None,
+                source: None,
+            })
         })
+        .await
     }
 
     async fn balance(&self) -> Result<Option<ProviderBalance>> {
-        Ok(None)
+        self.redacted(async { Ok(None) }).await
     }
 }

@@ -21,7 +21,9 @@ fn source(server: &MockServer) -> ApifySource {
         ..RetryPolicy::default()
     };
     ApifySource::new(TOKEN)
+        .unwrap()
         .with_base_url(server.uri())
+        .unwrap()
         .with_retries(quick, quick)
 }
 
@@ -404,7 +406,7 @@ async fn errors_are_typed_and_never_show_the_token() {
         assert_eq!(err.http().map(|h| h.status), Some(status));
         assert!(!format!("{err} {err:?}").contains(TOKEN));
     }
-    let shown = format!("{:?}", ApifySource::new(TOKEN));
+    let shown = format!("{:?}", ApifySource::new(TOKEN).unwrap());
     assert!(!shown.contains(TOKEN) && shown.contains("***"), "{shown}");
 }
 

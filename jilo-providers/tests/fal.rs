@@ -25,8 +25,11 @@ const KLING: &str = "fal-ai/kling-video/v1.6/standard/text-to-video";
 
 fn fal(server: &MockServer) -> FalProvider {
     FalProvider::new(KEY)
+        .unwrap()
         .with_queue_url(server.uri(), None)
+        .unwrap()
         .with_jwks_url(format!("{}/.well-known/jwks.json", server.uri()))
+        .unwrap()
         .with_retries(RetryPolicy::once())
 }
 
@@ -84,7 +87,10 @@ async fn a_refused_connection_goes_to_the_backup_host() {
         .expect(1)
         .mount(&backup)
         .await;
-    let provider = FalProvider::new(KEY).with_queue_url(dead, Some(backup.uri()));
+    let provider = FalProvider::new(KEY)
+        .unwrap()
+        .with_queue_url(dead, Some(backup.uri()))
+        .unwrap();
     assert_eq!(
         provider
             .submit(&kling_request("job-2"))

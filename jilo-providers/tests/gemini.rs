@@ -17,7 +17,9 @@ const PATH: &str = "/v1beta/models/gemini-3.5-flash:generateContent";
 
 fn model(server: &MockServer) -> GeminiModel {
     GeminiModel::new(KEY)
+        .unwrap()
         .with_base_url(server.uri())
+        .unwrap()
         .with_retries(RetryPolicy::once())
 }
 
@@ -126,6 +128,7 @@ async fn prompts_and_metadata_keep_their_bounds_and_the_prompts_are_the_hosts() 
         .await;
     let gemini = model(&server)
         .with_model("models/gemini-3.8-flash")
+        .unwrap()
         .with_prompts(CreativePrompts {
             write_prompt: "HOST PROMPT for {duration}s from {title}".into(),
             language: "Chinese".into(),
@@ -264,7 +267,7 @@ async fn errors_are_typed_and_the_retry_delay_is_read_from_the_body() {
         assert_eq!(err.kind(), kind, "HTTP {status}: {err}");
         assert!(!format!("{err} {err:?}").contains(KEY));
     }
-    assert!(!format!("{:?}", GeminiModel::new(KEY)).contains(KEY));
+    assert!(!format!("{:?}", GeminiModel::new(KEY).unwrap()).contains(KEY));
 }
 
 /// 503 then 200: retried, as the official SDK does (the rate limit itself is tested in `http`).
@@ -283,7 +286,9 @@ async fn overloads_are_retried() {
         .mount(&server)
         .await;
     let gemini = GeminiModel::new(KEY)
+        .unwrap()
         .with_base_url(server.uri())
+        .unwrap()
         .with_retries(RetryPolicy {
             base: Duration::from_millis(10),
             max_delay: Duration::from_millis(20),

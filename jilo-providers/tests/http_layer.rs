@@ -73,3 +73,35 @@ async fn endless_rate_limits_end_in_a_typed_error() {
         "bounded in tries and time"
     );
 }
+
+/// A request that cannot be built (a header value with a newline) never left the process:
+/// it is "not sent" (`Unavailable` with no answer, which the Studio retries or fails over),
+/// never an unknown outcome that would be reconciled and charged at the deadline.
+#[tokio::test(start_paused = true)]
+async fn a_request_that_cannot_be_built_is_not_sent_not_unknown() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
+    let client = http::client(Duration::from_secs(5)).unwrap();
+    let url = server.uri();
+    let err = http::send(
+        "svc",
+        CallKind::PaidStart,
+        &RetryPolicy::once(),
+        |_| false,
+        |f| f.into_error("svc"),
+        || client.post(&url).header("authorization", "Key abc\n"),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+    assert!(err.http().is_none());
+    assert_eq!(
+        jilo_core::FailureClass::of(&err),
+        jilo_core::FailureClass::Retryable
+    );
+    assert!(err.to_string().contains("nothing was sent"), "{err}");
+    assert!(server.received_requests().await.unwrap().is_empty());
+}

@@ -26,7 +26,7 @@ async fn the_chat_webhook_gets_the_provider_what_to_do_and_when() {
         .mount(&server)
         .await;
     let url = format!("{}/hooks/T000/B000/secret-token", server.uri());
-    let chat = ChatWebhookNotifier::new(url);
+    let chat = ChatWebhookNotifier::new(url).unwrap();
     chat.notify(&alert()).await.unwrap();
     let sent: serde_json::Value =
         serde_json::from_slice(&server.received_requests().await.unwrap()[0].body).unwrap();
@@ -44,6 +44,7 @@ async fn the_chat_webhook_gets_the_provider_what_to_do_and_when() {
         .mount(&failing)
         .await;
     let err = ChatWebhookNotifier::new(format!("{}/hooks/secret-token", failing.uri()))
+        .unwrap()
         .notify(&alert())
         .await
         .unwrap_err();

@@ -18,7 +18,9 @@ const KEY: &str = "sc-test-key-0123456789";
 
 fn provider(server: &MockServer) -> SuchuangProvider {
     SuchuangProvider::new(KEY)
+        .unwrap()
         .with_base_url(server.uri())
+        .unwrap()
         .with_retries(RetryPolicy::once())
 }
 

@@ -33,11 +33,14 @@ fn cipher() -> TokenCipher {
 }
 
 fn oauth(sim: &GoogleSim) -> GoogleOAuth {
-    GoogleOAuth::new(CLIENT_ID, SecretString::from(CLIENT_SECRET)).with_endpoints(
-        format!("{}/o/oauth2/v2/auth", sim.url),
-        format!("{}/token", sim.url),
-        format!("{}/revoke", sim.url),
-    )
+    GoogleOAuth::new(CLIENT_ID, SecretString::from(CLIENT_SECRET))
+        .unwrap()
+        .with_endpoints(
+            format!("{}/o/oauth2/v2/auth", sim.url),
+            format!("{}/token", sim.url),
+            format!("{}/revoke", sim.url),
+        )
+        .unwrap()
 }
 
 /// A clock a test moves.
@@ -93,7 +96,9 @@ async fn rig_on(chunk: usize, storage: Storage) -> Option<Rig> {
         std::time::SystemTime::now(),
     ))));
     let youtube = YouTubePublisher::new(oauth(&sim), channels.clone(), cipher())
+        .unwrap()
         .with_urls(&sim.url, &sim.url)
+        .unwrap()
         .with_chunk_size(chunk)
         .with_clock(clock.clone())
         .with_retry(UploadRetry {
@@ -421,7 +426,9 @@ async fn retry_after_on_a_503_and_on_a_308_is_waited_out() {
     // Back-off of at most 2 s: a Retry-After of 1 s is within it and waited out.
     rig.youtube = Arc::new(
         YouTubePublisher::new(oauth(&rig.sim), rig.channels.clone(), cipher())
+            .unwrap()
             .with_urls(&rig.sim.url, &rig.sim.url)
+            .unwrap()
             .with_chunk_size(chunk)
             .with_clock(rig.clock.clone())
             .with_retry(UploadRetry {
@@ -898,7 +905,8 @@ async fn tokens_refresh_before_expiry_and_a_revoked_grant_asks_to_reconnect() {
         oauth(&rig.sim),
         rig.channels.clone(),
         TokenCipher::new("test-key", &[9u8; 32]),
-    );
+    )
+    .unwrap();
     let wrong = other_key.access_token(&rig.user, CHANNEL_ID, false).await;
     assert!(wrong.is_err() && !matches!(wrong, Err(Error::ReconnectRequired { .. })));
 }
@@ -1002,11 +1010,14 @@ async fn an_unreadable_token_answer_never_puts_its_body_in_the_error() {
         ))
         .mount(&server)
         .await;
-    let oauth = GoogleOAuth::new(CLIENT_ID, SecretString::from(CLIENT_SECRET)).with_endpoints(
-        format!("{}/auth", server.uri()),
-        format!("{}/token", server.uri()),
-        format!("{}/revoke", server.uri()),
-    );
+    let oauth = GoogleOAuth::new(CLIENT_ID, SecretString::from(CLIENT_SECRET))
+        .unwrap()
+        .with_endpoints(
+            format!("{}/auth", server.uri()),
+            format!("{}/token", server.uri()),
+            format!("{}/revoke", server.uri()),
+        )
+        .unwrap();
     let err = oauth
         .refresh(
             CHANNEL_ID,

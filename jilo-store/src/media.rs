@@ -55,20 +55,36 @@ impl fmt::Debug for ObjectMediaStore {
 }
 
 /// Installs rustls's ring provider as the process default unless one is (reqwest is built
-/// without its own; see `jilo_providers::http::install_crypto_provider`).
+/// without its own; see `jilo_providers::http::install_crypto_provider`). Only S3 storage
+/// needs it (object_store builds its own client from the default); the download client
+/// carries its own TLS configuration on ring.
 pub fn install_crypto_provider() {
     if rustls::crypto::CryptoProvider::get_default().is_none() {
         let _ = rustls::crypto::ring::default_provider().install_default();
     }
 }
 
+/// The client that downloads providers' videos: rustls on ring chosen here, not through the
+/// process default, with the platform's verifier; an error (not a panic) when no CA
+/// certificates load.
 fn default_client() -> Result<reqwest::Client> {
-    install_crypto_provider();
+    use rustls_platform_verifier::BuilderVerifierExt;
+    let failed = |e: &dyn std::fmt::Display| {
+        Error::invalid("TLS", format!("no HTTP client could be made: {e}"))
+    };
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .and_then(|b| b.with_platform_verifier())
+        .map_err(|e| failed(&e))?
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
         .connect_timeout(Duration::from_secs(10))
         .read_timeout(Duration::from_secs(60))
         .build()
-        .map_err(|e| Error::storage("building the HTTP client", false, Some(Box::new(e) as _)))
+        .map_err(|e| failed(&e))
 }
 
 /// A path segment safe on every object store and file system.

@@ -131,7 +131,8 @@ impl StudioBuilder {
     /// Checks the parts and builds the Studio.
     ///
     /// Fails with [`Error::InvalidInput`] when there is no provider or store, two providers
-    /// share an id, the failover order names an unknown provider, or the attempt limit is 0.
+    /// share an id, the failover order names an unknown provider, the attempt limit is 0, or
+    /// `webhook_base_url` is not an http(s) base URL.
     pub fn build(self) -> Result<Studio> {
         let (Some(quota), Some(jobs), Some(trends), Some(publications)) =
             (self.quota, self.jobs, self.trends, self.publications)
@@ -153,6 +154,9 @@ impl StudioBuilder {
                     format!("two plans have the id `{}`", plan.id),
                 ));
             }
+        }
+        if let Some(base) = &self.policy.webhook_base_url {
+            crate::config::base_url("webhook_base_url", base)?;
         }
         if self.policy.max_attempts == 0 {
             return Err(Error::invalid("max_attempts", "must be at least 1"));

@@ -11,7 +11,7 @@
 //!
 //! # async fn demo() -> jilo_core::Result<()> {
 //! let channels = Arc::new(InMemoryStore::new()); // or an SqlStore
-//! let youtube = YouTubePublisher::new(GoogleOAuth::from_env()?, channels, TokenCipher::from_env()?);
+//! let youtube = YouTubePublisher::new(GoogleOAuth::from_env()?, channels, TokenCipher::from_env()?)?;
 //! let redirect = LoopbackRedirect::bind().await?;
 //! let pending = youtube.oauth().authorize(&redirect.uri())?;
 //! println!("open {}", pending.url);
@@ -106,22 +106,22 @@ impl fmt::Debug for YouTubePublisher {
         f.debug_struct("YouTubePublisher")
             .field("oauth", &self.oauth)
             .field("cipher", &self.cipher)
-            .field("api_url", &self.api_url)
-            .field("upload_url", &self.upload_url)
+            .field("api_url", &jilo_core::config::redact_url(&self.api_url))
+            .field(
+                "upload_url",
+                &jilo_core::config::redact_url(&self.upload_url),
+            )
             .field("chunk_size", &self.chunk_size)
             .finish_non_exhaustive()
     }
 }
 
-fn upload_client() -> reqwest::Client {
-    crate::http::install_crypto_provider();
+fn upload_client() -> Result<reqwest::Client> {
     // No whole-call time-out (each chunk sets its own); redirects off: a session URI is
     // never followed elsewhere with the bearer token.
-    reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(10))
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap_or_default()
+    crate::http::build_client(
+        crate::http::client_builder()?.redirect(reqwest::redirect::Policy::none()),
+    )
 }
 
 /// A chunk's time-out: 30 s plus 4 s a MiB (a 256 KiB/s floor).
@@ -214,29 +214,40 @@ fn failure(status: u16, body: &str, retry_after: Option<Duration>, now: Timestam
 }
 
 impl YouTubePublisher {
-    /// A publisher on Google's hosts.
-    pub fn new(oauth: GoogleOAuth, channels: Arc<dyn ChannelStore>, cipher: TokenCipher) -> Self {
-        let api_url = env_var("YOUTUBE_API_URL").unwrap_or_else(|| YOUTUBE_API_URL.to_owned());
-        let upload_url =
-            env_var("YOUTUBE_UPLOAD_URL").unwrap_or_else(|| YOUTUBE_UPLOAD_URL.to_owned());
-        Self {
+    /// A publisher on Google's hosts, or on `YOUTUBE_API_URL` and `YOUTUBE_UPLOAD_URL` when
+    /// they are set (each an http(s) base URL, else [`Error::InvalidInput`] naming it).
+    pub fn new(
+        oauth: GoogleOAuth,
+        channels: Arc<dyn ChannelStore>,
+        cipher: TokenCipher,
+    ) -> Result<Self> {
+        let base = |name: &str, default: &str| match env_var(name) {
+            Some(url) => jilo_core::config::base_url(name, &url),
+            None => Ok(default.to_owned()),
+        };
+        Ok(Self {
             oauth,
             channels,
             cipher: Arc::new(cipher),
-            api_url,
-            upload_url,
-            http: upload_client(),
+            api_url: base("YOUTUBE_API_URL", YOUTUBE_API_URL)?,
+            upload_url: base("YOUTUBE_UPLOAD_URL", YOUTUBE_UPLOAD_URL)?,
+            http: upload_client()?,
             chunk_size: DEFAULT_CHUNK_SIZE,
             retry: UploadRetry::default(),
             clock: Arc::new(SystemClock),
-        }
+        })
     }
 
-    /// Other API and upload hosts (a proxy, a test server).
-    pub fn with_urls(mut self, api_url: impl Into<String>, upload_url: impl Into<String>) -> Self {
-        self.api_url = api_url.into().trim_end_matches('/').to_owned();
-        self.upload_url = upload_url.into().trim_end_matches('/').to_owned();
-        self
+    /// Other API and upload hosts (a proxy, a test server): http(s) base URLs, else
+    /// [`Error::InvalidInput`] on `YOUTUBE_API_URL` or `YOUTUBE_UPLOAD_URL`.
+    pub fn with_urls(
+        mut self,
+        api_url: impl Into<String>,
+        upload_url: impl Into<String>,
+    ) -> Result<Self> {
+        self.api_url = jilo_core::config::base_url("YOUTUBE_API_URL", &api_url.into())?;
+        self.upload_url = jilo_core::config::base_url("YOUTUBE_UPLOAD_URL", &upload_url.into())?;
+        Ok(self)
     }
 
     /// The chunk size, rounded up to a multiple of [`CHUNK_UNIT`] (256 KiB).

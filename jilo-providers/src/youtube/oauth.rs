@@ -16,7 +16,7 @@ use oauth2::{
 use secrecy::{ExposeSecret, SecretString};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::http::env_var;
+use crate::http::{env_var, required_env};
 
 const SERVICE: &str = "google oauth";
 
@@ -133,21 +133,19 @@ impl fmt::Debug for GoogleOAuth {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("GoogleOAuth")
             .field("client_id", &self.client_id)
-            .field("token_url", &self.token_url)
+            .field("token_url", &jilo_core::config::redact_url(&self.token_url))
             .field("scopes", &self.scopes)
             .finish_non_exhaustive()
     }
 }
 
-fn oauth_client() -> reqwest::Client {
-    crate::http::install_crypto_provider();
+fn oauth_client() -> Result<reqwest::Client> {
     // The token endpoint must not be followed through redirects (the oauth2 crate's advice).
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(30))
-        .connect_timeout(Duration::from_secs(10))
-        .build()
-        .unwrap_or_default()
+    crate::http::build_client(
+        crate::http::client_builder()?
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(30)),
+    )
 }
 
 /// The token calls' transport: reqwest, as the `oauth2` crate's `AsyncHttpClient`.
@@ -268,50 +266,60 @@ fn tokens_from(
 }
 
 impl GoogleOAuth {
-    /// A client with Google's endpoints and [`YOUTUBE_SCOPES`].
-    pub fn new(client_id: impl Into<String>, client_secret: SecretString) -> Self {
-        Self {
-            client_id: client_id.into(),
+    /// A client with Google's endpoints and [`YOUTUBE_SCOPES`]. A client id or secret with
+    /// whitespace around it or a control character is refused ([`Error::InvalidInput`] on
+    /// `YOUTUBE_CLIENT_ID` / `YOUTUBE_CLIENT_SECRET`), and so is a machine whose TLS roots
+    /// cannot load.
+    pub fn new(client_id: impl Into<String>, client_secret: SecretString) -> Result<Self> {
+        let client_id = client_id.into();
+        jilo_core::config::secret("YOUTUBE_CLIENT_ID", &client_id)?;
+        jilo_core::config::secret("YOUTUBE_CLIENT_SECRET", client_secret.expose_secret())?;
+        Ok(Self {
+            client_id,
             client_secret,
             auth_url: GOOGLE_AUTH_URL.to_owned(),
             token_url: GOOGLE_TOKEN_URL.to_owned(),
             revoke_url: GOOGLE_REVOKE_URL.to_owned(),
             scopes: YOUTUBE_SCOPES.iter().map(|s| (*s).to_owned()).collect(),
-            http: oauth_client(),
-        }
+            http: oauth_client()?,
+        })
     }
 
     /// From `YOUTUBE_CLIENT_ID` and `YOUTUBE_CLIENT_SECRET`, with `GOOGLE_OAUTH_URL`,
-    /// `GOOGLE_TOKEN_URL` and `GOOGLE_REVOKE_URL` overriding the endpoints.
+    /// `GOOGLE_TOKEN_URL` and `GOOGLE_REVOKE_URL` overriding the endpoints; a bad value is
+    /// [`Error::InvalidInput`] naming its variable.
     pub fn from_env() -> Result<Self> {
-        let id = env_var("YOUTUBE_CLIENT_ID")
-            .ok_or_else(|| Error::invalid("YOUTUBE_CLIENT_ID", "is not set"))?;
-        let secret = env_var("YOUTUBE_CLIENT_SECRET")
-            .ok_or_else(|| Error::invalid("YOUTUBE_CLIENT_SECRET", "is not set"))?;
-        let mut oauth = Self::new(id, SecretString::from(secret));
-        if let Some(url) = env_var("GOOGLE_OAUTH_URL") {
-            oauth.auth_url = url;
-        }
-        if let Some(url) = env_var("GOOGLE_TOKEN_URL") {
-            oauth.token_url = url;
-        }
-        if let Some(url) = env_var("GOOGLE_REVOKE_URL") {
-            oauth.revoke_url = url;
+        let id = required_env("YOUTUBE_CLIENT_ID", "set it to a Google OAuth client id")?;
+        let secret = required_env(
+            "YOUTUBE_CLIENT_SECRET",
+            "set it to the Google OAuth client's secret",
+        )?;
+        let mut oauth = Self::new(id, SecretString::from(secret))?;
+        for (name, url) in [
+            ("GOOGLE_OAUTH_URL", &mut oauth.auth_url),
+            ("GOOGLE_TOKEN_URL", &mut oauth.token_url),
+            ("GOOGLE_REVOKE_URL", &mut oauth.revoke_url),
+        ] {
+            if let Some(value) = env_var(name) {
+                *url = jilo_core::config::http_url(name, &value)?.to_string();
+            }
         }
         Ok(oauth)
     }
 
-    /// Other endpoints (a proxy, a test server).
+    /// Other endpoints (a proxy, a test server), each an http(s) URL ([`Error::InvalidInput`]
+    /// naming `GOOGLE_OAUTH_URL`, `GOOGLE_TOKEN_URL` or `GOOGLE_REVOKE_URL` otherwise).
     pub fn with_endpoints(
         mut self,
         auth_url: impl Into<String>,
         token_url: impl Into<String>,
         revoke_url: impl Into<String>,
-    ) -> Self {
-        self.auth_url = auth_url.into();
-        self.token_url = token_url.into();
-        self.revoke_url = revoke_url.into();
-        self
+    ) -> Result<Self> {
+        let check = |name: &str, url: String| jilo_core::config::http_url(name, &url).map(|_| url);
+        self.auth_url = check("GOOGLE_OAUTH_URL", auth_url.into())?;
+        self.token_url = check("GOOGLE_TOKEN_URL", token_url.into())?;
+        self.revoke_url = check("GOOGLE_REVOKE_URL", revoke_url.into())?;
+        Ok(self)
     }
 
     /// Other scopes than [`YOUTUBE_SCOPES`].
