@@ -35,7 +35,7 @@ const CHILD: &str = "JILO_PUBLISH_CHILD";
 const KEY: [u8; 32] = [7u8; 32];
 
 fn cipher() -> TokenCipher {
-    TokenCipher::new("k1", &KEY)
+    TokenCipher::new("k1", &KEY).unwrap()
 }
 
 fn mp4(len: usize) -> Vec<u8> {

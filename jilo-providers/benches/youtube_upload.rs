@@ -149,7 +149,7 @@ fn write_video(dir: &Path, key: &str, len: u64) {
 
 async fn publisher(server: &str) -> (YouTubePublisher, UserId) {
     let channels = Arc::new(InMemoryStore::new());
-    let cipher = TokenCipher::new("bench", &[3u8; 32]);
+    let cipher = TokenCipher::new("bench", &[3u8; 32]).unwrap();
     let user = UserId::new("bench");
     let owner = format!("{user}/UCbench");
     let now = Timestamp::from_system(std::time::SystemTime::now());

@@ -120,46 +120,92 @@ fn key_from_base64(what: &str, b64: &str) -> Result<[u8; 32]> {
         .map_err(|_| Error::invalid(what, "an AES-256 key is 32 bytes"))
 }
 
+/// A key id as it is kept beside each sealed token: one id of letters, digits, `.`, `_`, `-`
+/// or `~` (a `:` would split the sealed form), else [`Error::InvalidInput`] on `field`.
+fn check_key_id(field: &str, id: &str) -> Result<()> {
+    jilo_core::config::path_segment(field, id)
+}
+
+/// The reason of an input error, its text otherwise.
+fn reason_of(e: Error) -> String {
+    match e {
+        Error::InvalidInput { reason, .. } => reason,
+        other => other.to_string(),
+    }
+}
+
 impl TokenCipher {
-    /// A cipher sealing with this key, named `id` (kept beside each token; no `:` in it).
-    pub fn new(id: impl Into<String>, key: &[u8; 32]) -> Self {
-        Self {
+    /// A cipher sealing with this key, named `id` (kept beside each token). An id that is not
+    /// one of letters, digits, `.`, `_`, `-` or `~` is [`Error::InvalidInput`] on
+    /// `JILO_TOKEN_KEY_ID` (it is never rewritten: tokens sealed under it must find it again).
+    pub fn new(id: impl Into<String>, key: &[u8; 32]) -> Result<Self> {
+        let id = id.into();
+        check_key_id("JILO_TOKEN_KEY_ID", &id)?;
+        Ok(Self {
             current: TokenKey {
-                id: id.into().replace(':', "_"),
+                id,
                 cipher: Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(key)),
             },
             previous: Vec::new(),
-        }
+        })
     }
 
     /// An older key that still opens the tokens it sealed (until they are sealed again: a
     /// channel's tokens at their next refresh) and the upload session URIs it sealed (kept
     /// until the upload ends; a YouTube session lives about a week). Keep a retired key here
-    /// at least that long.
-    pub fn with_previous(mut self, id: impl Into<String>, key: &[u8; 32]) -> Self {
+    /// at least that long. An id that is malformed, the current key's or another older key's
+    /// is [`Error::InvalidInput`] on `JILO_TOKEN_KEYS_PREVIOUS`: two keys under one id would
+    /// leave tokens that open with neither.
+    pub fn with_previous(mut self, id: impl Into<String>, key: &[u8; 32]) -> Result<Self> {
+        let id = id.into();
+        let field = "JILO_TOKEN_KEYS_PREVIOUS";
+        check_key_id(field, &id)?;
+        if id == self.current.id || self.previous.iter().any(|k| k.id == id) {
+            return Err(Error::invalid(
+                field,
+                format!("the key id `{id}` is given twice (an older key needs an id of its own)"),
+            ));
+        }
         self.previous.push(TokenKey {
-            id: id.into().replace(':', "_"),
+            id,
             cipher: Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(key)),
         });
-        self
+        Ok(self)
     }
 
     /// `JILO_TOKEN_KEY` (32 bytes, base64; required), `JILO_TOKEN_KEY_ID` (default `k1`), and
-    /// `JILO_TOKEN_KEYS_PREVIOUS` (`id=base64,id=base64`) for rotation.
+    /// `JILO_TOKEN_KEYS_PREVIOUS` (`id=base64,id=base64`) for rotation. An entry that is not
+    /// `id=base64` of 32 bytes, or whose id is empty, malformed or taken, is refused naming the
+    /// entry by its place and id (never its key).
     pub fn from_env() -> Result<Self> {
         let var = |n: &str| std::env::var(n).ok().filter(|v| !v.trim().is_empty());
         let key = var("JILO_TOKEN_KEY")
             .ok_or_else(|| Error::invalid("JILO_TOKEN_KEY", "set it to 32 random bytes, base64"))?;
         let id = var("JILO_TOKEN_KEY_ID").unwrap_or_else(|| "k1".to_owned());
-        let mut cipher = Self::new(id, &key_from_base64("JILO_TOKEN_KEY", &key)?);
-        for entry in var("JILO_TOKEN_KEYS_PREVIOUS")
-            .unwrap_or_default()
+        let mut cipher = Self::new(id.trim(), &key_from_base64("JILO_TOKEN_KEY", &key)?)?;
+        let previous = var("JILO_TOKEN_KEYS_PREVIOUS").unwrap_or_default();
+        let field = "JILO_TOKEN_KEYS_PREVIOUS";
+        for (n, entry) in previous
             .split(',')
+            .enumerate()
+            .map(|(i, e)| (i + 1, e.trim()))
         {
-            if let Some((id, b64)) = entry.split_once('=') {
-                let key = key_from_base64("JILO_TOKEN_KEYS_PREVIOUS", b64)?;
-                cipher = cipher.with_previous(id.trim(), &key);
+            if entry.is_empty() {
+                continue;
             }
+            let Some((id, b64)) = entry.split_once('=') else {
+                return Err(Error::invalid(
+                    field,
+                    format!("entry {n} is not `id=base64-key`"),
+                ));
+            };
+            let id = id.trim();
+            let key = key_from_base64(field, b64).map_err(|e| {
+                Error::invalid(field, format!("entry {n} (`{id}`): {}", reason_of(e)))
+            })?;
+            cipher = cipher.with_previous(id, &key).map_err(|e| {
+                Error::invalid(field, format!("entry {n} (`{id}`): {}", reason_of(e)))
+            })?;
         }
         Ok(cipher)
     }
@@ -241,7 +287,7 @@ mod tests {
 
     #[test]
     fn round_trip_and_a_fresh_nonce_each_time() {
-        let c = TokenCipher::new("k1", &[1; 32]);
+        let c = TokenCipher::new("k1", &[1; 32]).unwrap();
         let a = c.seal(&token(), OWNER).unwrap();
         let b = c.seal(&token(), OWNER).unwrap();
         assert_ne!(a.to_string(), b.to_string(), "a random nonce per write");
@@ -256,9 +302,9 @@ mod tests {
 
     #[test]
     fn wrong_key_tampering_and_another_owner_are_clear_errors() {
-        let c = TokenCipher::new("k1", &[1; 32]);
+        let c = TokenCipher::new("k1", &[1; 32]).unwrap();
         let sealed = c.seal(&token(), OWNER).unwrap();
-        let wrong = TokenCipher::new("k1", &[2; 32]);
+        let wrong = TokenCipher::new("k1", &[2; 32]).unwrap();
         let kind = |r: Result<SecretString>| r.map(|_| ()).map_err(|e| e.kind());
         assert_eq!(
             kind(wrong.open(&sealed, OWNER)),
@@ -274,7 +320,7 @@ mod tests {
             kind(c.open(&sealed, "user-2/UCabc")),
             Err(jilo_core::ErrorKind::InvalidInput)
         );
-        let other_id = TokenCipher::new("k9", &[1; 32]);
+        let other_id = TokenCipher::new("k9", &[1; 32]).unwrap();
         let err = other_id.open(&sealed, OWNER).unwrap_err();
         assert!(err.to_string().contains("`k1`"), "{err}");
         assert!("v2:k1:x:y".parse::<SealedToken>().is_err());
@@ -283,9 +329,12 @@ mod tests {
 
     #[test]
     fn keys_rotate() {
-        let old = TokenCipher::new("k1", &[1; 32]);
+        let old = TokenCipher::new("k1", &[1; 32]).unwrap();
         let sealed = old.seal(&token(), OWNER).unwrap();
-        let new = TokenCipher::new("k2", &[2; 32]).with_previous("k1", &[1; 32]);
+        let new = TokenCipher::new("k2", &[2; 32])
+            .unwrap()
+            .with_previous("k1", &[1; 32])
+            .unwrap();
         assert!(new.needs_rotation(&sealed));
         let opened = new.open(&sealed, OWNER).unwrap();
         let resealed = new.seal(&opened, OWNER).unwrap();
@@ -295,12 +344,42 @@ mod tests {
 
     #[test]
     fn no_key_or_token_in_debug() {
-        let c = TokenCipher::new("k1", &[42; 32]);
+        let c = TokenCipher::new("k1", &[42; 32]).unwrap();
         let sealed = c.seal(&token(), OWNER).unwrap();
         let shown = format!("{c:?} {sealed:?}");
         assert!(
             !shown.contains("42") && !shown.contains("Refresh"),
             "{shown}"
+        );
+    }
+
+    #[test]
+    fn key_ids_are_checked_never_rewritten() {
+        let field = |r: Result<TokenCipher>| match r {
+            Err(Error::InvalidInput { field, reason }) => {
+                assert!(!reason.contains("AAAA"), "no key shows: {reason}");
+                (field, reason)
+            }
+            other => panic!("expected an input error, got {other:?}"),
+        };
+        assert_eq!(
+            field(TokenCipher::new("k:1", &[1; 32])).0,
+            "JILO_TOKEN_KEY_ID"
+        );
+        assert_eq!(field(TokenCipher::new("", &[1; 32])).0, "JILO_TOKEN_KEY_ID");
+        let current = || TokenCipher::new("k2", &[2; 32]).unwrap();
+        for (bad, why) in [
+            ("", "an empty id"),
+            ("k:1", "a colon"),
+            ("k2", "the current id"),
+        ] {
+            let (f, _) = field(current().with_previous(bad, &[1; 32]));
+            assert_eq!(f, "JILO_TOKEN_KEYS_PREVIOUS", "{why}");
+        }
+        let twice = current().with_previous("k1", &[1; 32]).unwrap();
+        assert_eq!(
+            field(twice.with_previous("k1", &[3; 32])).0,
+            "JILO_TOKEN_KEYS_PREVIOUS"
         );
     }
 }

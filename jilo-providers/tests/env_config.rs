@@ -118,7 +118,7 @@ fn from_env_checks_every_value_and_no_ca_certificates_is_an_error() {
     clear(&["GOOGLE_TOKEN_URL"]);
     let oauth = GoogleOAuth::from_env().unwrap();
     set(&[("YOUTUBE_API_URL", "www.googleapis.com")]);
-    let cipher = TokenCipher::new("k1", &[7u8; 32]);
+    let cipher = TokenCipher::new("k1", &[7u8; 32]).unwrap();
     assert_eq!(
         field_of(YouTubePublisher::new(
             oauth,
@@ -128,6 +128,39 @@ fn from_env_checks_every_value_and_no_ca_certificates_is_an_error() {
         "YOUTUBE_API_URL"
     );
     clear(&["YOUTUBE_API_URL"]);
+
+    // Token keys: every older key's entry is checked, and named by its place and id.
+    let key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="; // 32 bytes
+    set(&[("JILO_TOKEN_KEY", key), ("JILO_TOKEN_KEY_ID", "k2")]);
+    for (previous, says) in [
+        ("k1", "entry 1 is not `id=base64-key`"),
+        (&format!("k1={key},={key}") as &str, "entry 2 (``)"),
+        (&format!("k2={key}"), "entry 1 (`k2`)"),
+        (&format!("k1={key},k:0={key}"), "entry 2 (`k:0`)"),
+        ("k1=bm90IDMyIGJ5dGVz", "entry 1 (`k1`)"),
+    ] {
+        set(&[("JILO_TOKEN_KEYS_PREVIOUS", previous)]);
+        match TokenCipher::from_env() {
+            Err(Error::InvalidInput { field, reason }) => {
+                assert_eq!(field, "JILO_TOKEN_KEYS_PREVIOUS");
+                assert!(reason.contains(says), "{previous}: {reason}");
+                assert!(!reason.contains("AAEC"), "no key shows: {reason}");
+            }
+            other => panic!("{previous}: expected an input error, got {other:?}"),
+        }
+    }
+    set(&[(
+        "JILO_TOKEN_KEYS_PREVIOUS",
+        &format!("k1={key}, k0={key},") as &str,
+    )]);
+    assert!(TokenCipher::from_env().is_ok());
+    set(&[("JILO_TOKEN_KEY_ID", "k:2")]);
+    assert_eq!(field_of(TokenCipher::from_env()), "JILO_TOKEN_KEY_ID");
+    clear(&[
+        "JILO_TOKEN_KEY",
+        "JILO_TOKEN_KEY_ID",
+        "JILO_TOKEN_KEYS_PREVIOUS",
+    ]);
 
     set(&[("JILO_ALERT_WEBHOOK", "hooks.slack.com/services/x")]);
     assert_eq!(

@@ -29,7 +29,7 @@ use support::google::{Fault, GoogleSim, CHANNEL_ID, CHANNEL_NAME, CLIENT_ID, CLI
 const KEY: [u8; 32] = [42u8; 32];
 
 fn cipher() -> TokenCipher {
-    TokenCipher::new("test-key", &KEY)
+    TokenCipher::new("test-key", &KEY).unwrap()
 }
 
 fn oauth(sim: &GoogleSim) -> GoogleOAuth {
