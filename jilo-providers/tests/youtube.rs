@@ -904,7 +904,7 @@ async fn tokens_refresh_before_expiry_and_a_revoked_grant_asks_to_reconnect() {
     let other_key = YouTubePublisher::new(
         oauth(&rig.sim),
         rig.channels.clone(),
-        TokenCipher::new("test-key", &[9u8; 32]),
+        TokenCipher::new("test-key", &[9u8; 32]).unwrap(),
     )
     .unwrap();
     let wrong = other_key.access_token(&rig.user, CHANNEL_ID, false).await;
