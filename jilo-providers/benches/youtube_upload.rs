@@ -174,10 +174,14 @@ async fn publisher(server: &str) -> (YouTubePublisher, UserId) {
         .await
         .unwrap();
     let oauth = GoogleOAuth::new("bench", SecretString::from("bench")).unwrap();
-    let mut yt = YouTubePublisher::new(oauth, channels, TokenCipher::new("bench", &[3u8; 32]))
-        .unwrap()
-        .with_urls(server, server)
-        .unwrap();
+    let mut yt = YouTubePublisher::new(
+        oauth,
+        channels,
+        TokenCipher::new("bench", &[3u8; 32]).unwrap(),
+    )
+    .unwrap()
+    .with_urls(server, server)
+    .unwrap();
     if let Some(mib) = std::env::var("JILO_YT_BENCH_CHUNK_MIB")
         .ok()
         .and_then(|v| v.parse::<usize>().ok())
