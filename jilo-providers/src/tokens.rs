@@ -7,7 +7,7 @@
 //! use jilo_providers::tokens::TokenCipher;
 //! use secrecy::{ExposeSecret, SecretString};
 //!
-//! let cipher = TokenCipher::new("k2026", &[7u8; 32]);
+//! let cipher = TokenCipher::new("k2026", &[7u8; 32])?;
 //! let sealed = cipher.seal(&SecretString::from("ya29.a0Af…"), "user-1/UCabc")?;
 //! let stored = sealed.to_string(); // "v1:k2026:<nonce>:<ciphertext>"
 //! let opened = cipher.open(&stored.parse()?, "user-1/UCabc")?;

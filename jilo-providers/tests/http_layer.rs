@@ -11,8 +11,11 @@ use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 async fn call(server: &MockServer, policy: &RetryPolicy) -> jilo_core::Result<u16> {
-    jilo_providers::http::install_crypto_provider();
-    let client = reqwest::Client::new();
+    // No time-outs: tokio's paused clock would run them out while the server answers.
+    let client = reqwest::Client::builder()
+        .tls_backend_preconfigured(http::tls_config().unwrap())
+        .build()
+        .unwrap();
     let url = server.uri();
     http::send(
         "svc",

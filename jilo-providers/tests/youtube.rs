@@ -763,7 +763,8 @@ async fn connecting_a_channel_runs_pkce_through_a_loopback_redirect() {
     assert!(!format!("{pending:?}").contains(pending.state()));
     // The user's browser: consent at Google, redirected to the loopback listener.
     let waiting = tokio::spawn(redirect.wait(Duration::from_secs(10)));
-    let page = reqwest::get(&pending.url).await.unwrap();
+    let browser = jilo_providers::http::client(Duration::from_secs(10)).unwrap();
+    let page = browser.get(&pending.url).send().await.unwrap();
     assert_eq!(page.status(), 200);
     assert!(page.text().await.unwrap().contains("connected"));
     let back = waiting.await.unwrap().unwrap();
@@ -804,7 +805,7 @@ async fn connecting_a_channel_runs_pkce_through_a_loopback_redirect() {
     let redirect = LoopbackRedirect::bind().await.unwrap();
     let fresh = rig.youtube.oauth().authorize(&redirect.uri()).unwrap();
     let waiting = tokio::spawn(redirect.wait(Duration::from_secs(10)));
-    reqwest::get(&fresh.url).await.unwrap();
+    browser.get(&fresh.url).send().await.unwrap();
     let back = waiting.await.unwrap().unwrap();
     let tampered = PendingAuthorization::restore(
         fresh.url.clone(),
@@ -947,7 +948,8 @@ fn no_token_or_secret_reaches_debug_or_the_logs() {
             let redirect = LoopbackRedirect::bind().await.unwrap();
             let pending = rig.youtube.oauth().authorize(&redirect.uri()).unwrap();
             let waiting = tokio::spawn(redirect.wait(Duration::from_secs(10)));
-            reqwest::get(&pending.url).await.unwrap();
+            let browser = jilo_providers::http::client(Duration::from_secs(10)).unwrap();
+            browser.get(&pending.url).send().await.unwrap();
             let back = waiting.await.unwrap().unwrap();
             let channel = rig
                 .youtube
