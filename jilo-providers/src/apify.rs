@@ -40,6 +40,7 @@ use jilo_core::{Error, Platform, Result, Timestamp, TrendQuery, TrendSource, Tre
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 
+use crate::classify::{self, Says};
 use crate::http::{self, CallKind, RetryPolicy};
 use jilo_core::config;
 
@@ -281,25 +282,30 @@ impl ApifySource {
 fn map_error(failed: http::Failed) -> Error {
     let kind = serde_json::from_str::<Value>(&failed.body)
         .ok()
-        .and_then(|v| v["error"]["type"].as_str().map(str::to_owned));
-    if let Some("actor-memory-limit-exceeded" | "concurrent-runs-limit-exceeded") = kind.as_deref()
-    {
+        .and_then(|v| v["error"]["type"].as_str().map(str::to_owned))
+        .unwrap_or_default();
+    // Apify's `error.type` decides beside the status; its message (which may quote the
+    // query) never does.
+    let says = match kind.as_str() {
         // 402s that clear by themselves when other runs end: not a matter of money.
-        return Error::RateLimited {
-            service: SERVICE.to_owned(),
-            retry_after: failed.retry_after,
-            response: Some(failed.http()),
-            source: None,
-        };
-    }
-    if let Some("not-enough-usage-to-run-paid-actor" | "x402-payment-required") = kind.as_deref() {
-        return Error::ProviderOutOfFunds {
-            service: SERVICE.to_owned(),
-            response: Some(failed.http()),
-            source: None,
-        };
-    }
-    failed.into_error(SERVICE)
+        "actor-memory-limit-exceeded"
+        | "concurrent-runs-limit-exceeded"
+        | "rate-limit-exceeded" => Says::RateLimited,
+        "not-enough-usage-to-run-paid-actor" | "x402-payment-required" => Says::OutOfFunds,
+        "invalid-token" | "token-not-provided" | "insufficient-permissions" => Says::KeyRejected,
+        // A run that ended badly is the actor's failure, not the user's query.
+        t if t.ends_with("run-failed") || t.ends_with("-aborted") || t.ends_with("-timed-out") => {
+            Says::ServiceFailed
+        }
+        _ => Says::Nothing,
+    };
+    classify::error_from(
+        SERVICE,
+        failed.status,
+        &failed.body,
+        failed.retry_after,
+        says,
+    )
 }
 
 /// The dataset items of an answer: a bare array.

@@ -1,30 +1,33 @@
 //! One mapping from a service's failed answer to jilo's [`Error`].
 //!
-//! The rules, from the seed's incident report and the services' specs:
-//! - 402, or a 4xx (not 429) whose body says the account's balance is short (`余额`,
-//!   `积分不足`, `额度不足`, `insufficient balance`, `insufficient credits`, `exhausted
-//!   balance`, …: whole phrases, not a lone word like `credit` that an unrelated body may hold),
-//!   is [`Error::ProviderOutOfFunds`]: the provider's account cannot pay. A 5xx never is, whatever
-//!   its body says: a failing server is unavailable, not unpaid.
-//! - 401 and 403 are [`Error::Unauthorized`] (the key is wrong or lacks rights), unless the body
-//!   says the balance is short (速创 answers some balance failures with 403).
-//! - 429, or a body that says it is rate limited (`频繁`, `限流`, `rate limit`), is
-//!   [`Error::RateLimited`] with the `Retry-After` the caller parsed.
-//! - 404 is [`Error::NotFound`].
-//! - 400 and 422 are [`Error::InvalidInput`]: the service refused what we sent.
-//! - 408 and 504 are [`Error::Timeout`]; other 5xx are [`Error::Unavailable`].
-//! - Anything else is [`Error::Protocol`].
+//! A failure is classified from the HTTP status and from the service's own error fields, never
+//! from text the request could have put in the body: a validation error may echo the user's
+//! prompt, and a prompt that mentions `余额` must not alert the admin, cool the provider for
+//! everyone and tell the user the service is down. Each provider reads its service's fields
+//! (速创's `code`/`msg`, fal's `detail`, Apify's `error.type`, Google's `status`/`reason`) into a
+//! [`Says`], and [`error_from`] maps the status and what the service says:
+//! - what the service says comes first; then the status:
+//! - 402, or a service that says its account cannot pay (never on a 5xx: a failing server is
+//!   unavailable, not unpaid), is [`Error::ProviderOutOfFunds`];
+//! - 429, or a service that says it is rate limited, is [`Error::RateLimited`] with the
+//!   `Retry-After` the caller parsed;
+//! - 401 and 403, or a service that says the key is rejected, are [`Error::Unauthorized`];
+//! - 404 is [`Error::NotFound`]; 400 and 422 are [`Error::InvalidInput`];
+//! - 408 and 504 are [`Error::Timeout`]; other 5xx are [`Error::Unavailable`];
+//! - anything else is [`Error::Protocol`].
 //!
-//! Services like 速创 put an error `code` inside an HTTP 200 body; pass that code as `status`
-//! when it is an HTTP-like number, or the HTTP status otherwise. The body kept in the error is
-//! truncated and never contains the request, so no key can leak through it.
+//! Where a service has no code for a failure and only words say it (速创 reports an empty
+//! balance as `code: 400` with `余额` in `msg`), [`message_says`] reads the service's message
+//! field alone, and only counts a phrase the request did not itself contain. The body kept in
+//! the error is truncated and never contains the request's key.
 
 use std::time::Duration;
 
 use jilo_core::{Error, HttpFailure};
 
-/// Phrases that say the account's balance is short, matched in lower case.
-const BALANCE_PHRASES: [&str; 14] = [
+/// Phrases that say the account's balance is short, matched in lower case in a service's own
+/// message field.
+pub const BALANCE_PHRASES: [&str; 15] = [
     "余额",
     "积分不足",
     "额度不足",
@@ -39,12 +42,57 @@ const BALANCE_PHRASES: [&str; 14] = [
     "balance is insufficient",
     "balance is not enough",
     "please top up",
+    "user is locked",
 ];
-const RATE_WORDS: [&str; 4] = ["频繁", "限流", "rate limit", "too many requests"];
 
-fn mentions(body: &str, words: &[&str]) -> bool {
-    let lower = body.to_lowercase();
-    words.iter().any(|w| lower.contains(w))
+/// Phrases that say the service is rate limiting, matched in lower case in a service's own
+/// message field.
+pub const RATE_PHRASES: [&str; 4] = ["频繁", "限流", "rate limit", "too many requests"];
+
+/// What a service's own error fields say about a failure, beyond its HTTP status.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Says {
+    /// Nothing beyond the status.
+    #[default]
+    Nothing,
+    /// The account cannot pay.
+    OutOfFunds,
+    /// Slow down.
+    RateLimited,
+    /// The key is wrong or lacks rights.
+    KeyRejected,
+    /// The service failed on its side (a run it started ended in failure).
+    ServiceFailed,
+}
+
+/// Whether a service's own message field says one of `phrases` in words of its own: a phrase
+/// counts only when none of the texts the request sent (`sent`: the prompt, the keyword)
+/// contains it, and after those texts are taken out of the message (an echo of the request
+/// says nothing about the account).
+pub fn message_says(message: &str, phrases: &[&str], sent: &[&str]) -> bool {
+    let sent: Vec<String> = sent
+        .iter()
+        .map(|s| s.trim().to_lowercase())
+        .filter(|s| !s.is_empty())
+        .collect();
+    let mut own = message.to_lowercase();
+    for s in &sent {
+        own = own.replace(s.as_str(), " ");
+    }
+    phrases
+        .iter()
+        .any(|p| own.contains(p) && !sent.iter().any(|s| s.contains(p)))
+}
+
+/// What a service's message says of the balance and the rate, by [`message_says`].
+pub fn says_in_message(message: &str, sent: &[&str]) -> Says {
+    if message_says(message, &BALANCE_PHRASES, sent) {
+        Says::OutOfFunds
+    } else if message_says(message, &RATE_PHRASES, sent) {
+        Says::RateLimited
+    } else {
+        Says::Nothing
+    }
 }
 
 /// Parses a `Retry-After` value given in seconds. (HTTP-dates are read by the HTTP layer,
@@ -53,28 +101,70 @@ pub fn retry_after_seconds(value: &str) -> Option<Duration> {
     value.trim().parse::<u64>().ok().map(Duration::from_secs)
 }
 
-/// Maps a failed answer to an [`Error`]. `status` is the HTTP status (or the service's
-/// HTTP-like body code), `body` the response body, `retry_after` what the service asked.
+/// Maps a failed answer by its status alone. `status` is the HTTP status (or the service's
+/// HTTP-like body code), `body` the response body (kept, truncated, in the error),
+/// `retry_after` what the service asked.
 pub fn http_error(service: &str, status: u16, body: &str, retry_after: Option<Duration>) -> Error {
+    error_from(service, status, body, retry_after, Says::Nothing)
+}
+
+/// Maps a failed answer by its status and what the service's own fields say ([`Says`]).
+pub fn error_from(
+    service: &str,
+    status: u16,
+    body: &str,
+    retry_after: Option<Duration>,
+    says: Says,
+) -> Error {
     let service = service.to_owned();
     let response = Some(HttpFailure::new(status, body));
-    let client_error = (400..500).contains(&status) && status != 429;
-    if status == 402 || (client_error && mentions(body, &BALANCE_PHRASES)) {
-        return Error::ProviderOutOfFunds {
+    // What the service says in its own fields comes first (Apify's 402
+    // `concurrent-runs-limit-exceeded` is a rate limit, not money); the status decides the rest.
+    match says {
+        Says::OutOfFunds if !(500..600).contains(&status) => {
+            return Error::ProviderOutOfFunds {
+                service,
+                response,
+                source: None,
+            }
+        }
+        Says::RateLimited => {
+            return Error::RateLimited {
+                service,
+                retry_after,
+                response,
+                source: None,
+            }
+        }
+        Says::KeyRejected => {
+            return Error::Unauthorized {
+                service,
+                response,
+                source: None,
+            }
+        }
+        Says::ServiceFailed => {
+            return Error::Unavailable {
+                service,
+                reason: "the service failed on its side".to_owned(),
+                response,
+                source: None,
+            }
+        }
+        Says::OutOfFunds | Says::Nothing => {}
+    }
+    match status {
+        402 => Error::ProviderOutOfFunds {
             service,
             response,
             source: None,
-        };
-    }
-    if status == 429 || mentions(body, &RATE_WORDS) {
-        return Error::RateLimited {
+        },
+        429 => Error::RateLimited {
             service,
             retry_after,
             response,
             source: None,
-        };
-    }
-    match status {
+        },
         401 | 403 => Error::Unauthorized {
             service,
             response,
@@ -142,60 +232,77 @@ mod tests {
     }
 
     #[test]
-    fn balance_and_rate_words_in_bodies_win() {
-        let e = http_error(
-            "suchuang",
-            400,
-            r#"{"code":400,"msg":"账户余额不足"}"#,
-            None,
+    fn a_body_alone_never_makes_a_balance_or_a_rate_limit() {
+        let kind = |status, body| http_error("p", status, body, None).kind();
+        // A validation error that echoes the user's prompt.
+        assert_eq!(
+            kind(400, r#"{"msg":"prompt '我的余额不足' too short"}"#),
+            ErrorKind::InvalidInput
         );
-        assert_eq!(e.kind(), ErrorKind::ProviderOutOfFunds);
-        let e = http_error("suchuang", 403, "余额不足，请充值", None);
-        assert_eq!(e.kind(), ErrorKind::ProviderOutOfFunds);
-        let e = http_error(
-            "fal",
-            403,
+        assert_eq!(
+            kind(422, "prompt: too many requests of a cat"),
+            ErrorKind::InvalidInput
+        );
+        assert_eq!(kind(403, "余额不足，请充值"), ErrorKind::Unauthorized);
+        assert_eq!(kind(200, "请求过于频繁"), ErrorKind::Protocol);
+    }
+
+    #[test]
+    fn what_the_service_says_counts_only_in_its_own_words() {
+        let prompt = "a fox counting the 余额 of its coins, too many requests";
+        assert!(!message_says(
+            "prompt 'a fox counting the 余额 of its coins, too many requests' is invalid",
+            &BALANCE_PHRASES,
+            &[prompt]
+        ));
+        assert!(
+            !message_says("余额不足", &BALANCE_PHRASES, &[prompt]),
+            "a phrase the request contained is never trusted"
+        );
+        assert!(message_says(
+            "账户余额不足，请充值",
+            &BALANCE_PHRASES,
+            &["a lantern festival"]
+        ));
+        assert!(message_says(
             "User is locked. Reason: Exhausted balance.",
-            None,
+            &BALANCE_PHRASES,
+            &[]
+        ));
+        assert!(!message_says(
+            "credit_card field is not allowed",
+            &BALANCE_PHRASES,
+            &[]
+        ));
+        assert_eq!(
+            says_in_message("请求过于频繁", &["a lantern festival"]),
+            Says::RateLimited
         );
-        assert_eq!(e.kind(), ErrorKind::ProviderOutOfFunds);
-        let e = http_error(
+        assert_eq!(says_in_message("size must match", &[]), Says::Nothing);
+    }
+
+    #[test]
+    fn what_the_service_says_maps_beside_the_status() {
+        let kind = |status, says| error_from("p", status, "", None, says).kind();
+        assert_eq!(kind(400, Says::OutOfFunds), ErrorKind::ProviderOutOfFunds);
+        assert_eq!(kind(403, Says::OutOfFunds), ErrorKind::ProviderOutOfFunds);
+        assert_eq!(
+            kind(503, Says::OutOfFunds),
+            ErrorKind::Unavailable,
+            "a 5xx is never out of funds"
+        );
+        assert_eq!(kind(400, Says::RateLimited), ErrorKind::RateLimited);
+        assert_eq!(kind(400, Says::KeyRejected), ErrorKind::Unauthorized);
+        assert_eq!(kind(400, Says::ServiceFailed), ErrorKind::Unavailable);
+        let e = error_from(
             "suchuang",
             400,
             "请求过于频繁",
             Some(Duration::from_secs(3)),
+            Says::RateLimited,
         );
         assert_eq!(e.retry_after(), Some(Duration::from_secs(3)));
         assert_eq!(e.http().map(|h| h.status), Some(400));
-    }
-
-    #[test]
-    fn the_balance_rule_needs_a_client_error_and_a_whole_phrase() {
-        let kind = |status, body| http_error("p", status, body, None).kind();
-        assert_eq!(
-            kind(500, "upstream: insufficient balance on worker"),
-            ErrorKind::Unavailable,
-            "a 5xx is never out of funds"
-        );
-        assert_eq!(kind(503, "余额服务维护中"), ErrorKind::Unavailable);
-        assert_eq!(
-            kind(400, r#"{"error":"credit_card field is not allowed"}"#),
-            ErrorKind::InvalidInput,
-            "a lone word in an unrelated body is not a balance"
-        );
-        assert_eq!(
-            kind(422, "balance the colours of the scene"),
-            ErrorKind::InvalidInput
-        );
-        assert_eq!(
-            kind(400, "Insufficient credits to run this model"),
-            ErrorKind::ProviderOutOfFunds
-        );
-        assert_eq!(
-            kind(403, "Your balance is not enough"),
-            ErrorKind::ProviderOutOfFunds
-        );
-        assert_eq!(kind(401, "invalid key"), ErrorKind::Unauthorized);
     }
 
     #[test]

@@ -42,6 +42,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
+use crate::classify::{self, Says};
 use crate::http::{self, CallKind, RateLimiter, RetryPolicy};
 use jilo_core::config;
 
@@ -347,7 +348,7 @@ impl FalProvider {
             CallKind::Read,
             &self.reads,
             |_| false,
-            map_error,
+            |f| map_error(f, &[]),
             || {
                 let call = self.http.get(url).header("accept", "application/json");
                 if with_key {
@@ -408,10 +409,23 @@ fn unauthorized(reason: &str) -> Error {
     }
 }
 
-/// fal's failed answers through the shared mapping (`detail` messages, a locked account's
-/// balance words), a 422 as the provider refusing the input.
-fn map_error(failed: http::Failed) -> Error {
-    failed.into_error(SERVICE)
+/// A failed answer of fal's queue: the status, and a `detail` string's own words (fal's
+/// account errors, e.g. `User is locked. Reason: Exhausted balance.`) beside it. A `detail`
+/// list is a validation error whose items quote the input: never read. `sent` are the texts
+/// the request carried (the prompt), which never count.
+fn map_error(failed: http::Failed, sent: &[&str]) -> Error {
+    let body: Value = serde_json::from_str(&failed.body).unwrap_or(Value::Null);
+    let says = match &body["detail"] {
+        Value::String(detail) => classify::says_in_message(detail, sent),
+        _ => Says::Nothing,
+    };
+    classify::error_from(
+        SERVICE,
+        failed.status,
+        &failed.body,
+        failed.retry_after,
+        says,
+    )
 }
 
 /// The failure class of a request fal finished with an error: its infrastructure errors are
@@ -489,11 +503,14 @@ impl VideoProvider for FalProvider {
                                 source: None,
                             });
                         }
-                        return Err(map_error(http::Failed {
-                            status,
-                            body: text,
-                            retry_after,
-                        }));
+                        return Err(map_error(
+                            http::Failed {
+                                status,
+                                body: text,
+                                retry_after,
+                            },
+                            &[request.request.prompt.as_str()],
+                        ));
                     }
                     Err(e) if e.is_connect() => {
                         tracing::warn!(host = %host, "fal refused the connection; trying the backup host");
@@ -585,11 +602,14 @@ impl VideoProvider for FalProvider {
                 Some("CANCELLATION_REQUESTED" | "ALREADY_COMPLETED") => Ok(CancelOutcome::TooLate),
                 Some("NOT_FOUND") => Err(Error::not_found("request", &query.request_id)),
                 _ if (200..300).contains(&status) => Ok(CancelOutcome::TooLate),
-                _ => Err(map_error(http::Failed {
-                    status,
-                    body: text,
-                    retry_after: None,
-                })),
+                _ => Err(map_error(
+                    http::Failed {
+                        status,
+                        body: text,
+                        retry_after: None,
+                    },
+                    &[],
+                )),
             }
         })
         .await

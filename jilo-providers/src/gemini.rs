@@ -32,6 +32,7 @@ use jilo_core::{
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 
+use crate::classify::{self, Says};
 use crate::http::{self, CallKind, RateLimiter, RetryPolicy};
 use jilo_core::config;
 
@@ -286,9 +287,12 @@ fn map_error(failed: http::Failed, model: &str) -> Error {
     };
     let details = error["details"].as_array().cloned().unwrap_or_default();
     let reason_is = |r: &str| details.iter().any(|d| d["reason"].as_str() == Some(r));
-    if failed.status == 400
-        && (reason_is("API_KEY_INVALID") || failed.body.contains("API key not valid"))
-    {
+    // Google's own fields decide, never the body's other text (a prompt may be echoed).
+    let key_refused = reason_is("API_KEY_INVALID")
+        || error["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("API key not valid"));
+    if failed.status == 400 && key_refused {
         return Error::Unauthorized {
             service: SERVICE.to_owned(),
             response: Some(failed.http()),
@@ -314,7 +318,18 @@ fn map_error(failed: http::Failed, model: &str) -> Error {
             source: None,
         };
     }
-    failed.into_error(SERVICE)
+    let says = match error["status"].as_str() {
+        Some("RESOURCE_EXHAUSTED") => Says::RateLimited,
+        Some("UNAUTHENTICATED" | "PERMISSION_DENIED") => Says::KeyRejected,
+        _ => Says::Nothing,
+    };
+    classify::error_from(
+        SERVICE,
+        failed.status,
+        &failed.body,
+        failed.retry_after,
+        says,
+    )
 }
 
 /// A protobuf duration string: `"42s"`, `"57.238747106s"`.

@@ -2,8 +2,9 @@
 //! a cargo feature (`fal`, `suchuang`, `apify`, `gemini`, `youtube`); all share one HTTP layer.
 //!
 //! This release holds:
-//! - [`classify`], the one mapping from a service's HTTP answer to a [`jilo_core::Error`], so
-//!   that 401, 402, 429 and 5xx mean the same thing whichever provider answered;
+//! - [`classify`], the one mapping from a service's HTTP answer and its own error fields to a
+//!   [`jilo_core::Error`], so that 401, 402, 429 and 5xx mean the same thing whichever provider
+//!   answered, and no text the request put in a body (an echoed prompt) decides it;
 //! - `http` (with any client feature): the shared retry loop, which retries only what is safe to
 //!   send again (a paid start only when the service surely did not take it), with full-jitter
 //!   back-off and `Retry-After` as seconds or an HTTP date;
@@ -16,11 +17,16 @@
 //!
 //! ```
 //! use jilo_core::ErrorKind;
-//! use jilo_providers::classify;
+//! use jilo_providers::classify::{self, Says};
 //!
-//! // 速创 answers HTTP 200 with its own code in the body: classify by that code.
-//! let e = classify::http_error("suchuang", 400, r#"{"code":400,"msg":"账户余额不足"}"#, None);
+//! // 速创 answers HTTP 200 with its own code in the body and says in its `msg` that the
+//! // balance is short: what the service says in its own words counts, an echo of the prompt
+//! // does not.
+//! let msg = "账户余额不足";
+//! let says = classify::says_in_message(msg, &["a lantern festival at night"]);
+//! let e = classify::error_from("suchuang", 400, msg, None, says);
 //! assert_eq!(e.kind(), ErrorKind::ProviderOutOfFunds);
+//! assert_eq!(classify::says_in_message("余额不足", &["a prompt about 余额"]), Says::Nothing);
 //! ```
 
 #![forbid(unsafe_code)]

@@ -13,8 +13,9 @@
 //! and how the client stays tolerant where it could not:
 //! - The key goes both as the raw `Authorization` header (no `Bearer`) and as `?key=`.
 //! - Every answer is `{code, msg, data}`; an error may come as HTTP 200 with `code != 200` or
-//!   as a non-2xx status with the same body: both are read, and mapped by the shared rule
-//!   (balance words such as `余额` in a 4xx are out of funds, `403` a rejected key, 5xx busy).
+//!   as a non-2xx status with the same body: both are read, and mapped by `code` and by what
+//!   `msg` says in 速创's own words (`余额` in a 4xx is out of funds unless the prompt sent
+//!   carried it, `403` a rejected key, 5xx busy); an echo of the prompt never decides.
 //! - Task ids are strings or numbers. Status `0` queued, `1` processing, `2` succeeded (URL in
 //!   `result[0]`), `3` failed (`fail_reason`). The legacy VEO API numbered them differently
 //!   (`1` success, `2` failed, `3` generating, URL in `content`): an answer that carries
@@ -140,7 +141,14 @@ impl SuchuangProvider {
     }
 
     /// The envelope's `data`, or the error its `code` and `msg` say.
-    async fn envelope(&self, resp: reqwest::Response, kind: CallKind) -> Result<Value> {
+    /// `sent` are the texts the request carried (the prompt): words of theirs that the
+    /// service echoes in `msg` never classify the error.
+    async fn envelope(
+        &self,
+        resp: reqwest::Response,
+        kind: CallKind,
+        sent: &[&str],
+    ) -> Result<Value> {
         let status = resp.status().as_u16();
         let text = resp
             .text()
@@ -148,7 +156,7 @@ impl SuchuangProvider {
             .map_err(|e| http::transport_error(SERVICE, kind, e))?;
         let body: Value = match serde_json::from_str(&text) {
             Ok(body) => body,
-            // A gateway's page or plain text on an error status: the shared rule reads it.
+            // A gateway's page or plain text on an error status: its status decides.
             Err(_) if status >= 400 => {
                 return Err(classify::http_error(SERVICE, status, &text, None))
             }
@@ -163,29 +171,38 @@ impl SuchuangProvider {
         };
         match body["code"].as_i64() {
             Some(200) => Ok(body["data"].clone()),
-            code => Err(body_error(status, code, &text, &body)),
+            code => Err(body_error(status, code, &text, &body, sent)),
         }
     }
 }
 
-/// An error from the envelope: the body's code where it is HTTP-like, else the HTTP status.
-fn body_error(http_status: u16, code: Option<i64>, text: &str, body: &Value) -> Error {
+/// An error from the envelope: the body's code where it is HTTP-like, else the HTTP status,
+/// and what 速创 says in its own `msg` (it has no code for an empty balance: `code: 400` with
+/// `余额` in `msg`), never words the request carried (`sent`: an echoed prompt).
+fn body_error(
+    http_status: u16,
+    code: Option<i64>,
+    text: &str,
+    body: &Value,
+    sent: &[&str],
+) -> Error {
     let msg = body["msg"]
         .as_str()
         .or(body["message"].as_str())
         .or(body["data"]["message"].as_str())
         .unwrap_or_default();
-    if msg.contains("不存在") || code == Some(404) {
+    if code == Some(404) || classify::message_says(msg, &["不存在"], sent) {
         return Error::not_found("task", format!("at {SERVICE}: {msg}"));
     }
-    // A code that is not HTTP-like (10001, -1) refuses the request: read it as a 400, so the
-    // balance and rate words still count.
+    // A code that is not HTTP-like (10001, -1) refuses the request: read it as a 400, so
+    // what the message says still counts.
     let status = match code.and_then(|c| u16::try_from(c).ok()) {
         Some(c) if (400..600).contains(&c) => c,
         _ if http_status >= 400 => http_status,
         _ => 400,
     };
-    classify::http_error(SERVICE, status, text, None)
+    let says = classify::says_in_message(msg, sent);
+    classify::error_from(SERVICE, status, text, None, says)
 }
 
 /// Answers whose `{code, msg}` body the envelope reads itself: 4xx but 429 (a 429 and 5xx go
@@ -284,7 +301,13 @@ impl VideoProvider for SuchuangProvider {
                 || self.authed(self.http.post(&url).json(&body)),
             )
             .await?;
-            let data = self.envelope(resp, CallKind::PaidStart).await?;
+            let data = self
+                .envelope(
+                    resp,
+                    CallKind::PaidStart,
+                    &[request.request.prompt.as_str()],
+                )
+                .await?;
             let request_id = task_id(&data).ok_or_else(|| Error::OutcomeUnknown {
                 service: SERVICE.to_owned(),
                 reason: "the submit was accepted without a task id".to_owned(),
@@ -310,7 +333,7 @@ impl VideoProvider for SuchuangProvider {
                 },
             )
             .await?;
-            let data = self.envelope(resp, CallKind::Read).await?;
+            let data = self.envelope(resp, CallKind::Read, &[]).await?;
             // A failed task's reason is kept on the job: no key in it either.
             Ok(match status_of(&data) {
                 ProviderStatus::Failed { reason, class } => ProviderStatus::Failed {

@@ -510,3 +510,40 @@ async fn a_run_that_outlives_its_caller_is_not_started_twice() {
     assert_eq!(videos[0].views, 77);
     // The sync start was made once in all (its mock expects exactly one).
 }
+
+/// Apify's `error.type` decides, never its message (which may quote the keyword): a run that
+/// ended badly is the actor's failure (`Unavailable`), not the user's query; an input error
+/// whose message quotes "rate limit" is still an input error.
+#[tokio::test]
+async fn errors_are_read_from_the_type_never_the_message() {
+    let cases = [
+        (
+            400,
+            json!({"error": {"type": "run-failed", "message": "Actor run did not succeed (run ID: r1, status: FAILED)"}}),
+            ErrorKind::Unavailable,
+        ),
+        (
+            400,
+            json!({"error": {"type": "actor-run-failed", "message": "keyword 'insufficient balance' failed"}}),
+            ErrorKind::Unavailable,
+        ),
+        (
+            400,
+            json!({"error": {"type": "invalid-input", "message": "Input keyword 'rate limit 余额 insufficient balance' is not valid"}}),
+            ErrorKind::InvalidInput,
+        ),
+    ];
+    for (status, body, kind) in cases {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(status).set_body_json(body.clone()))
+            .expect(1)
+            .mount(&server)
+            .await;
+        let err = source(&server)
+            .search(&query(Platform::TikTok, 5))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), kind, "{body}: {err}");
+    }
+}

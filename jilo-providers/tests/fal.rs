@@ -537,3 +537,36 @@ proptest::proptest! {
         });
     }
 }
+
+/// fal's validation errors quote the input (`detail[].input`), and a `detail` string may
+/// echo the prompt: neither makes an empty balance or a rate limit out of the user's words.
+#[tokio::test]
+async fn an_echoed_prompt_never_makes_an_empty_balance_or_a_rate_limit() {
+    let prompt = "Exhausted balance sheets fly, too many requests, 余额 rain";
+    let request = SubmitRequest::new(
+        JobId::new("job-echo"),
+        1,
+        VideoRequest::new(prompt, KLING_T2V, 5),
+        KLING,
+    );
+    let answers = [
+        ResponseTemplate::new(422).set_body_json(json!({"detail": [{"loc": ["body", "prompt"], "msg": "too long", "type": "value_error", "input": prompt}]})),
+        ResponseTemplate::new(400).set_body_json(json!({"detail": format!("Invalid prompt: {prompt}")})),
+        ResponseTemplate::new(403).set_body_json(json!({"detail": format!("Prompt not allowed: {prompt}")})),
+    ];
+    let kinds = [
+        ErrorKind::InvalidInput,
+        ErrorKind::InvalidInput,
+        ErrorKind::Unauthorized,
+    ];
+    for (answer, kind) in answers.into_iter().zip(kinds) {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(answer)
+            .expect(1)
+            .mount(&server)
+            .await;
+        let err = fal(&server).submit(&request).await.unwrap_err();
+        assert_eq!(err.kind(), kind, "{err}");
+    }
+}

@@ -298,3 +298,34 @@ async fn overloads_are_retried() {
     assert_eq!(gemini.analyze(&video()).await.unwrap().score, 6);
     assert_eq!(server.received_requests().await.unwrap().len(), 2);
 }
+
+/// Google's `status` and `details[].reason` decide, never the message's other text: an
+/// INVALID_ARGUMENT that quotes the request's words is the input, not a rejected key or a
+/// rate limit.
+#[tokio::test]
+async fn errors_are_read_from_googles_fields_never_the_echo() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!({"error": {
+            "code": 400,
+            "message": "Invalid value at 'contents[0]': 'API key not valid, too many requests, 余额'",
+            "status": "INVALID_ARGUMENT"
+        }})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let err = model(&server).analyze(&video()).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    let key = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!({"error": {
+            "code": 400,
+            "message": "API key not valid. Please pass a valid API key.",
+            "status": "INVALID_ARGUMENT",
+            "details": [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID"}]
+        }})))
+        .mount(&key)
+        .await;
+    let err = model(&key).analyze(&video()).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unauthorized, "{err}");
+}

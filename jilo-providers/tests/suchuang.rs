@@ -272,3 +272,45 @@ async fn suchuang_passes_the_provider_conformance_suite() {
         .await;
     video_provider_suite(&provider(&server)).await;
 }
+
+/// 速创 reports an empty balance only in words (`code: 400`, `余额` in `msg`). A validation
+/// error that echoes a prompt mentioning `余额` or "too many requests" is the user's input, not
+/// an empty account or a rate limit: it never alerts the admin nor cools the provider.
+#[tokio::test]
+async fn an_echoed_prompt_never_makes_an_empty_balance_or_a_rate_limit() {
+    let prompt = "A shopkeeper counts the 余额 of the day, too many requests piling up";
+    let echoing = SubmitRequest::new(
+        JobId::new("job-echo"),
+        1,
+        VideoRequest::new(prompt, VEO3, 8),
+        "veo3.1_fast",
+    );
+    for msg in [
+        format!("prompt '{prompt}' contains a sensitive word"),
+        format!("参数错误: {prompt}"),
+        // The words alone, when the prompt carried them, are not trusted either.
+        "余额不足".to_owned(),
+    ] {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(
+                ResponseTemplate::new(200).set_body_json(json!({"code": 400, "msg": msg})),
+            )
+            .expect(1)
+            .mount(&server)
+            .await;
+        let err = provider(&server).submit(&echoing).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput, "{msg}: {err}");
+    }
+    // A prompt without those words: 速创's own message is read.
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"code": 400, "msg": "账户余额不足，请充值"})),
+        )
+        .mount(&server)
+        .await;
+    let err = provider(&server).submit(&request()).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ProviderOutOfFunds, "{err}");
+}

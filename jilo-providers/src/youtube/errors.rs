@@ -126,7 +126,10 @@ pub(crate) fn youtube_error(
         retry_at: Some(retry_at),
         response: Some(HttpFailure::new(status, body)),
     };
-    let per_day = message.contains("per day") || message.contains("Video Uploads");
+    // The upload bucket's exhaustion is a rate-limit reason whose quota Google names in its
+    // message; only that reason's message is read (other messages may quote the metadata).
+    let per_day = matches!(reason.as_str(), "rateLimitExceeded" | "")
+        && message.contains("Video Uploads per day");
     match (status, reason.as_str()) {
         (400, "uploadLimitExceeded") => quota(
             QuotaLimit::ChannelUploads,
