@@ -222,8 +222,10 @@ impl Job {
             .map(|p| crate::traits::SubmissionKey::new(self.id.clone(), p.attempt))
     }
 
-    /// Checks that a reservation is this job's hold: same job id, user and credits. Stores call
-    /// it in [`crate::JobStore::create`] before writing anything.
+    /// Checks that a reservation is this job's hold: same job id, user and credits, a user id
+    /// and an amount the ledger takes ([`crate::ledger::check_user`],
+    /// [`crate::ledger::check_amount`]). Stores call it in [`crate::JobStore::create`] before
+    /// writing anything.
     pub fn check_hold(&self, hold: &crate::ledger::Reservation) -> Result<(), Error> {
         if hold.job != self.id || hold.user != self.user || hold.credits != self.credits {
             return Err(Error::invalid(
@@ -231,7 +233,8 @@ impl Job {
                 "the reservation must name the job's id, user and credits",
             ));
         }
-        Ok(())
+        crate::ledger::check_user(&hold.user)?;
+        crate::ledger::check_amount(hold.credits)
     }
 
     /// The event that describes the job as it is now.

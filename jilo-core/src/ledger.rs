@@ -1,14 +1,23 @@
 //! The credit ledger's records: holds, grants, balances and entries.
 //!
 //! Credits are `i64` so every backend stores them exactly; amounts passed in must be positive
-//! and are checked by [`check_amount`], which every store calls before changing anything.
+//! and at most [`MAX_CREDITS`], ids must be ids, and are checked by [`check_amount`],
+//! [`check_user`] and [`check_grant`], which every store calls before changing anything.
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 use crate::ids::{JobId, Timestamp, UserId};
 
-/// Checks that an amount of credits is positive.
+/// The most credits one grant adds, and the most an account is ever granted in all (10^15).
+/// Every part of a balance is at most what was granted, so no sum a store makes of an
+/// account's credits, nor one grant more, can overflow an `i64` (about 9.2 × 10^18).
+pub const MAX_CREDITS: i64 = 1_000_000_000_000_000;
+
+/// The longest user id, idempotency key or payment id, in bytes.
+pub const MAX_ID_BYTES: usize = 256;
+
+/// Checks that an amount of credits is positive and at most [`MAX_CREDITS`].
 pub fn check_amount(credits: i64) -> Result<(), Error> {
     if credits <= 0 {
         return Err(Error::invalid(
@@ -16,21 +25,59 @@ pub fn check_amount(credits: i64) -> Result<(), Error> {
             format!("{credits} is not a positive amount"),
         ));
     }
+    if credits > MAX_CREDITS {
+        return Err(Error::invalid(
+            "credits",
+            format!("{credits} is more than the most one grant or hold may carry ({MAX_CREDITS})"),
+        ));
+    }
     Ok(())
 }
 
-/// Checks a grant before it is applied: a positive amount, an idempotency key that is not
-/// jilo's own (`jilo:`, the lots of credits granted before lots), and an expiry after the grant.
+/// Checks an id the ledger keys rows by: not blank, no control characters (a NUL is refused
+/// by Postgres and kept by SQLite: the same id must mean the same on every store), at most
+/// [`MAX_ID_BYTES`].
+fn check_id(field: &str, id: &str) -> Result<(), Error> {
+    if id.trim().is_empty() {
+        return Err(Error::invalid(field, "is empty"));
+    }
+    if id.chars().any(char::is_control) {
+        return Err(Error::invalid(field, "contains a control character"));
+    }
+    if id.len() > MAX_ID_BYTES {
+        return Err(Error::invalid(
+            field,
+            format!("is longer than {MAX_ID_BYTES} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a user id as every store takes it ([`check_id`]'s rules, under `user`).
+pub fn check_user(user: &UserId) -> Result<(), Error> {
+    check_id("user", user.as_str())
+}
+
+/// Checks a grant before it is applied: a positive amount of at most [`MAX_CREDITS`], a user
+/// id and an idempotency key that are ids ([`check_user`]), a key that is not jilo's own
+/// (`jilo:`, the lots of credits granted before lots), a purchase's payment id, and an expiry
+/// after the grant. Every store calls it before changing anything.
 pub fn check_grant(grant: &Grant) -> Result<(), Error> {
     check_amount(grant.credits)?;
+    check_user(&grant.user)?;
     if grant.key.trim().is_empty() {
         return Err(Error::invalid("key", "an idempotency key is required"));
     }
+    check_id("key", &grant.key)?;
     if grant.key.starts_with("jilo:") {
         return Err(Error::invalid(
             "key",
             "keys starting with `jilo:` are jilo's own (the lots of credits granted before lots)",
         ));
+    }
+    if grant.reason == GrantReason::Purchase {
+        let payment = grant.key.strip_prefix("payment:").unwrap_or(&grant.key);
+        check_id("payment_id", payment)?;
     }
     if let Some(expires) = grant.expires_at {
         if expires <= grant.at {
@@ -41,6 +88,74 @@ pub fn check_grant(grant: &Grant) -> Result<(), Error> {
         }
     }
     Ok(())
+}
+
+/// Checks that an account granted `granted` so far may take this grant too (at most
+/// [`MAX_CREDITS`] in all).
+pub fn check_account_ceiling(granted: i64, grant: &Grant) -> Result<(), Error> {
+    if granted > MAX_CREDITS - grant.credits {
+        return Err(Error::invalid(
+            "credits",
+            format!(
+                "the account of `{}` would be granted more than {MAX_CREDITS} credits in all",
+                grant.user
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A grant as a store keeps it under its key, to tell a repeat from another grant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeptGrant {
+    /// Whose.
+    pub user: String,
+    /// How many credits.
+    pub credits: i64,
+    /// Why, as [`GrantReason::as_str`] writes it.
+    pub reason: String,
+    /// When it expires, where the store knows it (`None`: not known, e.g. a grant from before
+    /// lots were kept).
+    pub expires_at: Option<Option<Timestamp>>,
+}
+
+impl KeptGrant {
+    /// What a store keeps of this grant.
+    pub fn of(grant: &Grant) -> Self {
+        Self {
+            user: grant.user.as_str().to_owned(),
+            credits: grant.credits,
+            reason: grant.reason.as_str().to_owned(),
+            expires_at: Some(grant.expires_at),
+        }
+    }
+}
+
+/// The answer to a grant whose key a store has seen: [`GrantOutcome::Duplicate`] when it is
+/// the same grant again (user, credits, reason and, where known, expiry; its time may differ,
+/// as a webhook delivered twice has two), and [`Error::InvalidInput`] on `key` when the key
+/// names another grant: a key names one grant, so a reused payment id never credits silently
+/// nothing. A monthly allowance's key names the user's allowance for that month whatever the
+/// plan: another amount under it (a plan changed mid-month) is a duplicate, not an error.
+pub fn check_regrant(grant: &Grant, kept: &KeptGrant) -> Result<GrantOutcome, Error> {
+    let same_amount =
+        kept.credits == grant.credits || grant.reason == GrantReason::MonthlyAllowance;
+    let same = kept.user == grant.user.as_str()
+        && same_amount
+        && kept.reason == grant.reason.as_str()
+        && kept.expires_at.is_none_or(|e| e == grant.expires_at);
+    if same {
+        Ok(GrantOutcome::Duplicate)
+    } else {
+        Err(Error::invalid(
+            "key",
+            format!(
+                "`{}` was already used for another grant (another user, amount, reason or \
+                 expiry); a key names one grant",
+                grant.key
+            ),
+        ))
+    }
 }
 
 /// A request to hold credits for a job before the provider is called.
@@ -598,5 +713,56 @@ mod tests {
         ] {
             assert_eq!(GrantReason::parse(r.as_str()), Some(r));
         }
+    }
+
+    #[test]
+    fn a_key_names_one_grant_and_the_ceiling_holds() {
+        let at = Timestamp::from_millis(1_000);
+        let alice = UserId::new("alice");
+        let paid = Grant::purchase(alice.clone(), 50, "pi_1", at);
+        let kept = KeptGrant::of(&paid);
+        let later = Grant {
+            at: Timestamp::from_millis(9_000),
+            ..paid.clone()
+        };
+        assert!(matches!(
+            check_regrant(&later, &kept),
+            Ok(GrantOutcome::Duplicate)
+        ));
+        let bob = Grant::purchase(UserId::new("bob"), 50, "pi_1", at);
+        assert!(
+            matches!(check_regrant(&bob, &kept), Err(Error::InvalidInput { ref field, .. }) if field == "key")
+        );
+        let more = Grant::purchase(alice.clone(), 51, "pi_1", at);
+        assert!(check_regrant(&more, &kept).is_err());
+        // Expiry unknown (a grant from before lots): not compared.
+        let legacy = KeptGrant {
+            expires_at: None,
+            ..kept.clone()
+        };
+        assert!(check_regrant(
+            &paid.clone().expiring_at(Timestamp::from_millis(5_000)),
+            &legacy
+        )
+        .is_ok());
+        // A monthly allowance's key is the month's, whatever the plan's amount.
+        let month = crate::plans::PlanPeriod::containing(at);
+        let basic = Grant::monthly(alice.clone(), 50, month, at);
+        let pro = Grant::monthly(alice.clone(), 200, month, at);
+        assert!(matches!(
+            check_regrant(&pro, &KeptGrant::of(&basic)),
+            Ok(GrantOutcome::Duplicate)
+        ));
+        // The ceiling.
+        assert!(check_account_ceiling(MAX_CREDITS - 50, &paid).is_ok());
+        assert!(check_account_ceiling(MAX_CREDITS - 49, &paid).is_err());
+        assert!(check_amount(MAX_CREDITS).is_ok());
+        assert!(check_amount(MAX_CREDITS + 1).is_err());
+        assert!(check_amount(i64::MAX).is_err());
+        for bad in ["", " ", "a\0b", "tab\tbed"] {
+            assert!(check_user(&UserId::new(bad)).is_err(), "{bad:?}");
+        }
+        assert!(check_user(&UserId::new("x".repeat(MAX_ID_BYTES + 1))).is_err());
+        assert!(check_grant(&Grant::purchase(alice, 5, " ", at)).is_err());
     }
 }

@@ -19,8 +19,9 @@ use crate::job::{
     ClaimRequest, DeliveryOutcome, DeliveryRecord, Job, JobEvent, JobUpdate, LeaseRenewal,
 };
 use crate::ledger::{
-    check_amount, check_grant, Balance, CreditHold, Grant, GrantOutcome, HistoryPage, HistoryQuery,
-    HoldOutcome, HoldState, LedgerEntry, LedgerEntryKind, Reservation,
+    check_account_ceiling, check_amount, check_grant, check_regrant, check_user, Balance,
+    CreditHold, Grant, GrantOutcome, HistoryPage, HistoryQuery, HoldOutcome, HoldState, KeptGrant,
+    LedgerEntry, LedgerEntryKind, Reservation,
 };
 use crate::lots::{self, CreditLot, HoldPart};
 use crate::publish::{
@@ -43,7 +44,7 @@ struct HoldRow {
 struct State {
     balances: HashMap<UserId, Balance>,
     lots: HashMap<UserId, Vec<CreditLot>>,
-    grant_keys: HashSet<String>,
+    grant_keys: HashMap<String, KeptGrant>,
     holds: HashMap<JobId, HoldRow>,
     holds_per_day: HashMap<i64, u32>,
     ledger: Vec<LedgerEntry>,
@@ -70,10 +71,24 @@ impl State {
         });
     }
 
-    fn grant(&mut self, grant: &Grant) -> GrantOutcome {
-        if !self.grant_keys.insert(grant.key.clone()) {
-            return GrantOutcome::Duplicate;
+    /// Whether the grant may be applied: `Some(Duplicate)` when its key was seen with the
+    /// same grant, `None` when it is new and fits under the account's ceiling, an error when
+    /// the key names another grant or the account would pass [`crate::ledger::MAX_CREDITS`]. Changes nothing.
+    fn check_new_grant(&self, grant: &Grant) -> Result<Option<GrantOutcome>> {
+        if let Some(kept) = self.grant_keys.get(&grant.key) {
+            return check_regrant(grant, kept).map(Some);
         }
+        let granted = self.balances.get(&grant.user).map_or(0, |b| b.granted);
+        check_account_ceiling(granted, grant)?;
+        Ok(None)
+    }
+
+    fn grant(&mut self, grant: &Grant) -> Result<GrantOutcome> {
+        if let Some(outcome) = self.check_new_grant(grant)? {
+            return Ok(outcome);
+        }
+        self.grant_keys
+            .insert(grant.key.clone(), KeptGrant::of(grant));
         let b = self.balances.entry(grant.user.clone()).or_default();
         b.available += grant.credits;
         b.granted += grant.credits;
@@ -90,7 +105,7 @@ impl State {
             grant.credits,
             grant.at,
         );
-        GrantOutcome::Granted
+        Ok(GrantOutcome::Granted)
     }
 
     /// Writes the expiry of the user's lots due by `at`; returns how many lots expired credits.
@@ -118,16 +133,14 @@ impl State {
 
     fn reserve(&mut self, r: &Reservation) -> Result<CreditHold> {
         check_amount(r.credits)?;
+        check_user(&r.user)?;
         if self.holds.contains_key(&r.job) {
             return Err(Error::already_exists("hold", &r.job));
         }
         // Credits that expired by now are not there to hold.
         self.expire_lots(&r.user, r.at);
-        let balance = self
-            .balances
-            .get(&r.user)
-            .copied()
-            .ok_or_else(|| Error::not_found("user", &r.user))?;
+        // A user never granted holds nothing: short by the whole amount, as any other.
+        let balance = self.balances.get(&r.user).copied().unwrap_or_default();
         if balance.available < r.credits {
             return Err(Error::Insufficient {
                 available: balance.available,
@@ -301,7 +314,7 @@ impl InMemoryStore {
 impl QuotaStore for InMemoryStore {
     async fn grant(&self, grant: &Grant) -> Result<GrantOutcome> {
         check_grant(grant)?;
-        Ok(self.lock().grant(grant))
+        self.lock().grant(grant)
     }
 
     async fn hold(&self, job: &JobId) -> Result<CreditHold> {
@@ -470,6 +483,7 @@ impl JobStore for InMemoryStore {
                 if !s.balances.contains_key(&g.user) {
                     return Err(Error::not_found("user", &g.user));
                 }
+                s.check_new_grant(g)?;
             }
             if let Some(d) = &update.delivery {
                 if s.deliveries
@@ -487,7 +501,8 @@ impl JobStore for InMemoryStore {
                 s.end_hold(&update.job.id, to, update.job.updated_at)?;
             }
             if let Some(g) = &update.grant {
-                s.grant(g);
+                // Checked above: it cannot fail here, so nothing is left half done.
+                s.grant(g)?;
             }
             let mut next = update.job.clone();
             next.version = update.expected_version + 1;

@@ -247,9 +247,16 @@ async fn bad_requests_are_typed_errors_that_change_nothing() {
         Err(Error::InvalidInput { field, .. }) => assert_eq!(field, "user"),
         other => panic!("{other:?}"),
     }
+    for bad in ["a\0b", "line\nbreak"] {
+        match h.studio.generate(&UserId::new(bad), request()).await {
+            Err(Error::InvalidInput { field, .. }) => assert_eq!(field, "user"),
+            other => panic!("{bad:?}: {other:?}"),
+        }
+    }
+    // A user never granted is short by the whole price, as documented, on every store.
     match h.studio.generate(&UserId::new("ghost"), request()).await {
-        Err(Error::NotFound { entity: "user", .. }) => {}
-        other => panic!("an unknown user must be NotFound, got {other:?}"),
+        Err(Error::Insufficient { available: 0, .. }) => {}
+        other => panic!("a user never granted must be Insufficient, got {other:?}"),
     }
     assert!(sim.submissions().is_empty());
     assert_eq!(h.store.history(&dan).await.unwrap().len(), 1);

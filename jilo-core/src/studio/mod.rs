@@ -204,16 +204,16 @@ impl Studio {
     /// In order, each failing with nothing charged: the prompt must be 10 to 500 characters
     /// and the model, duration and aspect ratio offered by a provider
     /// ([`Error::InvalidInput`]); the moderator must allow the prompt ([`Error::Moderation`]
-    /// naming the terms); the user must have the credits ([`Error::Insufficient`]) and the
+    /// naming the terms); the user must have the credits ([`Error::Insufficient`], also for a
+    /// user never granted any, with 0 available; a user id that is blank, holds a control
+    /// character or is longer than 256 bytes is [`Error::InvalidInput`]) and the
     /// daily cap must not be reached ([`Error::DailyCapReached`]). Then the job and its hold are
     /// written in one transaction and the job is submitted, failing over to the next provider
     /// when one is out of funds or rejects the key. A provider failure after that does not fail
     /// this call: the job records it and is retried, refunded or failed by the rules.
     pub async fn generate(&self, user: &UserId, request: VideoRequest) -> Result<JobId> {
         let inner = &self.inner;
-        if user.as_str().trim().is_empty() {
-            return Err(Error::invalid("user", "a user id is required"));
-        }
+        crate::ledger::check_user(user)?;
         request.validate_prompt()?;
         let (route, spec) = inner.route_for(&request).await?;
         if let Some(moderator) = &inner.moderator {

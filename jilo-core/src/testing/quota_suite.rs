@@ -10,6 +10,7 @@ use crate::ids::{JobId, Timestamp, UserId};
 use crate::job::{Job, JobState, JobUpdate};
 use crate::ledger::{
     Balance, CreditHold, Grant, GrantOutcome, GrantReason, HoldState, LedgerEntryKind, Reservation,
+    MAX_CREDITS,
 };
 use crate::traits::{JobStore, QuotaStore};
 
@@ -130,9 +131,16 @@ where
     // Unknown users are typed errors.
     expect_not_found(store.balance(&user).await, "balance of an unknown user");
     expect_not_found(store.history(&user).await, "history of an unknown user");
+    match take_hold(store, &user, 5, at, None).await {
+        Err(Error::Insufficient {
+            available: 0,
+            needed: 5,
+        }) => {}
+        other => panic!("holding for a user never granted: expected Insufficient {{ available: 0, needed: 5 }}, got {other:?}"),
+    }
     expect_not_found(
-        take_hold(store, &user, 5, at, None).await,
-        "holding for an unknown user",
+        store.balance(&user).await,
+        "a refused hold makes no account",
     );
 
     // Grants are idempotent by key; bad amounts change nothing.
@@ -388,6 +396,111 @@ where
 
     history_pages(store).await;
     statements(store).await;
+    grant_limits(store).await;
+}
+
+/// One set of input limits on every store: amounts past [`MAX_CREDITS`] and accounts that would
+/// pass it are refused (never a panic, a wrapped or a REAL balance), a key names one grant (the
+/// same grant again is a duplicate, another user or amount under it an error), and ids are
+/// ids (no blank or control characters, a purchase's payment id included). Each refusal
+/// changes nothing.
+async fn grant_limits<S>(store: &S)
+where
+    S: QuotaStore + JobStore + ?Sized,
+{
+    let (prefix, at) = run_scope();
+    let user = UserId::new(format!("{prefix}-limits"));
+    let payment = format!("{prefix}-pay-1");
+    for credits in [i64::MAX, MAX_CREDITS + 1] {
+        let huge = Grant::purchase(user.clone(), credits, &payment, at);
+        expect_invalid(store.grant(&huge).await, "a grant above MAX_CREDITS");
+        expect_not_found(
+            store.balance(&user).await,
+            "a refused grant makes no account",
+        );
+    }
+    let most = Grant::purchase(user.clone(), MAX_CREDITS, &payment, at);
+    assert_eq!(
+        store
+            .grant(&most)
+            .await
+            .unwrap_or_else(|e| panic!("a grant of MAX_CREDITS: {e}")),
+        GrantOutcome::Granted,
+        "a refused grant leaves its key free"
+    );
+    let more = Grant::purchase(user.clone(), 1, &format!("{prefix}-pay-2"), at);
+    expect_invalid(
+        store.grant(&more).await,
+        "an account granted more than MAX_CREDITS in all",
+    );
+    let b = balance_of(store, &user).await;
+    assert_eq!(
+        (b.available, b.granted),
+        (MAX_CREDITS, MAX_CREDITS),
+        "the ceiling's refusal changed nothing and the balance reads"
+    );
+    assert!(b.is_consistent());
+
+    // A key names one grant: the same again (another time) is a duplicate; another user or
+    // amount under it is refused.
+    let again = Grant {
+        at: at.plus(Duration::from_secs(60)),
+        ..most.clone()
+    };
+    assert_eq!(
+        store
+            .grant(&again)
+            .await
+            .unwrap_or_else(|e| panic!("the same grant again: {e}")),
+        GrantOutcome::Duplicate,
+        "the same grant again under its key"
+    );
+    let thief = UserId::new(format!("{prefix}-other"));
+    expect_invalid(
+        store
+            .grant(&Grant::purchase(thief.clone(), MAX_CREDITS, &payment, at))
+            .await,
+        "a payment id reused for another user",
+    );
+    expect_not_found(store.balance(&thief).await, "a reused key credits no one");
+    expect_invalid(
+        store
+            .grant(&Grant::purchase(user.clone(), 5, &payment, at))
+            .await,
+        "a payment id reused for another amount",
+    );
+    assert_eq!(
+        balance_of(store, &user).await,
+        b,
+        "refusals changed nothing"
+    );
+
+    // Ids are ids on every store.
+    for bad in ["", "   ", "a\0b", "a\nb"] {
+        let bad_user = UserId::new(bad);
+        expect_invalid(
+            store.grant(&Grant::signup(bad_user.clone(), 5, at)).await,
+            "a grant to a blank or control-character user id",
+        );
+        expect_invalid(
+            take_hold(store, &bad_user, 5, at, None).await,
+            "a hold for a blank or control-character user id",
+        );
+    }
+    expect_invalid(
+        store.grant(&Grant::purchase(user.clone(), 5, "", at)).await,
+        "a purchase without a payment id",
+    );
+    let nul_key = Grant {
+        key: format!("{prefix}-k\0ey"),
+        ..Grant::signup(user.clone(), 5, at)
+    };
+    expect_invalid(store.grant(&nul_key).await, "a key with a NUL");
+    assert_eq!(
+        balance_of(store, &user).await,
+        b,
+        "refusals changed nothing"
+    );
 }
 
 /// A statement splits the available credits and sums what was settled since a period began.

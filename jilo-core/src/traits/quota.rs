@@ -24,9 +24,16 @@ use crate::ledger::{
 ///
 /// Contract (checked by [`crate::testing::quota_store_suite`], which also takes and ends holds
 /// through the store's [`crate::JobStore`]):
-/// - Amounts must be positive ([`crate::ledger::check_amount`]); bad input changes nothing.
-/// - `grant` is idempotent by key. A user exists once granted; a user never granted is
-///   [`crate::Error::NotFound`].
+/// - Input has one set of limits on every store: amounts positive and at most
+///   [`crate::ledger::MAX_CREDITS`] ([`crate::ledger::check_amount`]), ids not blank and without
+///   control characters ([`crate::ledger::check_user`], [`crate::ledger::check_grant`]), an
+///   account granted at most [`crate::ledger::MAX_CREDITS`] in all; bad input is
+///   [`crate::Error::InvalidInput`] and changes nothing.
+/// - `grant` is idempotent by key: the same grant again is [`crate::GrantOutcome::Duplicate`];
+///   a key reused for another grant (user, amount, reason, expiry) is
+///   [`crate::Error::InvalidInput`] on `key` ([`crate::ledger::check_regrant`]). A user exists
+///   once granted; reading a user never granted is [`crate::Error::NotFound`], and a hold for
+///   one is [`crate::Error::Insufficient`] with 0 available.
 /// - A hold is taken atomically with its job, or refused with [`crate::Error::Insufficient`]
 ///   (or [`crate::Error::DailyCapReached`]) changing nothing. Under any concurrency, across
 ///   tasks and processes, the holds taken never exceed the balance.

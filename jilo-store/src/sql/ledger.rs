@@ -1,13 +1,15 @@
 //! The credit ledger in SQL: grants, holds and their ends, each one transaction.
 
 use async_trait::async_trait;
-use jilo_core::ledger::check_amount;
+use jilo_core::ledger::{
+    check_account_ceiling, check_amount, check_regrant, check_user, KeptGrant, MAX_CREDITS,
+};
 use jilo_core::{
     Balance, CreditHold, CreditStatement, Error, ExpiringCredits, Grant, GrantOutcome, GrantReason,
     HistoryPage, HistoryQuery, HoldOutcome, HoldState, JobId, LedgerEntry, LedgerEntryKind,
     QuotaStore, Reservation, Result, Timestamp, UserId,
 };
-use sqlx::{Any, Transaction};
+use sqlx::{Any, Row, Transaction};
 
 use super::errors::StoreResult;
 use super::lots;
@@ -74,19 +76,49 @@ pub(crate) async fn grant_in(
     .await?
     .rows_affected();
     if inserted == 0 {
-        return Ok(GrantOutcome::Duplicate);
+        // The key was seen: the same grant again is a duplicate, another grant an error.
+        let row = sqlx::query(
+            "SELECT g.user_id, g.credits, g.reason, l.grant_key, l.expires_ms \
+             FROM jilo_grants g LEFT JOIN jilo_credit_lots l ON l.grant_key = g.grant_key \
+             WHERE g.grant_key = $1",
+        )
+        .bind(grant.key.as_str())
+        .fetch_one(&mut **tx)
+        .await?;
+        let lot: Option<String> = row.try_get(3)?;
+        let expires: Option<i64> = row.try_get(4)?;
+        let kept = KeptGrant {
+            user: row.try_get(0)?,
+            credits: row.try_get(1)?,
+            reason: row.try_get(2)?,
+            expires_at: lot.map(|_| expires.map(Timestamp::from_millis)),
+        };
+        return Ok(check_regrant(grant, &kept)?);
     }
-    sqlx::query(
+    // Guarded: an account is granted at most MAX_CREDITS in all, so no sum overflows.
+    let added = sqlx::query(
         "INSERT INTO jilo_accounts (user_id, available, held, spent, granted) \
          VALUES ($1, $2, 0, 0, $2) \
          ON CONFLICT (user_id) DO UPDATE SET \
            available = jilo_accounts.available + excluded.available, \
-           granted = jilo_accounts.granted + excluded.granted",
+           granted = jilo_accounts.granted + excluded.granted \
+         WHERE jilo_accounts.granted <= $3 - excluded.granted",
     )
     .bind(grant.user.as_str())
     .bind(grant.credits)
+    .bind(MAX_CREDITS)
     .execute(&mut **tx)
-    .await?;
+    .await?
+    .rows_affected();
+    if added == 0 {
+        let granted: i64 =
+            sqlx::query_scalar("SELECT granted FROM jilo_accounts WHERE user_id = $1")
+                .bind(grant.user.as_str())
+                .fetch_one(&mut **tx)
+                .await?;
+        check_account_ceiling(granted, grant)?;
+        return Err(Error::lost_race("the account changed during the grant").into());
+    }
     lots::insert_lot(tx, grant).await?;
     ledger_row(
         tx,
@@ -108,6 +140,7 @@ pub(crate) async fn reserve_in(
     r: &Reservation,
 ) -> StoreResult<CreditHold> {
     check_amount(r.credits)?;
+    check_user(&r.user)?;
     let day = r.at.utc_day();
     if let Some(cap) = r.daily_cap {
         if backend == Backend::Postgres {
@@ -145,12 +178,10 @@ pub(crate) async fn reserve_in(
                 .bind(r.user.as_str())
                 .fetch_optional(&mut **tx)
                 .await?;
-        return Err(match available {
-            None => Error::not_found("user", &r.user),
-            Some(available) => Error::Insufficient {
-                available,
-                needed: r.credits,
-            },
+        // A user never granted is short by the whole amount, as on every store.
+        return Err(Error::Insufficient {
+            available: available.unwrap_or(0),
+            needed: r.credits,
         }
         .into());
     }

@@ -298,6 +298,7 @@ fn ledger_row(
 /// The daily cap, then one guarded update of the balance, the hold and its ledger row.
 fn reserve(tx: &rusqlite::Transaction<'_>, r: &Reservation) -> StoreResult<CreditHold> {
     jilo_core::ledger::check_amount(r.credits)?;
+    jilo_core::ledger::check_user(&r.user)?;
     let day = r.at.utc_day();
     if let Some(cap) = r.daily_cap {
         let taken: i64 = tx
@@ -322,12 +323,10 @@ fn reserve(tx: &rusqlite::Transaction<'_>, r: &Reservation) -> StoreResult<Credi
             .prepare_cached("SELECT available FROM jilo_accounts WHERE user_id = ?1")?
             .query_row([r.user.as_str()], |row| row.get(0))
             .optional()?;
-        return Err(match available {
-            None => Error::not_found("user", &r.user),
-            Some(available) => Error::Insufficient {
-                available,
-                needed: r.credits,
-            },
+        // A user never granted is short by the whole amount, as on every store.
+        return Err(Error::Insufficient {
+            available: available.unwrap_or(0),
+            needed: r.credits,
         }
         .into());
     }
@@ -466,16 +465,48 @@ fn grant(tx: &rusqlite::Transaction<'_>, g: &Grant) -> StoreResult<()> {
             g.at.as_millis()
         ])?;
     if inserted == 0 {
+        // The key was seen: the same grant again is a duplicate, another grant an error.
+        let kept = tx
+            .prepare_cached(
+                "SELECT g.user_id, g.credits, g.reason, l.grant_key, l.expires_ms \
+                 FROM jilo_grants g LEFT JOIN jilo_credit_lots l ON l.grant_key = g.grant_key \
+                 WHERE g.grant_key = ?1",
+            )?
+            .query_row([g.key.as_str()], |row| {
+                let lot: Option<String> = row.get(3)?;
+                let expires: Option<i64> = row.get(4)?;
+                Ok(jilo_core::ledger::KeptGrant {
+                    user: row.get(0)?,
+                    credits: row.get(1)?,
+                    reason: row.get(2)?,
+                    expires_at: lot.map(|_| expires.map(Timestamp::from_millis)),
+                })
+            })?;
+        jilo_core::ledger::check_regrant(g, &kept)?;
         return Ok(());
     }
-    tx.prepare_cached(
-        "INSERT INTO jilo_accounts (user_id, available, held, spent, granted) \
-         VALUES (?1, ?2, 0, 0, ?2) \
-         ON CONFLICT (user_id) DO UPDATE SET \
-           available = jilo_accounts.available + excluded.available, \
-           granted = jilo_accounts.granted + excluded.granted",
-    )?
-    .execute(params![g.user.as_str(), g.credits])?;
+    // Guarded: an account is granted at most MAX_CREDITS in all, so no sum overflows.
+    let added = tx
+        .prepare_cached(
+            "INSERT INTO jilo_accounts (user_id, available, held, spent, granted) \
+             VALUES (?1, ?2, 0, 0, ?2) \
+             ON CONFLICT (user_id) DO UPDATE SET \
+               available = jilo_accounts.available + excluded.available, \
+               granted = jilo_accounts.granted + excluded.granted \
+             WHERE jilo_accounts.granted <= ?3 - excluded.granted",
+        )?
+        .execute(params![
+            g.user.as_str(),
+            g.credits,
+            jilo_core::ledger::MAX_CREDITS
+        ])?;
+    if added == 0 {
+        let granted: i64 = tx
+            .prepare_cached("SELECT granted FROM jilo_accounts WHERE user_id = ?1")?
+            .query_row([g.user.as_str()], |row| row.get(0))?;
+        jilo_core::ledger::check_account_ceiling(granted, g)?;
+        return Err(Error::lost_race("the account changed during the grant").into());
+    }
     tx.prepare_cached(
         "INSERT INTO jilo_credit_lots (grant_key, user_id, granted, available, held, spent, \
          expired, expires_ms, granted_ms, expiry_written) \
