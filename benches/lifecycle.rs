@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use jilo::{
-    CancelOutcome, Error, Grant, InMemoryStore, ModelSpec, ProviderBalance, ProviderId,
-    ProviderStatus, ProviderVideo, QuotaStore, Result, StatusQuery, Studio, Submission,
+    CancelOutcome, Capabilities, Error, Grant, InMemoryStore, ModelSpec, ProviderBalance,
+    ProviderId, ProviderStatus, ProviderVideo, QuotaStore, Result, StatusQuery, Studio, Submission,
     SubmitRequest, Timestamp, UserId, VideoProvider, VideoRequest, WebhookDelivery, WebhookEvent,
 };
 
@@ -32,6 +32,12 @@ impl VideoProvider for InstantProvider {
     }
     fn models(&self) -> Vec<ModelSpec> {
         self.models.clone()
+    }
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            webhooks: true,
+            ..Capabilities::default()
+        }
     }
     async fn submit(&self, _: &SubmitRequest) -> Result<Submission> {
         let n = self.next.fetch_add(1, Ordering::Relaxed);

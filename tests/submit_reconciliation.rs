@@ -107,6 +107,14 @@ impl VideoProvider for StandIn {
         }]
     }
 
+    fn capabilities(&self) -> jilo::Capabilities {
+        jilo::Capabilities {
+            webhooks: true,
+            find_submission: true,
+            ..jilo::Capabilities::default()
+        }
+    }
+
     async fn submit(&self, request: &SubmitRequest) -> jilo::Result<Submission> {
         let body = json!({
             "model": request.provider_model,

@@ -240,6 +240,9 @@ impl VideoProvider for Gated {
     fn models(&self) -> Vec<ModelSpec> {
         self.sim.models()
     }
+    fn capabilities(&self) -> jilo_core::Capabilities {
+        self.sim.capabilities()
+    }
     async fn submit(&self, request: &SubmitRequest) -> jilo_core::Result<Submission> {
         let answer = self.sim.submit(request).await;
         let _permit = self.gate.acquire().await;

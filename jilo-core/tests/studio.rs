@@ -268,6 +268,8 @@ async fn provider_5xx_three_times_fails_and_refunds() {
     mock.expect_id().return_const(ProviderId::new("fal"));
     mock.expect_models()
         .return_const(SimProvider::new("fal").models());
+    mock.expect_capabilities()
+        .return_const(jilo_core::Capabilities::default());
     mock.expect_submit().times(3).returning(|_| {
         Err(Error::Unavailable {
             service: "fal".into(),
@@ -1286,4 +1288,96 @@ async fn a_provider_failing_again_and_again_is_cooled_by_the_breaker() {
     );
     assert_eq!(job.state, JobState::Submitted);
     assert_eq!(flaky.submissions().len(), 3);
+}
+
+/// A provider that declares nothing beyond submit and status (速创's shape), over the sim.
+struct PolledOnly(Arc<SimProvider>);
+
+#[async_trait::async_trait]
+impl VideoProvider for PolledOnly {
+    fn id(&self) -> ProviderId {
+        self.0.id()
+    }
+    fn models(&self) -> Vec<jilo_core::ModelSpec> {
+        self.0.models()
+    }
+    fn capabilities(&self) -> jilo_core::Capabilities {
+        jilo_core::Capabilities::default()
+    }
+    async fn submit(&self, request: &jilo_core::SubmitRequest) -> jilo_core::Result<Submission> {
+        self.0.submit(request).await
+    }
+    async fn status(&self, q: &jilo_core::StatusQuery) -> jilo_core::Result<ProviderStatus> {
+        self.0.status(q).await
+    }
+    async fn result(
+        &self,
+        q: &jilo_core::StatusQuery,
+    ) -> jilo_core::Result<jilo_core::ProviderVideo> {
+        self.0.result(q).await
+    }
+    async fn cancel(
+        &self,
+        q: &jilo_core::StatusQuery,
+    ) -> jilo_core::Result<jilo_core::CancelOutcome> {
+        self.0.cancel(q).await
+    }
+    async fn parse_webhook(
+        &self,
+        d: &WebhookDelivery,
+    ) -> jilo_core::Result<jilo_core::WebhookEvent> {
+        self.0.parse_webhook(d).await
+    }
+    async fn balance(&self) -> jilo_core::Result<Option<jilo_core::ProviderBalance>> {
+        self.0.balance().await
+    }
+}
+
+/// Capabilities are data the Studio reads before it acts: with `webhook_base_url` set, a
+/// provider that sends no webhooks gets no URL and its job is polled every `poll_interval`
+/// (not at the 60 s backstop, six times slower); a cancel it cannot do is refused without a
+/// call; a balance it cannot read is not asked for.
+#[tokio::test(start_paused = true)]
+async fn a_provider_without_webhooks_is_polled_and_never_asked_what_it_cannot_do() {
+    let sim = Arc::new(SimProvider::new("sim"));
+    let store = Arc::new(InMemoryStore::new());
+    let studio = Studio::builder()
+        .provider(Arc::new(PolledOnly(sim.clone())))
+        .store(store.clone())
+        .clock(Arc::new(TokioClock::new()))
+        .policy(Policy {
+            webhook_base_url: Some("https://host.example/webhooks".into()),
+            poll_interval: Duration::from_secs(10),
+            webhook_backstop: Duration::from_secs(60),
+            ..policy()
+        })
+        .build()
+        .unwrap();
+    let user = user_with(&store, "polled", 100).await;
+    let id = studio.generate(&user, request()).await.unwrap();
+    let submitted = sim.submissions();
+    assert_eq!(submitted.len(), 1);
+    assert_eq!(
+        submitted[0].webhook_url, None,
+        "no webhook URL for a provider that sends none"
+    );
+    let job = studio.job(&id).await.unwrap();
+    assert!(!job.webhook, "the job is not waiting for a webhook");
+    let now = jilo_core::Clock::now(&TokioClock::new());
+    let next = job.next_check_at.expect("a polled job has its next check");
+    assert!(
+        next.as_millis() - now.as_millis() <= 10_000,
+        "polled at the poll interval, not the backstop: next check in {} ms",
+        next.as_millis() - now.as_millis()
+    );
+    // A cancel of a job at the provider: refused without asking (it would run and bill).
+    let refused = studio.cancel(&user, &id).await;
+    assert!(
+        matches!(refused, Err(Error::NotAllowed { .. })),
+        "{refused:?}"
+    );
+    assert!(sim.cancels().is_empty(), "cancel was never called");
+    // No balance endpoint: not read.
+    let balances = studio.check_balances().await;
+    assert_eq!(balances, vec![(ProviderId::new("sim"), None)]);
 }

@@ -34,9 +34,9 @@ use async_trait::async_trait;
 use base64::Engine;
 use ed25519_dalek::{Signature, Verifier, VerifyingKey};
 use jilo_core::{
-    AspectRatio, CancelOutcome, Error, FailureClass, HttpFailure, ModelPrice, ModelSpec,
-    ProviderBalance, ProviderId, ProviderStatus, ProviderVideo, Result, StatusQuery, Submission,
-    SubmitRequest, VideoProvider, VideoRequest, WebhookDelivery, WebhookEvent,
+    AspectRatio, CancelOutcome, Capabilities, Error, FailureClass, HttpFailure, ModelPrice,
+    ModelSpec, ProviderBalance, ProviderId, ProviderStatus, ProviderVideo, Result, StatusQuery,
+    Submission, SubmitRequest, VideoProvider, VideoRequest, WebhookDelivery, WebhookEvent,
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
@@ -454,6 +454,16 @@ impl VideoProvider for FalProvider {
 
     fn models(&self) -> Vec<ModelSpec> {
         self.models.clone()
+    }
+
+    /// Webhooks (signed, to the job-named URL) and cancel; no lookup by key and no balance
+    /// endpoint.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            webhooks: true,
+            cancel: true,
+            ..Capabilities::default()
+        }
     }
 
     async fn submit(&self, request: &SubmitRequest) -> Result<Submission> {

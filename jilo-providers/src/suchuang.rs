@@ -27,9 +27,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use jilo_core::{
-    AspectRatio, CancelOutcome, Error, FailureClass, HttpFailure, ModelPrice, ModelSpec,
-    ProviderBalance, ProviderId, ProviderStatus, ProviderVideo, Result, StatusQuery, Submission,
-    SubmitRequest, VideoProvider, WebhookDelivery, WebhookEvent,
+    AspectRatio, CancelOutcome, Capabilities, Error, FailureClass, HttpFailure, ModelPrice,
+    ModelSpec, ProviderBalance, ProviderId, ProviderStatus, ProviderVideo, Result, StatusQuery,
+    Submission, SubmitRequest, VideoProvider, WebhookDelivery, WebhookEvent,
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
@@ -281,6 +281,12 @@ impl VideoProvider for SuchuangProvider {
 
     fn models(&self) -> Vec<ModelSpec> {
         self.models.clone()
+    }
+
+    /// Nothing beyond submit and status: 速创 sends no webhooks (its jobs are polled), has
+    /// no cancel, no lookup by key and no known balance endpoint.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::default()
     }
 
     async fn submit(&self, request: &SubmitRequest) -> Result<Submission> {

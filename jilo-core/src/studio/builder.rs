@@ -190,6 +190,7 @@ impl StudioBuilder {
             .map(|p| RegisteredProvider {
                 id: p.id(),
                 models: p.models(),
+                capabilities: p.capabilities(),
                 provider: p,
             })
             .collect();

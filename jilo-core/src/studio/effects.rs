@@ -55,7 +55,12 @@ impl Inner {
             );
         };
         let key = SubmissionKey::new(job.id.clone(), job.attempts);
-        let webhook_url = self.policy.webhook_url(&registered.id, &key);
+        // A provider that sends no webhooks gets no URL: its job is polled.
+        let webhook_url = if registered.capabilities.webhooks {
+            self.policy.webhook_url(&registered.id, &key)
+        } else {
+            None
+        };
         let mut request = SubmitRequest::new(
             job.id.clone(),
             job.attempts,
@@ -160,7 +165,12 @@ impl Inner {
             return Follow::Reschedule;
         };
         let key = SubmissionKey::new(job.id.clone(), pending.attempt);
-        match registered.provider.find_submission(&key).await {
+        let search = if registered.capabilities.find_submission {
+            registered.provider.find_submission(&key).await
+        } else {
+            Ok(SubmissionSearch::Unsupported)
+        };
+        match search {
             Ok(SubmissionSearch::Found(submission)) => {
                 tracing::info!(request_id = %submission.request_id, attempt = pending.attempt, "pending submission found at the provider");
                 Follow::Input(
@@ -168,7 +178,8 @@ impl Inner {
                     Observation::Accepted {
                         request_id: submission.request_id,
                         attempt: pending.attempt,
-                        webhook: self.policy.webhook_base_url.is_some(),
+                        webhook: self.policy.webhook_base_url.is_some()
+                            && registered.capabilities.webhooks,
                     },
                 )
             }
@@ -304,7 +315,7 @@ impl Inner {
                     job.provider().map(|p| p.as_str()).unwrap_or("-"),
                 )
             })?;
-        if job.provider_request_id.is_none() {
+        if job.provider_request_id.is_none() || !registered.capabilities.cancel {
             return Ok(CancelOutcome::Unsupported);
         }
         let query = status_query(job, registered);
@@ -315,6 +326,13 @@ impl Inner {
         let Some(registered) = job.provider().and_then(|id| self.provider(id)) else {
             return;
         };
+        if !registered.capabilities.cancel {
+            tracing::warn!(
+                request_id,
+                "submission accepted after the job moved on; the provider has no cancel"
+            );
+            return;
+        }
         let query = StatusQuery {
             request_id: request_id.to_owned(),
             provider_model: provider_model(registered, &job.request.model),

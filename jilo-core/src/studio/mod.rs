@@ -40,6 +40,8 @@ use driver::{Follow, Mode, Observation};
 pub(crate) struct RegisteredProvider {
     pub(crate) id: ProviderId,
     pub(crate) models: Vec<ModelSpec>,
+    /// What it can do, read once when the Studio is built.
+    pub(crate) capabilities: crate::traits::Capabilities,
     pub(crate) provider: Arc<dyn VideoProvider>,
 }
 
@@ -679,6 +681,10 @@ impl Studio {
         let inner = &self.inner;
         let mut read = Vec::new();
         for p in &inner.providers {
+            if !p.capabilities.balance {
+                read.push((p.id.clone(), None));
+                continue;
+            }
             match p.provider.balance().await {
                 Ok(balance) => {
                     if let (Some(b), Some(threshold)) =
@@ -734,7 +740,7 @@ impl Studio {
             let input = match state {
                 JobState::Queued if current.pending_submit.is_some() => {
                     return Err(Error::not_allowed(format!(
-                        "job {job} is being submitted to the provider; try again when it is                          accepted"
+                        "job {job} is being submitted to the provider; try again when it is accepted"
                     )))
                 }
                 JobState::Queued => Input::CancelRequested,
@@ -744,7 +750,7 @@ impl Studio {
                         crate::traits::CancelOutcome::TooLate
                         | crate::traits::CancelOutcome::Unsupported => {
                             return Err(Error::not_allowed(format!(
-                                "job {job} has started at the provider, which will finish and                                  bill it: it goes on and is charged when the video is delivered"
+                                "job {job} has started at the provider, which will finish and bill it: it goes on and is charged when the video is delivered"
                             )))
                         }
                     }

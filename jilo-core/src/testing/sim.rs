@@ -9,8 +9,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, HttpFailure, Result};
 use crate::ids::ProviderId;
 use crate::traits::{
-    CancelOutcome, ProviderBalance, ProviderStatus, ProviderVideo, StatusQuery, Submission,
-    SubmissionKey, SubmissionSearch, SubmitRequest, VideoProvider, WebhookDelivery, WebhookEvent,
+    CancelOutcome, Capabilities, ProviderBalance, ProviderStatus, ProviderVideo, StatusQuery,
+    Submission, SubmissionKey, SubmissionSearch, SubmitRequest, VideoProvider, WebhookDelivery,
+    WebhookEvent,
 };
 use crate::video::{AspectRatio, ModelPrice, ModelSpec};
 
@@ -291,6 +292,17 @@ impl VideoProvider for SimProvider {
 
     fn models(&self) -> Vec<ModelSpec> {
         self.models.clone()
+    }
+
+    /// Everything: webhooks (the test delivers them), cancel, balance, and a lookup that
+    /// answers [`SubmissionSearch::Unsupported`] until [`SimProvider::enable_lookup`].
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            webhooks: true,
+            cancel: true,
+            find_submission: true,
+            balance: true,
+        }
     }
 
     async fn submit(&self, request: &SubmitRequest) -> Result<Submission> {

@@ -23,9 +23,9 @@ pub use media::{MediaInfo, MediaStore, MediaStream, VideoToStore};
 pub use moderator::{ModerationVerdict, Moderator};
 pub use notifier::Notifier;
 pub use provider::{
-    CancelOutcome, FailureClass, ProviderBalance, ProviderStatus, ProviderVideo, StatusQuery,
-    Submission, SubmissionKey, SubmissionSearch, SubmitRequest, VideoProvider, WebhookDelivery,
-    WebhookEvent,
+    CancelOutcome, Capabilities, FailureClass, ProviderBalance, ProviderStatus, ProviderVideo,
+    StatusQuery, Submission, SubmissionKey, SubmissionSearch, SubmitRequest, VideoProvider,
+    WebhookDelivery, WebhookEvent,
 };
 pub use publications::{ChannelStore, PublicationStore};
 pub use publisher::{NoJournal, ProgressReporter, Publisher, UploadJournal};

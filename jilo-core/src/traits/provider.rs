@@ -275,6 +275,34 @@ pub enum CancelOutcome {
     Unsupported,
 }
 
+/// What a provider can do, as data the Studio reads before it acts (instead of calling and
+/// catching "unsupported"). Build it with `..Capabilities::default()` (nothing) so fields
+/// added later keep your code compiling.
+///
+/// ```
+/// use jilo_core::Capabilities;
+///
+/// // A polled service with a cancel endpoint and nothing else.
+/// let caps = Capabilities { cancel: true, ..Capabilities::default() };
+/// assert!(!caps.webhooks && !caps.find_submission && !caps.balance);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Capabilities {
+    /// It calls the webhook URL given at submit when a request progresses or ends. Without
+    /// it the Studio sends no webhook URL and polls the job every `poll_interval`; with it,
+    /// and a `webhook_base_url`, it waits for deliveries and polls only at the
+    /// `webhook_backstop`.
+    pub webhooks: bool,
+    /// [`VideoProvider::cancel`] can stop a request. Without it a user's cancel of a job at
+    /// the provider is answered as [`CancelOutcome::Unsupported`] without a call.
+    pub cancel: bool,
+    /// [`VideoProvider::find_submission`] can look a submission up by its key. Without it
+    /// an unknown submit outcome is reconciled by its webhook alone.
+    pub find_submission: bool,
+    /// [`VideoProvider::balance`] reads the account's balance (for low-balance alerts).
+    pub balance: bool,
+}
+
 /// A provider's account balance.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProviderBalance {
@@ -307,6 +335,10 @@ pub trait VideoProvider: Send + Sync {
 
     /// The models offered, with durations, aspect ratios and prices.
     fn models(&self) -> Vec<ModelSpec>;
+
+    /// What this provider can do ([`Capabilities`]); the Studio reads it once, when it is
+    /// built, and calls only what is there.
+    fn capabilities(&self) -> Capabilities;
 
     /// Starts a generation.
     async fn submit(&self, request: &SubmitRequest) -> Result<Submission>;
