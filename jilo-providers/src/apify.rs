@@ -105,8 +105,8 @@ impl ApifySource {
                 (Platform::YouTubeShorts, YOUTUBE_ACTOR.to_owned()),
                 (Platform::InstagramReels, INSTAGRAM_ACTOR.to_owned()),
             ]),
-            reads: RetryPolicy::default(),
-            starts: RetryPolicy::default(),
+            reads: RetryPolicy::apify(),
+            starts: RetryPolicy::apify(),
             runs: Mutex::new(HashMap::new()),
         })
     }

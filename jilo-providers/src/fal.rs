@@ -216,7 +216,7 @@ impl FalProvider {
             jwks_url: DEFAULT_JWKS_URL.to_owned(),
             user_id: None,
             http,
-            reads: RetryPolicy::default(),
+            reads: RetryPolicy::fal(),
             jwks: tokio::sync::Mutex::new(Jwks {
                 keys: Vec::new(),
                 fetched: None,

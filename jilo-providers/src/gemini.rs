@@ -146,12 +146,7 @@ impl GeminiModel {
             http,
             prompts: CreativePrompts::default(),
             limit: RateLimiter::per_minute(DEFAULT_REQUESTS_PER_MINUTE),
-            retries: RetryPolicy {
-                max_attempts: 5,
-                base: Duration::from_secs(1),
-                max_delay: Duration::from_secs(60),
-                max_elapsed: Duration::from_secs(180),
-            },
+            retries: RetryPolicy::gemini(),
         })
     }
 

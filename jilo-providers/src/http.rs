@@ -106,6 +106,13 @@ pub fn secret(name: &str, value: impl Into<String>) -> Result<secrecy::SecretStr
 }
 
 /// How often and how long a call is tried.
+///
+/// The back-off before the `n`th retry is drawn uniformly between
+/// `floor * 2^(n-1)` and `base * 2^(n-1)`, both capped at `max_delay`, and is never shorter
+/// than what the service asked for (`Retry-After`, Gemini's `retryDelay`). A floor of zero is
+/// full jitter; each service's own policy ([`RetryPolicy::apify`], [`RetryPolicy::gemini`],
+/// [`RetryPolicy::fal`], [`RetryPolicy::suchuang`]) keeps the first wait its documentation
+/// asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RetryPolicy {
     /// Tries in all, the first included.
@@ -114,6 +121,8 @@ pub struct RetryPolicy {
     pub max_elapsed: Duration,
     /// The first back-off's ceiling; it doubles each try.
     pub base: Duration,
+    /// The first back-off's least value; it doubles each try (zero: full jitter).
+    pub floor: Duration,
     /// The largest back-off.
     pub max_delay: Duration,
 }
@@ -124,6 +133,7 @@ impl Default for RetryPolicy {
             max_attempts: 4,
             max_elapsed: Duration::from_secs(60),
             base: Duration::from_millis(500),
+            floor: Duration::ZERO,
             max_delay: Duration::from_secs(20),
         }
     }
@@ -138,18 +148,64 @@ impl RetryPolicy {
         }
     }
 
+    /// Apify's documented back-off on 429: start at 500 ms, wait a random time between the
+    /// delay and twice it, doubling each time.
+    pub fn apify() -> Self {
+        Self {
+            floor: Duration::from_millis(500),
+            base: Duration::from_secs(1),
+            ..Self::default()
+        }
+    }
+
+    /// Google's own SDK policy for Gemini: 5 tries, starting at 1 s and doubling with up to
+    /// 1 s of jitter, at most 60 s a wait and 3 minutes in all.
+    pub fn gemini() -> Self {
+        Self {
+            max_attempts: 5,
+            floor: Duration::from_secs(1),
+            base: Duration::from_secs(2),
+            max_delay: Duration::from_secs(60),
+            max_elapsed: Duration::from_secs(180),
+        }
+    }
+
+    /// fal's client policy: a 1 s base, doubling, ±25 % jitter, at most 30 s a wait.
+    pub fn fal() -> Self {
+        Self {
+            floor: Duration::from_millis(750),
+            base: Duration::from_millis(1_250),
+            max_delay: Duration::from_secs(30),
+            ..Self::default()
+        }
+    }
+
+    /// 速创 documents none: the clients its spec drew on wait about a second, doubling.
+    pub fn suchuang() -> Self {
+        Self {
+            floor: Duration::from_millis(500),
+            base: Duration::from_secs(1),
+            ..Self::default()
+        }
+    }
+
     /// The back-off before try `attempt + 1` (after `attempt` failures): drawn uniformly from
-    /// zero to `min(max_delay, base * 2^(attempt-1))` (full jitter), and never shorter than
-    /// what the service asked for.
+    /// `floor * 2^(attempt-1)` to `base * 2^(attempt-1)`, both at most `max_delay`, and never
+    /// shorter than what the service asked for.
     pub fn delay(&self, attempt: u32, asked: Option<Duration>) -> Duration {
         let factor = 1u32 << attempt.saturating_sub(1).min(16);
-        let ceiling = self.base.saturating_mul(factor).min(self.max_delay);
-        let span = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX);
+        let low = self.floor.saturating_mul(factor).min(self.max_delay);
+        let high = self
+            .base
+            .saturating_mul(factor)
+            .min(self.max_delay)
+            .max(low);
+        let span = u64::try_from((high - low).as_millis()).unwrap_or(u64::MAX);
         let drawn = if span == 0 {
-            Duration::ZERO
+            low
         } else {
             // uuid v4 is the random source already in the tree.
-            Duration::from_millis((uuid::Uuid::new_v4().as_u128() as u64) % (span + 1))
+            low + Duration::from_millis((uuid::Uuid::new_v4().as_u128() as u64) % (span + 1))
         };
         asked.map_or(drawn, |a| a.max(drawn))
     }
@@ -369,6 +425,29 @@ mod tests {
             Duration::ZERO,
             "an idle limiter refills its burst"
         );
+    }
+
+    #[test]
+    fn each_service_waits_at_least_its_floor_and_at_most_its_ceiling() {
+        for (name, p) in [
+            ("apify", RetryPolicy::apify()),
+            ("gemini", RetryPolicy::gemini()),
+            ("fal", RetryPolicy::fal()),
+            ("suchuang", RetryPolicy::suchuang()),
+        ] {
+            for attempt in 1..8 {
+                let factor = 1 << (attempt - 1);
+                let low = (p.floor * factor).min(p.max_delay);
+                let high = (p.base * factor).min(p.max_delay).max(low);
+                for _ in 0..50 {
+                    let d = p.delay(attempt, None);
+                    assert!(d >= low && d <= high, "{name} try {attempt}: {d:?}");
+                }
+            }
+        }
+        // Apify's own words: the first wait is random between 500 ms and 1 s.
+        let first = RetryPolicy::apify().delay(1, None);
+        assert!(first >= Duration::from_millis(500) && first <= Duration::from_secs(1));
     }
 
     #[test]

@@ -100,7 +100,7 @@ impl SuchuangProvider {
             key,
             base: DEFAULT_API_URL.to_owned(),
             http,
-            reads: RetryPolicy::default(),
+            reads: RetryPolicy::suchuang(),
             models: catalog(),
         })
     }

@@ -384,3 +384,93 @@ async fn calls_that_get_no_answer_are_not_sent_and_show_no_key() {
         &gemini.analyze(&trending_video()).await.unwrap_err(),
     );
 }
+
+/// A client without time-outs: tokio's paused clock would run them out while a local server
+/// answers.
+fn untimed_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(jilo_providers::http::tls_config().unwrap())
+        .build()
+        .unwrap()
+}
+
+/// A service that answers its first request 429 (no `Retry-After`) and then a refusal.
+async fn rate_limited_once() -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(wiremock::matchers::any())
+        .respond_with(ResponseTemplate::new(429))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(wiremock::matchers::any())
+        .respond_with(ResponseTemplate::new(400).set_body_json(serde_json::json!({
+            "code": 400, "msg": "bad", "detail": "bad",
+            "error": {"type": "invalid-input", "message": "bad", "status": "INVALID_ARGUMENT", "code": 400},
+        })))
+        .mount(&server)
+        .await;
+    server
+}
+
+/// Every client's first wait after a 429 is at least its service's floor (Apify documents
+/// a random 500 ms to 1 s, doubling), never the 0-500 ms of full jitter from zero.
+#[tokio::test(start_paused = true)]
+async fn every_client_waits_at_least_its_services_first_back_off() {
+    let floors = [
+        ("apify", RetryPolicy::apify().floor),
+        ("gemini", RetryPolicy::gemini().floor),
+        ("fal", RetryPolicy::fal().floor),
+        ("suchuang", RetryPolicy::suchuang().floor),
+    ];
+    for (service, floor) in floors {
+        assert!(floor >= std::time::Duration::from_millis(500), "{service}");
+        let server = rate_limited_once().await;
+        let url = server.uri();
+        let start = tokio::time::Instant::now();
+        let result = match service {
+            "apify" => ApifySource::new(KEY)
+                .unwrap()
+                .with_base_url(&url)
+                .unwrap()
+                .with_client(untimed_client())
+                .search(&trend_query())
+                .await
+                .map(|_| ()),
+            "gemini" => GeminiModel::new(KEY)
+                .unwrap()
+                .with_base_url(&url)
+                .unwrap()
+                .with_client(untimed_client())
+                .analyze(&trending_video())
+                .await
+                .map(|_| ()),
+            "fal" => FalProvider::new(KEY)
+                .unwrap()
+                .with_queue_url(&url, None)
+                .unwrap()
+                .with_client(untimed_client())
+                .status(&status_query())
+                .await
+                .map(|_| ()),
+            _ => SuchuangProvider::new(KEY)
+                .unwrap()
+                .with_base_url(&url)
+                .unwrap()
+                .with_client(untimed_client())
+                .status(&status_query())
+                .await
+                .map(|_| ()),
+        };
+        let waited = start.elapsed();
+        assert!(result.is_err(), "{service}: the second answer refuses");
+        assert_eq!(
+            server.received_requests().await.unwrap().len(),
+            2,
+            "{service}: one retry after the 429"
+        );
+        assert!(
+            waited >= floor,
+            "{service}: waited {waited:?}, under its floor {floor:?}"
+        );
+    }
+}

@@ -153,12 +153,14 @@ impl<'a> ChunkReader<'a> {
     }
 }
 
-/// The back-off before retry `n` (1-based): full jitter under `base * 2^(n-1)`, capped.
+/// The back-off before retry `n` (1-based): full jitter under `base * 2^(n-1)`, capped, as
+/// Google's own upload code waits (`rand() * 2^retry` seconds).
 pub(crate) fn backoff(n: u32, base: Duration, cap: Duration, asked: Option<Duration>) -> Duration {
     let policy = crate::http::RetryPolicy {
         max_attempts: u32::MAX,
         max_elapsed: Duration::MAX,
         base,
+        floor: Duration::ZERO,
         max_delay: cap,
     };
     policy.delay(n, asked)
