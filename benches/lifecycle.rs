@@ -63,6 +63,7 @@ impl VideoProvider for InstantProvider {
                     url: format!("https://cdn.invalid/{request_id}.mp4"),
                     content_type: None,
                     bytes: None,
+                    headers: Vec::new(),
                 }),
             },
             request_id,

@@ -181,6 +181,7 @@ impl VideoProvider for StandIn {
             url: v["video_url"].as_str().unwrap_or_default().to_owned(),
             content_type: None,
             bytes: None,
+            headers: Vec::new(),
         })
     }
 
@@ -211,6 +212,7 @@ impl VideoProvider for StandIn {
                     url: text("video_url"),
                     content_type: Some("video/mp4".into()),
                     bytes: None,
+                    headers: Vec::new(),
                 }),
             },
         })

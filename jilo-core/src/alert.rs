@@ -39,6 +39,14 @@ pub enum AlertKind {
         /// The cap.
         cap: u32,
     },
+    /// A provider's finished video could not be copied into media storage before the
+    /// deadline: the provider billed for it, the user was refunded. One alert per job.
+    CopyFailed {
+        /// The provider that made the video.
+        provider: ProviderId,
+        /// The job.
+        job: crate::ids::JobId,
+    },
 }
 
 impl AlertKind {
@@ -51,6 +59,7 @@ impl AlertKind {
             AlertKind::KeyRejected { provider } => format!("key-rejected:{provider}"),
             AlertKind::ProviderDegraded { provider } => format!("degraded:{provider}"),
             AlertKind::DailyCapReached { .. } => "daily-cap".to_owned(),
+            AlertKind::CopyFailed { job, .. } => format!("copy-failed:{job}"),
         }
     }
 }
@@ -77,6 +86,11 @@ impl fmt::Display for AlertKind {
             AlertKind::DailyCapReached { cap } => {
                 write!(f, "the daily generation cap of {cap} is reached")
             }
+            AlertKind::CopyFailed { provider, job } => write!(
+                f,
+                "the video {provider} made for job {job} could not be copied: {provider} billed \
+                 for it and the user was refunded"
+            ),
         }
     }
 }

@@ -166,6 +166,9 @@ pub struct Job {
     pub provider_cost: Option<crate::video::ProviderCost>,
     /// The provider's video URL once it succeeded.
     pub video_url: Option<String>,
+    /// The headers its download must carry ([`crate::ProviderVideo::headers`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub video_headers: Vec<(String, String)>,
     /// The stored video once completed.
     pub output: Option<StoredVideo>,
     /// Why the job failed, timed out or was cancelled, in words a user can read.

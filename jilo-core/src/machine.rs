@@ -11,6 +11,8 @@
 //!   out of funds / key rejected: next provider, ResumeNow, alert the admin
 //!   attempts exhausted, no next provider, or a permanent failure: Failed, refund
 //!   DeadlinePassed before a result: TimedOut, settle (no refund), one free retry granted
+//!   a copy that fails: Storing, RetryLater (the provider billed: it is tried until the
+//!     deadline); DeadlinePassed while storing: Failed, refund, alert the admin (AlertCopyFailed)
 //!   CancelRequested (queued, nothing at a provider) or CancelConfirmed (the provider stopped
 //!     the request): Cancelled, refund
 //! ```
@@ -140,6 +142,9 @@ pub enum Effect {
         /// Route index.
         provider_index: usize,
     },
+    /// Tell the admin the provider's finished video could not be copied: the provider billed
+    /// for it and the user was refunded.
+    AlertCopyFailed,
 }
 
 impl Effect {
@@ -208,13 +213,15 @@ pub fn step(current: &Lifecycle, input: Input, limits: &Limits) -> Step {
             )
         }
         (Submitted | Running, Input::Resume) => Step::to(next, vec![Effect::Poll]),
+        // The provider made (and billed) the video: its copy is tried, with back-off, until
+        // the deadline, however many tries that takes.
         (Storing, Input::Resume) => {
-            if current.store_attempts >= limits.max_attempts {
-                next.state = Failed;
-                return Step::to(next, vec![Effect::Refund]);
-            }
-            next.store_attempts += 1;
+            next.store_attempts = next.store_attempts.saturating_add(1);
             Step::to(next, vec![Effect::Store])
+        }
+        (Storing, Input::DeadlinePassed) => {
+            next.state = Failed;
+            Step::to(next, vec![Effect::Refund, Effect::AlertCopyFailed])
         }
         (Queued, Input::Accepted) if current.pending_submit => {
             next.state = Submitted;
@@ -474,22 +481,21 @@ mod tests {
     }
 
     #[test]
-    fn storing_retries_then_fails() {
-        let (l, e) = run(&[
-            Input::Resume,
-            Input::Accepted,
-            Input::Succeeded,
-            Input::Resume,
-            Input::StoreFailed,
-            Input::Resume,
-            Input::StoreFailed,
-            Input::Resume,
-            Input::StoreFailed,
-            Input::Resume,
-        ]);
-        assert_eq!(l.state, JobState::Failed);
-        assert_eq!(e.iter().filter(|x| **x == Effect::Store).count(), 3);
-        assert_eq!(e.last(), Some(&Effect::Refund));
+    fn storing_retries_until_the_deadline_then_fails_and_alerts() {
+        let mut inputs = vec![Input::Resume, Input::Accepted, Input::Succeeded];
+        for _ in 0..10 {
+            inputs.extend([Input::Resume, Input::StoreFailed]);
+        }
+        let (l, e) = run(&inputs);
+        assert_eq!(
+            l.state,
+            JobState::Storing,
+            "a billed video's copy is not given up"
+        );
+        assert_eq!(e.iter().filter(|x| **x == Effect::Store).count(), 10);
+        let step = step(&l, Input::DeadlinePassed, &LIMITS);
+        assert_eq!(step.next.state, JobState::Failed);
+        assert_eq!(step.effects, vec![Effect::Refund, Effect::AlertCopyFailed]);
     }
 
     #[test]

@@ -64,9 +64,18 @@ proptest! {
             if s.effects.contains(&Effect::GrantFreeRetry) {
                 prop_assert_eq!(s.next.state, JobState::TimedOut);
             }
-            // Attempts never exceed the limit; the provider is always on the route.
+            // Submissions never exceed the limit; the provider is always on the route. A
+            // billed video's copy is not bounded by tries: it ends at the deadline alone,
+            // failed with a refund and the admin alerted, or stored.
             prop_assert!(s.next.attempts <= max_attempts);
-            prop_assert!(s.next.store_attempts <= max_attempts);
+            if life.state == JobState::Storing && s.next.state == JobState::Failed {
+                prop_assert_eq!(i, Input::DeadlinePassed);
+                prop_assert!(s.effects.contains(&Effect::AlertCopyFailed));
+            }
+            prop_assert_eq!(
+                s.effects.contains(&Effect::AlertCopyFailed),
+                life.state == JobState::Storing && i == Input::DeadlinePassed
+            );
             prop_assert!(s.next.provider_index < providers);
             for e in &s.effects {
                 if let Effect::Submit { provider_index } = e {

@@ -841,6 +841,7 @@ async fn run_polls_until_shutdown() {
                 url: "https://cdn.example/r.mp4".into(),
                 content_type: None,
                 bytes: None,
+                headers: Vec::new(),
             }),
         },
     );
@@ -1363,12 +1364,11 @@ async fn a_provider_without_webhooks_is_polled_and_never_asked_what_it_cannot_do
     );
     let job = studio.job(&id).await.unwrap();
     assert!(!job.webhook, "the job is not waiting for a webhook");
-    let now = jilo_core::Clock::now(&TokioClock::new());
     let next = job.next_check_at.expect("a polled job has its next check");
+    let wait = next.as_millis() - job.updated_at.as_millis();
     assert!(
-        next.as_millis() - now.as_millis() <= 10_000,
-        "polled at the poll interval, not the backstop: next check in {} ms",
-        next.as_millis() - now.as_millis()
+        (1..=10_000).contains(&wait),
+        "polled at the poll interval, not the backstop: next check in {wait} ms"
     );
     // A cancel of a job at the provider: refused without asking (it would run and bill).
     let refused = studio.cancel(&user, &id).await;
@@ -1380,4 +1380,100 @@ async fn a_provider_without_webhooks_is_polled_and_never_asked_what_it_cannot_do
     // No balance endpoint: not read.
     let balances = studio.check_balances().await;
     assert_eq!(balances, vec![(ProviderId::new("sim"), None)]);
+}
+
+/// A video the provider made (and billed) is not lost to a failing copy: the copy is tried
+/// with back-off well past the attempt limit, until the deadline counted from the result;
+/// then the job fails with a refund and the admin is alerted once, as a lost copy (not a
+/// provider failure). The headers the provider gave for the download travel with it.
+#[tokio::test(start_paused = true)]
+async fn a_failing_copy_is_retried_until_the_deadline_then_refunded_and_alerted() {
+    let sim = Arc::new(SimProvider::new("sim"));
+    let mut media = MockMediaStore::new();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    media.expect_store().returning(move |v| {
+        log.lock().unwrap().push(v.headers.clone());
+        Err(Error::Protocol {
+            service: "media".into(),
+            reason: "the video URL answered HTTP 403".into(),
+            response: None,
+            source: None,
+        })
+    });
+    let h = harness_with(vec![sim.clone()], policy(), |b| {
+        b.media_store(Arc::new(media))
+    });
+    let user = user_with(&h.store, "copy-lost", 100).await;
+    let id = h.studio.generate(&user, request()).await.unwrap();
+    let rid = request_id(&h.studio, &id).await;
+    // The result arrives 14 minutes in: the copy still gets a whole deadline of its own.
+    tokio::time::advance(Duration::from_secs(14 * 60)).await;
+    sim.set_status(
+        &rid,
+        ProviderStatus::Succeeded {
+            video: Some(
+                jilo_core::ProviderVideo::new("https://cdn.example/lost.mp4")
+                    .with_header("Referer", "https://api.example/"),
+            ),
+        },
+    );
+    h.studio.tick().await.unwrap(); // poll: Storing
+    let deadline = h.studio.job(&id).await.unwrap().deadline_at;
+    let mut ticks = 0;
+    loop {
+        h.studio.tick().await.unwrap();
+        let job = h.studio.job(&id).await.unwrap();
+        if job.state.is_terminal() {
+            break;
+        }
+        assert_eq!(job.state, JobState::Storing);
+        ticks += 1;
+        assert!(ticks < 200, "the copy gives up at the deadline");
+        tokio::time::advance(h.studio.policy().retry_backoff.max).await;
+    }
+    let job = h.studio.job(&id).await.unwrap();
+    assert_eq!(job.state, JobState::Failed);
+    assert!(
+        job.failure
+            .as_deref()
+            .unwrap_or_default()
+            .contains("could not be copied"),
+        "{:?}",
+        job.failure
+    );
+    let tries = seen.lock().unwrap().len();
+    assert!(
+        tries > h.studio.policy().max_attempts as usize,
+        "tried {tries} times, past the attempt limit"
+    );
+    assert!(
+        seen.lock()
+            .unwrap()
+            .iter()
+            .all(|h| h == &[("Referer".to_owned(), "https://api.example/".to_owned())]),
+        "every try carried the provider's headers"
+    );
+    assert!(
+        job.updated_at >= deadline,
+        "not given up before the deadline: {:?} < {deadline:?}",
+        job.updated_at
+    );
+    assert!(
+        deadline.as_millis() - job.created_at.as_millis() >= 29 * 60 * 1000,
+        "the copy's deadline counts from the result (14 min in), not from the job's start"
+    );
+    assert_eq!(h.store.hold(&id).await.unwrap().state, HoldState::Refunded);
+    let alerts = h.notifier.alerts();
+    let copy_alerts: Vec<_> = alerts
+        .iter()
+        .filter(|a| matches!(&a.kind, AlertKind::CopyFailed { job, .. } if *job == id))
+        .collect();
+    assert_eq!(copy_alerts.len(), 1, "{alerts:?}");
+    assert!(
+        !alerts
+            .iter()
+            .any(|a| matches!(a.kind, AlertKind::ProviderOutOfFunds { .. })),
+        "a lost copy is not a provider failure"
+    );
 }

@@ -443,6 +443,7 @@ fn video_of(payload: &Value) -> Option<ProviderVideo> {
         url: video["url"].as_str()?.to_owned(),
         content_type: video["content_type"].as_str().map(str::to_owned),
         bytes: video["file_size"].as_u64(),
+        headers: Vec::new(),
     })
 }
 

@@ -21,6 +21,9 @@
 //!   (`1` success, `2` failed, `3` generating, URL in `content`): an answer that carries
 //!   `content` is read with the legacy numbers.
 //! - No balance endpoint is known, and no cancel: both answer "unsupported".
+//! - Result URLs are hotlink-protected: the video says so ([`ProviderVideo::headers`]:
+//!   `Referer: https://api.wuyinkeji.com/` and a browser `User-Agent`), and media storage
+//!   fetches it with them.
 
 use std::fmt;
 use std::time::Duration;
@@ -219,6 +222,20 @@ fn task_id(data: &Value) -> Option<String> {
     }
 }
 
+/// What 速创's result CDN checks before it serves a video (hotlink protection): the API's
+/// site as the referer and a browser's user agent. A bare download gets 403.
+pub const CDN_REFERER: &str = "https://api.wuyinkeji.com/";
+/// The browser user agent sent with result downloads.
+pub const CDN_USER_AGENT: &str =
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36";
+
+fn cdn_headers() -> Vec<(String, String)> {
+    vec![
+        ("Referer".to_owned(), CDN_REFERER.to_owned()),
+        ("User-Agent".to_owned(), CDN_USER_AGENT.to_owned()),
+    ]
+}
+
 /// A task's detail as a status: the current numbering, or the legacy one when the answer
 /// carries the legacy `content` field.
 fn status_of(data: &Value) -> ProviderStatus {
@@ -249,6 +266,7 @@ fn status_of(data: &Value) -> ProviderStatus {
                     url,
                     content_type: Some("video/mp4".to_owned()),
                     bytes: None,
+                    headers: cdn_headers(),
                 }),
             },
             // Done but the URL not there yet: look again, never resubmit a task that ran.

@@ -364,12 +364,12 @@ impl ObjectMediaStore {
 #[async_trait]
 impl MediaStore for ObjectMediaStore {
     async fn store(&self, video: &VideoToStore) -> Result<StoredVideo> {
-        let response = self
-            .client
-            .get(&video.url)
-            .send()
-            .await
-            .map_err(download_error)?;
+        // The headers the provider said its CDN checks (速创's `Referer`, a browser agent).
+        let mut request = self.client.get(&video.url);
+        for (name, value) in &video.headers {
+            request = request.header(name.as_str(), value.as_str());
+        }
+        let response = request.send().await.map_err(download_error)?;
         let status = response.status();
         if !status.is_success() {
             let code = status.as_u16();

@@ -35,6 +35,7 @@ fn video(url: String) -> VideoToStore {
         job: JobId::random(),
         user: UserId::new("media-user"),
         url,
+        headers: Vec::new(),
     }
 }
 

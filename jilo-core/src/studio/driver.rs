@@ -45,7 +45,7 @@ pub(crate) enum Observation {
     },
     /// The provider finished; its URL when it gave one (else storing fetches the result).
     Video {
-        url: Option<String>,
+        video: Option<crate::traits::ProviderVideo>,
     },
     Stored {
         stored: crate::job::StoredVideo,
@@ -93,6 +93,7 @@ fn same_record(a: &Job, b: &Job) -> bool {
         && a.store_attempts == b.store_attempts
         && a.pending_submit == b.pending_submit
         && a.video_url == b.video_url
+        && a.video_headers == b.video_headers
         && a.output == b.output
         && a.failure == b.failure
         && a.webhook == b.webhook
@@ -271,6 +272,7 @@ impl Inner {
                         self.provider_alert(&job, provider_index, FailureClass::KeyRejected)
                             .await;
                     }
+                    Effect::AlertCopyFailed => self.copy_alert(&job).await,
                     // Written with the transition itself.
                     Effect::Settle
                     | Effect::Refund
@@ -390,6 +392,10 @@ impl Inner {
                 }),
             };
             next.updated_at = now;
+            if input == Input::Succeeded {
+                // The video is made (and billed): its copy has a whole deadline of its own.
+                next.deadline_at = next.deadline_at.max(now.plus(self.policy.deadline));
+            }
             observe(&mut next, input, observation, &self.policy.deadline);
             if input == Input::Accepted {
                 next.provider_cost = self.cost_of(&next);
@@ -572,8 +578,12 @@ fn observe(job: &mut Job, input: Input, observation: &Observation, deadline: &st
             job.progress = p;
             job.stage = Some(stage.clone().unwrap_or_else(|| stage_for(p).to_owned()));
         }
-        Observation::Video { url } => {
-            job.video_url = url.clone();
+        Observation::Video { video } => {
+            job.video_url = video.as_ref().map(|v| v.url.clone());
+            job.video_headers = video
+                .as_ref()
+                .map(|v| v.headers.clone())
+                .unwrap_or_default();
             job.progress = 100;
             job.stage = Some("storing".to_owned());
         }
@@ -593,6 +603,14 @@ fn observe(job: &mut Job, input: Input, observation: &Observation, deadline: &st
         }
     }
     match input {
+        Input::DeadlinePassed if job.state == JobState::Failed => {
+            // The copy never succeeded: the user is refunded; the last copy error stays in
+            // the log and the admin's alert.
+            job.failure = Some(format!(
+                "the finished video could not be copied within {} minutes",
+                deadline.as_secs() / 60
+            ));
+        }
         Input::DeadlinePassed => {
             job.failure = Some(format!(
                 "no result within {} minutes",

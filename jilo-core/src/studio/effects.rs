@@ -5,8 +5,8 @@ use crate::ids::ProviderId;
 use crate::job::{Job, StoredVideo};
 use crate::machine::Input;
 use crate::traits::{
-    CancelOutcome, FailureClass, ProviderStatus, StatusQuery, SubmissionKey, SubmissionSearch,
-    SubmitRequest, VideoToStore,
+    CancelOutcome, FailureClass, ProviderStatus, ProviderVideo, StatusQuery, SubmissionKey,
+    SubmissionSearch, SubmitRequest, VideoToStore,
 };
 
 use super::driver::{Follow, Observation};
@@ -21,12 +21,9 @@ pub(crate) fn follow_status(status: ProviderStatus) -> Follow {
         ProviderStatus::Running { progress, stage } => {
             Follow::Input(Input::Progress, Observation::Progress { progress, stage })
         }
-        ProviderStatus::Succeeded { video } => Follow::Input(
-            Input::Succeeded,
-            Observation::Video {
-                url: video.map(|v| v.url),
-            },
-        ),
+        ProviderStatus::Succeeded { video } => {
+            Follow::Input(Input::Succeeded, Observation::Video { video })
+        }
         ProviderStatus::Failed { reason, class } => Follow::Input(
             Input::ProviderFailed(class),
             Observation::Failure {
@@ -225,10 +222,14 @@ impl Inner {
         }
     }
 
-    /// The finished video's URL: as the provider delivered it, or fetched now.
-    async fn video_url(&self, job: &Job) -> Result<String, String> {
+    /// The finished video and how it is fetched: as the provider delivered it, or asked now.
+    async fn video_url(&self, job: &Job) -> Result<ProviderVideo, String> {
         if let Some(url) = &job.video_url {
-            return Ok(url.clone());
+            return Ok(ProviderVideo {
+                url: url.clone(),
+                headers: job.video_headers.clone(),
+                ..ProviderVideo::default()
+            });
         }
         let registered = job
             .provider()
@@ -239,13 +240,12 @@ impl Inner {
             .provider
             .result(&query)
             .await
-            .map(|video| video.url)
             .map_err(|e| format!("fetching the result failed: {e}"))
     }
 
     pub(crate) async fn store_video(&self, job: &Job) -> Follow {
-        let url = match self.video_url(job).await {
-            Ok(url) => url,
+        let (url, headers) = match self.video_url(job).await {
+            Ok(video) => (video.url, video.headers),
             Err(reason) => {
                 tracing::warn!(%reason, "no video to store yet");
                 return Follow::Input(
@@ -275,6 +275,7 @@ impl Inner {
             job: job.id.clone(),
             user: job.user.clone(),
             url: url.clone(),
+            headers,
         };
         match media.store(&video).await {
             Ok(stored) => Follow::Input(
@@ -362,6 +363,30 @@ impl Inner {
         };
         let detail = job.failure.clone().unwrap_or_default();
         self.alert(kind, detail).await;
+    }
+
+    /// Tells the admin a finished video was lost to its copy: the provider billed for it and
+    /// the user was refunded (distinct from a provider failure).
+    pub(crate) async fn copy_alert(&self, job: &Job) {
+        let Some(provider) = job.provider().cloned() else {
+            return;
+        };
+        let detail = format!(
+            "job {} ({}): the provider's video at {} could not be copied into media storage \
+             after {} tries; the user was refunded",
+            job.id,
+            job.user,
+            job.video_url.as_deref().unwrap_or("(no URL)"),
+            job.store_attempts
+        );
+        self.alert(
+            AlertKind::CopyFailed {
+                provider,
+                job: job.id.clone(),
+            },
+            detail,
+        )
+        .await;
     }
 
     /// Sends an alert unless the same subject was alerted within the cooldown, by any process

@@ -260,6 +260,7 @@ impl Studio {
             stage: Some("queued".to_owned()),
             provider_cost: None,
             video_url: None,
+            video_headers: Vec::new(),
             output: None,
             failure: None,
             failure_class: None,
@@ -508,7 +509,10 @@ impl Studio {
     async fn work(&self, job: Job) -> Option<bool> {
         let inner = &self.inner;
         let now = inner.clock.now();
-        let input = if job.deadline_at <= now && job.state.awaits_result() {
+        // A job waiting for its result times out; a storing job's copy gives up.
+        let input = if job.deadline_at <= now
+            && (job.state.awaits_result() || job.state == JobState::Storing)
+        {
             Input::DeadlinePassed
         } else {
             Input::Resume

@@ -31,6 +31,7 @@ pub fn sample_job(user: &UserId, credits: i64, at: Timestamp) -> Job {
         stage: None,
         provider_cost: None,
         video_url: None,
+        video_headers: Vec::new(),
         output: None,
         failure: None,
         failure_class: None,

@@ -270,6 +270,7 @@ impl SimProvider {
                     url: url.to_owned(),
                     content_type: Some("video/mp4".to_owned()),
                     bytes: None,
+                    headers: Vec::new(),
                 }),
             },
         )
@@ -363,6 +364,7 @@ impl VideoProvider for SimProvider {
                 url: format!("https://sim.invalid/{}.mp4", query.request_id),
                 content_type: Some("video/mp4".to_owned()),
                 bytes: None,
+                headers: Vec::new(),
             }),
             other => Err(Error::not_allowed(format!(
                 "request {} has no result yet ({other:?})",

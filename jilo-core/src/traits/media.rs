@@ -15,6 +15,8 @@ pub struct VideoToStore {
     pub user: UserId,
     /// The provider's URL.
     pub url: String,
+    /// Headers the download must carry ([`crate::ProviderVideo::headers`]).
+    pub headers: Vec<(String, String)>,
 }
 
 /// What media storage knows of a kept object.

@@ -134,8 +134,17 @@ pub struct StatusQuery {
     pub provider_model: String,
 }
 
-/// A finished video at the provider.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// A finished video at the provider, and how it is fetched.
+///
+/// ```
+/// use jilo_core::ProviderVideo;
+///
+/// // A CDN that checks where a download comes from (速创's).
+/// let video = ProviderVideo::new("https://cdn.example/v.mp4")
+///     .with_header("Referer", "https://api.example.com/");
+/// assert_eq!(video.headers, [("Referer".to_owned(), "https://api.example.com/".to_owned())]);
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProviderVideo {
     /// Where to download it.
     pub url: String,
@@ -143,6 +152,26 @@ pub struct ProviderVideo {
     pub content_type: Option<String>,
     /// Size in bytes, when the provider says.
     pub bytes: Option<u64>,
+    /// Headers the download must carry (a hotlink-protected CDN's `Referer`, a browser
+    /// `User-Agent`); never a key.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<(String, String)>,
+}
+
+impl ProviderVideo {
+    /// A video at this URL, fetched with no particular header.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            ..Self::default()
+        }
+    }
+
+    /// The same video, fetched with this header too.
+    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
 }
 
 /// How a failure should be handled by the state machine.
