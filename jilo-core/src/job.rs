@@ -149,8 +149,11 @@ pub struct Job {
     pub provider_index: usize,
     /// The provider's id for the current submission, once accepted.
     pub provider_request_id: Option<String>,
-    /// Submissions made so far (never above the attempt limit).
+    /// Submissions made so far, every provider together.
     pub attempts: u32,
+    /// Submissions made to the current provider (never above the attempt limit).
+    #[serde(default)]
+    pub provider_attempts: u32,
     /// The submission in flight or whose outcome is unknown, if any.
     #[serde(default)]
     pub pending_submit: Option<PendingSubmit>,

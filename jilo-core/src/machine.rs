@@ -9,7 +9,8 @@
 //!     ReconcileLater; Resume then Reconciles (webhook or provider lookup) and resubmits only on
 //!     SubmissionLost
 //!   out of funds / key rejected: next provider, ResumeNow, alert the admin
-//!   attempts exhausted, no next provider, or a permanent failure: Failed, refund
+//!   the attempt limit of retryable failures at one provider: next provider, ResumeNow
+//!   attempts exhausted at the last provider, or a permanent failure: Failed, refund
 //!   DeadlinePassed before a result: TimedOut, settle (no refund), one free retry granted
 //!   a copy that fails: Storing, RetryLater (the provider billed: it is tried until the
 //!     deadline); DeadlinePassed while storing: Failed, refund, alert the admin (AlertCopyFailed)
@@ -33,8 +34,12 @@ use crate::traits::FailureClass;
 pub struct Lifecycle {
     /// Where the job is.
     pub state: JobState,
-    /// Submissions made so far.
+    /// Submissions made so far, every provider together (each attempt's number names its
+    /// idempotency key and webhook URL, so it only grows).
     pub attempts: u32,
+    /// Submissions made to the current provider: at the attempt limit of retryable failures
+    /// the job moves to the next provider offering its model.
+    pub provider_attempts: u32,
     /// Index of the provider in use in the job's route.
     pub provider_index: usize,
     /// Tries to store the finished video.
@@ -50,6 +55,7 @@ impl Lifecycle {
         Self {
             state: JobState::Queued,
             attempts: 0,
+            provider_attempts: 0,
             provider_index: 0,
             store_attempts: 0,
             pending_submit: false,
@@ -66,8 +72,8 @@ impl Default for Lifecycle {
 /// The limits the machine enforces.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
-    /// Most submissions per job, all providers together (the seed: 3). Also the most tries to
-    /// store the finished video.
+    /// Most submissions per job to one provider (the seed: 3); a job that spends them on
+    /// retryable failures moves to the next provider of its route before it fails.
     pub max_attempts: u32,
     /// How many providers the job's route has.
     pub providers: usize,
@@ -199,11 +205,12 @@ pub fn step(current: &Lifecycle, input: Input, limits: &Limits) -> Step {
             Step::to(next, vec![Effect::Reconcile])
         }
         (Queued, Input::Resume) => {
-            if current.attempts >= limits.max_attempts {
+            if current.provider_attempts >= limits.max_attempts {
                 next.state = Failed;
                 return Step::to(next, vec![Effect::Refund]);
             }
             next.attempts += 1;
+            next.provider_attempts += 1;
             next.pending_submit = true;
             Step::to(
                 next,
@@ -288,11 +295,19 @@ fn failure(current: &Lifecycle, class: FailureClass, limits: &Limits) -> Step {
     let mut next = *current;
     next.state = JobState::Queued;
     next.pending_submit = false;
-    let exhausted = current.attempts >= limits.max_attempts;
+    let exhausted = current.provider_attempts >= limits.max_attempts;
+    let next_provider = current.provider_index + 1;
     match class {
         // A request the provider reports failed is over: an unknown class there is retryable.
         FailureClass::Retryable | FailureClass::Unknown if !exhausted => {
             Step::to(next, vec![Effect::RetryLater])
+        }
+        // A provider that keeps failing hands the job to the next one offering its model
+        // (its earlier attempts are over: none is pending, so none is sent twice).
+        FailureClass::Retryable | FailureClass::Unknown if next_provider < limits.providers => {
+            next.provider_index = next_provider;
+            next.provider_attempts = 0;
+            Step::to(next, vec![Effect::ResumeNow])
         }
         FailureClass::OutOfFunds | FailureClass::KeyRejected => {
             let alert = if class == FailureClass::OutOfFunds {
@@ -304,9 +319,9 @@ fn failure(current: &Lifecycle, class: FailureClass, limits: &Limits) -> Step {
                     provider_index: current.provider_index,
                 }
             };
-            let next_provider = current.provider_index + 1;
-            if next_provider < limits.providers && !exhausted {
+            if next_provider < limits.providers {
                 next.provider_index = next_provider;
+                next.provider_attempts = 0;
                 Step::to(next, vec![alert, Effect::ResumeNow])
             } else {
                 next.state = JobState::Failed;
@@ -364,27 +379,42 @@ mod tests {
     }
 
     #[test]
-    fn three_retryable_failures_fail_and_refund() {
+    fn three_retryable_failures_move_to_the_next_provider_then_fail_and_refund() {
         let f = Input::SubmitFailed(FailureClass::Retryable);
-        let (l, effects) = run(&[
-            Input::Resume,
-            f,
-            Input::Resume,
-            f,
-            Input::Resume,
-            f,
-            Input::Resume,
-        ]);
-        assert_eq!(l.state, JobState::Failed);
-        assert_eq!(l.attempts, 3);
-        assert_eq!(effects.last(), Some(&Effect::Refund));
+        let mut inputs = Vec::new();
+        for _ in 0..3 {
+            inputs.extend([Input::Resume, f]);
+        }
+        let (l, effects) = run(&inputs);
         assert_eq!(
-            effects
-                .iter()
-                .filter(|e| matches!(e, Effect::Submit { .. }))
-                .count(),
-            3
+            l.state,
+            JobState::Queued,
+            "not failed while a provider is left"
         );
+        assert_eq!(
+            (l.provider_index, l.provider_attempts, l.attempts),
+            (1, 0, 3)
+        );
+        assert_eq!(effects.last(), Some(&Effect::ResumeNow));
+        for _ in 0..3 {
+            inputs.extend([Input::Resume, f]);
+        }
+        inputs.push(Input::Resume);
+        let (l, effects) = run(&inputs);
+        assert_eq!(l.state, JobState::Failed);
+        assert_eq!(
+            l.attempts, 6,
+            "every attempt has its own number (its own key)"
+        );
+        assert_eq!(effects.last(), Some(&Effect::Refund));
+        let submits: Vec<usize> = effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Submit { provider_index } => Some(*provider_index),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(submits, [0, 0, 0, 1, 1, 1]);
     }
 
     #[test]

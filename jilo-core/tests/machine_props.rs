@@ -67,7 +67,19 @@ proptest! {
             // Submissions never exceed the limit; the provider is always on the route. A
             // billed video's copy is not bounded by tries: it ends at the deadline alone,
             // failed with a refund and the admin alerted, or stored.
-            prop_assert!(s.next.attempts <= max_attempts);
+            prop_assert!(s.next.provider_attempts <= max_attempts);
+            prop_assert!(s.next.attempts <= max_attempts * providers as u32);
+            // Every submission has a fresh attempt number (a fresh idempotency key).
+            if s.effects.iter().any(|e| matches!(e, Effect::Submit { .. })) {
+                prop_assert_eq!(s.next.attempts, life.attempts + 1);
+            }
+            // The job moves on only forward along its route, and only from a failure.
+            prop_assert!(s.next.provider_index >= life.provider_index);
+            if s.next.provider_index > life.provider_index {
+                prop_assert_eq!(s.next.provider_index, life.provider_index + 1);
+                prop_assert!(matches!(i, Input::SubmitFailed(_) | Input::ProviderFailed(_)));
+                prop_assert!(!s.next.pending_submit, "nothing is left pending at the old provider");
+            }
             if life.state == JobState::Storing && s.next.state == JobState::Failed {
                 prop_assert_eq!(i, Input::DeadlinePassed);
                 prop_assert!(s.effects.contains(&Effect::AlertCopyFailed));

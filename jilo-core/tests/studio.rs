@@ -1477,3 +1477,57 @@ async fn a_failing_copy_is_retried_until_the_deadline_then_refunded_and_alerted(
         "a lost copy is not a provider failure"
     );
 }
+
+/// A provider that keeps failing retryably does not fail a job another provider can do: after
+/// the attempt limit of 5xx at the first (速创 answering 503 three times), the job moves to the
+/// next provider offering its model and completes there, charged once; every attempt has its
+/// own number (its own idempotency key), so nothing is sent twice.
+#[tokio::test(start_paused = true)]
+async fn a_provider_failing_past_the_attempt_limit_hands_the_job_to_the_next() {
+    let first = Arc::new(SimProvider::new("first"));
+    let second = Arc::new(SimProvider::new("second"));
+    first.fail_all_submits(SimFailure::Unavailable);
+    let h = harness(vec![first.clone(), second.clone()], policy());
+    let user = user_with(&h.store, "failover-5xx", 100).await;
+    let id = h.studio.generate(&user, request()).await.unwrap();
+    for _ in 0..10 {
+        if h.studio
+            .job(&id)
+            .await
+            .unwrap()
+            .provider_request_id
+            .is_some()
+        {
+            break;
+        }
+        tokio::time::advance(h.studio.policy().retry_backoff.max).await;
+        h.studio.tick().await.unwrap();
+    }
+    let job = h.studio.job(&id).await.unwrap();
+    assert_eq!(job.route[job.provider_index], ProviderId::new("second"));
+    assert_eq!(job.state, JobState::Submitted);
+    assert_eq!((job.attempts, job.provider_attempts), (4, 1));
+    assert_eq!(
+        first.submissions().len(),
+        3,
+        "the attempt limit at the first"
+    );
+    let at_second = second.submissions();
+    assert_eq!(at_second.len(), 1);
+    assert_eq!(
+        at_second[0].attempt, 4,
+        "a fresh attempt number at the next provider"
+    );
+    let rid = job.provider_request_id.clone().unwrap();
+    h.studio
+        .handle_webhook(
+            &"second".into(),
+            &second.succeeded(&rid, "https://cdn.example/f.mp4"),
+        )
+        .await
+        .unwrap();
+    h.studio.tick().await.unwrap();
+    assert_eq!(h.studio.job(&id).await.unwrap().state, JobState::Completed);
+    let b = h.studio.balance(&user).await.unwrap();
+    assert_eq!((b.spent, b.held), (PRICE, 0));
+}

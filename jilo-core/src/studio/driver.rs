@@ -76,6 +76,7 @@ fn lifecycle(job: &Job) -> Lifecycle {
     Lifecycle {
         state: job.state,
         attempts: job.attempts,
+        provider_attempts: job.provider_attempts,
         provider_index: job.provider_index,
         store_attempts: job.store_attempts,
         pending_submit: job.pending_submit.is_some(),
@@ -89,6 +90,7 @@ fn same_record(a: &Job, b: &Job) -> bool {
         && a.stage == b.stage
         && a.provider_request_id == b.provider_request_id
         && a.attempts == b.attempts
+        && a.provider_attempts == b.provider_attempts
         && a.provider_index == b.provider_index
         && a.store_attempts == b.store_attempts
         && a.pending_submit == b.pending_submit
@@ -380,6 +382,7 @@ impl Inner {
             let mut next = job.clone();
             next.state = step.next.state;
             next.attempts = step.next.attempts;
+            next.provider_attempts = step.next.provider_attempts;
             next.provider_index = step.next.provider_index;
             next.store_attempts = step.next.store_attempts;
             next.pending_submit = match (step.next.pending_submit, &job.pending_submit) {
@@ -491,7 +494,7 @@ impl Inner {
                 now.plus(
                     policy
                         .retry_backoff
-                        .delay(job.attempts.max(job.store_attempts)),
+                        .delay(job.provider_attempts.max(job.store_attempts)),
                 )
             } else {
                 now.plus(self.wait_interval(job))

@@ -256,6 +256,7 @@ impl Studio {
             attempts: 0,
             pending_submit: None,
             store_attempts: 0,
+            provider_attempts: 0,
             progress: 0,
             stage: Some("queued".to_owned()),
             provider_cost: None,

@@ -27,6 +27,7 @@ pub fn sample_job(user: &UserId, credits: i64, at: Timestamp) -> Job {
         attempts: 0,
         pending_submit: None,
         store_attempts: 0,
+        provider_attempts: 0,
         progress: 0,
         stage: None,
         provider_cost: None,
