@@ -50,6 +50,50 @@ impl From<serde_json::Error> for StoreError {
 
 pub(crate) type StoreResult<T> = Result<T, StoreError>;
 
+/// A failure to open a database, as the driver reports it: what is wrong in words, whether
+/// trying again may help, and where (`target`, with no password).
+pub(crate) fn open_error(target: &str, e: sqlx::Error) -> Error {
+    let code = code(&e).and_then(|c| c.parse::<i64>().ok().map(|n| (c, n)));
+    let (cause, retryable) = match (&e, code) {
+        // SQLite's primary result codes are the low byte of its extended codes.
+        (sqlx::Error::Database(_), Some((_, n))) if n & 0xff == 8 => (
+            "is read-only (a read-only file, directory or mount, or mode=ro)",
+            false,
+        ),
+        (sqlx::Error::Database(_), Some((_, n))) if n & 0xff == 14 => (
+            "cannot be opened (a missing directory, or no permission)",
+            false,
+        ),
+        (sqlx::Error::Database(_), Some((_, n))) if n & 0xff == 26 => (
+            "is not a database (another kind of file, or corrupt)",
+            false,
+        ),
+        (sqlx::Error::Database(_), Some((_, n))) if n & 0xff == 11 => ("is corrupt", false),
+        (sqlx::Error::Database(db), _) => {
+            let sqlstate = db.code().unwrap_or_default();
+            if sqlstate.starts_with("28") {
+                ("refused the credentials", false)
+            } else if sqlstate == "3D000" {
+                ("has no such database", false)
+            } else {
+                // A server starting or shutting down (57…), short of resources (53…): it may
+                // take the next try.
+                let passing = sqlstate.starts_with("57") || sqlstate.starts_with("53");
+                ("refused the connection", passing)
+            }
+        }
+        (sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut, _) => ("cannot be reached", true),
+        (sqlx::Error::Tls(_), _) => ("refused the TLS handshake", false),
+        (sqlx::Error::Configuration(_), _) => ("is not configured right", false),
+        _ => ("could not be opened", true),
+    };
+    Error::storage(
+        format!("{target} {cause}"),
+        retryable,
+        Some(Box::new(e) as jilo_core::error::BoxError),
+    )
+}
+
 fn code(e: &sqlx::Error) -> Option<String> {
     match e {
         sqlx::Error::Database(db) => db.code().map(|c| c.into_owned()),

@@ -61,6 +61,9 @@ pub struct SqlStoreOptions {
     pub busy_timeout: Duration,
     /// How long to wait for a pooled connection.
     pub acquire_timeout: Duration,
+    /// How long opening the first connection may take: a database that cannot be reached
+    /// answers within it, with its cause.
+    pub connect_timeout: Duration,
 }
 
 impl Default for SqlStoreOptions {
@@ -69,8 +72,17 @@ impl Default for SqlStoreOptions {
             max_connections: 16,
             busy_timeout: Duration::from_secs(30),
             acquire_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
         }
     }
+}
+
+/// The SQLite settings every connection runs first.
+fn sqlite_pragmas(busy_ms: i64) -> String {
+    format!(
+        "PRAGMA busy_timeout = {busy_ms}; PRAGMA journal_mode = WAL; \
+         PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;"
+    )
 }
 
 /// The credit ledger and job store on SQLite or Postgres.
@@ -156,17 +168,13 @@ impl SqlStore {
         let mut pool_options = AnyPoolOptions::new()
             .max_connections(max.max(1))
             .acquire_timeout(options.acquire_timeout);
+        if url != &StoreUrl::SqliteMemory {
+            probe(&connect_options, backend, url, &options).await?;
+        }
         if backend == Backend::Sqlite {
             pool_options = pool_options.after_connect(move |conn, _meta| {
                 Box::pin(async move {
-                    conn.execute(
-                        format!(
-                            "PRAGMA busy_timeout = {busy_ms}; PRAGMA journal_mode = WAL; \
-                             PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;"
-                        )
-                        .as_str(),
-                    )
-                    .await?;
+                    conn.execute(sqlite_pragmas(busy_ms).as_str()).await?;
                     Ok(())
                 })
             });
@@ -263,6 +271,48 @@ impl SqlStore {
                 Err(e) => return Err(e.into_error(what)),
             }
         }
+    }
+}
+
+/// Opens one connection (and on SQLite runs the settings, which read and write the file)
+/// within `connect_timeout`, so a database that cannot be used answers at once with its cause
+/// and where, not after the pool's wait as an opaque time-out: a read-only, missing or corrupt
+/// SQLite file and refused credentials are not retryable; a server that cannot be reached is.
+async fn probe(
+    connect_options: &AnyConnectOptions,
+    backend: Backend,
+    url: &StoreUrl,
+    options: &SqlStoreOptions,
+) -> Result<()> {
+    use sqlx::Connection;
+    let target = match url.sqlite_path_and_params() {
+        Some((path, _)) => format!("the SQLite database at {path}"),
+        None => format!("the database at {url}"),
+    };
+    let busy_ms = i64::try_from(options.busy_timeout.as_millis()).unwrap_or(i64::MAX);
+    let attempt = async {
+        let mut conn = sqlx::AnyConnection::connect_with(connect_options).await?;
+        if backend == Backend::Sqlite {
+            conn.execute(sqlite_pragmas(busy_ms).as_str()).await?;
+        }
+        conn.close().await
+    };
+    // A local SQLite file only waits on another writer's lock: that is the busy time-out's.
+    let limit = match backend {
+        Backend::Sqlite => options.connect_timeout.max(options.busy_timeout),
+        Backend::Postgres => options.connect_timeout,
+    };
+    match tokio::time::timeout(limit, attempt).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(errors::open_error(&target, e)),
+        Err(_) => Err(Error::storage(
+            format!(
+                "connecting to {target} took more than {} s (SqlStoreOptions::connect_timeout)",
+                limit.as_secs_f32()
+            ),
+            true,
+            None,
+        )),
     }
 }
 
