@@ -867,3 +867,80 @@ async fn rate_limits_are_waited_out_and_end_the_job_by_the_rules() {
     let b = studio.balance(&max).await.unwrap();
     assert_eq!((b.available, b.held), (100, 0), "refunded");
 }
+
+/// While a worker's provider call on a job is in flight, a webhook that moves the job leaves
+/// that worker's lease in place: no other worker claims the job until the call ends.
+#[tokio::test(start_paused = true)]
+async fn a_webhook_during_a_workers_call_keeps_its_lease() {
+    let sim = Arc::new(SimProvider::new("sim"));
+    let slow_poller = Arc::new(Gated {
+        sim: sim.clone(),
+        gate: tokio::sync::Semaphore::new(0),
+        gate_status: true,
+    });
+    let store = Arc::new(InMemoryStore::new());
+    let mut no_hooks = policy();
+    no_hooks.webhook_base_url = None;
+    let build = |provider: Arc<dyn VideoProvider>, name: &str| {
+        Studio::builder()
+            .provider(provider)
+            .store(store.clone())
+            .clock(Arc::new(TokioClock::new()))
+            .policy(no_hooks.clone())
+            .worker_name(name)
+            .build()
+            .unwrap()
+    };
+    let slow = build(slow_poller.clone(), "slow");
+    let other = build(sim.clone(), "other");
+    let user = user(&*store, "lease-keeper").await;
+    let id = other.generate(&user, request()).await.unwrap();
+    let rid = other.job(&id).await.unwrap().provider_request_id.unwrap();
+
+    // The slow worker claims the job and hangs in its status call.
+    tokio::time::advance(other.policy().poll_interval).await;
+    let polling = tokio::spawn({
+        let slow = slow.clone();
+        async move { slow.tick().await }
+    });
+    // Readiness, not time: yield until the slow worker's claim is written.
+    for _ in 0..10_000 {
+        if other.job(&id).await.unwrap().lease_owner.is_some() {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    let leased = other.job(&id).await.unwrap();
+    let owner = leased
+        .lease_owner
+        .clone()
+        .expect("the slow worker holds the job");
+    // A webhook moves the job meanwhile.
+    let running = ProviderStatus::Running {
+        progress: Some(40),
+        stage: None,
+    };
+    other
+        .handle_webhook(&"sim".into(), &sim.webhook(&rid, running))
+        .await
+        .unwrap();
+    let moved = other.job(&id).await.unwrap();
+    assert_eq!(moved.state, JobState::Running);
+    assert_eq!(
+        (moved.lease_owner.as_deref(), moved.lease_until),
+        (Some(owner.as_str()), leased.lease_until),
+        "the webhook left the worker's lease as it was"
+    );
+    // Another worker finds nothing to claim while the call is in flight.
+    tokio::time::advance(other.policy().poll_interval).await;
+    assert_eq!(other.tick().await.unwrap().claimed, 0);
+    assert_eq!(
+        other.job(&id).await.unwrap().lease_owner.as_deref(),
+        Some(owner.as_str())
+    );
+    // The call ends; the job goes on.
+    slow_poller.gate.add_permits(10);
+    polling.await.unwrap().unwrap();
+    assert_eq!(sim.submissions().len(), 1, "nothing was sent twice");
+    assert!(!other.job(&id).await.unwrap().state.is_terminal());
+}

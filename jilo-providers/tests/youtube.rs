@@ -910,6 +910,41 @@ async fn tokens_refresh_before_expiry_and_a_revoked_grant_asks_to_reconnect() {
     .unwrap();
     let wrong = other_key.access_token(&rig.user, CHANNEL_ID, false).await;
     assert!(wrong.is_err() && !matches!(wrong, Err(Error::ReconnectRequired { .. })));
+    // Tokens sealed for one user's channel, copied onto another user's row, do not open
+    // there: the seal is bound to the user and the channel, at the publisher too.
+    let rig = rig_with(262_144).await;
+    let mut copied = rig
+        .channels
+        .channel(&rig.user, CHANNEL_ID)
+        .await
+        .unwrap()
+        .unwrap();
+    let intruder = UserId::new("intruder");
+    copied.user = intruder.clone();
+    rig.channels.save_channel(&copied).await.unwrap();
+    for force in [false, true] {
+        match rig.youtube.access_token(&intruder, CHANNEL_ID, force).await {
+            Err(Error::InvalidInput { field, .. }) => assert_eq!(field, "token"),
+            other => panic!("a token sealed for another user must not open: {other:?}"),
+        }
+    }
+    let tokens_before = rig.sim.lock().requests.len();
+    assert!(rig
+        .youtube
+        .access_token(&intruder, CHANNEL_ID, true)
+        .await
+        .is_err());
+    assert_eq!(
+        rig.sim.lock().requests.len(),
+        tokens_before,
+        "no refresh token of another user's was ever sent to Google"
+    );
+    // The rightful owner's still open.
+    assert!(rig
+        .youtube
+        .access_token(&rig.user, CHANNEL_ID, false)
+        .await
+        .is_ok());
 }
 
 /// A writer that keeps what the tracing subscriber prints.

@@ -6,8 +6,9 @@ use std::time::Duration;
 use futures::future::join_all;
 
 use crate::error::Error;
+use crate::ids::ProviderId;
 use crate::ids::{JobId, Timestamp, UserId};
-use crate::job::{Job, JobState, JobUpdate};
+use crate::job::{DeliveryOutcome, DeliveryRecord, Job, JobState, JobUpdate};
 use crate::ledger::{
     Balance, CreditHold, Grant, GrantOutcome, GrantReason, HoldState, LedgerEntryKind, Reservation,
     MAX_CREDITS,
@@ -220,6 +221,34 @@ where
         Err(Error::NotAllowed { .. }) => {}
         other => panic!("refunding a settled hold must be NotAllowed, got {other:?}"),
     }
+    // A refused end leaves no trace: the webhook delivery written with it is not
+    // remembered, so the provider's retry of that delivery is new.
+    let current = store
+        .job(&first.id)
+        .await
+        .unwrap_or_else(|e| panic!("reading the job: {e}"));
+    let mut failed = current.clone();
+    failed.state = JobState::Failed;
+    let mut refused = JobUpdate::new(&current, failed);
+    refused.end_hold = Some(HoldState::Refunded);
+    let delivery = DeliveryRecord {
+        provider: ProviderId::new("conformance"),
+        delivery_id: format!("{prefix}-refused-end"),
+        job: first.id.clone(),
+        at,
+    };
+    refused.delivery = Some(delivery.clone());
+    match store.update(&refused).await {
+        Err(Error::NotAllowed { .. }) => {}
+        other => {
+            panic!("a delivery that would refund a settled hold must be NotAllowed, got {other:?}")
+        }
+    }
+    assert_eq!(
+        store.record_delivery(&delivery).await.ok(),
+        Some(DeliveryOutcome::New),
+        "the delivery of a refused transition is not remembered"
+    );
     assert_eq!(
         store.job(&first.id).await.map(|j| j.version).ok(),
         settled_version,
@@ -374,6 +403,42 @@ where
         (accepted, capped_out),
         (2, 18),
         "20 concurrent holds under a cap of 2"
+    );
+
+    // A settled hold still counts: cap 2, two holds, one settled, a third is refused.
+    let day3 = day2.plus(Duration::from_secs(86_400));
+    let (s1, _) = take_hold(store, &capped, 1, day3, Some(2))
+        .await
+        .unwrap_or_else(|e| panic!("day 3 hold 1: {e}"));
+    take_hold(store, &capped, 1, day3, Some(2))
+        .await
+        .unwrap_or_else(|e| panic!("day 3 hold 2: {e}"));
+    end_hold(store, &s1.id, HoldState::Settled)
+        .await
+        .unwrap_or_else(|e| panic!("settle: {e}"));
+    match take_hold(store, &capped, 1, day3, Some(2)).await {
+        Err(Error::DailyCapReached { cap: 2 }) => {}
+        other => {
+            panic!("a settled hold counts toward the cap: expected DailyCapReached, got {other:?}")
+        }
+    }
+
+    // Concurrent capped holds at different times of one UTC day count as one day.
+    let day4_start = (day3.utc_day() + 1) * 86_400_000;
+    let results = join_all((0..20).map(|i| {
+        let when = Timestamp::from_millis(day4_start + i * 4_000_000 + 17);
+        take_hold(store, &capped, 1, when, Some(2))
+    }))
+    .await;
+    let accepted = results.iter().filter(|r| r.is_ok()).count();
+    let capped_out = results
+        .iter()
+        .filter(|r| matches!(r, Err(Error::DailyCapReached { cap: 2 })))
+        .count();
+    assert_eq!(
+        (accepted, capped_out),
+        (2, 18),
+        "20 concurrent holds at 20 times of one day under a cap of 2"
     );
 
     // The seed's bar: quota 10, 100 concurrent holds of 1.
