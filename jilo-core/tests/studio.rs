@@ -21,6 +21,9 @@ struct Harness {
     studio: Studio,
     store: Arc<InMemoryStore>,
     notifier: Arc<RecordingNotifier>,
+    /// The Studio's own clock: a test dates what it writes by it, never by a clock of its own
+    /// (two clocks anchor at two wall times, apart by however busy the machine is).
+    clock: TokioClock,
 }
 
 fn policy() -> Policy {
@@ -46,11 +49,12 @@ fn harness_with(
 ) -> Harness {
     let store = Arc::new(InMemoryStore::new());
     let notifier = Arc::new(RecordingNotifier::new());
+    let clock = TokioClock::new();
     let mut builder = Studio::builder()
         .store(store.clone())
         .notifier(notifier.clone())
         .moderator(Arc::new(WordListModerator::new(["gore", "暴力"])))
-        .clock(Arc::new(TokioClock::new()))
+        .clock(Arc::new(clock))
         .policy(policy);
     for p in providers {
         builder = builder.provider(p);
@@ -59,6 +63,7 @@ fn harness_with(
         studio: extra(builder).build().unwrap(),
         store,
         notifier,
+        clock,
     }
 }
 
@@ -750,7 +755,7 @@ async fn a_job_left_mid_flight_by_a_crash_is_resumed() {
     let h = harness(vec![sim.clone()], policy());
     let pia = user_with(&h.store, "pia", 100).await;
     // Another process created the job, took the lease and died before submitting.
-    let now = jilo_core::Clock::now(&TokioClock::new());
+    let now = jilo_core::Clock::now(&h.clock);
     let mut job = jilo_core::testing::sample_job(&pia, PRICE, now);
     job.next_check_at = Some(now.plus(Duration::from_secs(60)));
     job.lease_owner = Some("dead-process".into());
@@ -1172,7 +1177,7 @@ async fn the_cost_report_shows_the_margin_per_provider_and_day() {
     let sim = Arc::new(SimProvider::new("sim"));
     let h = harness(vec![sim.clone()], policy());
     let olga = user_with(&h.store, "olga", 1_000).await;
-    let start = jilo_core::Clock::now(&TokioClock::new());
+    let start = jilo_core::Clock::now(&h.clock);
     let mut ids = Vec::new();
     for _ in 0..4 {
         ids.push(h.studio.generate(&olga, request()).await.unwrap());
