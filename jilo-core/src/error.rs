@@ -591,16 +591,22 @@ impl fmt::Display for RedactedSource {
 
 impl std::error::Error for RedactedSource {}
 
+/// An error's text followed by its sources', joined by `: `.
+pub fn chain_text(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut next = error.source();
+    while let Some(cause) = next {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        next = cause.source();
+    }
+    text
+}
+
 /// The source as it is when no secret shows in its chain's text or `Debug`, else its chain's
 /// text redacted (the typed source is dropped: it cannot be cleaned in place).
 fn redact_source(source: BoxError, secrets: &[&str]) -> BoxError {
-    let mut chain = source.to_string();
-    let mut next = source.source();
-    while let Some(e) = next {
-        chain.push_str(": ");
-        chain.push_str(&e.to_string());
-        next = e.source();
-    }
+    let chain = chain_text(source.as_ref());
     let debug = format!("{source:?}");
     let shows = |t: &str| {
         secrets

@@ -34,10 +34,20 @@ fn studio<S: QuotaStore + JobStore + TrendCache + jilo_core::PublicationStore + 
     provider: Arc<dyn VideoProvider>,
     store: Arc<S>,
 ) -> Studio {
+    studio_on(provider, store, TokioClock::new())
+}
+
+/// A Studio on this clock: every Studio of one test shares the test's clock (two
+/// `TokioClock::new()` anchor at two wall times, apart by however busy the machine is).
+fn studio_on<S: QuotaStore + JobStore + TrendCache + jilo_core::PublicationStore + 'static>(
+    provider: Arc<dyn VideoProvider>,
+    store: Arc<S>,
+    clock: TokioClock,
+) -> Studio {
     Studio::builder()
         .provider(provider)
         .store(store)
-        .clock(Arc::new(TokioClock::new()))
+        .clock(Arc::new(clock))
         .policy(policy())
         .worker_name("worker-1")
         .build()
@@ -283,7 +293,8 @@ async fn a_crash_between_the_call_and_the_write_is_reconciled() {
         gate_status: false,
     });
     let store = Arc::new(InMemoryStore::new());
-    let dying = studio(gated, store.clone());
+    let clock = TokioClock::new();
+    let dying = studio_on(gated, store.clone(), clock);
     let eve = user(&*store, "eve").await;
     let call = tokio::spawn({
         let dying = dying.clone();
@@ -304,7 +315,7 @@ async fn a_crash_between_the_call_and_the_write_is_reconciled() {
     let next = Studio::builder()
         .provider(sim.clone())
         .store(store.clone())
-        .clock(Arc::new(TokioClock::new()))
+        .clock(Arc::new(clock))
         .policy(policy())
         .worker_name("worker-2")
         .build()
@@ -660,11 +671,12 @@ async fn a_stale_poll_answer_never_touches_a_newer_attempt() {
     let store = Arc::new(InMemoryStore::new());
     let mut no_hooks = policy();
     no_hooks.webhook_base_url = None;
+    let clock = TokioClock::new();
     let build = |provider: Arc<dyn VideoProvider>, name: &str| {
         Studio::builder()
             .provider(provider)
             .store(store.clone())
-            .clock(Arc::new(TokioClock::new()))
+            .clock(Arc::new(clock))
             .policy(no_hooks.clone())
             .worker_name(name)
             .build()
@@ -881,11 +893,12 @@ async fn a_webhook_during_a_workers_call_keeps_its_lease() {
     let store = Arc::new(InMemoryStore::new());
     let mut no_hooks = policy();
     no_hooks.webhook_base_url = None;
+    let clock = TokioClock::new();
     let build = |provider: Arc<dyn VideoProvider>, name: &str| {
         Studio::builder()
             .provider(provider)
             .store(store.clone())
-            .clock(Arc::new(TokioClock::new()))
+            .clock(Arc::new(clock))
             .policy(no_hooks.clone())
             .worker_name(name)
             .build()

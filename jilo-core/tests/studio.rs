@@ -1063,14 +1063,19 @@ async fn a_slow_copy_runs_once_in_a_worker_not_in_the_webhook() {
     let media = Arc::new(SlowMedia {
         calls: std::sync::atomic::AtomicUsize::new(0),
     });
-    let Harness { studio, store, .. } = harness_with(vec![sim.clone()], policy(), |b| {
+    let Harness {
+        studio,
+        store,
+        clock,
+        ..
+    } = harness_with(vec![sim.clone()], policy(), |b| {
         b.media_store(media.clone()).worker_name("worker-a")
     });
     let other = Studio::builder()
         .provider(sim.clone())
         .store(store.clone())
         .media_store(media.clone())
-        .clock(Arc::new(TokioClock::new()))
+        .clock(Arc::new(clock))
         .policy(policy())
         .worker_name("worker-b")
         .build()

@@ -82,13 +82,6 @@ impl fmt::Debug for ApifySource {
 }
 
 impl ApifySource {
-    /// The result with this client's secrets taken out of any error (a service may echo the
-    /// request, its URL or headers included, in an error body): what every call returns.
-    async fn redacted<T>(&self, call: impl std::future::Future<Output = Result<T>>) -> Result<T> {
-        call.await
-            .map_err(|e| e.redact(&[self.token.expose_secret()]))
-    }
-
     /// A source with this API token, on [`DEFAULT_API_URL`] and the default actors. The HTTP
     /// client waits up to 320 s per call (Apify holds a synchronous run for 300 s). A token
     /// with whitespace around it or a control character is refused ([`Error::InvalidInput`]
@@ -393,7 +386,7 @@ impl TrendSource for ApifySource {
     }
 
     async fn search(&self, query: &TrendQuery) -> Result<Vec<TrendingVideo>> {
-        self.redacted(async {
+        http::redacted(self.token.expose_secret(), async {
             let actor = self
                 .actors
                 .get(&query.platform)

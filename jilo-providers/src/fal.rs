@@ -194,13 +194,6 @@ impl fmt::Debug for FalProvider {
 }
 
 impl FalProvider {
-    /// The result with this client's secrets taken out of any error (a service may echo the
-    /// request, its URL or headers included, in an error body): what every call returns.
-    async fn redacted<T>(&self, call: impl std::future::Future<Output = Result<T>>) -> Result<T> {
-        call.await
-            .map_err(|e| e.redact(&[self.key.expose_secret()]))
-    }
-
     /// A provider named `fal` with this key (`FAL_KEY`, or `KEY_ID:KEY_SECRET`), on fal's
     /// hosts, offering [`catalog`]. A key with whitespace around it or a control character
     /// is refused ([`Error::InvalidInput`] on `FAL_KEY`), and so is a machine whose TLS
@@ -468,7 +461,7 @@ impl VideoProvider for FalProvider {
     }
 
     async fn submit(&self, request: &SubmitRequest) -> Result<Submission> {
-        self.redacted(async {
+        http::redacted(self.key.expose_secret(), async {
             let body = model_input(&request.provider_model, &request.request);
             let mut hosts = vec![self.queue.clone()];
             hosts.extend(self.backup.clone());
@@ -541,7 +534,7 @@ impl VideoProvider for FalProvider {
     }
 
     async fn status(&self, query: &StatusQuery) -> Result<ProviderStatus> {
-        self.redacted(async {
+        http::redacted(self.key.expose_secret(), async {
             let (_, v) = self
                 .read(&format!("{}?logs=1", self.request_url(query, "/status")))
                 .await?;
@@ -579,7 +572,7 @@ impl VideoProvider for FalProvider {
     }
 
     async fn result(&self, query: &StatusQuery) -> Result<ProviderVideo> {
-        self.redacted(async {
+        http::redacted(self.key.expose_secret(), async {
             let (status, v) = self.read(&self.request_url(query, "")).await?;
             video_of(&v).ok_or_else(|| Error::Protocol {
                 service: SERVICE.to_owned(),
@@ -592,7 +585,7 @@ impl VideoProvider for FalProvider {
     }
 
     async fn cancel(&self, query: &StatusQuery) -> Result<CancelOutcome> {
-        self.redacted(async {
+        http::redacted(self.key.expose_secret(), async {
             let url = self.request_url(query, "/cancel");
             self.limit.acquire().await;
             let resp = self
@@ -627,7 +620,7 @@ impl VideoProvider for FalProvider {
     }
 
     async fn parse_webhook(&self, delivery: &WebhookDelivery) -> Result<WebhookEvent> {
-        self.redacted(async {
+        http::redacted(self.key.expose_secret(), async {
             let header = |n: &str| {
                 delivery
                     .header(n)
@@ -718,7 +711,7 @@ impl VideoProvider for FalProvider {
     }
 
     async fn balance(&self) -> Result<Option<ProviderBalance>> {
-        self.redacted(async {
+        http::redacted(self.key.expose_secret(), async {
             // fal publishes no balance endpoint.
             Ok(None)
         })

@@ -124,13 +124,6 @@ impl fmt::Debug for GeminiModel {
 }
 
 impl GeminiModel {
-    /// The result with this client's secrets taken out of any error (a service may echo the
-    /// request, its URL or headers included, in an error body): what every call returns.
-    async fn redacted<T>(&self, call: impl std::future::Future<Output = Result<T>>) -> Result<T> {
-        call.await
-            .map_err(|e| e.redact(&[self.key.expose_secret()]))
-    }
-
     /// A model with this API key, [`DEFAULT_MODEL`] on [`DEFAULT_API_URL`], 60 calls a minute.
     /// A key with whitespace around it or a control character is refused
     /// ([`Error::InvalidInput`] on `GEMINI_API_KEY`), and so is a machine whose TLS roots
@@ -404,7 +397,7 @@ fn video_values(video: &TrendingVideo) -> Vec<(&'static str, String)> {
 #[async_trait]
 impl CreativeModel for GeminiModel {
     async fn analyze(&self, video: &TrendingVideo) -> Result<ViralAnalysis> {
-        self.redacted(async {
+        http::redacted(self.key.expose_secret(), async {
             let schema = json!({
                 "type": "object",
                 "properties": {
@@ -440,7 +433,7 @@ impl CreativeModel for GeminiModel {
     }
 
     async fn write_prompt(&self, brief: &PromptBrief) -> Result<String> {
-        self.redacted(async {
+        http::redacted(self.key.expose_secret(), async {
             let schema = json!({
                 "type": "object",
                 "properties": {"prompt": {"type": "string", "minLength": 100, "maxLength": 300}},
@@ -473,7 +466,7 @@ impl CreativeModel for GeminiModel {
     }
 
     async fn suggest_metadata(&self, brief: &MetadataBrief) -> Result<MetadataSuggestion> {
-        self.redacted(async {
+        http::redacted(self.key.expose_secret(), async {
             let schema = json!({
                 "type": "object",
                 "properties": {

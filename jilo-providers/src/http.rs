@@ -63,7 +63,7 @@ pub fn build_client(builder: reqwest::ClientBuilder) -> Result<reqwest::Client, 
     builder.build().map_err(|e| {
         Error::invalid(
             "HTTP client",
-            format!("could not be built: {}", error_chain(&e)),
+            format!("could not be built: {}", jilo_core::error::chain_text(&e)),
         )
     })
 }
@@ -74,16 +74,13 @@ pub fn client(timeout: Duration) -> Result<reqwest::Client, Error> {
     build_client(client_builder()?.timeout(timeout))
 }
 
-/// An error's text with its sources'.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut next = e.source();
-    while let Some(cause) = next {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        next = cause.source();
-    }
-    text
+/// The call's result with a client's secrets taken out of any error (a service may echo the
+/// request, its URL or headers included, in an error body): what every client call returns.
+pub async fn redacted<T>(
+    secret: &str,
+    call: impl std::future::Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
+    call.await.map_err(|e| e.redact(&[secret]))
 }
 
 /// An environment variable's value, `None` when unset or blank.

@@ -85,13 +85,6 @@ impl fmt::Debug for SuchuangProvider {
 }
 
 impl SuchuangProvider {
-    /// The result with this client's secrets taken out of any error (a service may echo the
-    /// request, its URL or headers included, in an error body): what every call returns.
-    async fn redacted<T>(&self, call: impl std::future::Future<Output = Result<T>>) -> Result<T> {
-        call.await
-            .map_err(|e| e.redact(&[self.key.expose_secret()]))
-    }
-
     /// A provider named `suchuang` with this key. A key with whitespace around it or a
     /// control character is refused ([`Error::InvalidInput`] on `SUCHUANG_API_KEY`), and so
     /// is a machine whose TLS roots cannot load.
@@ -308,7 +301,7 @@ impl VideoProvider for SuchuangProvider {
     }
 
     async fn submit(&self, request: &SubmitRequest) -> Result<Submission> {
-        self.redacted(async {
+        http::redacted(self.key.expose_secret(), async {
             let url = format!("{}/api/async/video_{}", self.base, request.provider_model);
             let body = json!({
                 "prompt": request.request.prompt.trim(),
@@ -343,7 +336,7 @@ impl VideoProvider for SuchuangProvider {
     }
 
     async fn status(&self, query: &StatusQuery) -> Result<ProviderStatus> {
-        self.redacted(async {
+        http::redacted(self.key.expose_secret(), async {
             let url = format!("{}/api/async/detail", self.base);
             let resp = http::send(
                 SERVICE,
@@ -371,7 +364,7 @@ impl VideoProvider for SuchuangProvider {
     }
 
     async fn result(&self, query: &StatusQuery) -> Result<ProviderVideo> {
-        self.redacted(async {
+        http::redacted(self.key.expose_secret(), async {
             match self.status(query).await? {
                 ProviderStatus::Succeeded { video: Some(video) } => Ok(video),
                 other => Err(Error::not_allowed(format!(
@@ -384,12 +377,14 @@ impl VideoProvider for SuchuangProvider {
     }
 
     async fn cancel(&self, _query: &StatusQuery) -> Result<CancelOutcome> {
-        self.redacted(async { Ok(CancelOutcome::Unsupported) })
-            .await
+        http::redacted(self.key.expose_secret(), async {
+            Ok(CancelOutcome::Unsupported)
+        })
+        .await
     }
 
     async fn parse_webhook(&self, _delivery: &WebhookDelivery) -> Result<WebhookEvent> {
-        self.redacted(async {
+        http::redacted(self.key.expose_secret(), async {
             Err(Error::Unauthorized {
                 service: format!("{SERVICE} webhook: 速创 sends no webhooks"),
                 response: None,
@@ -400,6 +395,6 @@ impl VideoProvider for SuchuangProvider {
     }
 
     async fn balance(&self) -> Result<Option<ProviderBalance>> {
-        self.redacted(async { Ok(None) }).await
+        http::redacted(self.key.expose_secret(), async { Ok(None) }).await
     }
 }

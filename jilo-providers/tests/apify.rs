@@ -482,12 +482,22 @@ async fn a_run_that_outlives_its_caller_is_not_started_twice() {
         .expect(1)
         .mount(&server)
         .await;
+    // The first look at the run hangs (the caller gives up during it); later looks answer.
     Mock::given(method("GET"))
         .and(path("/v2/actor-runs/long"))
         .respond_with(
             ResponseTemplate::new(200)
-                .set_body_json(json!({"data": run("long", "SUCCEEDED", &now)}))
-                .set_delay(Duration::from_millis(800)),
+                .set_body_json(json!({"data": run("long", "RUNNING", &now)}))
+                .set_delay(Duration::from_secs(600)),
+        )
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v2/actor-runs/long"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"data": run("long", "SUCCEEDED", &now)})),
         )
         .mount(&server)
         .await;
@@ -499,11 +509,28 @@ async fn a_run_that_outlives_its_caller_is_not_started_twice() {
         .expect(1)
         .mount(&server)
         .await;
-    let apify = source(&server);
+    let apify = std::sync::Arc::new(source(&server));
     let q = query(Platform::TikTok, 10);
-    let gave_up = tokio::time::timeout(Duration::from_millis(300), apify.search(&q)).await;
+    let first = tokio::spawn({
+        let (apify, q) = (apify.clone(), q.clone());
+        async move { apify.search(&q).await }
+    });
+    // The caller gives up once it is following the run (readiness, not a time).
+    loop {
+        let following = server
+            .received_requests()
+            .await
+            .unwrap()
+            .iter()
+            .any(|r| r.url.path() == "/v2/actor-runs/long");
+        if following {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    first.abort();
     assert!(
-        gave_up.is_err(),
+        first.await.unwrap_err().is_cancelled(),
         "the first caller gave up while the run went on"
     );
     let videos = apify.search(&q).await.unwrap();

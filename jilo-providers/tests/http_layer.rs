@@ -31,8 +31,15 @@ async fn call(server: &MockServer, policy: &RetryPolicy) -> jilo_core::Result<u1
 
 #[tokio::test(start_paused = true)]
 async fn retry_after_seconds_and_dates_are_waited_out() {
-    let later = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(3));
-    for retry_after in ["2".to_owned(), later] {
+    // (the value, the least wait it must cause): an HTTP date is made just before it is
+    // served, 10 s ahead, so the real time the test takes cannot eat into the wait.
+    for as_date in [false, true] {
+        let (retry_after, least) = if as_date {
+            let later = SystemTime::now() + Duration::from_secs(10);
+            (httpdate::fmt_http_date(later), Duration::from_secs(7))
+        } else {
+            ("2".to_owned(), Duration::from_millis(1_900))
+        };
         let server = MockServer::start().await;
         Mock::given(method("GET"))
             .respond_with(
@@ -53,10 +60,7 @@ async fn retry_after_seconds_and_dates_are_waited_out() {
         let start = tokio::time::Instant::now();
         assert_eq!(call(&server, &policy).await.unwrap(), 200);
         let waited = start.elapsed();
-        assert!(
-            waited >= Duration::from_millis(1_900),
-            "{retry_after}: waited {waited:?}"
-        );
+        assert!(waited >= least, "{retry_after}: waited {waited:?}");
         assert_eq!(server.received_requests().await.unwrap().len(), 2);
     }
 }

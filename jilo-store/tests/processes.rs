@@ -219,11 +219,18 @@ async fn killed_mid_reservation(url: StoreUrl, test: &str) {
         }
     };
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    // Let it work, then kill it (SIGKILL) wherever it is.
-    let deadline = tokio::time::Instant::now() + Duration::from_millis(1500);
-    while tokio::time::Instant::now() < deadline {
+    // Let it work until it has made progress (readiness, not a time: a loaded machine only
+    // makes it take longer), then kill it (SIGKILL) wherever it is. The deadline only keeps
+    // a stuck child from hanging the test.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    let (mut holds_seen, mut ends_seen) = (0, 0);
+    while holds_seen <= 10 || ends_seen == 0 {
         match tokio::time::timeout_at(deadline, lines.next_line()).await {
-            Ok(Ok(Some(line))) => read(&line),
+            Ok(Ok(Some(line))) => {
+                holds_seen += usize::from(line.contains("HELD "));
+                ends_seen += usize::from(line.contains("ENDED "));
+                read(&line);
+            }
             _ => break,
         }
     }
