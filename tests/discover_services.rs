@@ -72,9 +72,18 @@ async fn three_platforms_one_failing_and_the_repeat_calls_nobody() {
         .videos
         .windows(2)
         .all(|w| w[0].score.total >= w[1].score.total));
-    let apify_calls = apify.received_requests().await.unwrap().len();
+    let apify_calls = apify.received_requests().await.unwrap();
+    let starts = apify_calls
+        .iter()
+        .filter(|r| r.method.as_str() == "POST")
+        .count();
     let gemini_calls = gemini.received_requests().await.unwrap().len();
-    assert_eq!((apify_calls, gemini_calls), (3, 10));
+    assert_eq!(
+        (starts, apify_calls.len(), gemini_calls),
+        (3, 7, 10),
+        "three runs started, two followed to their datasets (one refused), ten analyses"
+    );
+    let apify_calls = apify_calls.len();
 
     let again = studio.discover(&query).await.unwrap();
     assert!(again.from_cache);
@@ -95,4 +104,47 @@ async fn three_platforms_one_failing_and_the_repeat_calls_nobody() {
         gemini_calls,
         "no Gemini call"
     );
+}
+
+/// Two processes' sources (two Apify clients, two pools on one SQLite file) searching the
+/// same thing at once, the run slow to finish: one run is started and paid for, both read it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_sources_on_one_database_pay_for_one_run() {
+    let delays = common::Delays {
+        tiktok: Duration::from_millis(300),
+        ..common::Delays::none()
+    };
+    let apify = common::apify_server(&delays, None).await;
+    let url = common::sqlite_url();
+    let one_db: Arc<dyn jilo::TrendCache> = Arc::new(SqlStore::open(&url).await.unwrap());
+    let other_db: Arc<dyn jilo::TrendCache> = Arc::new(SqlStore::open(&url).await.unwrap());
+    let source = |db: Arc<dyn jilo::TrendCache>| {
+        ApifySource::new("apify_api_token")
+            .unwrap()
+            .with_base_url(apify.uri())
+            .unwrap()
+            .with_retries(RetryPolicy::once(), RetryPolicy::once())
+            .with_run_store(db)
+    };
+    let (one, other) = (source(one_db), source(other_db));
+    let query = jilo::TrendQuery {
+        platform: Platform::TikTok,
+        keyword: "AI tools".into(),
+        min_views: None,
+        max_views: None,
+        max_age_days: Some(7),
+        limit: 50,
+    };
+    use jilo::TrendSource;
+    let (a, b) = tokio::join!(one.search(&query), other.search(&query));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!((a.len(), b.len()), (50, 50));
+    let starts = apify
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.method.as_str() == "POST")
+        .count();
+    assert_eq!(starts, 1, "one paid run for two callers in two processes");
 }

@@ -28,7 +28,10 @@ use crate::publish::{
     ChannelConnection, Publication, PublicationLease, PublicationOutcome, PublicationState,
     UploadSession, VideoStats,
 };
-use crate::traits::{CachedSearch, ChannelStore, PublicationStore, TrendCache};
+use crate::traits::{
+    decide_source_run, CachedSearch, ChannelStore, KeptSourceRun, PublicationStore, SourceRunClaim,
+    SourceRunState, TrendCache,
+};
 use crate::traits::{JobStore, QuotaStore};
 use crate::trend::Platform;
 
@@ -54,6 +57,7 @@ struct State {
     alerts: HashMap<String, Timestamp>,
     cooling: HashMap<ProviderId, Timestamp>,
     searches: HashMap<String, CachedSearch>,
+    source_runs: HashMap<String, KeptSourceRun>,
     analyses: HashMap<(Platform, String), ViralAnalysis>,
     channels: HashMap<(UserId, String), ChannelConnection>,
     publications: HashMap<(JobId, String), Publication>,
@@ -690,6 +694,47 @@ impl TrendCache for InMemoryStore {
         self.lock()
             .analyses
             .insert((platform, video_id.to_owned()), analysis.clone());
+        Ok(())
+    }
+
+    async fn claim_source_run(&self, claim: &SourceRunClaim) -> Result<SourceRunState> {
+        let mut s = self.lock();
+        let (state, write) = decide_source_run(s.source_runs.get(&claim.key), claim);
+        if let Some(record) = write {
+            s.source_runs.insert(claim.key.clone(), record);
+        }
+        Ok(state)
+    }
+
+    async fn record_source_run(
+        &self,
+        key: &str,
+        owner: &str,
+        run_id: &str,
+        until: Timestamp,
+    ) -> Result<()> {
+        let mut s = self.lock();
+        match s.source_runs.get_mut(key) {
+            Some(kept) if kept.owner == owner && kept.run_id.is_none() => {
+                kept.run_id = Some(run_id.to_owned());
+                kept.until = until;
+                Ok(())
+            }
+            _ => Err(Error::lost_race(format!(
+                "the claim on the run of `{key}` was taken over"
+            ))),
+        }
+    }
+
+    async fn end_source_run(&self, key: &str, owner: &str, run_id: Option<String>) -> Result<()> {
+        let mut s = self.lock();
+        let ours = s.source_runs.get(key).is_some_and(|k| match run_id {
+            Some(id) => k.run_id.as_deref() == Some(id.as_str()),
+            None => k.owner == owner && k.run_id.is_none(),
+        });
+        if ours {
+            s.source_runs.remove(key);
+        }
         Ok(())
     }
 }

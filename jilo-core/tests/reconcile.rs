@@ -520,6 +520,31 @@ impl TrendCache for Flaky {
             .store_analysis(platform, video_id, analysis, at)
             .await
     }
+    async fn claim_source_run(
+        &self,
+        claim: &jilo_core::SourceRunClaim,
+    ) -> jilo_core::Result<jilo_core::SourceRunState> {
+        self.inner.claim_source_run(claim).await
+    }
+    async fn record_source_run(
+        &self,
+        key: &str,
+        owner: &str,
+        run_id: &str,
+        until: Timestamp,
+    ) -> jilo_core::Result<()> {
+        self.inner
+            .record_source_run(key, owner, run_id, until)
+            .await
+    }
+    async fn end_source_run(
+        &self,
+        key: &str,
+        owner: &str,
+        run_id: Option<String>,
+    ) -> jilo_core::Result<()> {
+        self.inner.end_source_run(key, owner, run_id).await
+    }
 }
 
 #[async_trait]

@@ -21,22 +21,27 @@
 //! # let _ = videos; Ok(()) }
 //! ```
 //!
-//! A search runs the platform's actor with `run-sync-get-dataset-items`. Runs cost money and
-//! can take minutes; when the synchronous call gives up (HTTP 408) the run goes on at Apify,
-//! so instead of starting another, the source finds the run its call started (the actor's
-//! newest run begun since the call; Apify's 408 does not name it) and follows it to its
-//! dataset, starting an asynchronous run only when none is found. A run still going when its
-//! caller gave up is remembered, and the same search later follows it instead of paying again.
+//! Runs cost money and can take minutes, so a search is never paid twice, across processes:
+//! the source claims the search's run in a store ([`TrendCache::claim_source_run`]; in this
+//! process by default, a shared SQL store with [`ApifySource::with_run_store`]), starts the
+//! actor asynchronously (`POST …/runs` answers the run id at once), keeps the run id in the
+//! store before it waits, and follows the run (`GET /v2/actor-runs/{id}`, long-polled) to its
+//! dataset. Any caller, in any process, that asks for the same search meanwhile follows that
+//! run; one whose caller gave up is followed by the next. A start whose answer was lost is
+//! looked for among the actor's runs before anything is started again.
 //! Actor outputs change without notice: every field is optional, error items are dropped, and
 //! counts and dates are read in every form the actors are known to use.
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::Mutex;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use jilo_core::{Error, Platform, Result, Timestamp, TrendQuery, TrendSource, TrendingVideo};
+use jilo_core::{
+    Error, Platform, Result, SourceRunClaim, SourceRunState, Timestamp, TrendCache, TrendQuery,
+    TrendSource, TrendingVideo,
+};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 
@@ -54,8 +59,11 @@ pub const YOUTUBE_ACTOR: &str = "streamers~youtube-scraper";
 pub const INSTAGRAM_ACTOR: &str = "apify~instagram-hashtag-scraper";
 
 const SERVICE: &str = "apify";
-/// How long a followed run is waited for in all.
+/// How long a followed run is waited for in all (and followed by later searches).
 const RUN_DEADLINE: Duration = Duration::from_secs(15 * 60);
+/// How long a claim holds while its run is being started: longer than a start call with its
+/// retries can take, so no second run is started beside a slow first one.
+const START_CLAIM: Duration = Duration::from_secs(3 * 60);
 /// A run begun this long before our call started is not ours.
 const CLOCK_SLACK: Duration = Duration::from_secs(10);
 
@@ -67,8 +75,10 @@ pub struct ApifySource {
     actors: HashMap<Platform, String>,
     reads: RetryPolicy,
     starts: RetryPolicy,
-    /// Runs started for a search and not yet read: the search's key → the run id.
-    runs: Mutex<HashMap<String, String>>,
+    /// Where each search's run is claimed and kept (see the module docs).
+    runs: Arc<dyn TrendCache>,
+    /// This source's name in run claims.
+    owner: String,
 }
 
 impl fmt::Debug for ApifySource {
@@ -82,13 +92,14 @@ impl fmt::Debug for ApifySource {
 }
 
 impl ApifySource {
-    /// A source with this API token, on [`DEFAULT_API_URL`] and the default actors. The HTTP
-    /// client waits up to 320 s per call (Apify holds a synchronous run for 300 s). A token
+    /// A source with this API token, on [`DEFAULT_API_URL`] and the default actors, its runs
+    /// claimed in this process (see [`ApifySource::with_run_store`]). The HTTP client waits up
+    /// to 90 s per call (a run's status is long-polled for 60 s). A token
     /// with whitespace around it or a control character is refused ([`Error::InvalidInput`]
     /// on `APIFY_TOKEN`), and so is a machine whose TLS roots cannot load.
     pub fn new(token: impl Into<String>) -> Result<Self> {
         let token = http::secret("APIFY_TOKEN", token)?;
-        let http = http::client(Duration::from_secs(320))?;
+        let http = http::client(Duration::from_secs(90))?;
         Ok(Self {
             token,
             base: DEFAULT_API_URL.to_owned(),
@@ -100,7 +111,8 @@ impl ApifySource {
             ]),
             reads: RetryPolicy::apify(),
             starts: RetryPolicy::apify(),
-            runs: Mutex::new(HashMap::new()),
+            runs: Arc::new(jilo_core::InMemoryStore::new()),
+            owner: format!("apify-{}", uuid::Uuid::new_v4().simple()),
         })
     }
 
@@ -122,7 +134,15 @@ impl ApifySource {
         Ok(self)
     }
 
-    /// Another HTTP client (proxies, timeouts; keep its timeout above 300 s).
+    /// Where searches' runs are claimed and kept: the host's store shared by every process
+    /// (an `SqlStore`), so a search running in one process is followed, not paid again, by
+    /// another.
+    pub fn with_run_store(mut self, runs: Arc<dyn TrendCache>) -> Self {
+        self.runs = runs;
+        self
+    }
+
+    /// Another HTTP client (proxies, timeouts; keep its timeout above 60 s).
     pub fn with_client(mut self, client: reqwest::Client) -> Self {
         self.http = client;
         self
@@ -145,22 +165,6 @@ impl ApifySource {
         self
     }
 
-    fn remembered(&self, key: &str) -> Option<String> {
-        self.runs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(key)
-            .cloned()
-    }
-
-    fn remember(&self, key: &str, run: Option<&str>) {
-        let mut runs = self.runs.lock().unwrap_or_else(|p| p.into_inner());
-        match run {
-            Some(id) => runs.insert(key.to_owned(), id.to_owned()),
-            None => runs.remove(key),
-        };
-    }
-
     fn authed(&self, builder: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
         builder.bearer_auth(self.token.expose_secret())
     }
@@ -179,8 +183,10 @@ impl ApifySource {
         })
     }
 
-    /// Reads a run until it ends, then its dataset.
-    async fn follow(&self, run: &str, limit: u32) -> Result<Vec<Value>> {
+    /// Reads a run until it ends, then its dataset. A run over for good (it ended badly, or
+    /// outlived [`RUN_DEADLINE`]) is forgotten for `key`, so the next search starts anew; one
+    /// read, or whose status or dataset could not be read, stays kept for the next caller.
+    async fn follow(&self, key: &str, run: &str, limit: u32) -> Result<Vec<Value>> {
         let started = tokio::time::Instant::now();
         let data = loop {
             let url = format!("{}/v2/actor-runs/{run}", self.base);
@@ -198,19 +204,21 @@ impl ApifySource {
             match status.as_str() {
                 "SUCCEEDED" => break data,
                 "FAILED" | "TIMED-OUT" | "ABORTED" => {
+                    self.forget(key, run).await;
                     return Err(Error::Unavailable {
                         service: SERVICE.to_owned(),
                         reason: format!("actor run {run} ended {status}"),
                         response: None,
                         source: None,
-                    })
+                    });
                 }
                 _ if started.elapsed() > RUN_DEADLINE => {
+                    self.forget(key, run).await;
                     return Err(Error::Timeout {
                         service: SERVICE.to_owned(),
                         response: None,
                         source: None,
-                    })
+                    });
                 }
                 _ => {}
             }
@@ -233,7 +241,21 @@ impl ApifySource {
             },
         )
         .await?;
+        // A run read stays kept until its deadline: a caller that was waiting on the claim,
+        // or the same search again meanwhile, reads the same dataset (free) instead of paying
+        // for another run.
         items(self.json(resp).await?)
+    }
+
+    /// Forgets a search's run that ended for good.
+    async fn forget(&self, key: &str, run: &str) {
+        if let Err(e) = self
+            .runs
+            .end_source_run(key, &self.owner, Some(run.to_owned()))
+            .await
+        {
+            tracing::warn!(run, error = %e, "forgetting a finished run failed");
+        }
     }
 
     /// The run a timed-out synchronous call started: the actor's newest run begun since.
@@ -399,16 +421,8 @@ impl TrendSource for ApifySource {
                 ));
             }
             let key = search_key(&actor, query);
-            let raw = if let Some(run) = self.remembered(&key) {
-                tracing::info!(run = %run, "following a run started earlier for this search");
-                self.follow(&run, query.limit).await
-            } else {
-                self.run_for(&actor, query, &key).await
-            };
-            // Read or failed for good: either way the run is over for this search (a caller
-            // that gave up mid-way leaves it remembered, to be followed next time).
-            self.remember(&key, None);
-            let raw = raw?;
+            let run = self.run_for(&actor, query, &key).await?;
+            let raw = self.follow(&key, &run, query.limit).await?;
             let now = Timestamp::from_system(SystemTime::now());
             Ok(raw
                 .iter()
@@ -421,66 +435,115 @@ impl TrendSource for ApifySource {
 }
 
 impl ApifySource {
-    /// Runs the actor synchronously; after a 408, follows the run that call started.
-    async fn run_for(&self, actor: &str, query: &TrendQuery, key: &str) -> Result<Vec<Value>> {
+    /// The run of this search: the one a caller (here or in another process) started, or one
+    /// started now under the search's claim. A claim another caller holds is waited on, at
+    /// most as long as it holds.
+    async fn run_for(&self, actor: &str, query: &TrendQuery, key: &str) -> Result<String> {
+        let waiting_since = tokio::time::Instant::now();
+        loop {
+            let now = Timestamp::from_system(SystemTime::now());
+            let claim = SourceRunClaim {
+                key: key.to_owned(),
+                owner: self.owner.clone(),
+                now,
+                claim_until: now.plus(START_CLAIM),
+            };
+            match self.runs.claim_source_run(&claim).await? {
+                SourceRunState::Started { run_id } => {
+                    tracing::info!(run = %run_id, "following the run started for this search");
+                    return Ok(run_id);
+                }
+                SourceRunState::Claimed => return self.start_run(actor, query, key).await,
+                SourceRunState::Pending { until } => {
+                    if waiting_since.elapsed() > START_CLAIM {
+                        return Err(Error::Timeout {
+                            service: SERVICE.to_owned(),
+                            response: None,
+                            source: None,
+                        });
+                    }
+                    let left = Duration::from_millis(
+                        u64::try_from(until.as_millis() - now.as_millis()).unwrap_or(0),
+                    );
+                    tokio::time::sleep(
+                        left.clamp(Duration::from_millis(50), Duration::from_secs(1)),
+                    )
+                    .await;
+                }
+            }
+        }
+    }
+
+    /// Starts the actor asynchronously under this caller's claim and keeps the run's id before
+    /// anyone waits on it. A start refused (or known not sent) frees the claim; one whose
+    /// answer was lost is looked for among the actor's runs, and while it is not found the
+    /// claim is kept until it lapses, so nobody pays for a second run meanwhile.
+    async fn start_run(&self, actor: &str, query: &TrendQuery, key: &str) -> Result<String> {
         let body = input(query);
         let limit = query.limit.to_string();
-        let url = format!("{}/v2/acts/{actor}/run-sync-get-dataset-items", self.base);
+        let url = format!("{}/v2/acts/{actor}/runs", self.base);
         let sent_at = SystemTime::now();
-        let resp = http::send(
+        let answer = http::send(
             SERVICE,
             CallKind::PaidStart,
             &self.starts,
-            |status| status == 408,
+            |_| false,
             map_error,
             || {
-                self.authed(self.http.post(&url).json(&body).query(&[
-                    ("maxItems", limit.as_str()),
-                    ("format", "json"),
-                    ("clean", "true"),
-                ]))
+                self.authed(
+                    self.http
+                        .post(&url)
+                        .json(&body)
+                        .query(&[("maxItems", limit.as_str())]),
+                )
             },
         )
-        .await?;
-        if resp.status().as_u16() != 408 {
-            return items(self.json(resp).await?);
-        }
-        tracing::info!(actor, "the synchronous run outlived its call; following it");
-        let run = match self.run_started_since(actor, sent_at).await? {
-            Some(run) => run,
-            None => {
-                // No run of ours in the list: start one asynchronously, once.
-                let url = format!("{}/v2/acts/{actor}/runs", self.base);
-                let resp = http::send(
-                    SERVICE,
-                    CallKind::PaidStart,
-                    &self.starts,
-                    |_| false,
-                    map_error,
-                    || {
-                        self.authed(
-                            self.http
-                                .post(&url)
-                                .json(&body)
-                                .query(&[("maxItems", limit.as_str())]),
-                        )
-                    },
-                )
-                .await?;
-                let started = self.json(resp).await?;
-                started["data"]["id"]
+        .await;
+        let started = match answer {
+            Ok(resp) => self.json(resp).await.and_then(|v| {
+                v["data"]["id"]
                     .as_str()
                     .map(str::to_owned)
-                    .ok_or_else(|| Error::Protocol {
+                    .ok_or_else(|| Error::OutcomeUnknown {
                         service: SERVICE.to_owned(),
                         reason: "a started run has no id".to_owned(),
-                        response: None,
                         source: None,
-                    })?
+                    })
+            }),
+            Err(e) => Err(e),
+        };
+        // Whether the start may have been taken: its answer was lost or unreadable, or a 5xx
+        // came back (the run may have begun before the server failed).
+        let maybe_started = |e: &Error| {
+            matches!(
+                e,
+                Error::OutcomeUnknown { .. } | Error::Timeout { .. } | Error::Protocol { .. }
+            ) || matches!(e, Error::Unavailable { response: Some(r), .. } if r.status >= 500)
+        };
+        let run = match started {
+            Ok(run) => run,
+            Err(e) if maybe_started(&e) => {
+                match self.run_started_since(actor, sent_at).await {
+                    Ok(Some(run)) => {
+                        tracing::info!(run = %run, "the start's answer was lost; its run was found");
+                        run
+                    }
+                    // Kept claimed until it lapses: the run may exist all the same.
+                    _ => return Err(e),
+                }
+            }
+            Err(e) => {
+                if let Err(free) = self.runs.end_source_run(key, &self.owner, None).await {
+                    tracing::warn!(error = %free, "freeing the search's claim failed");
+                }
+                return Err(e);
             }
         };
-        self.remember(key, Some(&run));
-        self.follow(&run, query.limit).await
+        let until = Timestamp::from_system(SystemTime::now()).plus(RUN_DEADLINE);
+        self.runs
+            .record_source_run(key, &self.owner, &run, until)
+            .await?;
+        Ok(run)
     }
 }
 

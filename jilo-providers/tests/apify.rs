@@ -1,6 +1,8 @@
 //! The Apify source against a local server speaking Apify's API: what we send (method, path,
-//! query, bearer token, actor input) and what we make of realistic answers, the 408 path that
-//! must not start a second paid run, and the errors.
+//! query, bearer token, actor input) and what we make of realistic answers; runs started
+//! asynchronously, their ids kept in a store before anyone waits, followed by every caller of
+//! the same search (a caller that gave up, another source sharing the store) and never paid
+//! twice, a lost start answer found among the actor's runs; and the errors.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
@@ -38,8 +40,39 @@ fn query(platform: Platform, limit: u32) -> TrendQuery {
     }
 }
 
-fn sync_path(actor: &str) -> String {
-    format!("/v2/acts/{actor}/run-sync-get-dataset-items")
+fn runs_path(actor: &str) -> String {
+    format!("/v2/acts/{actor}/runs")
+}
+
+/// A run as Apify describes it.
+fn run(id: &str, status: &str, started: &str) -> Value {
+    json!({"id": id, "status": status, "startedAt": started, "defaultDatasetId": format!("ds-{id}")})
+}
+
+/// The answer to a start: the run, at once.
+fn started(id: &str) -> ResponseTemplate {
+    ResponseTemplate::new(201).set_body_json(json!({"data": run(id, "READY", &humantime_now())}))
+}
+
+/// The run `id` finishes and its dataset holds `items`, read as the source reads it.
+async fn finished(server: &MockServer, id: &str, items: Value) {
+    Mock::given(method("GET"))
+        .and(path(format!("/v2/actor-runs/{id}")))
+        .and(query_param("waitForFinish", "60"))
+        .and(header("authorization", format!("Bearer {TOKEN}").as_str()))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"data": run(id, "SUCCEEDED", &humantime_now())})),
+        )
+        .mount(server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(format!("/v2/datasets/ds-{id}/items")))
+        .and(query_param("clean", "true"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(items))
+        .expect(1)
+        .mount(server)
+        .await;
 }
 
 #[tokio::test]
@@ -67,10 +100,9 @@ async fn tiktok_sends_the_actor_input_and_maps_items() {
         {"text": "an item without an id or url"}
     ]);
     Mock::given(method("POST"))
-        .and(path(sync_path("clockworks~tiktok-scraper")))
+        .and(path(runs_path("clockworks~tiktok-scraper")))
         .and(header("authorization", format!("Bearer {TOKEN}").as_str()))
         .and(query_param("maxItems", "20"))
-        .and(query_param("clean", "true"))
         .and(body_partial_json(json!({
             "searchQueries": ["AI tools"],
             "resultsPerPage": 20,
@@ -78,10 +110,11 @@ async fn tiktok_sends_the_actor_input_and_maps_items() {
             "shouldDownloadVideos": false,
             "oldestPostDateUnified": "7 days"
         })))
-        .respond_with(ResponseTemplate::new(201).set_body_json(items))
+        .respond_with(started("tt"))
         .expect(1)
         .mount(&server)
         .await;
+    finished(&server, "tt", items).await;
     let videos = source(&server)
         .search(&query(Platform::TikTok, 20))
         .await
@@ -136,7 +169,7 @@ async fn youtube_asks_for_shorts_only_and_reads_thin_search_items() {
         }
     ]);
     Mock::given(method("POST"))
-        .and(path(sync_path("streamers~youtube-scraper")))
+        .and(path(runs_path("streamers~youtube-scraper")))
         .and(body_partial_json(json!({
             "searchQueries": ["AI tools"],
             "maxResults": 0,
@@ -144,10 +177,11 @@ async fn youtube_asks_for_shorts_only_and_reads_thin_search_items() {
             "maxResultStreams": 0,
             "dateFilter": "month"
         })))
-        .respond_with(ResponseTemplate::new(201).set_body_json(items))
+        .respond_with(started("yt"))
         .expect(1)
         .mount(&server)
         .await;
+    finished(&server, "yt", items).await;
     let before = jilo_core::Timestamp::from_system(std::time::SystemTime::now());
     let videos = source(&server)
         .search(&query(Platform::YouTubeShorts, 10))
@@ -190,17 +224,18 @@ async fn instagram_reads_reels_of_the_hashtag() {
         {"error": "not_found", "errorDescription": "Reel not found", "url": "https://www.instagram.com/reel/x/"}
     ]);
     Mock::given(method("POST"))
-        .and(path(sync_path("apify~instagram-hashtag-scraper")))
+        .and(path(runs_path("apify~instagram-hashtag-scraper")))
         .and(body_partial_json(json!({
             "hashtags": ["aitools"],
             "resultsType": "reels",
             "resultsLimit": 5,
             "onlyPostsNewerThan": "7 days"
         })))
-        .respond_with(ResponseTemplate::new(201).set_body_json(items))
+        .respond_with(started("ig"))
         .expect(1)
         .mount(&server)
         .await;
+    finished(&server, "ig", items).await;
     let videos = source(&server)
         .search(&query(Platform::InstagramReels, 5))
         .await
@@ -217,20 +252,14 @@ async fn instagram_reads_reels_of_the_hashtag() {
     assert_eq!(v.author.as_deref(), Some("toolsdaily"));
 }
 
-fn run(id: &str, status: &str, started: &str) -> Value {
-    json!({"id": id, "status": status, "startedAt": started, "defaultDatasetId": format!("ds-{id}")})
-}
-
-/// The synchronous call gives up (408) while its run goes on: the source follows that run to
-/// its dataset and never starts a second one.
+/// A start whose answer was lost (the server failed after taking it): the run it began is
+/// found among the actor's runs and followed; nothing is started a second time.
 #[tokio::test]
-async fn a_timed_out_sync_run_is_followed_not_started_again() {
+async fn a_start_whose_answer_was_lost_is_found_not_started_again() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
-        .and(path(sync_path("clockworks~tiktok-scraper")))
-        .respond_with(ResponseTemplate::new(408).set_body_json(json!({
-            "error": {"type": "run-timeout-exceeded", "message": "Actor run exceeded the timeout of 300 seconds for this API endpoint"}
-        })))
+        .and(path(runs_path("clockworks~tiktok-scraper")))
+        .respond_with(ResponseTemplate::new(502).set_body_string("bad gateway"))
         .expect(1)
         .mount(&server)
         .await;
@@ -247,31 +276,12 @@ async fn a_timed_out_sync_run_is_followed_not_started_again() {
         .expect(1)
         .mount(&server)
         .await;
-    Mock::given(method("GET"))
-        .and(path("/v2/actor-runs/ours"))
-        .and(query_param("waitForFinish", "60"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(json!({"data": run("ours", "SUCCEEDED", &now)})),
-        )
-        .expect(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/v2/datasets/ds-ours/items"))
-        .and(query_param("clean", "true"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!([{
-            "id": "1", "webVideoUrl": "https://www.tiktok.com/@a/video/1", "playCount": 5
-        }])))
-        .expect(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .and(path("/v2/acts/clockworks~tiktok-scraper/runs"))
-        .respond_with(ResponseTemplate::new(201))
-        .expect(0)
-        .mount(&server)
-        .await;
+    finished(
+        &server,
+        "ours",
+        json!([{"id": "1", "webVideoUrl": "https://www.tiktok.com/@a/video/1", "playCount": 5}]),
+    )
+    .await;
     let videos = source(&server)
         .search(&query(Platform::TikTok, 10))
         .await
@@ -280,54 +290,41 @@ async fn a_timed_out_sync_run_is_followed_not_started_again() {
     assert_eq!(videos[0].views, 5);
 }
 
-/// When the list shows no run of ours, one asynchronous run is started and followed.
+/// Two sources sharing one run store (two processes sharing a database) searching the same
+/// thing at once: one run is started, both follow it.
 #[tokio::test]
-async fn without_a_run_to_follow_one_async_run_is_started() {
+async fn two_sources_sharing_a_store_pay_for_one_run() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
-        .and(path(sync_path("streamers~youtube-scraper")))
-        .respond_with(ResponseTemplate::new(408))
+        .and(path(runs_path("streamers~youtube-scraper")))
+        .respond_with(started("shared").set_delay(Duration::from_millis(200)))
         .expect(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/v2/acts/streamers~youtube-scraper/runs"))
-        .respond_with(
-            ResponseTemplate::new(200).set_body_json(json!({"data": {"items": [
-                run("old", "RUNNING", "2020-01-01T00:00:00.000Z")
-            ]}})),
-        )
         .mount(&server)
         .await;
     let now = humantime_now();
-    Mock::given(method("POST"))
-        .and(path("/v2/acts/streamers~youtube-scraper/runs"))
-        .and(body_partial_json(json!({"maxResultsShorts": 3})))
-        .respond_with(
-            ResponseTemplate::new(201).set_body_json(json!({"data": run("new", "READY", &now)})),
-        )
-        .expect(1)
-        .mount(&server)
-        .await;
     Mock::given(method("GET"))
-        .and(path("/v2/actor-runs/new"))
+        .and(path("/v2/actor-runs/shared"))
         .respond_with(
             ResponseTemplate::new(200)
-                .set_body_json(json!({"data": run("new", "SUCCEEDED", &now)})),
+                .set_body_json(json!({"data": run("shared", "SUCCEEDED", &now)})),
         )
         .mount(&server)
         .await;
     Mock::given(method("GET"))
-        .and(path("/v2/datasets/ds-new/items"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!([])))
-        .expect(1)
+        .and(path("/v2/datasets/ds-shared/items"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([{
+            "id": "s1", "title": "a short", "url": "https://www.youtube.com/shorts/s1", "viewCount": 9
+        }])))
         .mount(&server)
         .await;
-    let videos = source(&server)
-        .search(&query(Platform::YouTubeShorts, 3))
-        .await
-        .unwrap();
-    assert!(videos.is_empty());
+    let store: std::sync::Arc<dyn jilo_core::TrendCache> =
+        std::sync::Arc::new(jilo_core::InMemoryStore::new());
+    let one = source(&server).with_run_store(store.clone());
+    let two = source(&server).with_run_store(store.clone());
+    let q = query(Platform::YouTubeShorts, 3);
+    let (a, b) = tokio::join!(one.search(&q), two.search(&q));
+    assert_eq!(a.unwrap()[0].views, 9);
+    assert_eq!(b.unwrap()[0].views, 9);
 }
 
 fn humantime_now() -> String {
@@ -427,19 +424,21 @@ async fn rate_limits_are_waited_out_and_a_failing_start_is_not_repeated() {
         .mount(&server)
         .await;
     Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(201).set_body_json(json!([])))
+        .respond_with(started("rl"))
         .mount(&server)
         .await;
-    let started = std::time::Instant::now();
+    finished(&server, "rl", json!([])).await;
+    let begun = std::time::Instant::now();
     source(&server)
         .search(&query(Platform::TikTok, 5))
         .await
         .unwrap();
     assert!(
-        started.elapsed() >= Duration::from_secs(1),
+        begun.elapsed() >= Duration::from_secs(1),
         "Retry-After honoured"
     );
-    assert_eq!(server.received_requests().await.unwrap().len(), 2);
+    let posts = |sent: Vec<Request>| sent.iter().filter(|r| r.method.as_str() == "POST").count();
+    assert_eq!(posts(server.received_requests().await.unwrap()), 2);
 
     let failing = MockServer::start().await;
     Mock::given(method("POST"))
@@ -451,9 +450,8 @@ async fn rate_limits_are_waited_out_and_a_failing_start_is_not_repeated() {
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unavailable);
-    let sent: Vec<Request> = failing.received_requests().await.unwrap();
     assert_eq!(
-        sent.len(),
+        posts(failing.received_requests().await.unwrap()),
         1,
         "a paid start that may have run is not sent again"
     );
@@ -466,22 +464,12 @@ async fn rate_limits_are_waited_out_and_a_failing_start_is_not_repeated() {
 async fn a_run_that_outlives_its_caller_is_not_started_twice() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
-        .and(path(sync_path("clockworks~tiktok-scraper")))
-        .respond_with(ResponseTemplate::new(408))
+        .and(path(runs_path("clockworks~tiktok-scraper")))
+        .respond_with(started("long"))
         .expect(1)
         .mount(&server)
         .await;
     let now = humantime_now();
-    Mock::given(method("GET"))
-        .and(path("/v2/acts/clockworks~tiktok-scraper/runs"))
-        .respond_with(
-            ResponseTemplate::new(200).set_body_json(json!({"data": {"items": [
-                run("long", "RUNNING", &now)
-            ]}})),
-        )
-        .expect(1)
-        .mount(&server)
-        .await;
     // The first look at the run hangs (the caller gives up during it); later looks answer.
     Mock::given(method("GET"))
         .and(path("/v2/actor-runs/long"))

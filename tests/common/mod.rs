@@ -103,16 +103,38 @@ pub async fn apify_server(delays: &Delays, failing: Option<Platform>) -> MockSer
             delays.instagram,
         ),
     ] {
-        let answer = if failing == Some(platform) {
+        // Apify's asynchronous runs: the start answers the run at once, the run's status
+        // (long-polled) once it has run for `delay`, then its dataset.
+        let run = format!("run-{}", platform.as_str());
+        let dataset = format!("ds-{}", platform.as_str());
+        let record = |status: &str| {
+            json!({"data": {"id": run, "status": status, "defaultDatasetId": dataset,
+                            "startedAt": "2026-11-30T00:00:00.000Z"}})
+        };
+        let started = if failing == Some(platform) {
             ResponseTemplate::new(402).set_body_json(json!({"error": {
                 "type": "x402-payment-required", "message": "Monthly usage limit exceeded"
             }}))
         } else {
-            ResponseTemplate::new(201).set_body_json(items)
+            ResponseTemplate::new(201).set_body_json(record("READY"))
         };
         Mock::given(method("POST"))
-            .and(path(format!("/v2/acts/{actor}/run-sync-get-dataset-items")))
-            .respond_with(answer.set_delay(delay))
+            .and(path(format!("/v2/acts/{actor}/runs")))
+            .respond_with(started)
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path(format!("/v2/actor-runs/{run}")))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json(record("SUCCEEDED"))
+                    .set_delay(delay),
+            )
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path(format!("/v2/datasets/{dataset}/items")))
+            .respond_with(ResponseTemplate::new(200).set_body_json(items))
             .mount(&server)
             .await;
     }

@@ -28,7 +28,8 @@ fn video(id: &str, views: u64) -> TrendingVideo {
 /// Checks the [`TrendCache`] contract: a search reads back as stored (videos or a failure,
 /// with its time), a later one under the same key replaces it, keys are separate, an
 /// analysis is kept per platform and video and replaced by a later one, and what was never
-/// stored is `None`. Uses random keys, so it can run on a store holding other data. Panics
+/// stored is `None`; and a search's paid source run is claimed by one caller, recorded and
+/// followed by the others, and freed when ended. Uses random keys, so it can run on a store holding other data. Panics
 /// naming the broken rule.
 pub async fn trend_cache_suite<S: TrendCache + ?Sized>(store: &S) {
     let run = uuid::Uuid::new_v4().simple().to_string();
@@ -132,5 +133,99 @@ pub async fn trend_cache_suite<S: TrendCache + ?Sized>(store: &S) {
             .map(|a| a.score),
         Some(9),
         "a later analysis replaces the one before"
+    );
+    source_runs(store, &run).await;
+}
+
+/// One paid source run per search across every caller: a claim holds against others until it
+/// lapses, the recorded run is found by every later claim, twenty concurrent first claims give
+/// one `Claimed`, a lapsed claim is taken over (and its late record refused), and an ended run
+/// frees the search.
+async fn source_runs<S: TrendCache + ?Sized>(store: &S, run: &str) {
+    use crate::traits::{SourceRunClaim, SourceRunState};
+    use std::time::Duration;
+    let at = Timestamp::from_millis(1_800_000_000_000);
+    let claim = |key: &str, owner: &str, now: Timestamp| SourceRunClaim {
+        key: key.to_owned(),
+        owner: owner.to_owned(),
+        now,
+        claim_until: now.plus(Duration::from_secs(60)),
+    };
+    let ask = |c: SourceRunClaim| async move {
+        store
+            .claim_source_run(&c)
+            .await
+            .unwrap_or_else(|e| panic!("claiming a source run failed: {e}"))
+    };
+    let key = format!("{run}|runs|tiktok|ai");
+    assert_eq!(ask(claim(&key, "a", at)).await, SourceRunState::Claimed);
+    assert_eq!(
+        ask(claim(&key, "b", at)).await,
+        SourceRunState::Pending {
+            until: at.plus(Duration::from_secs(60))
+        },
+        "another caller's claim holds"
+    );
+    store
+        .record_source_run(&key, "a", "run-1", at.plus(Duration::from_secs(600)))
+        .await
+        .unwrap_or_else(|e| panic!("recording a run failed: {e}"));
+    assert_eq!(
+        ask(claim(&key, "b", at.plus(Duration::from_secs(120)))).await,
+        SourceRunState::Started {
+            run_id: "run-1".into()
+        },
+        "a recorded run is followed, never started again"
+    );
+    // Ending another run, or another owner's claim, leaves it.
+    store
+        .end_source_run(&key, "b", Some("run-0".into()))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    store
+        .end_source_run(&key, "b", None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(matches!(
+        ask(claim(&key, "c", at)).await,
+        SourceRunState::Started { .. }
+    ));
+    store
+        .end_source_run(&key, "a", Some("run-1".into()))
+        .await
+        .unwrap_or_else(|e| panic!("ending a run failed: {e}"));
+    assert_eq!(
+        ask(claim(&key, "c", at)).await,
+        SourceRunState::Claimed,
+        "an ended run frees the search"
+    );
+    // A claim that lapsed without a run is taken over; its late record is refused.
+    let later = at.plus(Duration::from_secs(61));
+    assert_eq!(ask(claim(&key, "d", later)).await, SourceRunState::Claimed);
+    match store
+        .record_source_run(&key, "c", "run-late", later.plus(Duration::from_secs(600)))
+        .await
+    {
+        Err(crate::Error::LostRace { .. }) => {}
+        other => panic!("a taken-over claim's record must be LostRace, got {other:?}"),
+    }
+    // Twenty first claims at once: one holds it.
+    let fresh = format!("{run}|runs|youtube|ai");
+    let claims: Vec<SourceRunClaim> = (0..20)
+        .map(|i| claim(&fresh, &format!("p{i}"), at))
+        .collect();
+    let answers = futures::future::join_all(claims.iter().map(|c| store.claim_source_run(c))).await;
+    let claimed = answers
+        .iter()
+        .filter(|a| matches!(a, Ok(SourceRunState::Claimed)))
+        .count();
+    let pending = answers
+        .iter()
+        .filter(|a| matches!(a, Ok(SourceRunState::Pending { .. })))
+        .count();
+    assert_eq!(
+        (claimed, pending),
+        (1, 19),
+        "twenty concurrent first claims: {answers:?}"
     );
 }

@@ -31,7 +31,10 @@ pub use publications::{ChannelStore, PublicationStore};
 pub use publisher::{NoJournal, ProgressReporter, Publisher, UploadJournal};
 pub use quota::QuotaStore;
 pub use trend::TrendSource;
-pub use trend_cache::{CachedSearch, SearchOutcome, TrendCache};
+pub use trend_cache::{
+    decide_source_run, CachedSearch, KeptSourceRun, SearchOutcome, SourceRunClaim, SourceRunState,
+    TrendCache,
+};
 
 #[cfg(any(test, feature = "test-utils"))]
 pub use creative::MockCreativeModel;

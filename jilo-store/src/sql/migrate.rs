@@ -54,6 +54,11 @@ const SQLITE: &[Migration] = &[
         name: "credit_lots",
         sql: include_str!("../../migrations/sqlite/0008_credit_lots.sql"),
     },
+    Migration {
+        version: 9,
+        name: "source_runs",
+        sql: include_str!("../../migrations/sqlite/0009_source_runs.sql"),
+    },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -96,6 +101,11 @@ const POSTGRES: &[Migration] = &[
         version: 8,
         name: "credit_lots",
         sql: include_str!("../../migrations/postgres/0008_credit_lots.sql"),
+    },
+    Migration {
+        version: 9,
+        name: "source_runs",
+        sql: include_str!("../../migrations/postgres/0009_source_runs.sql"),
     },
 ];
 
