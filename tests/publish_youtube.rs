@@ -737,8 +737,16 @@ async fn killed_and_resumed(test: &str, database: Option<String>) {
         .expect("the session URI was kept before any byte");
     assert!(session.confirmed > 0 && session.confirmed <= held_at_kill);
 
-    // The next process, once the dead one's lease lapsed, resumes from the confirmed byte.
-    tokio::time::sleep(Duration::from_millis(900)).await;
+    // The next process, once the dead one's lease lapsed, resumes from the confirmed byte:
+    // wait until the record says its lease is over (by the wall clock both processes use).
+    let lease_end = left.lease.as_ref().map(|l| l.until);
+    while let Some(until) = lease_end {
+        let now = jilo::Timestamp::from_system(std::time::SystemTime::now());
+        if left.claimable_at(now) || now > until {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     s.google.lock().put_delay = None;
     let queries_before = s.google.lock().status_queries;
     let mut resumer = spawn(test, "resume", &s, &job);

@@ -44,18 +44,16 @@ struct StandIn {
 
 impl StandIn {
     fn new(submit_base: &str, api_base: &str, lookup: bool) -> Self {
+        Self::with_timeout(submit_base, api_base, lookup, Duration::from_millis(400))
+    }
+
+    /// A stand-in whose calls give up after `timeout`.
+    fn with_timeout(submit_base: &str, api_base: &str, lookup: bool, timeout: Duration) -> Self {
         Self {
             submit_base: submit_base.to_owned(),
             api_base: api_base.to_owned(),
             lookup,
-            http: {
-                // reqwest is built without a crypto provider of its own: ring's, as jilo's.
-                let _ = rustls::crypto::ring::default_provider().install_default();
-                reqwest::Client::builder()
-            }
-            .timeout(Duration::from_millis(400))
-            .build()
-            .unwrap(),
+            http: jilo::providers::http::client(timeout).unwrap(),
         }
     }
 
@@ -521,8 +519,10 @@ const CHILD: &str = "JILO_RECONCILE_CHILD";
 /// The child: a host process that submits and is killed inside the call.
 async fn child_submits(url: StoreUrl, provider_url: String) {
     let store = Arc::new(SqlStore::open(&url).await.unwrap());
+    // No time-out of its own that a loaded machine could reach first: the kill is the only
+    // way out of the submit, so the crash between the call and the write is what is tested.
     let studio = studio(
-        StandIn::new(&provider_url, &provider_url, true),
+        StandIn::with_timeout(&provider_url, &provider_url, true, Duration::from_secs(120)),
         store,
         "doomed",
     );
