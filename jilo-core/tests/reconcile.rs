@@ -683,10 +683,17 @@ async fn a_webhook_whose_write_failed_is_applied_on_the_next_delivery() {
     );
 }
 
-/// A poll in flight while the job moves on to another attempt: its answer about the old
-/// request is dropped, not applied to the new one.
-#[tokio::test(start_paused = true)]
-async fn a_stale_poll_answer_never_touches_a_newer_attempt() {
+/// Two workers on one store and one clock, polling (no webhook URL): `slow`, whose status
+/// calls wait at `slow_poller`'s gate, and `other`, on the sim directly.
+struct TwoWorkers {
+    sim: Arc<SimProvider>,
+    slow_poller: Arc<Gated>,
+    store: Arc<InMemoryStore>,
+    slow: Studio,
+    other: Studio,
+}
+
+fn two_workers() -> TwoWorkers {
     let sim = Arc::new(SimProvider::new("sim"));
     let slow_poller = Arc::new(Gated {
         sim: sim.clone(),
@@ -709,6 +716,26 @@ async fn a_stale_poll_answer_never_touches_a_newer_attempt() {
     };
     let slow = build(slow_poller.clone(), "slow");
     let other = build(sim.clone(), "other");
+    TwoWorkers {
+        sim,
+        slow_poller,
+        store,
+        slow,
+        other,
+    }
+}
+
+/// A poll in flight while the job moves on to another attempt: its answer about the old
+/// request is dropped, not applied to the new one.
+#[tokio::test(start_paused = true)]
+async fn a_stale_poll_answer_never_touches_a_newer_attempt() {
+    let TwoWorkers {
+        sim,
+        slow_poller,
+        store,
+        slow,
+        other,
+    } = two_workers();
     let ida = user(&*store, "ida").await;
     let id = other.generate(&ida, request()).await.unwrap();
     let first = other.job(&id).await.unwrap().provider_request_id.unwrap();
@@ -909,28 +936,13 @@ async fn rate_limits_are_waited_out_and_end_the_job_by_the_rules() {
 /// that worker's lease in place: no other worker claims the job until the call ends.
 #[tokio::test(start_paused = true)]
 async fn a_webhook_during_a_workers_call_keeps_its_lease() {
-    let sim = Arc::new(SimProvider::new("sim"));
-    let slow_poller = Arc::new(Gated {
-        sim: sim.clone(),
-        gate: tokio::sync::Semaphore::new(0),
-        gate_status: true,
-    });
-    let store = Arc::new(InMemoryStore::new());
-    let mut no_hooks = policy();
-    no_hooks.webhook_base_url = None;
-    let clock = TokioClock::new();
-    let build = |provider: Arc<dyn VideoProvider>, name: &str| {
-        Studio::builder()
-            .provider(provider)
-            .store(store.clone())
-            .clock(Arc::new(clock))
-            .policy(no_hooks.clone())
-            .worker_name(name)
-            .build()
-            .unwrap()
-    };
-    let slow = build(slow_poller.clone(), "slow");
-    let other = build(sim.clone(), "other");
+    let TwoWorkers {
+        sim,
+        slow_poller,
+        store,
+        slow,
+        other,
+    } = two_workers();
     let user = user(&*store, "lease-keeper").await;
     let id = other.generate(&user, request()).await.unwrap();
     let rid = other.job(&id).await.unwrap().provider_request_id.unwrap();

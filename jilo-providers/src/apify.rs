@@ -45,7 +45,7 @@ use jilo_core::{
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 
-use crate::classify::{self, Says};
+use crate::classify::Says;
 use crate::http::{self, CallKind, RetryPolicy};
 use jilo_core::config;
 
@@ -314,13 +314,7 @@ fn map_error(failed: http::Failed) -> Error {
         }
         _ => Says::Nothing,
     };
-    classify::error_from(
-        SERVICE,
-        failed.status,
-        &failed.body,
-        failed.retry_after,
-        says,
-    )
+    failed.into_error_saying(SERVICE, says)
 }
 
 /// The dataset items of an answer: a bare array.

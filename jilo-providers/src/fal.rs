@@ -412,13 +412,7 @@ fn map_error(failed: http::Failed, sent: &[&str]) -> Error {
         Value::String(detail) => classify::says_in_message(detail, sent),
         _ => Says::Nothing,
     };
-    classify::error_from(
-        SERVICE,
-        failed.status,
-        &failed.body,
-        failed.retry_after,
-        says,
-    )
+    failed.into_error_saying(SERVICE, says)
 }
 
 /// The failure class of a request fal finished with an error: its infrastructure errors are

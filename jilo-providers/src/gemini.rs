@@ -32,7 +32,7 @@ use jilo_core::{
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 
-use crate::classify::{self, Says};
+use crate::classify::Says;
 use crate::http::{self, CallKind, RateLimiter, RetryPolicy};
 use jilo_core::config;
 
@@ -311,13 +311,7 @@ fn map_error(failed: http::Failed, model: &str) -> Error {
         Some("UNAUTHENTICATED" | "PERMISSION_DENIED") => Says::KeyRejected,
         _ => Says::Nothing,
     };
-    classify::error_from(
-        SERVICE,
-        failed.status,
-        &failed.body,
-        failed.retry_after,
-        says,
-    )
+    failed.into_error_saying(SERVICE, says)
 }
 
 /// A protobuf duration string: `"42s"`, `"57.238747106s"`.

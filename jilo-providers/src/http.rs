@@ -303,6 +303,11 @@ impl Failed {
         classify::http_error(service, self.status, &self.body, self.retry_after)
     }
 
+    /// This answer's error given what the service's own fields say ([`classify::Says`]).
+    pub fn into_error_saying(self, service: &str, says: classify::Says) -> Error {
+        classify::error_from(service, self.status, &self.body, self.retry_after, says)
+    }
+
     /// The status and the truncated body, for errors a client builds itself.
     pub fn http(&self) -> HttpFailure {
         HttpFailure::new(self.status, &self.body)
