@@ -105,13 +105,12 @@ pub fn model_id(name: &str, value: &str) -> Result<()> {
 pub fn redact_url(value: &str) -> String {
     match url::Url::parse(value) {
         Ok(url) if url.username().is_empty() && url.password().is_none() => value.to_owned(),
-        Ok(url) => {
-            let scheme = url.scheme();
-            let rest = value
-                .split_once('@')
-                .map(|(_, rest)| rest)
-                .unwrap_or_default();
-            format!("{scheme}://***@{rest}")
+        Ok(mut url) => {
+            // Rebuilt from the parsed form: the user info ends where the parser says (a
+            // password may hold an `@`), never where a text search guesses.
+            let _ = url.set_password(None);
+            let _ = url.set_username("***");
+            url.to_string()
         }
         Err(_) => "***".to_owned(),
     }
@@ -227,5 +226,7 @@ mod tests {
             "https://api.example.com/x"
         );
         assert_eq!(redact_url("::nonsense::"), "***");
+        let at_in_password = redact_url("https://u:p@ss@proxy.example/x");
+        assert_eq!(at_in_password, "https://***@proxy.example/x");
     }
 }

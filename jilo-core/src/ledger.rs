@@ -114,9 +114,6 @@ pub struct KeptGrant {
     pub credits: i64,
     /// Why, as [`GrantReason::as_str`] writes it.
     pub reason: String,
-    /// When it expires, where the store knows it (`None`: not known, e.g. a grant from before
-    /// lots were kept).
-    pub expires_at: Option<Option<Timestamp>>,
 }
 
 impl KeptGrant {
@@ -126,32 +123,29 @@ impl KeptGrant {
             user: grant.user.as_str().to_owned(),
             credits: grant.credits,
             reason: grant.reason.as_str().to_owned(),
-            expires_at: Some(grant.expires_at),
         }
     }
 }
 
 /// The answer to a grant whose key a store has seen: [`GrantOutcome::Duplicate`] when it is
-/// the same grant again (user, credits, reason and, where known, expiry; its time may differ,
-/// as a webhook delivered twice has two), and [`Error::InvalidInput`] on `key` when the key
-/// names another grant: a key names one grant, so a reused payment id never credits silently
-/// nothing. A monthly allowance's key names the user's allowance for that month whatever the
+/// the same grant again (user, credits and reason; its time and an expiry reckoned from it
+/// may differ, as a webhook delivered twice arrives twice), and [`Error::InvalidInput`] on
+/// `key` when the key names another grant: a key names one grant, so a reused payment id
+/// never credits silently nothing. A monthly allowance's key names the user's allowance for that month whatever the
 /// plan: another amount under it (a plan changed mid-month) is a duplicate, not an error.
 pub fn check_regrant(grant: &Grant, kept: &KeptGrant) -> Result<GrantOutcome, Error> {
     let same_amount =
         kept.credits == grant.credits || grant.reason == GrantReason::MonthlyAllowance;
-    let same = kept.user == grant.user.as_str()
-        && same_amount
-        && kept.reason == grant.reason.as_str()
-        && kept.expires_at.is_none_or(|e| e == grant.expires_at);
+    let same =
+        kept.user == grant.user.as_str() && same_amount && kept.reason == grant.reason.as_str();
     if same {
         Ok(GrantOutcome::Duplicate)
     } else {
         Err(Error::invalid(
             "key",
             format!(
-                "`{}` was already used for another grant (another user, amount, reason or \
-                 expiry); a key names one grant",
+                "`{}` was already used for another grant (another user, amount or reason); a \
+                 key names one grant",
                 grant.key
             ),
         ))
@@ -735,16 +729,12 @@ mod tests {
         );
         let more = Grant::purchase(alice.clone(), 51, "pi_1", at);
         assert!(check_regrant(&more, &kept).is_err());
-        // Expiry unknown (a grant from before lots): not compared.
-        let legacy = KeptGrant {
-            expires_at: None,
-            ..kept.clone()
-        };
-        assert!(check_regrant(
-            &paid.clone().expiring_at(Timestamp::from_millis(5_000)),
-            &legacy
-        )
-        .is_ok());
+        // An expiry reckoned from the delivery's time may differ: still the same grant.
+        let redelivered = paid.clone().expiring_at(Timestamp::from_millis(5_000));
+        assert!(matches!(
+            check_regrant(&redelivered, &kept),
+            Ok(GrantOutcome::Duplicate)
+        ));
         // A monthly allowance's key is the month's, whatever the plan's amount.
         let month = crate::plans::PlanPeriod::containing(at);
         let basic = Grant::monthly(alice.clone(), 50, month, at);

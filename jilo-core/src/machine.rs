@@ -206,8 +206,15 @@ pub fn step(current: &Lifecycle, input: Input, limits: &Limits) -> Step {
         }
         (Queued, Input::Resume) => {
             if current.provider_attempts >= limits.max_attempts {
-                next.state = Failed;
-                return Step::to(next, vec![Effect::Refund]);
+                // Its attempts here are spent (the last one known lost): the next provider
+                // offering the model, or the end.
+                if current.provider_index + 1 < limits.providers {
+                    next.provider_index += 1;
+                    next.provider_attempts = 0;
+                } else {
+                    next.state = Failed;
+                    return Step::to(next, vec![Effect::Refund]);
+                }
             }
             next.attempts += 1;
             next.provider_attempts += 1;
@@ -215,7 +222,7 @@ pub fn step(current: &Lifecycle, input: Input, limits: &Limits) -> Step {
             Step::to(
                 next,
                 vec![Effect::Submit {
-                    provider_index: current.provider_index,
+                    provider_index: next.provider_index,
                 }],
             )
         }
@@ -415,6 +422,24 @@ mod tests {
             })
             .collect();
         assert_eq!(submits, [0, 0, 0, 1, 1, 1]);
+    }
+
+    #[test]
+    fn a_last_attempt_known_lost_moves_on_to_the_next_provider() {
+        let f = Input::SubmitFailed(FailureClass::Retryable);
+        let (l, effects) = run(&[
+            Input::Resume,
+            f,
+            Input::Resume,
+            f,
+            Input::Resume,
+            Input::SubmitFailed(FailureClass::Unknown),
+            Input::SubmissionLost,
+            Input::Resume,
+        ]);
+        assert_eq!(l.state, JobState::Queued);
+        assert_eq!((l.provider_index, l.provider_attempts, l.attempts), (1, 1, 4));
+        assert_eq!(effects.last(), Some(&Effect::Submit { provider_index: 1 }));
     }
 
     #[test]

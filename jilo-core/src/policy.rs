@@ -76,9 +76,11 @@ impl Backoff {
 /// Everything the Studio decides by rule rather than by code.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Policy {
-    /// Most submissions per job, all providers together (the seed: 3).
+    /// Most submissions per job to one provider (the seed: 3); a job that spends them moves to
+    /// the next provider offering its model, and fails at the last.
     pub max_attempts: u32,
-    /// A job without a result this long after creation times out (the seed: 15 minutes).
+    /// A job without a result this long after creation times out (the seed: 15 minutes); a
+    /// finished video's copy is retried for this long after the result arrived.
     pub deadline: Duration,
     /// How often a job without webhooks is polled.
     pub poll_interval: Duration,
@@ -99,7 +101,7 @@ pub struct Policy {
     /// reconciled; a status is asked again later.
     pub call_timeout: Duration,
     /// The longest copying a finished video into media storage may take before the try counts
-    /// as failed (and is retried, up to the attempt limit).
+    /// as failed (and is retried, with back-off, until the deadline counted from the result).
     pub store_timeout: Duration,
     /// How long [`crate::Studio::run`] waits, on shutdown, for the jobs in hand to rest.
     pub shutdown_grace: Duration,

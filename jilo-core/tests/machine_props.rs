@@ -77,7 +77,10 @@ proptest! {
             prop_assert!(s.next.provider_index >= life.provider_index);
             if s.next.provider_index > life.provider_index {
                 prop_assert_eq!(s.next.provider_index, life.provider_index + 1);
-                prop_assert!(matches!(i, Input::SubmitFailed(_) | Input::ProviderFailed(_)));
+                prop_assert!(matches!(
+                    i,
+                    Input::SubmitFailed(_) | Input::ProviderFailed(_) | Input::Resume
+                ));
                 prop_assert!(!s.next.pending_submit, "nothing is left pending at the old provider");
             }
             if life.state == JobState::Storing && s.next.state == JobState::Failed {

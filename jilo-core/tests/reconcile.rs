@@ -399,6 +399,9 @@ async fn a_submission_in_doubt_cannot_be_cancelled_yet() {
 struct Flaky {
     inner: InMemoryStore,
     fail_next: AtomicBool,
+    /// The next write that times a job out first sees the result arrive (written as a
+    /// webhook's transition would: storing, with the copy's own deadline).
+    result_beats_timeout: AtomicBool,
 }
 
 #[async_trait]
@@ -449,6 +452,18 @@ impl JobStore for Flaky {
     async fn update(&self, update: &JobUpdate) -> jilo_core::Result<Job> {
         if update.delivery.is_some() && self.fail_next.swap(false, Ordering::SeqCst) {
             return Err(Error::storage("connection lost", true, None));
+        }
+        if update.job.state == JobState::TimedOut
+            && self.result_beats_timeout.swap(false, Ordering::SeqCst)
+        {
+            let current = self.inner.job(&update.job.id).await?;
+            let mut storing = current.clone();
+            storing.state = JobState::Storing;
+            storing.deadline_at = update.job.updated_at.plus(Duration::from_secs(15 * 60));
+            storing.video_url = Some("https://cdn.example/just-made.mp4".into());
+            self.inner
+                .update(&JobUpdate::new(&current, storing))
+                .await?;
         }
         self.inner.update(update).await
     }
@@ -655,6 +670,7 @@ async fn a_webhook_whose_write_failed_is_applied_on_the_next_delivery() {
     let store = Arc::new(Flaky {
         inner: InMemoryStore::new(),
         fail_next: AtomicBool::new(false),
+        result_beats_timeout: AtomicBool::new(false),
     });
     let studio = studio(sim.clone(), store.clone());
     let hal = user(&*store, "hal").await;
@@ -993,4 +1009,38 @@ async fn a_webhook_during_a_workers_call_keeps_its_lease() {
     polling.await.unwrap().unwrap();
     assert_eq!(sim.submissions().len(), 1, "nothing was sent twice");
     assert!(!other.job(&id).await.unwrap().state.is_terminal());
+}
+
+/// A result that arrives while a worker times its job out wins: the worker's deadline, seen
+/// before the job moved on, is dropped on the re-read (the copy has a deadline of its own),
+/// so the video the provider just made (and billed) is copied, not refunded away.
+#[tokio::test(start_paused = true)]
+async fn a_result_arriving_during_a_timeout_is_kept() {
+    let sim = Arc::new(SimProvider::new("sim"));
+    let store = Arc::new(Flaky {
+        inner: InMemoryStore::new(),
+        fail_next: AtomicBool::new(false),
+        result_beats_timeout: AtomicBool::new(false),
+    });
+    let studio = studio(sim.clone(), store.clone());
+    let user = user(&*store, "late-result").await;
+    let id = studio.generate(&user, request()).await.unwrap();
+    tokio::time::advance(studio.policy().deadline + Duration::from_secs(1)).await;
+    store.result_beats_timeout.store(true, Ordering::SeqCst);
+    studio.tick().await.unwrap();
+    let job = studio.job(&id).await.unwrap();
+    assert!(
+        !store.result_beats_timeout.load(Ordering::SeqCst),
+        "the race was run"
+    );
+    assert!(
+        matches!(job.state, JobState::Storing | JobState::Completed),
+        "the result won: {:?} ({:?})",
+        job.state,
+        job.failure
+    );
+    assert_ne!(
+        store.hold(&id).await.unwrap().state,
+        jilo_core::HoldState::Refunded
+    );
 }

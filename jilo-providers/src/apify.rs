@@ -62,8 +62,9 @@ const SERVICE: &str = "apify";
 /// How long a followed run is waited for in all (and followed by later searches).
 const RUN_DEADLINE: Duration = Duration::from_secs(15 * 60);
 /// How long a claim holds while its run is being started: longer than a start call with its
-/// retries can take, so no second run is started beside a slow first one.
-const START_CLAIM: Duration = Duration::from_secs(3 * 60);
+/// retries (about 150 s at worst) and a lookup of a lost answer (as long again) can take, so
+/// no second run is started beside a slow first one.
+const START_CLAIM: Duration = Duration::from_secs(6 * 60);
 /// A run begun this long before our call started is not ours.
 const CLOCK_SLACK: Duration = Duration::from_secs(10);
 
@@ -77,7 +78,8 @@ pub struct ApifySource {
     starts: RetryPolicy,
     /// Where each search's run is claimed and kept (see the module docs).
     runs: Arc<dyn TrendCache>,
-    /// This source's name in run claims.
+    /// This source's name; each search claims as `{owner}/{a fresh id}`, so two searches in
+    /// one process are two callers.
     owner: String,
 }
 
@@ -434,11 +436,12 @@ impl ApifySource {
     /// most as long as it holds.
     async fn run_for(&self, actor: &str, query: &TrendQuery, key: &str) -> Result<String> {
         let waiting_since = tokio::time::Instant::now();
+        let owner = format!("{}/{}", self.owner, uuid::Uuid::new_v4().simple());
         loop {
             let now = Timestamp::from_system(SystemTime::now());
             let claim = SourceRunClaim {
                 key: key.to_owned(),
-                owner: self.owner.clone(),
+                owner: owner.clone(),
                 now,
                 claim_until: now.plus(START_CLAIM),
             };
@@ -447,7 +450,7 @@ impl ApifySource {
                     tracing::info!(run = %run_id, "following the run started for this search");
                     return Ok(run_id);
                 }
-                SourceRunState::Claimed => return self.start_run(actor, query, key).await,
+                SourceRunState::Claimed => return self.start_run(actor, query, key, &owner).await,
                 SourceRunState::Pending { until } => {
                     if waiting_since.elapsed() > START_CLAIM {
                         return Err(Error::Timeout {
@@ -472,7 +475,13 @@ impl ApifySource {
     /// anyone waits on it. A start refused (or known not sent) frees the claim; one whose
     /// answer was lost is looked for among the actor's runs, and while it is not found the
     /// claim is kept until it lapses, so nobody pays for a second run meanwhile.
-    async fn start_run(&self, actor: &str, query: &TrendQuery, key: &str) -> Result<String> {
+    async fn start_run(
+        &self,
+        actor: &str,
+        query: &TrendQuery,
+        key: &str,
+        owner: &str,
+    ) -> Result<String> {
         let body = input(query);
         let limit = query.limit.to_string();
         let url = format!("{}/v2/acts/{actor}/runs", self.base);
@@ -494,16 +503,25 @@ impl ApifySource {
         )
         .await;
         let started = match answer {
-            Ok(resp) => self.json(resp).await.and_then(|v| {
-                v["data"]["id"]
-                    .as_str()
-                    .map(str::to_owned)
-                    .ok_or_else(|| Error::OutcomeUnknown {
-                        service: SERVICE.to_owned(),
-                        reason: "a started run has no id".to_owned(),
-                        source: None,
+            // Once the start was answered 2xx, an answer that cannot be read leaves a run that
+            // may exist: never a "not started".
+            Ok(resp) => self
+                .json(resp)
+                .await
+                .map_err(|e| Error::OutcomeUnknown {
+                    service: SERVICE.to_owned(),
+                    reason: format!("the start was accepted but its answer could not be read: {e}"),
+                    source: None,
+                })
+                .and_then(|v| {
+                    v["data"]["id"].as_str().map(str::to_owned).ok_or_else(|| {
+                        Error::OutcomeUnknown {
+                            service: SERVICE.to_owned(),
+                            reason: "a started run has no id".to_owned(),
+                            source: None,
+                        }
                     })
-            }),
+                }),
             Err(e) => Err(e),
         };
         // Whether the start may have been taken: its answer was lost or unreadable, or a 5xx
@@ -527,16 +545,18 @@ impl ApifySource {
                 }
             }
             Err(e) => {
-                if let Err(free) = self.runs.end_source_run(key, &self.owner, None).await {
+                if let Err(free) = self.runs.end_source_run(key, owner, None).await {
                     tracing::warn!(error = %free, "freeing the search's claim failed");
                 }
                 return Err(e);
             }
         };
         let until = Timestamp::from_system(SystemTime::now()).plus(RUN_DEADLINE);
-        self.runs
-            .record_source_run(key, &self.owner, &run, until)
-            .await?;
+        // A run is paid for: it is followed even if keeping it failed (the claim lapsed, the
+        // store is down); others may then start their own, but this one is not thrown away.
+        if let Err(e) = self.runs.record_source_run(key, owner, &run, until).await {
+            tracing::warn!(run = %run, error = %e, "keeping the started run failed; following it anyway");
+        }
         Ok(run)
     }
 }

@@ -1,6 +1,7 @@
 //! The HTTP layer the clients share: one retry loop per call path, which retries only what is
-//! safe to send again, with exponential back-off and full jitter bounded in attempts and time,
-//! honouring `Retry-After` (seconds or an HTTP date).
+//! safe to send again, with exponential back-off and jitter above each service's floor
+//! ([`RetryPolicy`]), bounded in attempts and time, honouring `Retry-After` (seconds or an HTTP
+//! date).
 //!
 //! A call that starts paid work ([`CallKind::PaidStart`]: an actor run, a video submit) is
 //! retried only when the service is known not to have taken it: a refused connection or a

@@ -6,8 +6,9 @@
 //!   [`jilo_core::Error`], so that 401, 402, 429 and 5xx mean the same thing whichever provider
 //!   answered, and no text the request put in a body (an echoed prompt) decides it;
 //! - `http` (with any client feature): the shared retry loop, which retries only what is safe to
-//!   send again (a paid start only when the service surely did not take it), with full-jitter
-//!   back-off and `Retry-After` as seconds or an HTTP date;
+//!   send again (a paid start only when the service surely did not take it), with jittered
+//!   back-off above each service's documented first wait and `Retry-After` as seconds or an
+//!   HTTP date; every client's TLS on ring chosen explicitly (no process-wide default);
 //! - `apify` (feature `apify`): trending videos on TikTok, YouTube Shorts and Instagram Reels;
 //! - `gemini` (feature `gemini`): the creative model (analyses, prompts, YouTube metadata);
 //! - `fal` (feature `fal`): fal.ai's queue as a video provider, webhooks verified with Ed25519;

@@ -120,10 +120,23 @@ fn key_from_base64(what: &str, b64: &str) -> Result<[u8; 32]> {
         .map_err(|_| Error::invalid(what, "an AES-256 key is 32 bytes"))
 }
 
-/// A key id as it is kept beside each sealed token: one id of letters, digits, `.`, `_`, `-`
-/// or `~` (a `:` would split the sealed form), else [`Error::InvalidInput`] on `field`.
+/// A key id as it is kept beside each sealed token: not empty, no `:` (it would split the
+/// sealed form), no whitespace or control characters; else [`Error::InvalidInput`] on
+/// `field`. Anything else an existing deployment used still opens its tokens.
 fn check_key_id(field: &str, id: &str) -> Result<()> {
-    jilo_core::config::path_segment(field, id)
+    if id.is_empty() {
+        return Err(Error::invalid(field, "a key id is empty"));
+    }
+    if id.contains(':') || id.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(Error::invalid(
+            field,
+            format!(
+                "the key id `{}` holds a `:`, whitespace or a control character",
+                id.escape_debug()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// The reason of an input error, its text otherwise.
@@ -135,8 +148,8 @@ fn reason_of(e: Error) -> String {
 }
 
 impl TokenCipher {
-    /// A cipher sealing with this key, named `id` (kept beside each token). An id that is not
-    /// one of letters, digits, `.`, `_`, `-` or `~` is [`Error::InvalidInput`] on
+    /// A cipher sealing with this key, named `id` (kept beside each token). An empty id, or
+    /// one with a `:`, whitespace or a control character, is [`Error::InvalidInput`] on
     /// `JILO_TOKEN_KEY_ID` (it is never rewritten: tokens sealed under it must find it again).
     pub fn new(id: impl Into<String>, key: &[u8; 32]) -> Result<Self> {
         let id = id.into();

@@ -562,3 +562,35 @@ async fn errors_are_read_from_the_type_never_the_message() {
         assert_eq!(err.kind(), kind, "{body}: {err}");
     }
 }
+
+/// Two searches for the same thing at once in one process, on one source: one run.
+#[tokio::test]
+async fn two_searches_on_one_source_pay_for_one_run() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(runs_path("clockworks~tiktok-scraper")))
+        .respond_with(started("once").set_delay(Duration::from_millis(200)))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let now = humantime_now();
+    Mock::given(method("GET"))
+        .and(path("/v2/actor-runs/once"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"data": run("once", "SUCCEEDED", &now)})),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v2/datasets/ds-once/items"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([{
+            "id": "1", "webVideoUrl": "https://www.tiktok.com/@a/video/1", "playCount": 3
+        }])))
+        .mount(&server)
+        .await;
+    let apify = source(&server);
+    let q = query(Platform::TikTok, 5);
+    let (a, b) = tokio::join!(apify.search(&q), apify.search(&q));
+    assert_eq!((a.unwrap()[0].views, b.unwrap()[0].views), (3, 3));
+}

@@ -361,6 +361,12 @@ impl Inner {
         let learnt_on = origin(&job);
         for round in 0..CONFLICT_RETRIES {
             if round > 0 {
+                // A deadline seen before another writer moved the job (a result arrived and
+                // gave the copy a deadline of its own) no longer holds.
+                if input == Input::DeadlinePassed && job.deadline_at > self.clock.now() {
+                    tracing::debug!("the job's deadline moved meanwhile; input dropped");
+                    return Ok(None);
+                }
                 let absolute = matches!(input, Input::DeadlinePassed | Input::CancelRequested);
                 if input == Input::Resume || (!absolute && origin(&job) != learnt_on) {
                     tracing::debug!(?input, "the job moved on meanwhile; input dropped");

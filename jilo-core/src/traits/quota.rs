@@ -30,7 +30,7 @@ use crate::ledger::{
 ///   account granted at most [`crate::ledger::MAX_CREDITS`] in all; bad input is
 ///   [`crate::Error::InvalidInput`] and changes nothing.
 /// - `grant` is idempotent by key: the same grant again is [`crate::GrantOutcome::Duplicate`];
-///   a key reused for another grant (user, amount, reason, expiry) is
+///   a key reused for another grant (user, amount, reason) is
 ///   [`crate::Error::InvalidInput`] on `key` ([`crate::ledger::check_regrant`]). A user exists
 ///   once granted; reading a user never granted is [`crate::Error::NotFound`], and a hold for
 ///   one is [`crate::Error::Insufficient`] with 0 available.

@@ -114,8 +114,9 @@ pub fn decide_source_run(
 /// Contract (checked by [`crate::testing::trend_cache_suite`]): the last search stored under a
 /// key is returned as stored; an analysis is kept per platform and video, the last one winning;
 /// a source run is claimed by one caller at a time across every process
-/// ([`decide_source_run`], applied atomically), its id kept before anyone waits on it, and
-/// forgotten once read.
+/// ([`decide_source_run`], applied atomically), its id kept before anyone waits on it and
+/// followed by every later claim until its `until` (a run read stays readable: its dataset is
+/// free), forgotten when it ends for good.
 #[cfg_attr(any(test, feature = "test-utils"), mockall::automock)]
 #[async_trait]
 pub trait TrendCache: Send + Sync {
@@ -156,7 +157,8 @@ pub trait TrendCache: Send + Sync {
         until: Timestamp,
     ) -> Result<()>;
 
-    /// Forgets a search's run: read, or ended for good. With `run_id`, only that run (a newer
-    /// claim is left alone); without, the caller's own claim that started nothing.
+    /// Forgets a search's run that ended for good (failed, or outlived its deadline), so the
+    /// next search starts anew. With `run_id`, only that run (a newer claim is left alone);
+    /// without, the caller's own claim that started nothing.
     async fn end_source_run(&self, key: &str, owner: &str, run_id: Option<String>) -> Result<()>;
 }

@@ -77,21 +77,15 @@ pub(crate) async fn grant_in(
     .rows_affected();
     if inserted == 0 {
         // The key was seen: the same grant again is a duplicate, another grant an error.
-        let row = sqlx::query(
-            "SELECT g.user_id, g.credits, g.reason, l.grant_key, l.expires_ms \
-             FROM jilo_grants g LEFT JOIN jilo_credit_lots l ON l.grant_key = g.grant_key \
-             WHERE g.grant_key = $1",
-        )
-        .bind(grant.key.as_str())
-        .fetch_one(&mut **tx)
-        .await?;
-        let lot: Option<String> = row.try_get(3)?;
-        let expires: Option<i64> = row.try_get(4)?;
+        let row =
+            sqlx::query("SELECT user_id, credits, reason FROM jilo_grants WHERE grant_key = $1")
+                .bind(grant.key.as_str())
+                .fetch_one(&mut **tx)
+                .await?;
         let kept = KeptGrant {
             user: row.try_get(0)?,
             credits: row.try_get(1)?,
             reason: row.try_get(2)?,
-            expires_at: lot.map(|_| expires.map(Timestamp::from_millis)),
         };
         return Ok(check_regrant(grant, &kept)?);
     }

@@ -468,18 +468,13 @@ fn grant(tx: &rusqlite::Transaction<'_>, g: &Grant) -> StoreResult<()> {
         // The key was seen: the same grant again is a duplicate, another grant an error.
         let kept = tx
             .prepare_cached(
-                "SELECT g.user_id, g.credits, g.reason, l.grant_key, l.expires_ms \
-                 FROM jilo_grants g LEFT JOIN jilo_credit_lots l ON l.grant_key = g.grant_key \
-                 WHERE g.grant_key = ?1",
+                "SELECT user_id, credits, reason FROM jilo_grants WHERE grant_key = ?1",
             )?
             .query_row([g.key.as_str()], |row| {
-                let lot: Option<String> = row.get(3)?;
-                let expires: Option<i64> = row.get(4)?;
                 Ok(jilo_core::ledger::KeptGrant {
                     user: row.get(0)?,
                     credits: row.get(1)?,
                     reason: row.get(2)?,
-                    expires_at: lot.map(|_| expires.map(Timestamp::from_millis)),
                 })
             })?;
         jilo_core::ledger::check_regrant(g, &kept)?;
