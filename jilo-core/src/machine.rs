@@ -438,7 +438,10 @@ mod tests {
             Input::Resume,
         ]);
         assert_eq!(l.state, JobState::Queued);
-        assert_eq!((l.provider_index, l.provider_attempts, l.attempts), (1, 1, 4));
+        assert_eq!(
+            (l.provider_index, l.provider_attempts, l.attempts),
+            (1, 1, 4)
+        );
         assert_eq!(effects.last(), Some(&Effect::Submit { provider_index: 1 }));
     }
 

@@ -215,6 +215,12 @@ impl ApifySource {
                     });
                 }
                 _ if started.elapsed() > RUN_DEADLINE => {
+                    // Given up: stop the run so it bills no longer, and let the next search
+                    // start anew.
+                    let abort = format!("{}/v2/actor-runs/{run}/abort", self.base);
+                    if let Err(e) = self.authed(self.http.post(&abort)).send().await {
+                        tracing::warn!(run, error = %e.without_url(), "aborting a run given up failed");
+                    }
                     self.forget(key, run).await;
                     return Err(Error::Timeout {
                         service: SERVICE.to_owned(),
@@ -260,8 +266,15 @@ impl ApifySource {
         }
     }
 
-    /// The run a timed-out synchronous call started: the actor's newest run begun since.
-    async fn run_started_since(&self, actor: &str, since: SystemTime) -> Result<Option<String>> {
+    /// The run a start whose answer was lost began: among the actor's runs begun since the
+    /// call (and not ended badly), the newest whose input is this search's, read from the
+    /// run's `INPUT` record, so another search's run on the same actor is never taken for it.
+    async fn run_started_since(
+        &self,
+        actor: &str,
+        since: SystemTime,
+        input: &Value,
+    ) -> Result<Option<String>> {
         let url = format!("{}/v2/acts/{actor}/runs", self.base);
         let resp = http::send(
             SERVICE,
@@ -274,7 +287,7 @@ impl ApifySource {
         .await?;
         let listed = self.json(resp).await?;
         let since = Timestamp::from_system(since - CLOCK_SLACK);
-        Ok(listed["data"]["items"]
+        let candidates = listed["data"]["items"]
             .as_array()
             .into_iter()
             .flatten()
@@ -284,13 +297,33 @@ impl ApifySource {
                     Some("FAILED" | "TIMED-OUT" | "ABORTED")
                 )
             })
-            .find(|run| {
+            .filter(|run| {
                 run["startedAt"]
                     .as_str()
                     .and_then(parse_instant)
                     .is_some_and(|at| at >= since)
-            })
-            .and_then(|run| run["id"].as_str().map(str::to_owned)))
+            });
+        for run in candidates {
+            let (Some(id), Some(store)) =
+                (run["id"].as_str(), run["defaultKeyValueStoreId"].as_str())
+            else {
+                continue;
+            };
+            let url = format!("{}/v2/key-value-stores/{store}/records/INPUT", self.base);
+            let resp = http::send(
+                SERVICE,
+                CallKind::Read,
+                &self.reads,
+                |_| false,
+                map_error,
+                || self.authed(self.http.get(&url)),
+            )
+            .await?;
+            if self.json(resp).await? == *input {
+                return Ok(Some(id.to_owned()));
+            }
+        }
+        Ok(None)
     }
 }
 
@@ -535,7 +568,7 @@ impl ApifySource {
         let run = match started {
             Ok(run) => run,
             Err(e) if maybe_started(&e) => {
-                match self.run_started_since(actor, sent_at).await {
+                match self.run_started_since(actor, sent_at, &body).await {
                     Ok(Some(run)) => {
                         tracing::info!(run = %run, "the start's answer was lost; its run was found");
                         run

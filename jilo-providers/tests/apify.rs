@@ -46,7 +46,8 @@ fn runs_path(actor: &str) -> String {
 
 /// A run as Apify describes it.
 fn run(id: &str, status: &str, started: &str) -> Value {
-    json!({"id": id, "status": status, "startedAt": started, "defaultDatasetId": format!("ds-{id}")})
+    json!({"id": id, "status": status, "startedAt": started, "defaultDatasetId": format!("ds-{id}"),
+           "defaultKeyValueStoreId": format!("kvs-{id}")})
 }
 
 /// The answer to a start: the run, at once.
@@ -253,13 +254,19 @@ async fn instagram_reads_reels_of_the_hashtag() {
 }
 
 /// A start whose answer was lost (the server failed after taking it): the run it began is
-/// found among the actor's runs and followed; nothing is started a second time.
+/// found among the actor's runs by its input (another search's run on the same actor, begun
+/// meanwhile, is not taken for it) and followed; nothing is started a second time.
 #[tokio::test]
-async fn a_start_whose_answer_was_lost_is_found_not_started_again() {
+async fn a_start_whose_answer_was_lost_is_found_by_its_input_not_started_again() {
     let server = MockServer::start().await;
+    let posted = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = posted.clone();
     Mock::given(method("POST"))
         .and(path(runs_path("clockworks~tiktok-scraper")))
-        .respond_with(ResponseTemplate::new(502).set_body_string("bad gateway"))
+        .respond_with(move |req: &Request| {
+            *keep.lock().unwrap() = req.body.clone();
+            ResponseTemplate::new(502).set_body_string("bad gateway")
+        })
         .expect(1)
         .mount(&server)
         .await;
@@ -269,11 +276,28 @@ async fn a_start_whose_answer_was_lost_is_found_not_started_again() {
         .and(query_param("desc", "1"))
         .respond_with(
             ResponseTemplate::new(200).set_body_json(json!({"data": {"items": [
+                run("theirs", "RUNNING", &now),
                 run("ours", "RUNNING", &now),
                 run("older", "SUCCEEDED", "2020-01-01T00:00:00.000Z")
             ]}})),
         )
         .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v2/key-value-stores/kvs-theirs/records/INPUT"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "searchQueries": ["cats"], "resultsPerPage": 10
+        })))
+        .mount(&server)
+        .await;
+    let ours = posted.clone();
+    Mock::given(method("GET"))
+        .and(path("/v2/key-value-stores/kvs-ours/records/INPUT"))
+        .respond_with(move |_: &Request| {
+            ResponseTemplate::new(200)
+                .set_body_raw(ours.lock().unwrap().clone(), "application/json")
+        })
         .mount(&server)
         .await;
     finished(
