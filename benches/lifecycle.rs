@@ -125,7 +125,7 @@ async fn run_jobs(iters: u64, concurrency: u64) -> Duration {
     store
         .grant(&Grant::signup(
             user.clone(),
-            i64::MAX / 4,
+            jilo::ledger::MAX_CREDITS,
             Timestamp::from_millis(0),
         ))
         .await

@@ -34,7 +34,7 @@ async fn run(one_job_streams: bool) -> (f64, Duration) {
     let user = UserId::new("bench");
     let at = Timestamp::from_millis(0);
     store
-        .grant(&Grant::signup(user.clone(), i64::MAX / 4, at))
+        .grant(&Grant::signup(user.clone(), jilo::ledger::MAX_CREDITS, at))
         .await
         .unwrap();
     let mut watched = Vec::new();

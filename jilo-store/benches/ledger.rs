@@ -96,7 +96,7 @@ async fn jilo_run(store: Arc<SqlStore>, callers: usize) -> f64 {
     for c in 0..callers {
         let user = UserId::new(format!("bench-{run}-{c}"));
         store
-            .grant(&Grant::signup(user, i64::MAX / 4, at))
+            .grant(&Grant::signup(user, jilo_core::ledger::MAX_CREDITS, at))
             .await
             .unwrap();
     }
@@ -125,8 +125,8 @@ macro_rules! raw_run {
         let run = uuid::Uuid::new_v4().simple().to_string();
         for c in 0..$callers {
             let user = format!("raw-{run}-{c}");
-            sqlx::query(INSERT_ACCOUNT).bind(&user).bind(i64::MAX / 4).execute(&pool).await.unwrap();
-            sqlx::query(INSERT_LOT).bind(format!("{user}/lot")).bind(&user).bind(i64::MAX / 4).execute(&pool).await.unwrap();
+            sqlx::query(INSERT_ACCOUNT).bind(&user).bind(jilo_core::ledger::MAX_CREDITS).execute(&pool).await.unwrap();
+            sqlx::query(INSERT_LOT).bind(format!("{user}/lot")).bind(&user).bind(jilo_core::ledger::MAX_CREDITS).execute(&pool).await.unwrap();
         }
         let lock = if $pg { " FOR UPDATE" } else { "" };
         let (due_sql, live_sql, part_sql) = (due_lots_sql(lock), live_lots_sql(lock), part_lot_sql(lock));
@@ -224,11 +224,14 @@ fn sqlite3_floor(path: &std::path::Path) -> f64 {
     )
     .unwrap();
     let user = format!("c3-{}", uuid::Uuid::new_v4().simple());
-    conn.execute(&lite(INSERT_ACCOUNT), rusqlite::params![user, i64::MAX / 4])
-        .unwrap();
+    conn.execute(
+        &lite(INSERT_ACCOUNT),
+        rusqlite::params![user, jilo_core::ledger::MAX_CREDITS],
+    )
+    .unwrap();
     conn.execute(
         &lite(INSERT_LOT),
-        rusqlite::params![format!("{user}/lot"), user, i64::MAX / 4],
+        rusqlite::params![format!("{user}/lot"), user, jilo_core::ledger::MAX_CREDITS],
     )
     .unwrap();
     let (due_sql, live_sql, part_sql) = (
@@ -405,14 +408,14 @@ async fn pgbench_floor(url: &str, pool: &Pool<sqlx::Postgres>, callers: usize) -
         let user = format!("pgb-{run}-{c}");
         sqlx::query(INSERT_ACCOUNT)
             .bind(&user)
-            .bind(i64::MAX / 4)
+            .bind(jilo_core::ledger::MAX_CREDITS)
             .execute(pool)
             .await
             .unwrap();
         sqlx::query(INSERT_LOT)
             .bind(format!("{user}/lot"))
             .bind(&user)
-            .bind(i64::MAX / 4)
+            .bind(jilo_core::ledger::MAX_CREDITS)
             .execute(pool)
             .await
             .unwrap();
