@@ -185,6 +185,20 @@ impl ApifySource {
         })
     }
 
+    /// A read of Apify's API (retried as reads are) and its JSON answer.
+    async fn read(&self, url: &str, query: &[(&str, &str)]) -> Result<Value> {
+        let resp = http::send(
+            SERVICE,
+            CallKind::Read,
+            &self.reads,
+            |_| false,
+            map_error,
+            || self.authed(self.http.get(url).query(query)),
+        )
+        .await?;
+        self.json(resp).await
+    }
+
     /// Reads a run until it ends, then its dataset. A run over for good (it ended badly, or
     /// outlived [`RUN_DEADLINE`]) is forgotten for `key`, so the next search starts anew; one
     /// read, or whose status or dataset could not be read, stays kept for the next caller.
@@ -192,16 +206,7 @@ impl ApifySource {
         let started = tokio::time::Instant::now();
         let data = loop {
             let url = format!("{}/v2/actor-runs/{run}", self.base);
-            let resp = http::send(
-                SERVICE,
-                CallKind::Read,
-                &self.reads,
-                |_| false,
-                map_error,
-                || self.authed(self.http.get(&url).query(&[("waitForFinish", "60")])),
-            )
-            .await?;
-            let data = self.json(resp).await?["data"].take();
+            let data = self.read(&url, &[("waitForFinish", "60")]).await?["data"].take();
             let status = data["status"].as_str().unwrap_or_default().to_owned();
             match status.as_str() {
                 "SUCCEEDED" => break data,
@@ -234,25 +239,20 @@ impl ApifySource {
         let dataset = data["defaultDatasetId"].as_str().unwrap_or_default();
         let url = format!("{}/v2/datasets/{dataset}/items", self.base);
         let limit = limit.to_string();
-        let resp = http::send(
-            SERVICE,
-            CallKind::Read,
-            &self.reads,
-            |_| false,
-            map_error,
-            || {
-                self.authed(self.http.get(&url).query(&[
+        let answer = self
+            .read(
+                &url,
+                &[
                     ("format", "json"),
                     ("clean", "true"),
                     ("limit", limit.as_str()),
-                ]))
-            },
-        )
-        .await?;
+                ],
+            )
+            .await?;
         // A run read stays kept until its deadline: a caller that was waiting on the claim,
         // or the same search again meanwhile, reads the same dataset (free) instead of paying
         // for another run.
-        items(self.json(resp).await?)
+        items(answer)
     }
 
     /// Forgets a search's run that ended for good.
@@ -276,16 +276,7 @@ impl ApifySource {
         input: &Value,
     ) -> Result<Option<String>> {
         let url = format!("{}/v2/acts/{actor}/runs", self.base);
-        let resp = http::send(
-            SERVICE,
-            CallKind::Read,
-            &self.reads,
-            |_| false,
-            map_error,
-            || self.authed(self.http.get(&url).query(&[("desc", "1"), ("limit", "10")])),
-        )
-        .await?;
-        let listed = self.json(resp).await?;
+        let listed = self.read(&url, &[("desc", "1"), ("limit", "10")]).await?;
         let since = Timestamp::from_system(since - CLOCK_SLACK);
         let candidates = listed["data"]["items"]
             .as_array()
@@ -310,16 +301,7 @@ impl ApifySource {
                 continue;
             };
             let url = format!("{}/v2/key-value-stores/{store}/records/INPUT", self.base);
-            let resp = http::send(
-                SERVICE,
-                CallKind::Read,
-                &self.reads,
-                |_| false,
-                map_error,
-                || self.authed(self.http.get(&url)),
-            )
-            .await?;
-            if self.json(resp).await? == *input {
+            if self.read(&url, &[]).await? == *input {
                 return Ok(Some(id.to_owned()));
             }
         }
