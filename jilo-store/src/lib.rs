@@ -18,15 +18,19 @@
 
 #[cfg(feature = "media")]
 mod media;
+#[cfg(feature = "s3")]
+mod s3_client;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod sql;
 mod url;
 
 #[cfg(feature = "media")]
-pub use media::{install_crypto_provider, ObjectMediaStore, DEFAULT_MAX_BYTES, DEFAULT_MEDIA_DIR};
+pub use media::{ObjectMediaStore, DEFAULT_MAX_BYTES, DEFAULT_MEDIA_DIR};
 /// object_store's S3 configuration, for [`ObjectMediaStore::s3`].
 #[cfg(feature = "s3")]
 pub use object_store::aws::AmazonS3Builder;
+#[cfg(feature = "s3")]
+pub use s3_client::RingS3Connector;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub use sql::{Backend, SqlStore, SqlStoreOptions, JOB_EVENTS_CHANNEL};
 pub use url::{StoreUrl, DEFAULT_SQLITE_PATH};

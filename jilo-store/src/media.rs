@@ -54,33 +54,29 @@ impl fmt::Debug for ObjectMediaStore {
     }
 }
 
-/// Installs rustls's ring provider as the process default unless one is (reqwest is built
-/// without its own; see `jilo_providers::http::install_crypto_provider`). Only S3 storage
-/// needs it (object_store builds its own client from the default); the download client
-/// carries its own TLS configuration on ring.
-pub fn install_crypto_provider() {
-    if rustls::crypto::CryptoProvider::get_default().is_none() {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    }
+/// The TLS configuration every jilo-store client carries: rustls on ring, the platform's
+/// verifier, HTTP/2 and HTTP/1.1 offered.
+pub(crate) fn ring_tls() -> Result<rustls::ClientConfig, String> {
+    use rustls_platform_verifier::BuilderVerifierExt;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .and_then(|b| b.with_platform_verifier())
+        .map_err(|e| format!("no TLS configuration could be made: {e}"))?
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(tls)
 }
 
 /// The client that downloads providers' videos: rustls on ring chosen here, not through the
 /// process default, with the platform's verifier; an error (not a panic) when no CA
 /// certificates load.
 fn default_client() -> Result<reqwest::Client> {
-    use rustls_platform_verifier::BuilderVerifierExt;
     let failed = |e: &dyn std::fmt::Display| {
         Error::invalid("TLS", format!("no HTTP client could be made: {e}"))
     };
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .and_then(|b| b.with_platform_verifier())
-        .map_err(|e| failed(&e))?
-        .with_no_client_auth();
-    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     reqwest::Client::builder()
-        .tls_backend_preconfigured(tls)
+        .tls_backend_preconfigured(ring_tls().map_err(|e| failed(&e))?)
         .connect_timeout(Duration::from_secs(10))
         .read_timeout(Duration::from_secs(60))
         .build()
@@ -264,7 +260,13 @@ impl ObjectMediaStore {
     #[cfg(feature = "s3")]
     pub fn s3(builder: object_store::aws::AmazonS3Builder) -> Result<Self> {
         use object_store::aws::AmazonS3ConfigKey;
-        install_crypto_provider();
+        // object_store's own client needs a process-wide rustls provider; without one, the
+        // client carries ring's configuration instead of jilo installing it for the process.
+        let builder = if rustls::crypto::CryptoProvider::get_default().is_some() {
+            builder
+        } else {
+            builder.with_http_connector(crate::RingS3Connector)
+        };
         let bucket = builder
             .get_config_value(&AmazonS3ConfigKey::Bucket)
             .unwrap_or_default();

@@ -58,8 +58,19 @@ pub async fn start() -> Option<Moto> {
 impl Moto {
     /// Creates a bucket (moto takes an unsigned `PUT /{bucket}`).
     pub async fn bucket(&self, name: &str) {
-        jilo_store::install_crypto_provider();
-        let answer = reqwest::Client::new()
+        // A plain-HTTP client: the process keeps no rustls default (the S3 store must work
+        // without one), so the client carries ring's configuration itself.
+        let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+        let answer = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
+            .build()
+            .unwrap()
             .put(format!("{}/{name}", self.endpoint))
             .send()
             .await
