@@ -7,17 +7,16 @@
 //! a copy which part to play.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "../jilo-providers/tests/support/google.rs"]
-mod google;
 #[path = "../jilo-store/tests/support/moto.rs"]
 mod moto;
+#[path = "../jilo-providers/tests/support/mod.rs"]
+mod support;
 
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use google::{Fault, GoogleSim, CHANNEL_ID, CLIENT_ID, CLIENT_SECRET};
 use jilo::providers::tokens::TokenCipher;
 use jilo::providers::youtube::{GoogleOAuth, UploadRetry, YouTubePublisher};
 use jilo::store::{ObjectMediaStore, SqlStore, SqlStoreOptions, StoreUrl};
@@ -29,6 +28,7 @@ use jilo::{
 };
 use secrecy::SecretString;
 use serde_json::json;
+use support::google::{Fault, GoogleSim, CHANNEL_ID, CLIENT_ID, CLIENT_SECRET};
 use tokio::io::AsyncBufReadExt;
 
 const CHILD: &str = "JILO_PUBLISH_CHILD";
@@ -183,7 +183,7 @@ async fn setup_on(
     database: Option<String>,
     storage: Storage,
 ) -> Option<Setup> {
-    let google = GoogleSim::start().await;
+    let google = GoogleSim::start().await.unwrap();
     let dir = std::env::temp_dir()
         .join("jilo-publish-tests")
         .join(uuid::Uuid::new_v4().simple().to_string());
@@ -210,7 +210,8 @@ async fn setup_on(
         .unwrap();
     // A channel connected earlier.
     store
-        .save_channel(&google.connected_channel(
+        .save_channel(&support::connected_channel(
+            &google,
             &user,
             &cipher(),
             Timestamp::from_system(std::time::SystemTime::now()),

@@ -90,7 +90,7 @@ async fn rig_on(chunk: usize, storage: Storage) -> Option<Rig> {
         Storage::Local => None,
         Storage::S3 => Some(moto::start().await?),
     };
-    let sim = GoogleSim::start().await;
+    let sim = GoogleSim::start().await.unwrap();
     let channels = Arc::new(InMemoryStore::new());
     let clock = Arc::new(TestClock(Mutex::new(Timestamp::from_system(
         std::time::SystemTime::now(),
@@ -122,7 +122,12 @@ async fn rig_on(chunk: usize, storage: Storage) -> Option<Rig> {
     // seals them.
     // A channel connected earlier.
     channels
-        .save_channel(&sim.connected_channel(&user, &cipher(), clock.now()))
+        .save_channel(&support::connected_channel(
+            &sim,
+            &user,
+            &cipher(),
+            clock.now(),
+        ))
         .await
         .unwrap();
     Some(Rig {
@@ -1066,4 +1071,74 @@ async fn an_unreadable_token_answer_never_puts_its_body_in_the_error() {
     let shown = format!("{err} {err:?}");
     assert!(!shown.contains("LEAKED"), "{shown}");
     assert!(err.is_retryable(), "{err:?}");
+}
+
+/// The simulator's fault switches, as a demo or the chaos test flips them: a dropped chunk
+/// and an expired session are resumed through, an exhausted quota is a typed error with its
+/// reset time, a refused OAuth client and a service that is down end the try.
+#[tokio::test]
+async fn the_simulators_fault_switches_read_as_the_publisher_expects() {
+    use jilo_sim::Service;
+    let chunk = 262_144;
+    let len = 3 * chunk + 11;
+    let bytes = video_bytes(len);
+
+    for switch in [
+        (|f: &mut jilo_sim::ServiceFaults| f.drop_uploads = 1) as fn(&mut jilo_sim::ServiceFaults),
+        |f| f.expire_uploads = 1,
+    ] {
+        let rig = rig_with(chunk).await;
+        rig.put_media("videos/creator-1/switch.mp4", &bytes).await;
+        rig.sim.switches().update(Service::Youtube, switch);
+        let journal = Arc::new(Journal::default());
+        let request = rig.request("videos/creator-1/switch.mp4", len as u64);
+        rig.publish(&request, journal).await.unwrap();
+        assert!(rig.sim.uploaded()[0].1 == bytes, "the bytes arrive whole");
+        assert_eq!(
+            rig.sim.switches().get(Service::Youtube),
+            Default::default(),
+            "the fault was spent"
+        );
+        assert_eq!(rig.sim.violations(), Vec::<String>::new());
+    }
+
+    let rig = rig_with(chunk).await;
+    rig.put_media("videos/creator-1/quota.mp4", &bytes).await;
+    rig.sim
+        .switches()
+        .update(Service::Youtube, |f| f.quota_exhausted = true);
+    let request = rig.request("videos/creator-1/quota.mp4", len as u64);
+    let ended = rig.publish(&request, Arc::new(Journal::default())).await;
+    assert!(
+        matches!(
+            &ended,
+            Err(Error::QuotaExceeded {
+                limit: QuotaLimit::ProjectDaily,
+                ..
+            })
+        ),
+        "{ended:?}"
+    );
+    assert!(
+        ended.unwrap_err().to_string().contains("reset"),
+        "the message says when it resets"
+    );
+
+    rig.sim.switches().clear();
+    rig.sim
+        .switches()
+        .update(Service::Youtube, |f| f.down = true);
+    let ended = rig.publish(&request, Arc::new(Journal::default())).await;
+    assert_eq!(ended.unwrap_err().kind(), jilo_core::ErrorKind::Unavailable);
+
+    rig.sim.switches().clear();
+    rig.sim
+        .switches()
+        .update(Service::Youtube, |f| f.key_rejected = true);
+    rig.sim.expire_access_tokens();
+    let ended = rig.publish(&request, Arc::new(Journal::default())).await;
+    assert_eq!(
+        ended.unwrap_err().kind(),
+        jilo_core::ErrorKind::Unauthorized
+    );
 }

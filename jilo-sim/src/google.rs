@@ -1,28 +1,43 @@
-//! A local stand-in for Google's OAuth endpoints and the YouTube API and upload server, on a
-//! real HTTP server on loopback. It checks what the client sends (every header, the PKCE pair,
-//! each `Content-Range` and chunk size) and records each broken rule in `violations`; faults
-//! scripted by a test make it accept only part of a chunk, drop connections, answer 503, or
-//! expire a session.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+//! Google's OAuth endpoints and the YouTube Data API and upload server, on loopback.
+//!
+//! It speaks what `../shared/specs/youtube.md` describes: authorize with PKCE S256 (a consent
+//! page that approves at once and redirects with the code), the code exchange and refresh,
+//! revoke, `channels.list`, the resumable upload (a session, chunks in 256 KiB units, `308`
+//! with `Range`, status queries, session expiry), thumbnails, playlist items and video
+//! statistics that grow as time passes. It checks what a client sends (every header, the PKCE
+//! pair, each `Content-Range` and chunk size) and records each broken rule in `violations`.
+//! Faults come two ways: the switches of [`Switches`](crate::Switches) (quota exhausted, a
+//! dropped upload, an expired session, 5xx bursts, rate limits, a rejected client), and a
+//! scripted queue of [`Fault`]s for the next chunks, for a test that needs one exact fault.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use base64::Engine;
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper::{Request, Response};
+use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-pub const CLIENT_ID: &str = "jilo-test.apps.googleusercontent.com";
-pub const CLIENT_SECRET: &str = "GOCSPX-test-secret";
+use crate::server::{
+    self, body, dropped, empty, header, query, random, reply, reply_with, urlencode, Answer, Req,
+};
+use crate::{Pace, Service, Switches};
+
+/// The OAuth client id the simulator knows.
+pub const CLIENT_ID: &str = "jilo-sim.apps.googleusercontent.com";
+/// That client's secret.
+pub const CLIENT_SECRET: &str = "GOCSPX-jilo-sim-secret";
+/// The id of the channel every consent connects.
 pub const CHANNEL_ID: &str = "UCjilo0000000000000000";
+/// That channel's title.
 pub const CHANNEL_NAME: &str = "纪录 Shorts";
 const UNIT: u64 = 256 * 1024;
+/// The views a new video shows at its first statistics read.
+pub const BASE_VIEWS: u64 = 12_345_678_901;
+const SERVICE: Service = Service::Youtube;
 
-/// What the upload server does with the next chunk.
+/// What the upload server does with the next chunk (scripted by a test).
 #[derive(Clone, Debug)]
 pub enum Fault {
     /// Keeps only this many bytes of the chunk (and says so with `Range`).
@@ -44,79 +59,96 @@ pub enum Fault {
     PauseAfter(u64),
 }
 
-#[derive(Default)]
+/// One resumable upload session.
+#[derive(Default, Debug)]
 pub struct Upload {
+    /// The length declared at the start.
     pub total: u64,
+    /// The declared content type.
     pub content_type: String,
+    /// The video resource sent at the start.
     pub metadata: Value,
+    /// The bytes kept so far.
     pub received: Vec<u8>,
+    /// Whether the session expired.
     pub expired: bool,
+    /// The video resource once the upload finished.
     pub video: Option<Value>,
+    /// The size of the first non-final chunk.
     pub chunk_size: Option<u64>,
 }
 
-#[derive(Default)]
+/// Everything the simulator holds, open to a test for inspection and scripting.
+#[derive(Default, Debug)]
 pub struct State {
+    /// The simulator's base URL.
     pub base: String,
+    /// Authorization codes issued and not yet exchanged: code → (challenge, redirect).
     pub codes: HashMap<String, (String, String)>,
+    /// Refresh tokens issued and whether each still works.
     pub refresh_tokens: HashMap<String, bool>,
+    /// Access tokens issued and whether each still works.
     pub access_tokens: HashMap<String, bool>,
+    /// The `expires_in` of each access token issued.
     pub token_lifetime: u64,
+    /// Access tokens issued (code exchanges and refreshes).
     pub issued: u32,
+    /// Upload sessions by id.
     pub sessions: HashMap<String, Upload>,
+    /// Faults for the next chunks, in order.
     pub faults: VecDeque<Fault>,
+    /// Errors for the next session starts, in order.
     pub start_errors: VecDeque<(u16, Value)>,
+    /// Each rule a client broke.
     pub violations: Vec<String>,
+    /// Every request line.
     pub requests: Vec<String>,
     /// Bytes the upload server kept, over all sessions.
     pub kept: u64,
     /// Bytes that arrived in chunk bodies, over all sessions.
     pub arrived: u64,
+    /// Status queries (`Content-Range: bytes */N`) answered.
     pub status_queries: u32,
+    /// Thumbnails set: video id → (content type, bytes).
     pub thumbnails: HashMap<String, (String, Vec<u8>)>,
+    /// Playlist items inserted: (playlist, video).
     pub playlist_items: Vec<(String, String)>,
+    /// The number of the last video made.
     pub next_video: u32,
+    /// Videos are kept private whatever the upload asked (as for an unaudited API project).
     pub keep_private: bool,
+    /// Refresh tokens revoked.
     pub revoked: Vec<String>,
     /// A pause before each chunk is answered (a slow line).
     pub put_delay: Option<std::time::Duration>,
     /// How long a thumbnail call waits before its answer.
     pub thumbnail_delay: Option<std::time::Duration>,
     /// When each authorized `PUT` on a session arrived.
-    pub put_times: Vec<std::time::Instant>,
+    pub put_times: Vec<tokio::time::Instant>,
+    /// Statistics reads per video.
+    pub stat_reads: HashMap<String, u64>,
+    /// When each video finished uploading, by id (its statistics grow from then).
+    pub published_at: HashMap<String, tokio::time::Instant>,
 }
 
 impl State {
     fn violation(&mut self, what: String) {
-        eprintln!("google stand-in: {what}");
+        tracing::warn!(target: "jilo_sim::google", "{what}");
         self.violations.push(what);
     }
 }
 
-#[derive(Clone)]
+/// The Google simulator: OAuth on `/o/oauth2/v2/auth`, `/token`, `/revoke`; the YouTube Data
+/// API under `/youtube/v3`; the upload server under `/upload/youtube/v3`.
+#[derive(Clone, Debug)]
 pub struct GoogleSim {
+    /// The base URL of every endpoint.
     pub url: String,
+    /// The simulator's state.
     pub state: Arc<Mutex<State>>,
-}
-
-type Answer = Result<Response<Full<Bytes>>, std::io::Error>;
-
-fn reply(status: u16, body: Value) -> Answer {
-    Ok(Response::builder()
-        .status(status)
-        .header("content-type", "application/json; charset=UTF-8")
-        .body(Full::new(Bytes::from(body.to_string())))
-        .unwrap())
-}
-
-fn empty(status: u16, headers: &[(&str, String)]) -> Answer {
-    let mut b = Response::builder().status(status);
-    for (k, v) in headers {
-        b = b.header(*k, v);
-    }
-    Ok(b.header("content-length", "0")
-        .body(Full::new(Bytes::new()))
-        .unwrap())
+    switches: Switches,
+    pace: Pace,
+    task: Arc<crate::Task>,
 }
 
 fn google_error(code: u16, reason: &str, message: &str) -> Value {
@@ -124,68 +156,56 @@ fn google_error(code: u16, reason: &str, message: &str) -> Value {
         "errors": [{"message": message, "domain": "global", "reason": reason}]}})
 }
 
-fn dropped() -> Answer {
-    Err(std::io::Error::new(
-        std::io::ErrorKind::ConnectionAborted,
-        "connection dropped by the test",
-    ))
-}
-
-fn query(req: &Request<Incoming>) -> HashMap<String, String> {
-    url::form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
-        .into_owned()
-        .collect()
-}
-
-fn header(req: &Request<Incoming>, name: &str) -> Option<String> {
-    req.headers()
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-}
-
-fn random(prefix: &str) -> String {
-    format!("{prefix}{}", uuid::Uuid::new_v4().simple())
-}
-
 impl GoogleSim {
-    pub async fn start() -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
+    /// Starts on a free loopback port with its own switches, at test pace.
+    pub async fn start() -> std::io::Result<Self> {
+        Self::start_on(
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            Switches::default(),
+            Pace::Instant,
+        )
+        .await
+    }
+
+    /// Starts on `addr`, following `switches`.
+    pub async fn start_on(
+        addr: SocketAddr,
+        switches: Switches,
+        pace: Pace,
+    ) -> std::io::Result<Self> {
         let state = Arc::new(Mutex::new(State {
-            base: url.clone(),
             token_lifetime: 3599,
             ..State::default()
         }));
-        let sim = GoogleSim {
-            url,
-            state: state.clone(),
+        let listener = server::bind(addr).await?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let mut sim = GoogleSim {
+            url: url.clone(),
+            state,
+            switches,
+            pace,
+            task: Arc::new(crate::Task::default()),
         };
-        let server = sim.clone();
-        tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    return;
-                };
-                let sim = server.clone();
-                tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |req| {
-                        let sim = sim.clone();
-                        async move { sim.handle(req).await }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
-        sim
+        sim.lock().base = url;
+        let serving = sim.clone();
+        sim.task = Arc::new(crate::Task::new(server::serve(listener, move |req| {
+            let sim = serving.clone();
+            async move { sim.handle(req).await }
+        })));
+        Ok(sim)
     }
 
-    pub fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap()
+    /// The fault switches this simulator follows.
+    pub fn switches(&self) -> &Switches {
+        &self.switches
     }
 
+    /// The state, for a test to read or script.
+    pub fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Scripts a fault for a coming chunk.
     pub fn fault(&self, fault: Fault) {
         self.lock().faults.push_back(fault);
     }
@@ -197,6 +217,7 @@ impl GoogleSim {
         }
     }
 
+    /// Each rule a client broke so far.
     pub fn violations(&self) -> Vec<String> {
         self.lock().violations.clone()
     }
@@ -221,36 +242,7 @@ impl GoogleSim {
         (access, refresh)
     }
 
-    /// A channel connected earlier: tokens issued by the stand-in, sealed for `user` as the
-    /// publisher seals them, valid for an hour from `now`.
-    pub fn connected_channel(
-        &self,
-        user: &jilo_core::UserId,
-        cipher: &jilo_providers::tokens::TokenCipher,
-        now: jilo_core::Timestamp,
-    ) -> jilo_core::ChannelConnection {
-        let (access, refresh) = self.issue_tokens();
-        let owner = format!("{user}/{CHANNEL_ID}");
-        let seal = |t: String| {
-            cipher
-                .seal(&secrecy::SecretString::from(t), &owner)
-                .unwrap()
-                .to_string()
-        };
-        jilo_core::ChannelConnection {
-            user: user.clone(),
-            channel_id: CHANNEL_ID.to_owned(),
-            channel_name: CHANNEL_NAME.to_owned(),
-            access_token: seal(access),
-            access_expires_at: now.plus(std::time::Duration::from_secs(3599)),
-            refresh_token: seal(refresh),
-            scopes: vec![],
-            connected_at: now,
-            updated_at: now,
-        }
-    }
-
-    fn authorized(&self, req: &Request<Incoming>) -> Option<Answer> {
+    fn authorized(&self, req: &Req) -> Option<Answer> {
         let token = header(req, "authorization");
         let s = &mut *self.lock();
         let ok = token
@@ -269,14 +261,12 @@ impl GoogleSim {
         }
     }
 
-    async fn handle(&self, req: Request<Incoming>) -> Answer {
-        let line = format!(
-            "{} {}",
-            req.method(),
-            req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("")
-        );
-        self.lock().requests.push(line);
+    async fn handle(&self, req: Req) -> Answer {
+        self.lock().requests.push(server::line(&req));
         let path = req.uri().path().to_owned();
+        if let Some(answer) = self.switched(&req, &path) {
+            return answer;
+        }
         match (req.method().as_str(), path.as_str()) {
             ("GET", "/o/oauth2/v2/auth") => self.authorize(req),
             ("POST", "/token") => self.token(req).await,
@@ -291,7 +281,60 @@ impl GoogleSim {
         }
     }
 
-    fn authorize(&self, req: Request<Incoming>) -> Answer {
+    /// What the fault switches answer instead of the endpoint, if anything; a switched upload
+    /// fault becomes the next chunk's scripted fault.
+    fn switched(&self, req: &Req, path: &str) -> Option<Answer> {
+        let faults = self.switches.get(SERVICE);
+        let youtube = path.starts_with("/youtube/") || path.starts_with("/upload/");
+        if path == "/token" && faults.key_rejected {
+            return Some(reply(
+                401,
+                json!({"error": "invalid_client", "error_description": "The OAuth client was not found."}),
+            ));
+        }
+        if !youtube {
+            return None;
+        }
+        if faults.down || self.switches.take(SERVICE, |f| &mut f.server_errors) {
+            return Some(reply(
+                503,
+                google_error(503, "backendError", "Backend Error"),
+            ));
+        }
+        if let Some(secs) = faults.rate_limited {
+            return Some(reply_with(
+                429,
+                google_error(
+                    429,
+                    "rateLimitExceeded",
+                    "The request cannot be completed because you have exceeded your quota.",
+                ),
+                &[("retry-after", secs.to_string())],
+            ));
+        }
+        let chunk = req.method() == "PUT" && path == "/upload/youtube/v3/videos";
+        if faults.quota_exhausted && !chunk {
+            let message = "The request cannot be completed because you have exceeded your <a href=\"/youtube/v3/getting-started#quota\">quota</a>.";
+            return Some(reply(
+                403,
+                json!({"error": {"code": 403, "message": message, "errors": [
+                    {"message": message, "domain": "youtube.quota", "reason": "quotaExceeded"}]}}),
+            ));
+        }
+        if chunk {
+            let is_query = header(req, "content-range").is_some_and(|r| r.starts_with("bytes */"));
+            if !is_query {
+                if self.switches.take(SERVICE, |f| &mut f.expire_uploads) {
+                    self.lock().faults.push_front(Fault::Expire);
+                } else if self.switches.take(SERVICE, |f| &mut f.drop_uploads) {
+                    self.lock().faults.push_front(Fault::DropAfter(UNIT));
+                }
+            }
+        }
+        None
+    }
+
+    fn authorize(&self, req: Req) -> Answer {
         let q = query(&req);
         let mut s = self.lock();
         let expect = |s: &mut State, k: &str, v: &str| {
@@ -337,16 +380,16 @@ impl GoogleSim {
         empty(302, &[("location", location)])
     }
 
-    async fn form(req: Request<Incoming>) -> (Option<String>, HashMap<String, String>) {
+    async fn form(req: Req) -> (Option<String>, HashMap<String, String>) {
         let ctype = header(&req, "content-type");
-        let body = req.into_body().collect().await.unwrap().to_bytes();
+        let body = body(req).await;
         (
             ctype,
             url::form_urlencoded::parse(&body).into_owned().collect(),
         )
     }
 
-    async fn token(&self, req: Request<Incoming>) -> Answer {
+    async fn token(&self, req: Req) -> Answer {
         let (ctype, f) = Self::form(req).await;
         let mut s = self.lock();
         if ctype.as_deref() != Some("application/x-www-form-urlencoded") {
@@ -425,7 +468,7 @@ impl GoogleSim {
         }
     }
 
-    async fn revoke(&self, req: Request<Incoming>) -> Answer {
+    async fn revoke(&self, req: Req) -> Answer {
         let q = query(&req);
         let (_, f) = Self::form(req).await;
         let token = f
@@ -447,7 +490,7 @@ impl GoogleSim {
         }
     }
 
-    fn channels(&self, req: Request<Incoming>) -> Answer {
+    fn channels(&self, req: Req) -> Answer {
         if let Some(denied) = self.authorized(&req) {
             return denied;
         }
@@ -464,7 +507,7 @@ impl GoogleSim {
         )
     }
 
-    async fn start_session(&self, req: Request<Incoming>) -> Answer {
+    async fn start_session(&self, req: Req) -> Answer {
         if let Some(denied) = self.authorized(&req) {
             return denied;
         }
@@ -473,7 +516,7 @@ impl GoogleSim {
         let length = header(&req, "x-upload-content-length").and_then(|l| l.parse::<u64>().ok());
         let upload_type = header(&req, "x-upload-content-type").unwrap_or_default();
         let declared = header(&req, "content-length").and_then(|l| l.parse::<usize>().ok());
-        let body = req.into_body().collect().await.unwrap().to_bytes();
+        let body = body(req).await;
         let mut s = self.lock();
         if q.get("uploadType").map(String::as_str) != Some("resumable") {
             s.violation(format!(
@@ -546,7 +589,7 @@ impl GoogleSim {
         s.next_video += 1;
         let video_id = format!("vid{:08}", s.next_video);
         let keep_private = s.keep_private;
-        let upload = s.sessions.get_mut(id).unwrap();
+        let upload = s.sessions.entry(id.to_owned()).or_default();
         let mut status = upload
             .metadata
             .get("status")
@@ -560,14 +603,15 @@ impl GoogleSim {
             "snippet": upload.metadata.get("snippet").cloned().unwrap_or_default(),
             "status": status});
         upload.video = Some(video.clone());
+        s.published_at.insert(video_id, tokio::time::Instant::now());
         video
     }
 
-    async fn put(&self, req: Request<Incoming>) -> Answer {
+    async fn put(&self, req: Req) -> Answer {
         if let Some(denied) = self.authorized(&req) {
             return denied;
         }
-        self.lock().put_times.push(std::time::Instant::now());
+        self.lock().put_times.push(tokio::time::Instant::now());
         let q = query(&req);
         let id = q.get("upload_id").cloned().unwrap_or_default();
         let range = header(&req, "content-range").unwrap_or_default();
@@ -668,12 +712,18 @@ impl GoogleSim {
             _ => None,
         };
         let mut s = self.lock();
+        if !s.sessions.contains_key(&id) {
+            return (
+                reply(404, google_error(404, "notFound", "no such session")),
+                None,
+            );
+        }
         s.arrived += data.len() as u64;
         if cut {
             // The client went away mid-body: keep the whole units that arrived, as the
             // upload server may.
             let keep = (data.len() as u64 / UNIT) * UNIT;
-            let upload = s.sessions.get_mut(&id).unwrap();
+            let upload = s.sessions.entry(id.clone()).or_default();
             if parsed.is_some_and(|(first, _, _)| first == upload.received.len() as u64) {
                 upload.received.extend_from_slice(&data[..keep as usize]);
                 s.kept += keep;
@@ -718,8 +768,8 @@ impl GoogleSim {
         if !is_last {
             let size = *s
                 .sessions
-                .get_mut(&id)
-                .unwrap()
+                .entry(id.clone())
+                .or_default()
                 .chunk_size
                 .get_or_insert(len);
             if size != len {
@@ -740,15 +790,17 @@ impl GoogleSim {
                 );
             }
             Some(Fault::StatusRetryAfter(code, secs)) => {
-                let mut answer = reply(*code, google_error(*code, "backendError", "Backend Error"));
-                if let Ok(r) = answer.as_mut() {
-                    r.headers_mut()
-                        .insert("retry-after", secs.to_string().parse().unwrap());
-                }
-                return (answer, None);
+                return (
+                    reply_with(
+                        *code,
+                        google_error(*code, "backendError", "Backend Error"),
+                        &[("retry-after", secs.to_string())],
+                    ),
+                    None,
+                );
             }
             Some(Fault::Expire) => {
-                s.sessions.get_mut(&id).unwrap().expired = true;
+                s.sessions.entry(id.clone()).or_default().expired = true;
                 return (
                     reply(404, google_error(404, "notFound", "session expired")),
                     None,
@@ -761,7 +813,7 @@ impl GoogleSim {
             | Some(Fault::PauseAfter(_))
             | None => data.len() as u64,
         };
-        let upload = s.sessions.get_mut(&id).unwrap();
+        let upload = s.sessions.entry(id.clone()).or_default();
         upload.received.extend_from_slice(&data[..keep as usize]);
         let now_held = upload.received.len() as u64;
         s.kept += keep;
@@ -785,13 +837,13 @@ impl GoogleSim {
         (answer, delay)
     }
 
-    async fn thumbnail(&self, req: Request<Incoming>) -> Answer {
+    async fn thumbnail(&self, req: Req) -> Answer {
         if let Some(denied) = self.authorized(&req) {
             return denied;
         }
         let q = query(&req);
         let ctype = header(&req, "content-type").unwrap_or_default();
-        let body = req.into_body().collect().await.unwrap().to_bytes();
+        let body = body(req).await;
         let delay = self.lock().thumbnail_delay;
         if let Some(delay) = delay {
             tokio::time::sleep(delay).await;
@@ -818,11 +870,11 @@ impl GoogleSim {
         )
     }
 
-    async fn playlist(&self, req: Request<Incoming>) -> Answer {
+    async fn playlist(&self, req: Req) -> Answer {
         if let Some(denied) = self.authorized(&req) {
             return denied;
         }
-        let body = req.into_body().collect().await.unwrap().to_bytes();
+        let body = body(req).await;
         let v: Value = serde_json::from_slice(&body).unwrap_or_default();
         let playlist = v.pointer("/snippet/playlistId").and_then(Value::as_str);
         let video = v
@@ -848,7 +900,7 @@ impl GoogleSim {
         }
     }
 
-    fn stats(&self, req: Request<Incoming>) -> Answer {
+    fn stats(&self, req: Req) -> Answer {
         if let Some(denied) = self.authorized(&req) {
             return denied;
         }
@@ -858,28 +910,29 @@ impl GoogleSim {
                 .violation(format!("videos.list part {:?}", q.get("part")));
         }
         let ids = q.get("id").cloned().unwrap_or_default();
-        let s = self.lock();
-        let items: Vec<Value> = ids
-            .split(',')
-            .filter(|id| {
-                s.sessions
-                    .values()
-                    .any(|u| u.video.as_ref().is_some_and(|v| v["id"] == json!(id)))
-            })
-            .enumerate()
-            .map(|(i, id)| {
-                json!({"kind": "youtube#video", "id": id, "statistics": {
-                    "viewCount": format!("{}", 12_345_678_901_u64 + i as u64),
-                    "likeCount": "42", "favoriteCount": "0", "commentCount": "7"}})
-            })
-            .collect();
+        let pace = self.pace;
+        let mut s = self.lock();
+        let mut items = Vec::new();
+        for id in ids.split(',') {
+            let Some(at) = s.published_at.get(id).copied() else {
+                continue;
+            };
+            // Counts grow with each read and with (simulated) minutes since publishing.
+            let reads = s.stat_reads.entry(id.to_owned()).or_insert(0);
+            let minutes = match pace {
+                Pace::Instant => 0,
+                Pace::Speed(speed) => (at.elapsed().as_secs_f64() * speed / 60.0) as u64,
+            };
+            let n = *reads + minutes;
+            *reads += 1;
+            items.push(json!({"kind": "youtube#video", "id": id, "statistics": {
+                "viewCount": (BASE_VIEWS + 1000 * n).to_string(),
+                "likeCount": (42 + 3 * n).to_string(), "favoriteCount": "0",
+                "commentCount": (7 + n).to_string()}}));
+        }
         reply(
             200,
             json!({"kind": "youtube#videoListResponse", "items": items}),
         )
     }
-}
-
-pub fn urlencode(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }

@@ -1,0 +1,489 @@
+//! Gemini's `generateContent`, as `specs/gemini.md` describes it.
+//!
+//! `POST /{v1beta|v1}/models/{model}:generateContent` with the key in `x-goog-api-key` (or
+//! `?key=`). With `generationConfig.responseJsonSchema` (JSON Schema) or `responseSchema`
+//! (Gemini's OpenAPI subset, upper-case types) and `responseMimeType: application/json`, the
+//! answer's text is JSON that satisfies the schema (types, required and optional properties,
+//! `enum`, `minItems`/`maxItems`, `minLength`/`maxLength`, `minimum`/`maximum`), made from the
+//! request's own words and stable for a seed. Blocked prompts answer `promptFeedback.blockReason`;
+//! a 429 carries `google.rpc.RetryInfo`; a bad key is 400 `API_KEY_INVALID`; a retired model 404.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+
+use crate::server::{self, body, header, query, reply, reply_with, Answer, Req};
+use crate::{Service, Switches};
+
+/// The key the simulator accepts (`GEMINI_API_KEY`).
+pub const KEY: &str = "jilo-sim-gemini-key";
+const SERVICE: Service = Service::Gemini;
+const RETIRED: [&str; 3] = [
+    "gemini-2.0-flash",
+    "gemini-2.0-flash-001",
+    "gemini-2.0-flash-lite",
+];
+
+const WORDS: [&str; 48] = [
+    "glowing", "paper", "crane", "city", "night", "macro", "lens", "slow", "motion", "neon",
+    "river", "lantern", "desk", "robot", "morning", "light", "quick", "cuts", "loop", "reveal",
+    "hands", "coffee", "steam", "rain", "window", "street", "market", "colour", "drone", "shot",
+    "close", "up", "warm", "tones", "soft", "focus", "tracking", "camera", "sunset", "rooftop",
+    "studio", "ink", "splash", "origami", "garden", "wave", "sparkle", "mirror",
+];
+
+/// What the simulator holds.
+#[derive(Debug, Default)]
+pub struct State {
+    /// Answers given (200s).
+    pub answered: u32,
+    /// The `required` list of each schema asked for, in order.
+    pub schemas_seen: Vec<Vec<String>>,
+    /// Each rule a client broke.
+    pub violations: Vec<String>,
+    /// Every request line.
+    pub requests: Vec<String>,
+}
+
+/// The Gemini simulator.
+#[derive(Clone, Debug)]
+pub struct GeminiSim {
+    /// The base URL (`GEMINI_API_URL`).
+    pub url: String,
+    /// The simulator's state.
+    pub state: Arc<Mutex<State>>,
+    switches: Switches,
+    seed: u64,
+    task: Arc<crate::Task>,
+}
+
+fn google_error(code: u16, status: &str, message: &str, details: Value) -> Value {
+    json!({"error": {"code": code, "message": message, "status": status, "details": details}})
+}
+
+impl GeminiSim {
+    /// Starts on a free loopback port with its own switches.
+    pub async fn start() -> std::io::Result<Self> {
+        Self::start_on(
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            Switches::default(),
+            7,
+        )
+        .await
+    }
+
+    /// Starts on `addr`, following `switches`; `seed` decides the made-up words.
+    pub async fn start_on(
+        addr: SocketAddr,
+        switches: Switches,
+        seed: u64,
+    ) -> std::io::Result<Self> {
+        let listener = server::bind(addr).await?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let mut sim = GeminiSim {
+            url,
+            state: Arc::new(Mutex::new(State::default())),
+            switches,
+            seed,
+            task: Arc::new(crate::Task::default()),
+        };
+        let serving = sim.clone();
+        sim.task = Arc::new(crate::Task::new(server::serve(listener, move |req| {
+            let sim = serving.clone();
+            async move { sim.handle(req).await }
+        })));
+        Ok(sim)
+    }
+
+    /// The fault switches this simulator follows.
+    pub fn switches(&self) -> &Switches {
+        &self.switches
+    }
+
+    /// The state, for a test to read.
+    pub fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn violation(&self, what: String) {
+        tracing::warn!(target: "jilo_sim::gemini", "{what}");
+        self.lock().violations.push(what);
+    }
+
+    async fn handle(&self, req: Req) -> Answer {
+        self.lock()
+            .requests
+            .push(server::line(&req).replace(KEY, "…"));
+        let path = req.uri().path().to_owned();
+        let Some((model, method)) = path
+            .strip_prefix("/v1beta/models/")
+            .or_else(|| path.strip_prefix("/v1/models/"))
+            .and_then(|rest| rest.rsplit_once(':'))
+            .map(|(m, x)| (m.trim_start_matches("models/").to_owned(), x.to_owned()))
+        else {
+            return reply(404, google_error(404, "NOT_FOUND", "Not Found", json!([])));
+        };
+        if req.method() != "POST" || method != "generateContent" {
+            return reply(404, google_error(404, "NOT_FOUND", "Not Found", json!([])));
+        }
+        let faults = self.switches.get(SERVICE);
+        if faults.down || self.switches.take(SERVICE, |f| &mut f.server_errors) {
+            return reply(
+                503,
+                google_error(
+                    503,
+                    "UNAVAILABLE",
+                    "The model is overloaded. Please try again later.",
+                    json!([]),
+                ),
+            );
+        }
+        let key = header(&req, "x-goog-api-key").or_else(|| query(&req).get("key").cloned());
+        let Some(key) = key else {
+            return reply(403, google_error(403, "PERMISSION_DENIED",
+                "Method doesn't allow unregistered callers (callers without established identity). Please use API Key or other form of API consumer identity to call this API.",
+                json!([])));
+        };
+        if faults.key_rejected || key != KEY {
+            if !faults.key_rejected {
+                self.violation("a call with a key the simulator did not issue".into());
+            }
+            return reply(
+                400,
+                google_error(
+                    400,
+                    "INVALID_ARGUMENT",
+                    "API key not valid. Please pass a valid API key.",
+                    json!([{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID",
+                    "domain": "googleapis.com", "metadata": {"service": "generativelanguage.googleapis.com"}}]),
+                ),
+            );
+        }
+        if let Some(secs) = faults.rate_limited.or(faults.quota_exhausted.then_some(60)) {
+            return reply_with(
+                429,
+                google_error(
+                    429,
+                    "RESOURCE_EXHAUSTED",
+                    "You exceeded your current quota, please check your plan and billing details.",
+                    json!([{"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": [{
+                        "quotaMetric": "generativelanguage.googleapis.com/generate_content_requests",
+                        "quotaId": "GenerateRequestsPerMinutePerProjectPerModel"}]},
+                    {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": format!("{secs}s")}]),
+                ),
+                &[],
+            );
+        }
+        if RETIRED.contains(&model.as_str()) {
+            return reply(404, google_error(404, "NOT_FOUND",
+                &format!("models/{model} is not found for API version v1beta, or is not supported for generateContent."),
+                json!([])));
+        }
+        let raw = body(req).await;
+        let Ok(request) = serde_json::from_slice::<Value>(&raw) else {
+            self.violation("the body is not JSON".into());
+            return reply(
+                400,
+                google_error(
+                    400,
+                    "INVALID_ARGUMENT",
+                    "Invalid JSON payload received.",
+                    json!([]),
+                ),
+            );
+        };
+        self.generate(&model, &request, faults.block_prompts)
+    }
+
+    fn generate(&self, model: &str, request: &Value, blocked: bool) -> Answer {
+        let text: String = request["contents"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|c| c["parts"].as_array().into_iter().flatten())
+            .filter_map(|p| p["text"].as_str())
+            .collect::<Vec<_>>()
+            .join("\n");
+        if text.trim().is_empty() {
+            self.violation("generateContent without contents".into());
+            return reply(
+                400,
+                google_error(
+                    400,
+                    "INVALID_ARGUMENT",
+                    "* GenerateContentRequest.contents: contents is not specified\n",
+                    json!([]),
+                ),
+            );
+        }
+        let config = &request["generationConfig"];
+        let (json_schema, api_schema) = (&config["responseJsonSchema"], &config["responseSchema"]);
+        if !json_schema.is_null() && !api_schema.is_null() {
+            self.violation("both responseSchema and responseJsonSchema".into());
+            return reply(
+                400,
+                google_error(
+                    400,
+                    "INVALID_ARGUMENT",
+                    "responseSchema and responseJsonSchema cannot both be set.",
+                    json!([]),
+                ),
+            );
+        }
+        let schema = if json_schema.is_null() {
+            api_schema
+        } else {
+            json_schema
+        };
+        if !schema.is_null() && config["responseMimeType"].as_str() != Some("application/json") {
+            self.violation("a response schema without responseMimeType application/json".into());
+            return reply(
+                400,
+                google_error(
+                    400,
+                    "INVALID_ARGUMENT",
+                    "response_mime_type must be application/json when a response schema is set.",
+                    json!([]),
+                ),
+            );
+        }
+        let tokens = (text.chars().count() / 4) as u64;
+        if blocked {
+            return reply(
+                200,
+                json!({"promptFeedback": {"blockReason": "SAFETY", "safetyRatings": [
+                    {"category": "HARM_CATEGORY_DANGEROUS_CONTENT", "probability": "HIGH", "blocked": true}]},
+                "usageMetadata": {"promptTokenCount": tokens, "totalTokenCount": tokens},
+                "modelVersion": model, "responseId": server::random("sim-")}),
+            );
+        }
+        let mut words = Words::new(self.seed, &text);
+        let answer = if schema.is_null() {
+            Value::String(words.sentence(12))
+        } else {
+            let required: Vec<String> = schema["required"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|r| r.as_str().map(str::to_owned))
+                .collect();
+            self.lock().schemas_seen.push(required);
+            make(schema, "", &mut words)
+        };
+        let out = match &answer {
+            Value::String(s) if schema.is_null() => s.clone(),
+            v => v.to_string(),
+        };
+        let produced = (out.chars().count() / 4) as u64;
+        self.lock().answered += 1;
+        reply(
+            200,
+            json!({"candidates": [{"content": {"role": "model", "parts": [{"text": out}]},
+                "finishReason": "STOP", "index": 0}],
+            "usageMetadata": {"promptTokenCount": tokens, "candidatesTokenCount": produced,
+                "totalTokenCount": tokens + produced},
+            "modelVersion": model, "responseId": server::random("sim-")}),
+        )
+    }
+}
+
+/// Words drawn from the request's own text and a small bank, in an order fixed by the seed
+/// and the text.
+struct Words {
+    pool: Vec<String>,
+    state: u64,
+}
+
+impl Words {
+    fn new(seed: u64, text: &str) -> Self {
+        let digest = Sha256::digest(format!("{seed}\n{text}").as_bytes());
+        let mut state = 0u64;
+        for b in &digest[..8] {
+            state = (state << 8) | u64::from(*b);
+        }
+        let mut pool: Vec<String> = text
+            .split(|c: char| !c.is_alphanumeric())
+            .filter(|w| w.chars().count() >= 4 && w.chars().count() <= 12)
+            .map(str::to_lowercase)
+            .filter(|w| !w.chars().all(|c| c.is_ascii_digit()))
+            .take(40)
+            .collect();
+        pool.extend(WORDS.iter().map(|w| (*w).to_owned()));
+        Self {
+            pool,
+            state: state | 1,
+        }
+    }
+
+    fn next(&mut self) -> u64 {
+        // xorshift64*
+        self.state ^= self.state >> 12;
+        self.state ^= self.state << 25;
+        self.state ^= self.state >> 27;
+        self.state.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        if n == 0 {
+            0
+        } else {
+            self.next() % n
+        }
+    }
+
+    fn word(&mut self) -> String {
+        let i = self.below(self.pool.len() as u64) as usize;
+        self.pool
+            .get(i)
+            .cloned()
+            .unwrap_or_else(|| "video".to_owned())
+    }
+
+    fn sentence(&mut self, n: usize) -> String {
+        let mut words: Vec<String> = (0..n.max(1)).map(|_| self.word()).collect();
+        if let Some(first) = words.first_mut() {
+            let mut c = first.chars();
+            if let Some(h) = c.next() {
+                *first = h.to_uppercase().chain(c).collect();
+            }
+        }
+        words.join(" ")
+    }
+
+    /// Text of `min..=max` characters in the flavour a property's name suggests.
+    fn text(&mut self, name: &str, min: usize, max: usize) -> String {
+        let name = name.to_ascii_lowercase();
+        let mut s = if name.contains("tag") {
+            let n = 1 + self.below(2) as usize;
+            (0..n).map(|_| self.word()).collect::<Vec<_>>().join(" ")
+        } else if name.contains("title") {
+            let n = 4 + self.below(4) as usize;
+            self.sentence(n)
+        } else if name.contains("factor") {
+            let n = 2 + self.below(3) as usize;
+            (0..n).map(|_| self.word()).collect::<Vec<_>>().join(" ")
+        } else {
+            let n = 10 + self.below(10) as usize;
+            self.sentence(n)
+        };
+        while s.chars().count() < min {
+            s.push_str(", ");
+            s.push_str(&self.word());
+        }
+        if s.chars().count() > max {
+            s = s
+                .chars()
+                .take(max)
+                .collect::<String>()
+                .trim_end()
+                .to_owned();
+            while s.chars().count() < min {
+                s.push('.');
+            }
+        }
+        s
+    }
+}
+
+fn number(v: &Value) -> Option<i64> {
+    v.as_i64()
+        .or_else(|| v.as_f64().map(|f| f as i64))
+        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+}
+
+/// A value satisfying `schema` (JSON Schema or Gemini's upper-case subset).
+fn make(schema: &Value, name: &str, words: &mut Words) -> Value {
+    if let Some(options) = schema["enum"].as_array().filter(|o| !o.is_empty()) {
+        let i = words.below(options.len() as u64) as usize;
+        return options[i].clone();
+    }
+    if let Some(first) = schema["anyOf"].as_array().and_then(|a| a.first()) {
+        return make(first, name, words);
+    }
+    let kind = match &schema["type"] {
+        Value::String(t) => t.to_ascii_lowercase(),
+        Value::Array(ts) => ts
+            .iter()
+            .filter_map(Value::as_str)
+            .find(|t| *t != "null")
+            .unwrap_or("null")
+            .to_ascii_lowercase(),
+        _ if schema["properties"].is_object() => "object".to_owned(),
+        _ => "string".to_owned(),
+    };
+    match kind.as_str() {
+        "object" => {
+            let mut out = Map::new();
+            if let Some(props) = schema["properties"].as_object() {
+                for (k, s) in props {
+                    out.insert(k.clone(), make(s, k, words));
+                }
+            }
+            Value::Object(out)
+        }
+        "array" => {
+            let min = number(&schema["minItems"]).unwrap_or(1).max(0) as u64;
+            let max = number(&schema["maxItems"])
+                .map_or(min + 3, |m| m.max(0) as u64)
+                .max(min);
+            let n = min + words.below(max - min + 1);
+            let singular = name.trim_end_matches('s');
+            Value::Array(
+                (0..n)
+                    .map(|_| make(&schema["items"], singular, words))
+                    .collect(),
+            )
+        }
+        "integer" | "number" => {
+            let lo = number(&schema["minimum"]).unwrap_or(0);
+            let hi = number(&schema["maximum"]).unwrap_or(lo + 100).max(lo);
+            let span = (hi - lo) as u64;
+            // Upper half of the range: trends are picked for being good.
+            json!(lo + (span / 2 + words.below(span / 2 + 1)) as i64)
+        }
+        "boolean" => Value::Bool(words.below(2) == 1),
+        "null" => Value::Null,
+        _ => {
+            let min = number(&schema["minLength"]).unwrap_or(1).max(0) as usize;
+            let max = number(&schema["maxLength"])
+                .map_or(400, |m| m.max(0) as usize)
+                .max(min);
+            Value::String(words.text(name, min, max))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn made_values_satisfy_the_schema_bounds() {
+        let schema = json!({"type": "object", "properties": {
+            "titles": {"type": "array", "items": {"type": "string", "maxLength": 100}, "minItems": 3, "maxItems": 3},
+            "prompt": {"type": "string", "minLength": 100, "maxLength": 300},
+            "score": {"type": "INTEGER", "minimum": 1, "maximum": 10},
+            "tags": {"type": "array", "items": {"type": "string", "maxLength": 30}, "minItems": "10", "maxItems": "15"}},
+            "required": ["titles", "prompt", "score", "tags"]});
+        for seed in 0..50 {
+            let v = make(
+                &schema,
+                "",
+                &mut Words::new(seed, "Trending: origami robots on TikTok"),
+            );
+            assert_eq!(v["titles"].as_array().unwrap().len(), 3);
+            let prompt = v["prompt"].as_str().unwrap().chars().count();
+            assert!((100..=300).contains(&prompt), "{prompt}");
+            assert!((1..=10).contains(&v["score"].as_i64().unwrap()));
+            let tags = v["tags"].as_array().unwrap();
+            assert!((10..=15).contains(&tags.len()));
+            assert!(tags
+                .iter()
+                .all(|t| t.as_str().unwrap().chars().count() <= 30));
+        }
+        let a = make(&schema, "", &mut Words::new(1, "same"));
+        assert_eq!(a, make(&schema, "", &mut Words::new(1, "same")));
+    }
+}
