@@ -26,12 +26,159 @@ const RETIRED: [&str; 3] = [
     "gemini-2.0-flash-lite",
 ];
 
-const WORDS: [&str; 48] = [
-    "glowing", "paper", "crane", "city", "night", "macro", "lens", "slow", "motion", "neon",
-    "river", "lantern", "desk", "robot", "morning", "light", "quick", "cuts", "loop", "reveal",
-    "hands", "coffee", "steam", "rain", "window", "street", "market", "colour", "drone", "shot",
-    "close", "up", "warm", "tones", "soft", "focus", "tracking", "camera", "sunset", "rooftop",
-    "studio", "ink", "splash", "origami", "garden", "wave", "sparkle", "mirror",
+const NOUNS: [&str; 16] = [
+    "paper crane",
+    "city street",
+    "river",
+    "lantern",
+    "desk",
+    "robot",
+    "rooftop",
+    "garden",
+    "night market",
+    "window",
+    "mirror",
+    "studio",
+    "coffee cup",
+    "wave",
+    "ink drop",
+    "sketchbook",
+];
+const ADJECTIVES: [&str; 10] = [
+    "glowing", "neon", "soft", "warm", "slow", "misty", "golden", "tiny", "quiet", "bright",
+];
+const CAMERAS: [&str; 6] = [
+    "macro lens",
+    "slow dolly-in",
+    "handheld tracking shot",
+    "drone shot",
+    "close-up",
+    "top-down shot",
+];
+const LIGHTS: [&str; 5] = [
+    "soft morning light",
+    "neon night light",
+    "golden-hour light",
+    "moody rain light",
+    "bright studio light",
+];
+const FACTORS: [&str; 10] = [
+    "instant payoff",
+    "seamless loop",
+    "text hook in the first frame",
+    "fast cuts",
+    "before and after reveal",
+    "relatable problem",
+    "trending sound",
+    "clear result on screen",
+    "curiosity gap",
+    "satisfying ending",
+];
+const TITLES: [&str; 6] = [
+    "This {T} Trick Changed Everything",
+    "{T} in 10 Seconds",
+    "I Tried {T} So You Don't Have To",
+    "Wait for the {N} at the End",
+    "The {T} Nobody Talks About",
+    "{T}: Day 1 vs Day 30",
+];
+/// Words of a request that are instructions, not its subject.
+const STOP: [&str; 95] = [
+    "this",
+    "that",
+    "with",
+    "from",
+    "your",
+    "what",
+    "which",
+    "their",
+    "there",
+    "these",
+    "those",
+    "about",
+    "into",
+    "over",
+    "they",
+    "them",
+    "have",
+    "will",
+    "would",
+    "should",
+    "could",
+    "each",
+    "answer",
+    "json",
+    "schema",
+    "matching",
+    "explain",
+    "write",
+    "give",
+    "make",
+    "describe",
+    "description",
+    "sentence",
+    "sentences",
+    "short",
+    "video",
+    "videos",
+    "title",
+    "titles",
+    "hook",
+    "factors",
+    "score",
+    "views",
+    "likes",
+    "comments",
+    "shares",
+    "stats",
+    "prompt",
+    "youtube",
+    "tiktok",
+    "instagram",
+    "reels",
+    "shorts",
+    "creator",
+    "creators",
+    "seconds",
+    "strategist",
+    "keywords",
+    "english",
+    "only",
+    "went",
+    "viral",
+    "after",
+    "problem",
+    "made",
+    "metadata",
+    "characters",
+    "most",
+    "generated",
+    "second",
+    "recommendation",
+    "trending",
+    "inspired",
+    "invent",
+    "wording",
+    "copy",
+    "structure",
+    "pacing",
+    "options",
+    "tags",
+    "mood",
+    "visuals",
+    "camera",
+    "model",
+    "vertical",
+    "work",
+    "keep",
+    "must",
+    "least",
+    "words",
+    "success",
+    "none",
+    "option",
+    "subjects",
+    "makes",
 ];
 
 /// What the simulator holds.
@@ -261,7 +408,7 @@ impl GeminiSim {
         }
         let mut words = Words::new(self.seed, &text);
         let answer = if schema.is_null() {
-            Value::String(words.sentence(12))
+            Value::String(words.prompt_like())
         } else {
             let required: Vec<String> = schema["required"]
                 .as_array()
@@ -289,10 +436,10 @@ impl GeminiSim {
     }
 }
 
-/// Words drawn from the request's own text and a small bank, in an order fixed by the seed
-/// and the text.
+/// Words for made-up answers: the request's own subject (its most frequent words that are not
+/// instructions) and a small bank of visual words, in an order fixed by the seed and the text.
 struct Words {
-    pool: Vec<String>,
+    topics: Vec<String>,
     state: u64,
 }
 
@@ -303,16 +450,43 @@ impl Words {
         for b in &digest[..8] {
             state = (state << 8) | u64::from(*b);
         }
-        let mut pool: Vec<String> = text
+        // The subject sits after a label (`Title: …`, `keywords: …`) when the request has one.
+        let labelled: String = text
+            .lines()
+            .filter_map(|line| {
+                let lower = line.to_lowercase();
+                ["title:", "keywords:", "prompt:", "topic:", "subject:"]
+                    .iter()
+                    .find_map(|label| {
+                        lower
+                            .find(label)
+                            .and_then(|i| line.get(i + label.len()..))
+                            .map(str::to_owned)
+                    })
+            })
+            .collect::<Vec<_>>()
+            .join(" ");
+        let source = if labelled.trim().is_empty() {
+            text
+        } else {
+            labelled.as_str()
+        };
+        let mut counts: Vec<(String, usize)> = Vec::new();
+        for w in source
             .split(|c: char| !c.is_alphanumeric())
-            .filter(|w| w.chars().count() >= 4 && w.chars().count() <= 12)
             .map(str::to_lowercase)
-            .filter(|w| !w.chars().all(|c| c.is_ascii_digit()))
-            .take(40)
-            .collect();
-        pool.extend(WORDS.iter().map(|w| (*w).to_owned()));
+            .filter(|w| (4..=14).contains(&w.chars().count()))
+            .filter(|w| !w.chars().all(|c| c.is_ascii_digit()) && !STOP.contains(&w.as_str()))
+        {
+            match counts.iter_mut().find(|(x, _)| *x == w) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((w, 1)),
+            }
+        }
+        counts.sort_by_key(|c| std::cmp::Reverse(c.1));
+        let topics = counts.into_iter().take(6).map(|(w, _)| w).collect();
         Self {
-            pool,
+            topics,
             state: state | 1,
         }
     }
@@ -333,44 +507,79 @@ impl Words {
         }
     }
 
-    fn word(&mut self) -> String {
-        let i = self.below(self.pool.len() as u64) as usize;
-        self.pool
-            .get(i)
-            .cloned()
-            .unwrap_or_else(|| "video".to_owned())
+    fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
+        from[self.below(from.len() as u64) as usize]
     }
 
-    fn sentence(&mut self, n: usize) -> String {
-        let mut words: Vec<String> = (0..n.max(1)).map(|_| self.word()).collect();
-        if let Some(first) = words.first_mut() {
-            let mut c = first.chars();
-            if let Some(h) = c.next() {
-                *first = h.to_uppercase().chain(c).collect();
-            }
+    /// The request's subject, or a visual word when it has none.
+    fn topic(&mut self) -> String {
+        if self.topics.is_empty() {
+            self.pick(&NOUNS).to_owned()
+        } else {
+            let i = self.below(self.topics.len() as u64) as usize;
+            self.topics[i].clone()
         }
-        words.join(" ")
+    }
+
+    fn prompt_like(&mut self) -> String {
+        let (adj, noun, topic) = (self.pick(&ADJECTIVES), self.pick(&NOUNS), self.topic());
+        let (camera, light) = (self.pick(&CAMERAS), self.pick(&LIGHTS));
+        format!(
+            "A {adj} {noun} comes alive around {topic}, {camera}, {light}, quick cuts on every \
+             change, ending on the finished result in one clean frame"
+        )
     }
 
     /// Text of `min..=max` characters in the flavour a property's name suggests.
     fn text(&mut self, name: &str, min: usize, max: usize) -> String {
         let name = name.to_ascii_lowercase();
         let mut s = if name.contains("tag") {
-            let n = 1 + self.below(2) as usize;
-            (0..n).map(|_| self.word()).collect::<Vec<_>>().join(" ")
+            match self.below(3) {
+                0 => self.topic(),
+                1 => self.pick(&NOUNS).to_owned(),
+                _ => format!(
+                    "{} {}",
+                    self.topic(),
+                    self.pick(&["ai", "tips", "shorts", "hack"])
+                ),
+            }
         } else if name.contains("title") {
-            let n = 4 + self.below(4) as usize;
-            self.sentence(n)
+            let t = title_case(&self.topic());
+            let n = title_case(self.pick(&NOUNS));
+            self.pick(&TITLES).replace("{T}", &t).replace("{N}", &n)
         } else if name.contains("factor") {
-            let n = 2 + self.below(3) as usize;
-            (0..n).map(|_| self.word()).collect::<Vec<_>>().join(" ")
+            self.pick(&FACTORS).to_owned()
+        } else if name.contains("hook") {
+            let topic = self.topic();
+            match self.below(3) {
+                0 => format!(
+                    "The finished {topic} appears in the first second, before any explanation."
+                ),
+                1 => format!(
+                    "A {} {} turns into {topic} in a single cut.",
+                    self.pick(&ADJECTIVES),
+                    self.pick(&NOUNS)
+                ),
+                _ => format!(
+                    "It opens on the problem everyone has with {topic}, then solves it on screen."
+                ),
+            }
+        } else if name.contains("prompt") {
+            self.prompt_like()
         } else {
-            let n = 10 + self.below(10) as usize;
-            self.sentence(n)
+            let topic = self.topic();
+            format!(
+                "{} Made with AI. #{} #shorts",
+                self.prompt_like(),
+                topic.replace(' ', "")
+            )
         };
         while s.chars().count() < min {
-            s.push_str(", ");
-            s.push_str(&self.word());
+            s.push_str(&format!(
+                ", {} {}",
+                self.pick(&ADJECTIVES),
+                self.pick(&NOUNS)
+            ));
         }
         if s.chars().count() > max {
             s = s
@@ -385,6 +594,18 @@ impl Words {
         }
         s
     }
+}
+
+fn title_case(s: &str) -> String {
+    s.split(' ')
+        .map(|w| {
+            let mut c = w.chars();
+            c.next()
+                .map(|h| h.to_uppercase().chain(c).collect::<String>())
+                .unwrap_or_default()
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn number(v: &Value) -> Option<i64> {

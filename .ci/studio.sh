@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The studio example end to end on the simulators: once as is, then once per fault scenario,
+# each exiting 0 with its documented outcome.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+cargo build --quiet --example studio
+bin=target/debug/examples/studio
+# Keys in the environment would send the demo to the real services.
+unset FAL_KEY SUCHUANG_API_KEY APIFY_TOKEN GEMINI_API_KEY YOUTUBE_CLIENT_ID DATABASE_URL || true
+
+check() {
+  local name="$1" expect="$2"; shift 2
+  local out
+  out="$("$bin" --speed 120 "$@" 2>&1)" || { echo "$out"; echo "studio $name: exit $?" >&2; exit 1; }
+  while IFS= read -r line; do
+    if ! grep -qF -- "$line" <<<"$out"; then
+      echo "$out"
+      echo "studio $name: expected a line with: $line" >&2
+      exit 1
+    fi
+  done <<<"$expect"
+  echo "studio $name: ok ($(grep -o 'whole flow in [0-9.]* s' <<<"$out"))"
+}
+
+check plain $'published: https://www.youtube.com/watch?v=\nwebhook verified\n-15   spent on job\nmargin ¥'
+check suchuang-out-of-funds $'completed on fal\nadmin alerts: 1' --fault suchuang-out-of-funds
+check providers-down $'temporarily unavailable\ncredits held were refunded: 100 available' --fault providers-down
+check upload-dropped $'(the upload was resumed)' --fault upload-dropped
+check youtube-quota $'upload quota is used up; it resets at' --fault youtube-quota
