@@ -52,8 +52,8 @@ pub struct Run {
     pub started_at: SystemTime,
     /// When it started (for progress).
     pub started: tokio::time::Instant,
-    /// `ABORTED` when aborted.
-    pub aborted: bool,
+    /// When it was aborted (a run that had ended keeps its status).
+    pub aborted: Option<tokio::time::Instant>,
     /// The run ends `FAILED`.
     pub fails: bool,
 }
@@ -206,7 +206,10 @@ impl ApifySim {
         let token = header(&req, "authorization")
             .and_then(|h| h.strip_prefix("Bearer ").map(str::to_owned))
             .or_else(|| q.get("token").cloned());
+        // A run's id is enough to read it (its costs aside).
+        let run_lookup = req.method() == "GET" && req.uri().path().starts_with("/v2/actor-runs/");
         match token {
+            None if run_lookup => {}
             None => {
                 return apify_error(
                     401,
@@ -237,7 +240,9 @@ impl ApifySim {
                 let actor = (*actor).to_owned();
                 self.run_sync(actor, q, req).await
             }
-            ("GET", ["", "v2", "acts", actor, "runs"]) => self.list(actor, &q),
+            ("GET", ["", "v2", "acts", actor, "runs"]) => {
+                self.list(Self::actor(actor).unwrap_or(actor), &q)
+            }
             ("GET", ["", "v2", "acts", _, "runs", id]) | ("GET", ["", "v2", "actor-runs", id]) => {
                 let id = (*id).to_owned();
                 self.get_run(&id, &q).await
@@ -253,8 +258,14 @@ impl ApifySim {
         }
     }
 
-    fn known_actor(actor: &str) -> bool {
-        [TIKTOK, YOUTUBE, INSTAGRAM].contains(&actor)
+    /// The actor an id names: `user~name`, or the opaque id the store gives it.
+    fn actor(id: &str) -> Option<&'static str> {
+        match id {
+            TIKTOK | "GdWCkxBtKWOsKjdch" => Some(TIKTOK),
+            YOUTUBE | "h7sDV53CddomktSi5" => Some(YOUTUBE),
+            INSTAGRAM | "reGe1ST3OBgYZSsZJ" => Some(INSTAGRAM),
+            _ => None,
+        }
     }
 
     async fn begin(
@@ -265,13 +276,13 @@ impl ApifySim {
     ) -> Result<String, Answer> {
         let ctype = header(&req, "content-type").unwrap_or_default();
         let raw = body(req).await;
-        if !Self::known_actor(&actor) {
+        let Some(actor) = Self::actor(&actor).map(str::to_owned) else {
             return Err(apify_error(
                 404,
                 "record-not-found",
                 &format!("Actor {actor} was not found"),
             ));
-        }
+        };
         if !ctype.starts_with("application/json") {
             self.violation(format!("run start: content type `{ctype}`"));
         }
@@ -307,7 +318,7 @@ impl ApifySim {
                 max_items: q.get("maxItems").and_then(|m| m.parse().ok()),
                 started_at: SystemTime::now(),
                 started: tokio::time::Instant::now(),
-                aborted: false,
+                aborted: None,
                 fails: faults.fail_jobs,
             },
         );
@@ -332,16 +343,25 @@ impl ApifySim {
 
     /// (status, still running).
     fn status(&self, run: &Run) -> &'static str {
-        if run.aborted {
+        let length = self.lock().run_length;
+        let ran = self.ran_for(run);
+        let done = self.pace.fraction(length, ran, 3) >= 1.0;
+        if run.aborted.is_some() && !done {
             return "ABORTED";
         }
-        let length = self.lock().run_length;
-        let done = self.pace.fraction(length, run.started.elapsed(), 3) >= 1.0;
         match (done, run.fails) {
             (true, true) => "FAILED",
             (true, false) => "SUCCEEDED",
             (false, _) if run.started.elapsed() < Duration::from_millis(200) => "READY",
             _ => "RUNNING",
+        }
+    }
+
+    /// How long a run has run: until now, or until it was aborted.
+    fn ran_for(&self, run: &Run) -> Duration {
+        match run.aborted {
+            Some(at) => at.saturating_duration_since(run.started),
+            None => run.started.elapsed(),
         }
     }
 
@@ -354,7 +374,12 @@ impl ApifySim {
             "actorTaskId": null, "status": status,
             "statusMessage": if terminal { "Finished" } else { "Scraping" },
             "startedAt": iso(run.started_at),
-            "finishedAt": if terminal { json!(iso(SystemTime::now())) } else { Value::Null },
+                        "finishedAt": if terminal {
+                let length = self.pace.wait(self.lock().run_length).min(self.ran_for(&run));
+                json!(iso(run.started_at + length))
+            } else {
+                Value::Null
+            },
             "buildId": "simbuild0001", "buildNumber": "1.0.1", "meta": {"origin": "API"},
             "stats": {}, "options": {"build": "latest", "timeoutSecs": 3600, "memoryMbytes": 1024},
             "exitCode": if terminal { json!(0) } else { Value::Null },
@@ -378,7 +403,7 @@ impl ApifySim {
             .and_then(|w| w.parse::<u64>().ok())
             .unwrap_or(0)
             .min(60);
-        if !run.aborted {
+        if run.aborted.is_none() {
             let pause = self.remaining(&run).min(Duration::from_secs(wait));
             if !pause.is_zero() {
                 tokio::time::sleep(pause).await;
@@ -441,7 +466,7 @@ impl ApifySim {
             let mut s = self.lock();
             match s.runs.get_mut(id) {
                 Some(r) => {
-                    r.aborted = true;
+                    r.aborted.get_or_insert_with(tokio::time::Instant::now);
                     true
                 }
                 None => false,
@@ -480,7 +505,7 @@ impl ApifySim {
             "FAILED" | "READY" => Vec::new(),
             _ => {
                 let length = self.lock().run_length;
-                let f = self.pace.fraction(length, run.started.elapsed(), 0);
+                let f = self.pace.fraction(length, self.ran_for(&run), 0);
                 let n = (all.len() as f64 * f) as usize;
                 all.into_iter().take(n).collect()
             }
@@ -518,6 +543,9 @@ impl ApifySim {
             );
         }
         tokio::time::sleep(remaining).await;
+        if self.switches.take(SERVICE, |f| &mut f.lose_submit_answers) {
+            return dropped();
+        }
         let status = self.status(&run);
         if status != "SUCCEEDED" {
             return apify_error(
@@ -543,11 +571,13 @@ fn page(items: Vec<Value>, q: &HashMap<String, String>, status: u16) -> Answer {
         .unwrap_or(usize::MAX);
     let mut out: Vec<Value> = items.into_iter().skip(offset).take(limit).collect();
     if clean {
+        // skipHidden (fields named `#…`) and skipEmpty (items with nothing in them).
         for item in &mut out {
             if let Some(map) = item.as_object_mut() {
-                map.retain(|k, v| !k.starts_with('#') && !v.is_null());
+                map.retain(|k, _| !k.starts_with('#'));
             }
         }
+        out.retain(|item| item.as_object().is_none_or(|m| !m.is_empty()));
     }
     let count = out.len();
     reply_with(
@@ -571,7 +601,9 @@ fn check_input(actor: &str, input: &Value) -> Result<(), String> {
         })
     };
     match actor {
-        TIKTOK if !strings("searchQueries") => Err("searchQueries must be a list of words".into()),
+        TIKTOK if !(strings("searchQueries") || strings("hashtags") || strings("profiles")) => {
+            Err("give searchQueries, hashtags or profiles".into())
+        }
         YOUTUBE if !strings("searchQueries") => Err("searchQueries must be a list of words".into()),
         INSTAGRAM if !strings("hashtags") => Err("hashtags must be a list of hashtags".into()),
         _ => Ok(()),
@@ -639,10 +671,18 @@ const AUTHORS: [&str; 8] = [
 ];
 
 fn max_age_days(input: &Value) -> u64 {
+    // "7 days", "2 weeks", "3 months", "1 year" (a date string falls back to 30 days).
     let days = |v: &Value| {
-        v.as_str()
-            .and_then(|s| s.split_whitespace().next())
-            .and_then(|n| n.parse::<u64>().ok())
+        let text = v.as_str()?;
+        let mut words = text.split_whitespace();
+        let n = words.next()?.parse::<u64>().ok()?;
+        let per = match words.next().unwrap_or("days").trim_end_matches('s') {
+            "week" => 7,
+            "month" => 30,
+            "year" => 365,
+            _ => 1,
+        };
+        Some(n.saturating_mul(per))
     };
     days(&input["oldestPostDateUnified"])
         .or_else(|| days(&input["onlyPostsNewerThan"]))
@@ -653,14 +693,17 @@ fn max_age_days(input: &Value) -> u64 {
             _ => None,
         })
         .unwrap_or(30)
-        .max(1)
+        .clamp(1, 3650)
 }
 
 /// The items an actor finds for `input`: its results, with error items mixed in.
 fn make_items(seed: u64, actor: &str, input: &Value, max_items: Option<usize>) -> Vec<Value> {
     let (keyword, limit) = match actor {
         TIKTOK => (
-            input["searchQueries"][0].as_str(),
+            input["searchQueries"][0]
+                .as_str()
+                .or(input["hashtags"][0].as_str())
+                .or(input["profiles"][0].as_str()),
             input["resultsPerPage"].as_u64(),
         ),
         YOUTUBE => (
@@ -696,7 +739,11 @@ fn make_items(seed: u64, actor: &str, input: &Value, max_items: Option<usize>) -
         let duration = 8 + d.below(52);
         let title = format!("{keyword} {} #{}", d.pick(&HOOKS), keyword.replace(' ', ""));
         let author = d.pick(&AUTHORS).to_owned();
-        let vid = format!("{:019}", d.next() % 10_000_000_000_000_000_000);
+        // TikTok's ids are about 7.3e18: below i64::MAX, as real ones are.
+        let vid = format!(
+            "{}",
+            7_300_000_000_000_000_000 + d.below(100_000_000_000_000_000)
+        );
         let when = iso(UNIX_EPOCH + Duration::from_secs(posted));
         out.push(match actor {
             TIKTOK => json!({"id": vid, "text": title,

@@ -250,7 +250,9 @@ impl FalSim {
 
     fn file(&self, path: &str) -> Answer {
         let id = path.split('/').nth(1).unwrap_or_default();
-        let known = self.lock().requests.get(id).is_some_and(|r| r.done);
+        let known = self
+            .lookup_any(id)
+            .is_some_and(|r| r.failure.is_none() && self.progress(&r).0 >= 1.0);
         if !known {
             return reply(404, json!({"detail": "File not found"}));
         }
@@ -330,7 +332,11 @@ impl FalSim {
         }
         let webhook = q.get("fal_webhook").cloned();
         if let Some(w) = &webhook {
-            if !(w.starts_with("http://") || w.starts_with("https://")) {
+            if w.starts_with("https://") {
+                self.violation(format!(
+                    "submit: webhook {w} is https; the simulator delivers over plain HTTP only"
+                ));
+            } else if !w.starts_with("http://") {
                 return fal_error(
                     422,
                     json!([{"loc": ["query", "fal_webhook"],
@@ -398,6 +404,10 @@ impl FalSim {
         (f, position)
     }
 
+    fn lookup_any(&self, id: &str) -> Option<Request> {
+        self.lock().requests.get(id).cloned()
+    }
+
     fn lookup(&self, app: &str, id: &str) -> Option<Request> {
         self.lock()
             .requests
@@ -437,11 +447,13 @@ impl FalSim {
             )
         };
         let headers = [("x-fal-request-id", id.to_owned())];
+        let base = format!("{}/{app}/requests/{id}", self.url);
         if !finished && position > 0 {
             return reply_with(
                 202,
                 json!({"status": "IN_QUEUE", "request_id": id, "queue_position": position,
-                    "response_url": format!("{}/{app}/requests/{id}", self.url)}),
+                    "response_url": base, "status_url": format!("{base}/status"),
+                    "cancel_url": format!("{base}/cancel")}),
                 &headers,
             );
         }
@@ -450,13 +462,15 @@ impl FalSim {
             return reply_with(
                 202,
                 json!({"status": "IN_PROGRESS", "request_id": id, "logs": logs(step),
-                    "response_url": format!("{}/{app}/requests/{id}", self.url)}),
+                    "response_url": base, "status_url": format!("{base}/status"),
+                    "cancel_url": format!("{base}/cancel")}),
                 &headers,
             );
         }
         let mut answer = json!({"status": "COMPLETED", "request_id": id, "logs": logs(30),
             "metrics": {"inference_time": NOMINAL_RUN.as_secs_f64() * 0.8},
-            "response_url": format!("{}/{app}/requests/{id}", self.url)});
+            "response_url": base, "status_url": format!("{base}/status"),
+            "cancel_url": format!("{base}/cancel")});
         if let Some((error, kind)) = &r.failure {
             answer["error"] = json!(error);
             answer["error_type"] = json!(kind);
@@ -477,11 +491,18 @@ impl FalSim {
         if r.cancelled {
             return reply(499, json!({"detail": "Request was cancelled"}));
         }
-        if !r.done {
+        if self.progress(&r).0 < 1.0 {
             return fal_error(400, json!("Request is still in progress"));
         }
-        if let Some((error, _)) = &r.failure {
-            return fal_error(500, json!(error));
+        if let Some((error, kind)) = &r.failure {
+            return reply_with(
+                503,
+                json!({"detail": error, "error_type": kind}),
+                &[
+                    ("x-fal-error-type", kind.clone()),
+                    ("x-fal-request-id", id.to_owned()),
+                ],
+            );
         }
         reply_with(200, self.output(id), &[("x-fal-request-id", id.to_owned())])
     }
@@ -530,7 +551,14 @@ impl FalSim {
             WebhookFault::OnTime => 1,
             WebhookFault::Duplicated => 2,
             WebhookFault::Late(secs) => {
-                tokio::time::sleep(self.pace.wait(Duration::from_secs(secs))).await;
+                // At test pace "late" is a hundredth of the seconds in real time.
+                let delay = match self.pace {
+                    Pace::Instant => {
+                        Duration::from_millis(secs.saturating_mul(10)).min(Duration::from_secs(5))
+                    }
+                    pace => pace.wait(Duration::from_secs(secs)),
+                };
+                tokio::time::sleep(delay).await;
                 1
             }
         };
@@ -557,8 +585,8 @@ impl FalSim {
                 }
             }
             let wait = match self.pace {
-                Pace::Instant => Duration::from_millis(100 * (1 << attempt.min(6))),
-                pace => pace.wait(Duration::from_secs(15 * (1 << attempt.min(6)))),
+                Pace::Instant => Duration::from_millis(100 << attempt.min(6)),
+                pace => pace.wait(Duration::from_secs(15 << attempt.min(6))),
             };
             tokio::time::sleep(wait).await;
         }

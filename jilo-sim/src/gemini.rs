@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::server::{self, body, header, query, reply, reply_with, Answer, Req};
+use crate::server::{self, body, header, query, reply, Answer, Req};
 use crate::{Service, Switches};
 
 /// The key the simulator accepts (`GEMINI_API_KEY`).
@@ -308,8 +308,8 @@ impl GeminiSim {
                 ),
             );
         }
-        if let Some(secs) = faults.rate_limited.or(faults.quota_exhausted.then_some(60)) {
-            return reply_with(
+        if let Some(secs) = faults.rate_limited {
+            return reply(
                 429,
                 google_error(
                     429,
@@ -320,7 +320,20 @@ impl GeminiSim {
                         "quotaId": "GenerateRequestsPerMinutePerProjectPerModel"}]},
                     {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": format!("{secs}s")}]),
                 ),
-                &[],
+            );
+        }
+        if faults.quota_exhausted {
+            // The daily quota: no RetryInfo, nothing to wait for but the next day.
+            return reply(
+                429,
+                google_error(
+                    429,
+                    "RESOURCE_EXHAUSTED",
+                    "You exceeded your current quota, please check your plan and billing details.",
+                    json!([{"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": [{
+                        "quotaMetric": "generativelanguage.googleapis.com/generate_content_requests",
+                        "quotaId": "GenerateRequestsPerDayPerProjectPerModel"}]}]),
+                ),
             );
         }
         if RETIRED.contains(&model.as_str()) {
@@ -353,7 +366,13 @@ impl GeminiSim {
             .filter_map(|p| p["text"].as_str())
             .collect::<Vec<_>>()
             .join("\n");
-        if text.trim().is_empty() {
+        let parts = request["contents"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|c| c["parts"].as_array().into_iter().flatten())
+            .count();
+        if parts == 0 {
             self.violation("generateContent without contents".into());
             return reply(
                 400,
@@ -365,8 +384,19 @@ impl GeminiSim {
                 ),
             );
         }
-        let config = &request["generationConfig"];
-        let (json_schema, api_schema) = (&config["responseJsonSchema"], &config["responseSchema"]);
+        // The API takes camelCase and snake_case names alike.
+        let field = |v: &'_ Value, camel: &str, snake: &str| -> Value {
+            v.get(camel)
+                .or_else(|| v.get(snake))
+                .cloned()
+                .unwrap_or(Value::Null)
+        };
+        let config = field(request, "generationConfig", "generation_config");
+        let (json_schema, api_schema) = (
+            field(&config, "responseJsonSchema", "response_json_schema"),
+            field(&config, "responseSchema", "response_schema"),
+        );
+        let mime = field(&config, "responseMimeType", "response_mime_type");
         if !json_schema.is_null() && !api_schema.is_null() {
             self.violation("both responseSchema and responseJsonSchema".into());
             return reply(
@@ -380,11 +410,12 @@ impl GeminiSim {
             );
         }
         let schema = if json_schema.is_null() {
-            api_schema
+            &api_schema
         } else {
-            json_schema
+            &json_schema
         };
-        if !schema.is_null() && config["responseMimeType"].as_str() != Some("application/json") {
+        let wants_json = mime.as_str() == Some("application/json");
+        if !schema.is_null() && !wants_json {
             self.violation("a response schema without responseMimeType application/json".into());
             return reply(
                 400,
@@ -407,7 +438,9 @@ impl GeminiSim {
             );
         }
         let mut words = Words::new(self.seed, &text);
-        let answer = if schema.is_null() {
+        let answer = if schema.is_null() && wants_json {
+            json!({ "text": words.prompt_like() })
+        } else if schema.is_null() {
             Value::String(words.prompt_like())
         } else {
             let required: Vec<String> = schema["required"]
@@ -417,7 +450,12 @@ impl GeminiSim {
                 .filter_map(|r| r.as_str().map(str::to_owned))
                 .collect();
             self.lock().schemas_seen.push(required);
-            make(schema, "", &mut words)
+            match make(schema, "", &mut words, 0) {
+                Ok(v) => v,
+                Err(why) => {
+                    return reply(400, google_error(400, "INVALID_ARGUMENT", &why, json!([])))
+                }
+            }
         };
         let out = match &answer {
             Value::String(s) if schema.is_null() => s.clone(),
@@ -608,20 +646,41 @@ fn title_case(s: &str) -> String {
         .join(" ")
 }
 
-fn number(v: &Value) -> Option<i64> {
-    v.as_i64()
-        .or_else(|| v.as_f64().map(|f| f as i64))
-        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+/// Schemas the simulator answers: deeper, longer or bigger ones are refused as the service
+/// refuses a schema it cannot serve.
+const MAX_DEPTH: usize = 24;
+const MAX_ITEMS: u64 = 200;
+const MAX_CHARS: usize = 20_000;
+
+/// A bound given as a number or (in Gemini's subset, int64 as JSON) a string.
+fn bound(v: &Value) -> Option<f64> {
+    v.as_f64()
+        .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+        .filter(|f| f.is_finite())
+}
+
+fn count(v: &Value) -> Option<u64> {
+    bound(v).map(|f| f.max(0.0).min(u64::MAX as f64) as u64)
 }
 
 /// A value satisfying `schema` (JSON Schema or Gemini's upper-case subset).
-fn make(schema: &Value, name: &str, words: &mut Words) -> Value {
+fn make(schema: &Value, name: &str, words: &mut Words, depth: usize) -> Result<Value, String> {
+    if depth > MAX_DEPTH {
+        return Err(format!(
+            "the response schema nests deeper than {MAX_DEPTH} levels"
+        ));
+    }
     if let Some(options) = schema["enum"].as_array().filter(|o| !o.is_empty()) {
         let i = words.below(options.len() as u64) as usize;
-        return options[i].clone();
+        return Ok(options[i].clone());
     }
-    if let Some(first) = schema["anyOf"].as_array().and_then(|a| a.first()) {
-        return make(first, name, words);
+    if let Some(c) = schema.get("const") {
+        return Ok(c.clone());
+    }
+    for any in ["anyOf", "oneOf"] {
+        if let Some(first) = schema[any].as_array().and_then(|a| a.first()) {
+            return make(first, name, words, depth + 1);
+        }
     }
     let kind = match &schema["type"] {
         Value::String(t) => t.to_ascii_lowercase(),
@@ -634,46 +693,72 @@ fn make(schema: &Value, name: &str, words: &mut Words) -> Value {
         _ if schema["properties"].is_object() => "object".to_owned(),
         _ => "string".to_owned(),
     };
-    match kind.as_str() {
+    Ok(match kind.as_str() {
         "object" => {
             let mut out = Map::new();
             if let Some(props) = schema["properties"].as_object() {
                 for (k, s) in props {
-                    out.insert(k.clone(), make(s, k, words));
+                    out.insert(k.clone(), make(s, k, words, depth + 1)?);
                 }
             }
             Value::Object(out)
         }
         "array" => {
-            let min = number(&schema["minItems"]).unwrap_or(1).max(0) as u64;
-            let max = number(&schema["maxItems"])
-                .map_or(min + 3, |m| m.max(0) as u64)
-                .max(min);
+            let min = count(&schema["minItems"]).unwrap_or(1);
+            if min > MAX_ITEMS {
+                return Err(format!("minItems {min} is more than {MAX_ITEMS}"));
+            }
+            let max = count(&schema["maxItems"])
+                .unwrap_or(min + 3)
+                .clamp(min, MAX_ITEMS);
             let n = min + words.below(max - min + 1);
             let singular = name.trim_end_matches('s');
-            Value::Array(
-                (0..n)
-                    .map(|_| make(&schema["items"], singular, words))
-                    .collect(),
-            )
+            let items = (0..n)
+                .map(|_| make(&schema["items"], singular, words, depth + 1))
+                .collect::<Result<Vec<_>, _>>()?;
+            Value::Array(items)
         }
-        "integer" | "number" => {
-            let lo = number(&schema["minimum"]).unwrap_or(0);
-            let hi = number(&schema["maximum"]).unwrap_or(lo + 100).max(lo);
-            let span = (hi - lo) as u64;
+        "integer" => {
+            let mut lo = bound(&schema["minimum"]).map_or(0.0, f64::ceil);
+            let mut hi = bound(&schema["maximum"]).map_or(lo + 100.0, f64::floor);
+            if let Some(x) = bound(&schema["exclusiveMinimum"]) {
+                lo = lo.max(x.floor() + 1.0);
+            }
+            if let Some(x) = bound(&schema["exclusiveMaximum"]) {
+                hi = hi.min(x.ceil() - 1.0);
+            }
+            let (lo, hi) = (lo as i128, (hi.max(lo)) as i128);
+            let span = u64::try_from((hi - lo) / 2).unwrap_or(u64::MAX / 2);
             // Upper half of the range: trends are picked for being good.
-            json!(lo + (span / 2 + words.below(span / 2 + 1)) as i64)
+            let v = hi - i128::from(words.below(span.saturating_add(1)));
+            json!(i64::try_from(v).unwrap_or(i64::MAX))
+        }
+        "number" => {
+            let lo = bound(&schema["minimum"])
+                .or(bound(&schema["exclusiveMinimum"]))
+                .unwrap_or(0.0);
+            let hi = bound(&schema["maximum"])
+                .or(bound(&schema["exclusiveMaximum"]))
+                .unwrap_or(lo + 100.0)
+                .max(lo);
+            let f = 0.5 + (words.below(1000) as f64) / 2000.0;
+            let v = lo + (hi - lo) * f;
+            json!(if v.is_finite() { v } else { lo })
         }
         "boolean" => Value::Bool(words.below(2) == 1),
         "null" => Value::Null,
         _ => {
-            let min = number(&schema["minLength"]).unwrap_or(1).max(0) as usize;
-            let max = number(&schema["maxLength"])
-                .map_or(400, |m| m.max(0) as usize)
-                .max(min);
+            let min = count(&schema["minLength"]).unwrap_or(1);
+            let min = usize::try_from(min).unwrap_or(usize::MAX);
+            if min > MAX_CHARS {
+                return Err(format!("minLength {min} is more than {MAX_CHARS}"));
+            }
+            let max = count(&schema["maxLength"])
+                .map_or(400, |m| usize::try_from(m).unwrap_or(MAX_CHARS))
+                .clamp(min, MAX_CHARS);
             Value::String(words.text(name, min, max))
         }
-    }
+    })
 }
 
 #[cfg(test)]
@@ -693,7 +778,9 @@ mod tests {
                 &schema,
                 "",
                 &mut Words::new(seed, "Trending: origami robots on TikTok"),
-            );
+                0,
+            )
+            .unwrap();
             assert_eq!(v["titles"].as_array().unwrap().len(), 3);
             let prompt = v["prompt"].as_str().unwrap().chars().count();
             assert!((100..=300).contains(&prompt), "{prompt}");
@@ -704,7 +791,22 @@ mod tests {
                 .iter()
                 .all(|t| t.as_str().unwrap().chars().count() <= 30));
         }
-        let a = make(&schema, "", &mut Words::new(1, "same"));
-        assert_eq!(a, make(&schema, "", &mut Words::new(1, "same")));
+        let a = make(&schema, "", &mut Words::new(1, "same"), 0).unwrap();
+        assert_eq!(a, make(&schema, "", &mut Words::new(1, "same"), 0).unwrap());
+        // Bounds at the ends of the integers, fractions and sizes no answer could have.
+        let wide = json!({"type": "integer", "minimum": -9.0e18, "maximum": 9.0e18});
+        assert!(make(&wide, "n", &mut Words::new(1, "x"), 0)
+            .unwrap()
+            .is_i64());
+        let frac = json!({"type": "number", "minimum": 0.5, "maximum": 0.9});
+        let v = make(&frac, "n", &mut Words::new(1, "x"), 0)
+            .unwrap()
+            .as_f64()
+            .unwrap();
+        assert!((0.5..=0.9).contains(&v), "{v}");
+        let huge = json!({"type": "array", "items": {"type": "string"}, "minItems": 1e15});
+        assert!(make(&huge, "n", &mut Words::new(1, "x"), 0).is_err());
+        let long = json!({"type": "string", "minLength": "99999999999"});
+        assert!(make(&long, "n", &mut Words::new(1, "x"), 0).is_err());
     }
 }

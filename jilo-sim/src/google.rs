@@ -272,6 +272,9 @@ impl GoogleSim {
             ("POST", "/token") => self.token(req).await,
             ("POST", "/revoke") => self.revoke(req).await,
             ("GET", "/youtube/v3/channels") => self.channels(req),
+            ("POST", "/upload/youtube/v3/videos") if query(&req).contains_key("upload_id") => {
+                self.put(req).await
+            }
             ("POST", "/upload/youtube/v3/videos") => self.start_session(req).await,
             ("PUT", "/upload/youtube/v3/videos") => self.put(req).await,
             ("POST", "/upload/youtube/v3/thumbnails/set") => self.thumbnail(req).await,
@@ -286,6 +289,12 @@ impl GoogleSim {
     fn switched(&self, req: &Req, path: &str) -> Option<Answer> {
         let faults = self.switches.get(SERVICE);
         let youtube = path.starts_with("/youtube/") || path.starts_with("/upload/");
+        if faults.down || self.switches.take(SERVICE, |f| &mut f.server_errors) {
+            return Some(reply(
+                503,
+                google_error(503, "backendError", "Backend Error"),
+            ));
+        }
         if path == "/token" && faults.key_rejected {
             return Some(reply(
                 401,
@@ -327,7 +336,7 @@ impl GoogleSim {
                 if self.switches.take(SERVICE, |f| &mut f.expire_uploads) {
                     self.lock().faults.push_front(Fault::Expire);
                 } else if self.switches.take(SERVICE, |f| &mut f.drop_uploads) {
-                    self.lock().faults.push_front(Fault::DropAfter(UNIT));
+                    self.lock().faults.push_front(Fault::DropAfter(UNIT / 2));
                 }
             }
         }
@@ -608,8 +617,12 @@ impl GoogleSim {
     }
 
     async fn put(&self, req: Req) -> Answer {
-        if let Some(denied) = self.authorized(&req) {
-            return denied;
+        // The session URI is the credential: a chunk may come without `Authorization`, but
+        // one that carries a token must carry a valid one.
+        if header(&req, "authorization").is_some() {
+            if let Some(denied) = self.authorized(&req) {
+                return denied;
+            }
         }
         self.lock().put_times.push(tokio::time::Instant::now());
         let q = query(&req);
@@ -626,7 +639,8 @@ impl GoogleSim {
                 return reply(404, google_error(404, "notFound", "session expired"));
             }
             if let Some(video) = upload.video.clone() {
-                return reply(200, video);
+                // A finished upload answers as its last chunk was answered.
+                return reply(201, video);
             }
             let total = upload.total;
             // A status query.
@@ -642,7 +656,16 @@ impl GoogleSim {
                 return empty(308, &Self::range_header(held));
             }
         }
-        // A chunk: `bytes FIRST-LAST/TOTAL`.
+        // A chunk: `bytes FIRST-LAST/TOTAL`; none means the whole file in one request.
+        let whole = {
+            let s = self.lock();
+            s.sessions.get(&id).map(|u| u.total).unwrap_or(0)
+        };
+        let range = if range.is_empty() && whole > 0 {
+            format!("bytes 0-{}/{whole}", whole - 1)
+        } else {
+            range
+        };
         let parsed = range.strip_prefix("bytes ").and_then(|r| {
             let (span, total) = r.split_once('/')?;
             let (a, b) = span.split_once('-')?;
@@ -746,6 +769,22 @@ impl GoogleSim {
         };
         let upload_total = s.sessions[&id].total;
         let held = s.sessions[&id].received.len() as u64;
+        if last < first || last >= total_in {
+            s.violation(format!(
+                "chunk: Content-Range `{range}` is not a range of the file"
+            ));
+            return (
+                reply(
+                    400,
+                    google_error(
+                        400,
+                        "badContentRange",
+                        "Failed to parse Content-Range header.",
+                    ),
+                ),
+                None,
+            );
+        }
         let len = last + 1 - first;
         let is_last = last + 1 == upload_total;
         if total_in != upload_total {

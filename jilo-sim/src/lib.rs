@@ -74,7 +74,9 @@ impl Pace {
         match *self {
             Pace::Instant => Duration::ZERO,
             Pace::Speed(speed) if speed.is_finite() && speed > 0.0 => {
-                nominal.div_f64(speed).min(Duration::from_secs(3600))
+                Duration::try_from_secs_f64(nominal.as_secs_f64() / speed)
+                    .unwrap_or(Duration::MAX)
+                    .min(Duration::from_secs(3600))
             }
             Pace::Speed(_) => Duration::ZERO,
         }

@@ -4,8 +4,10 @@
 //!   the `Authorization` header or the `key` query parameter (both forms are accepted; when
 //!   both come they must agree), answering the `{code, msg, data}` envelope with `data.id`;
 //! - `GET /api/async/detail?id=…` answers the task: `status` 0 queued, 1 processing,
-//!   2 succeeded (`result[0]` the video), 3 failed (`fail_reason`), or in the legacy numbering
-//!   (0 queued, 1 succeeded with `content`, 2 failed, 3 generating) when switched to it;
+//!   2 succeeded (`result[0]` the video), 3 failed (`fail_reason`);
+//! - the legacy VEO API: `POST /api/video/veoPlus` (`{model, prompt, type, ratio}`) and
+//!   `GET /api/video/veoDetail?id=…` in its own numbering (0 queued, 1 succeeded with
+//!   `content`, 2 failed, 3 generating);
 //! - `GET /cdn/{id}.mp4` serves the video only with the CDN's referer
 //!   (`https://api.wuyinkeji.com/`) and a browser User-Agent; a bare download gets 403.
 //!
@@ -58,10 +60,10 @@ pub struct State {
     pub tasks: HashMap<String, Task>,
     /// Task ids in the order they were accepted (each one billed).
     pub accepted: Vec<String>,
-    /// Answer `detail` in the legacy numbering.
-    pub legacy_status: bool,
     /// Give task ids as numbers.
     pub numeric_ids: bool,
+    /// Submits refused because the account was out of funds.
+    pub refused_out_of_funds: u32,
     /// Downloads the CDN refused (no referer or no browser User-Agent).
     pub downloads_refused: u32,
     /// Downloads the CDN served.
@@ -151,7 +153,7 @@ impl SuchuangSim {
         }
         let faults = self.switches.get(SERVICE);
         if faults.down || self.switches.take(SERVICE, |f| &mut f.server_errors) {
-            return reply(502, envelope(502, "服务暂时繁忙", Value::Null));
+            return reply(503, envelope(503, "服务暂时繁忙", Value::Null));
         }
         if let Some(secs) = faults.rate_limited {
             return reply_with(
@@ -179,7 +181,9 @@ impl SuchuangSim {
                 let model = p.trim_start_matches("/api/async/video_").to_owned();
                 self.submit(model, req).await
             }
-            ("GET", "/api/async/detail") => self.detail(&req),
+            ("GET", "/api/async/detail") => self.detail(&req, false),
+            ("POST", "/api/video/veoPlus") => self.legacy_submit(req).await,
+            ("GET", "/api/video/veoDetail") => self.detail(&req, true),
             _ => reply(404, envelope(404, "接口不存在", Value::Null)),
         }
     }
@@ -228,6 +232,7 @@ impl SuchuangSim {
         }
         let faults = self.switches.get(SERVICE);
         if faults.out_of_funds {
+            self.lock().refused_out_of_funds += 1;
             return reply(200, envelope(400, "账户余额不足，请充值", Value::Null));
         }
         let (id, numeric) = {
@@ -266,17 +271,63 @@ impl SuchuangSim {
         )
     }
 
-    fn detail(&self, req: &Req) -> Answer {
-        let id = query(req).get("id").cloned().unwrap_or_default();
-        let (task, legacy) = {
+    /// A task in the async API's numbering, or the legacy one (`legacy`).
+    /// The legacy VEO submit: `{model, prompt, type, ratio}` → a numeric id.
+    async fn legacy_submit(&self, req: Req) -> Answer {
+        let raw = body(req).await;
+        let Ok(input) = serde_json::from_slice::<Value>(&raw) else {
+            self.violation("legacy submit: the body is not JSON".into());
+            return reply(400, envelope(400, "参数格式错误", Value::Null));
+        };
+        let model = input.get("model").and_then(Value::as_str).unwrap_or("");
+        if !["veo3", "veo3-fast", "veo3-pro"].contains(&model) {
+            return reply(200, envelope(400, "产品未开通", Value::Null));
+        }
+        if input
+            .get("prompt")
+            .and_then(Value::as_str)
+            .is_none_or(|p| p.trim().is_empty())
+        {
+            return reply(400, envelope(400, "prompt 不能为空", Value::Null));
+        }
+        let faults = self.switches.get(SERVICE);
+        if faults.out_of_funds {
+            self.lock().refused_out_of_funds += 1;
+            return reply(200, envelope(400, "账户余额不足，请充值", Value::Null));
+        }
+        let id = {
             let mut s = self.lock();
-            let legacy = s.legacy_status;
+            let id = format!("{}", s.accepted.len() + 5800);
+            s.accepted.push(id.clone());
+            s.tasks.insert(
+                id.clone(),
+                Task {
+                    model: model.to_owned(),
+                    input,
+                    submitted: tokio::time::Instant::now(),
+                    polls: 0,
+                    failure: faults.fail_jobs.then(|| "内容审核未通过".to_owned()),
+                },
+            );
+            id
+        };
+        if self.switches.take(SERVICE, |f| &mut f.lose_submit_answers) {
+            return dropped();
+        }
+        let n: u64 = id.parse().unwrap_or(0);
+        reply(200, envelope(200, "成功", json!({ "id": n })))
+    }
+
+    fn detail(&self, req: &Req, legacy: bool) -> Answer {
+        let id = query(req).get("id").cloned().unwrap_or_default();
+        let task = {
+            let mut s = self.lock();
             let Some(task) = s.tasks.get_mut(&id) else {
                 return reply(200, envelope(400, "任务不存在", Value::Null));
             };
             let before = task.clone();
             task.polls += 1;
-            (before, legacy)
+            before
         };
         let f = self
             .pace

@@ -86,7 +86,8 @@ pub enum WebhookFault {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServiceFaults {
-    /// Every request answers 503: the service is down.
+    /// Every request answers 503 in the service's own way (an nginx page at FAL's ingress, the
+    /// envelope at 速创, `UNAVAILABLE` at Gemini, `backendError` at Google): the service is down.
     pub down: bool,
     /// The next this many requests answer a 5xx (a burst), then the service recovers.
     pub server_errors: u32,
@@ -94,18 +95,22 @@ pub struct ServiceFaults {
     pub out_of_funds: bool,
     /// The key (or OAuth client) is refused.
     pub key_rejected: bool,
-    /// Requests answer 429 with `Retry-After` of this many seconds.
+    /// Requests answer 429 asking to wait this many seconds (`Retry-After`; Gemini says it in
+    /// the body's `RetryInfo`, as it does).
     pub rate_limited: Option<u64>,
-    /// The next this many paid submits are accepted (and billed) but their answer is lost:
-    /// the connection drops before the client reads it.
+    /// The next this many paid submits (a FAL or 速创 submit, an Apify run start or sync run)
+    /// are accepted and billed but their answer is lost: the connection drops before the
+    /// client reads it.
     pub lose_submit_answers: u32,
-    /// How webhooks go out.
+    /// How the webhooks of submits made from now on go out (FAL). At [`crate::Pace::Instant`]
+    /// `late` waits a hundredth of its seconds in real time.
     pub webhooks: WebhookFault,
     /// The next this many upload chunks are cut mid-body (the connection drops).
     pub drop_uploads: u32,
     /// The next this many upload chunks find their session expired.
     pub expire_uploads: u32,
-    /// The daily quota is used up (YouTube: 403 `quotaExceeded`; Apify: the monthly limit).
+    /// The quota is used up: YouTube's daily project quota (403 `quotaExceeded`), Gemini's
+    /// daily requests (429 without `RetryInfo`), Apify's monthly usage (402).
     pub quota_exhausted: bool,
     /// Prompts are blocked for safety (Gemini).
     pub block_prompts: bool,

@@ -127,15 +127,11 @@ async fn the_key_in_the_query_alone_is_accepted_and_two_keys_must_agree() {
 }
 
 #[tokio::test]
-async fn the_legacy_numbering_and_numeric_ids_read_the_same() {
+async fn numeric_task_ids_read_the_same() {
     let sim = SuchuangSim::start().await.unwrap();
-    {
-        let mut s = sim.lock();
-        s.legacy_status = true;
-        s.numeric_ids = true;
-    }
+    sim.lock().numeric_ids = true;
     let p = client(&sim);
-    let sub = p.submit(&request("job-legacy")).await.unwrap();
+    let sub = p.submit(&request("job-numeric")).await.unwrap();
     assert!(
         sub.request_id.chars().all(|c| c.is_ascii_digit()),
         "{}",
@@ -146,6 +142,47 @@ async fn the_legacy_numbering_and_numeric_ids_read_the_same() {
         matches!(end, ProviderStatus::Succeeded { video: Some(_) }),
         "{end:?}"
     );
+}
+
+/// The legacy VEO endpoints keep their own numbering: 1 is success, 3 is generating.
+#[tokio::test]
+async fn the_legacy_endpoints_answer_in_the_legacy_numbering() {
+    let sim = SuchuangSim::start().await.unwrap();
+    let http = common::http();
+    let submitted: serde_json::Value = http
+        .post(format!("{}/api/video/veoPlus", sim.url))
+        .header("authorization", KEY)
+        .json(
+            &serde_json::json!({"model": "veo3-fast", "prompt": "a lantern festival",
+            "type": "text2video", "ratio": "9:16"}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = submitted["data"]["id"].as_u64().expect("a numeric id");
+    let mut seen = Vec::new();
+    let content = loop {
+        let d: serde_json::Value = http
+            .get(format!("{}/api/video/veoDetail", sim.url))
+            .query(&[("key", KEY), ("id", &id.to_string())])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let status = d["data"]["status"].as_u64().unwrap();
+        seen.push(status);
+        if status == 1 {
+            break d["data"]["content"].as_str().unwrap().to_owned();
+        }
+        assert!(seen.len() < 10, "{seen:?}");
+    };
+    assert_eq!(seen, vec![0, 3, 3, 1]);
+    assert_eq!(content, sim.video_url(&id.to_string()));
 }
 
 #[tokio::test]
