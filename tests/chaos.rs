@@ -65,7 +65,7 @@ impl Rng {
 fn policy(hooks: &str) -> Policy {
     Policy {
         webhook_base_url: Some(hooks.to_owned()),
-        deadline: Duration::from_secs(90),
+        deadline: Duration::from_secs(20),
         poll_interval: Duration::from_millis(300),
         webhook_backstop: Duration::from_secs(2),
         retry_backoff: Backoff {
@@ -439,8 +439,8 @@ async fn many_jobs_survive_faults_and_killed_workers() {
                     workers.kill_and_restart(w).await;
                     kills += 1;
                 }
-                3 if !outage_done && i > jobs_wanted / 4 => {
-                    // The one out-of-funds outage of the run.
+                                _ if !outage_done && i >= jobs_wanted / 3 => {
+                    // The one out-of-funds outage of the run, a third of the way in.
                     switch(&sims, "suchuang:out_of_funds", true);
                     on.push(("suchuang:out_of_funds", i + 12));
                     outage_done = true;
@@ -657,12 +657,9 @@ async fn many_jobs_survive_faults_and_killed_workers() {
         .iter()
         .filter(|a| a.contains("suchuang") && a.contains("out of funds"))
         .count();
-    let refused_for_funds = sims.suchuang.lock().refused_out_of_funds;
-    assert_eq!(
-        funds_alerts,
-        usize::from(refused_for_funds > 0),
-        "alerts: {alerts:?}"
-    );
+        let refused_for_funds = sims.suchuang.lock().refused_out_of_funds;
+    assert!(refused_for_funds > 0, "the outage met a submit");
+    assert_eq!(funds_alerts, 1, "alerts: {alerts:?}");
     let violations: Vec<String> = [
         sims.fal.lock().violations.clone(),
         sims.suchuang.lock().violations.clone(),
