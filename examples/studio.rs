@@ -345,6 +345,11 @@ async fn run() -> Result<(), Failure> {
             webhook_base_url: Some(hooks_url),
             poll_interval: Duration::from_secs(1),
             tick_interval: Duration::from_millis(250),
+            // A demo's pace: a refused submit is tried again after about a second.
+            retry_backoff: jilo::Backoff {
+                base: Duration::from_secs(1),
+                max: Duration::from_secs(4),
+            },
             plans: vec![Plan::new("basic", "Basic", BASIC.1, BASIC.0, "CNY")],
             ..Policy::default()
         })

@@ -439,7 +439,7 @@ async fn many_jobs_survive_faults_and_killed_workers() {
                     workers.kill_and_restart(w).await;
                     kills += 1;
                 }
-                                _ if !outage_done && i >= jobs_wanted / 3 => {
+                _ if !outage_done && i >= jobs_wanted / 3 => {
                     // The one out-of-funds outage of the run, a third of the way in.
                     switch(&sims, "suchuang:out_of_funds", true);
                     on.push(("suchuang:out_of_funds", i + 12));
@@ -657,7 +657,7 @@ async fn many_jobs_survive_faults_and_killed_workers() {
         .iter()
         .filter(|a| a.contains("suchuang") && a.contains("out of funds"))
         .count();
-        let refused_for_funds = sims.suchuang.lock().refused_out_of_funds;
+    let refused_for_funds = sims.suchuang.lock().refused_out_of_funds;
     assert!(refused_for_funds > 0, "the outage met a submit");
     assert_eq!(funds_alerts, 1, "alerts: {alerts:?}");
     let violations: Vec<String> = [

@@ -1127,6 +1127,14 @@ async fn the_simulators_fault_switches_read_as_the_publisher_expects() {
     rig.sim.switches().clear();
     rig.sim
         .switches()
+        .update(Service::Youtube, |f| f.rate_limited = Some(7));
+    let ended = rig.publish(&request, Arc::new(Journal::default())).await;
+    let err = ended.unwrap_err();
+    assert_eq!(err.kind(), jilo_core::ErrorKind::RateLimited, "{err}");
+
+    rig.sim.switches().clear();
+    rig.sim
+        .switches()
         .update(Service::Youtube, |f| f.down = true);
     let ended = rig.publish(&request, Arc::new(Journal::default())).await;
     assert_eq!(ended.unwrap_err().kind(), jilo_core::ErrorKind::Unavailable);

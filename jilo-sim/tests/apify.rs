@@ -172,6 +172,7 @@ async fn every_fault_switch_reads_as_the_client_expects() {
         (|f| f.key_rejected = true, ErrorKind::Unauthorized),
         (|f| f.rate_limited = Some(1), ErrorKind::RateLimited),
         (|f| f.fail_jobs = true, ErrorKind::Unavailable),
+        (|f| f.down = true, ErrorKind::Unavailable),
     ];
     for (i, (switch, kind)) in cases.into_iter().enumerate() {
         sim.switches().clear();
@@ -183,4 +184,31 @@ async fn every_fault_switch_reads_as_the_client_expects() {
         assert_eq!(err.kind(), kind, "case {i}: {err}");
         assert!(!format!("{err:?}").contains(TOKEN));
     }
+}
+
+/// A 5xx on the start may have started a run: the client looks for it instead of starting
+/// again, and finding none (the simulator took nothing) reports the outage, with no second
+/// paid start.
+#[tokio::test]
+async fn a_start_answered_5xx_is_looked_up_not_repeated() {
+    let sim = ApifySim::start().await.unwrap();
+    let apify = source(&sim);
+    sim.switches()
+        .update(Service::Apify, |f| f.server_errors = 1);
+    let err = apify
+        .search(&query(Platform::TikTok, "bursts"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+    let s = sim.lock();
+    assert!(s.started.is_empty(), "no run was started");
+    let starts = s.requests.iter().filter(|l| l.starts_with("POST ")).count();
+    assert_eq!(starts, 1, "{:?}", s.requests);
+    assert!(
+        s.requests
+            .iter()
+            .any(|l| l.starts_with("GET /v2/acts/") && l.contains("/runs?")),
+        "{:?}",
+        s.requests
+    );
 }

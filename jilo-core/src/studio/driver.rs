@@ -616,15 +616,12 @@ fn observe(job: &mut Job, input: Input, observation: &Observation, deadline: &st
             // The copy never succeeded: the user is refunded; the last copy error stays in
             // the log and the admin's alert.
             job.failure = Some(format!(
-                "the finished video could not be copied within {} minutes",
-                deadline.as_secs() / 60
+                "the finished video could not be copied within {}",
+                span(*deadline)
             ));
         }
         Input::DeadlinePassed => {
-            job.failure = Some(format!(
-                "no result within {} minutes",
-                deadline.as_secs() / 60
-            ));
+            job.failure = Some(format!("no result within {}", span(*deadline)));
         }
         Input::CancelRequested | Input::CancelConfirmed => {
             job.failure = Some("cancelled by the user".to_owned());
@@ -650,5 +647,14 @@ fn observe(job: &mut Job, input: Input, observation: &Observation, deadline: &st
     }
     if job.state.is_terminal() {
         job.stage = Some(job.state.as_str().to_owned());
+    }
+}
+
+/// A deadline as a person reads it: `15 minutes`, `1 minute`, `90 s`.
+fn span(d: std::time::Duration) -> String {
+    match d.as_secs() {
+        60 => "1 minute".to_owned(),
+        s if s >= 60 && s % 60 == 0 => format!("{} minutes", s / 60),
+        s => format!("{s} s"),
     }
 }
