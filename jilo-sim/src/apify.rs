@@ -130,6 +130,17 @@ pub fn iso(t: SystemTime) -> String {
     )
 }
 
+impl server::Simulator for ApifySim {
+    async fn answer(self, req: Req) -> Answer {
+        self.handle(req).await
+    }
+
+    fn with_task(mut self, task: Arc<crate::Task>) -> Self {
+        self.task = task;
+        self
+    }
+}
+
 impl ApifySim {
     /// Starts on a free loopback port with its own switches, at test pace.
     pub async fn start() -> std::io::Result<Self> {
@@ -149,22 +160,15 @@ impl ApifySim {
         pace: Pace,
         seed: u64,
     ) -> std::io::Result<Self> {
-        let listener = server::bind(addr).await?;
-        let url = format!("http://{}", listener.local_addr()?);
-        let mut sim = ApifySim {
+        server::launch(addr, |url| ApifySim {
             url,
             state: Arc::new(Mutex::new(State::default())),
             switches,
             pace,
             seed,
-            task: Arc::new(crate::Task::default()),
-        };
-        let serving = sim.clone();
-        sim.task = Arc::new(crate::Task::new(server::serve(listener, move |req| {
-            let sim = serving.clone();
-            async move { sim.handle(req).await }
-        })));
-        Ok(sim)
+            task: Arc::default(),
+        })
+        .await
     }
 
     /// The fault switches this simulator follows.

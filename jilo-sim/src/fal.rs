@@ -108,6 +108,17 @@ pub fn app_of(model: &str) -> String {
     parts[..keep.min(parts.len())].join("/")
 }
 
+impl server::Simulator for FalSim {
+    async fn answer(self, req: Req) -> Answer {
+        self.handle(req).await
+    }
+
+    fn with_task(mut self, task: Arc<crate::Task>) -> Self {
+        self.task = task;
+        self
+    }
+}
+
 impl FalSim {
     /// Starts on a free loopback port with its own switches, at test pace.
     pub async fn start() -> std::io::Result<Self> {
@@ -125,23 +136,16 @@ impl FalSim {
         switches: Switches,
         pace: Pace,
     ) -> std::io::Result<Self> {
-        let listener = server::bind(addr).await?;
-        let url = format!("http://{}", listener.local_addr()?);
         let seed: [u8; 32] = Sha256::digest(b"jilo-sim fal webhook signing key").into();
-        let mut sim = FalSim {
+        server::launch(addr, |url| FalSim {
             url,
             state: Arc::new(Mutex::new(State::default())),
             switches,
             pace,
             signing: Arc::new(SigningKey::from_bytes(&seed)),
-            task: Arc::new(crate::Task::default()),
-        };
-        let serving = sim.clone();
-        sim.task = Arc::new(crate::Task::new(server::serve(listener, move |req| {
-            let sim = serving.clone();
-            async move { sim.handle(req).await }
-        })));
-        Ok(sim)
+            task: Arc::default(),
+        })
+        .await
     }
 
     /// The fault switches this simulator follows.

@@ -210,6 +210,17 @@ fn google_error(code: u16, status: &str, message: &str, details: Value) -> Value
     json!({"error": {"code": code, "message": message, "status": status, "details": details}})
 }
 
+impl server::Simulator for GeminiSim {
+    async fn answer(self, req: Req) -> Answer {
+        self.handle(req).await
+    }
+
+    fn with_task(mut self, task: Arc<crate::Task>) -> Self {
+        self.task = task;
+        self
+    }
+}
+
 impl GeminiSim {
     /// Starts on a free loopback port with its own switches.
     pub async fn start() -> std::io::Result<Self> {
@@ -227,21 +238,14 @@ impl GeminiSim {
         switches: Switches,
         seed: u64,
     ) -> std::io::Result<Self> {
-        let listener = server::bind(addr).await?;
-        let url = format!("http://{}", listener.local_addr()?);
-        let mut sim = GeminiSim {
+        server::launch(addr, |url| GeminiSim {
             url,
             state: Arc::new(Mutex::new(State::default())),
             switches,
             seed,
-            task: Arc::new(crate::Task::default()),
-        };
-        let serving = sim.clone();
-        sim.task = Arc::new(crate::Task::new(server::serve(listener, move |req| {
-            let sim = serving.clone();
-            async move { sim.handle(req).await }
-        })));
-        Ok(sim)
+            task: Arc::default(),
+        })
+        .await
     }
 
     /// The fault switches this simulator follows.

@@ -156,6 +156,17 @@ fn google_error(code: u16, reason: &str, message: &str) -> Value {
         "errors": [{"message": message, "domain": "global", "reason": reason}]}})
 }
 
+impl server::Simulator for GoogleSim {
+    async fn answer(self, req: Req) -> Answer {
+        self.handle(req).await
+    }
+
+    fn with_task(mut self, task: Arc<crate::Task>) -> Self {
+        self.task = task;
+        self
+    }
+}
+
 impl GoogleSim {
     /// Starts on a free loopback port with its own switches, at test pace.
     pub async fn start() -> std::io::Result<Self> {
@@ -177,21 +188,16 @@ impl GoogleSim {
             token_lifetime: 3599,
             ..State::default()
         }));
-        let listener = server::bind(addr).await?;
-        let url = format!("http://{}", listener.local_addr()?);
-        let mut sim = GoogleSim {
-            url: url.clone(),
+        let sim = server::launch(addr, |url| GoogleSim {
+            url,
             state,
             switches,
             pace,
-            task: Arc::new(crate::Task::default()),
-        };
+            task: Arc::default(),
+        })
+        .await?;
+        let url = sim.url.clone();
         sim.lock().base = url;
-        let serving = sim.clone();
-        sim.task = Arc::new(crate::Task::new(server::serve(listener, move |req| {
-            let sim = serving.clone();
-            async move { sim.handle(req).await }
-        })));
         Ok(sim)
     }
 

@@ -24,6 +24,28 @@ pub(crate) async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpLis
     tokio::net::TcpListener::bind(addr).await
 }
 
+/// A simulator as the server sees it: cloned into each request and asked for the answer.
+pub(crate) trait Simulator: Clone + Send + Sync + 'static {
+    /// The answer to one request.
+    fn answer(self, req: Req) -> impl Future<Output = Answer> + Send;
+    /// The same simulator holding the task that serves it (aborted with its last handle).
+    fn with_task(self, task: Arc<crate::Task>) -> Self;
+}
+
+/// Binds `addr`, builds the simulator for its base URL and serves it.
+pub(crate) async fn launch<S: Simulator>(
+    addr: SocketAddr,
+    build: impl FnOnce(String) -> S,
+) -> std::io::Result<S> {
+    let listener = bind(addr).await?;
+    let sim = build(format!("http://{}", listener.local_addr()?));
+    // The serving copy holds no handle to its own task, so dropping the last handle the
+    // caller has stops the server.
+    let serving = sim.clone();
+    let task = serve(listener, move |req| serving.clone().answer(req));
+    Ok(sim.with_task(Arc::new(crate::Task::new(task))))
+}
+
 /// Serves every connection on `listener` with `handle`, until the task is aborted.
 pub(crate) fn serve<H, F>(
     listener: tokio::net::TcpListener,

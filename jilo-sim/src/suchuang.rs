@@ -90,6 +90,17 @@ fn envelope(code: i64, msg: &str, data: Value) -> Value {
     json!({"code": code, "msg": msg, "data": data, "exec_time": 0.012})
 }
 
+impl server::Simulator for SuchuangSim {
+    async fn answer(self, req: Req) -> Answer {
+        self.handle(req).await
+    }
+
+    fn with_task(mut self, task: Arc<crate::Task>) -> Self {
+        self.task = task;
+        self
+    }
+}
+
 impl SuchuangSim {
     /// Starts on a free loopback port with its own switches, at test pace.
     pub async fn start() -> std::io::Result<Self> {
@@ -107,21 +118,14 @@ impl SuchuangSim {
         switches: Switches,
         pace: Pace,
     ) -> std::io::Result<Self> {
-        let listener = server::bind(addr).await?;
-        let url = format!("http://{}", listener.local_addr()?);
-        let mut sim = SuchuangSim {
+        server::launch(addr, |url| SuchuangSim {
             url,
             state: Arc::new(Mutex::new(State::default())),
             switches,
             pace,
-            task: Arc::new(crate::Task::default()),
-        };
-        let serving = sim.clone();
-        sim.task = Arc::new(crate::Task::new(server::serve(listener, move |req| {
-            let sim = serving.clone();
-            async move { sim.handle(req).await }
-        })));
-        Ok(sim)
+            task: Arc::default(),
+        })
+        .await
     }
 
     /// The fault switches this simulator follows.
