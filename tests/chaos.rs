@@ -602,7 +602,14 @@ async fn many_jobs_survive_faults_and_killed_workers() {
             _ => {
                 failed += 1;
                 let reason = j.failure.clone().unwrap_or_default();
-                let short: String = reason.chars().take(60).collect();
+                let mut short: String = reason.chars().take(60).collect();
+                let at = j.provider().map(|p| p.to_string()).unwrap_or_default();
+                let lost = if j.pending_submit.is_some() {
+                    ", its answer lost"
+                } else {
+                    ""
+                };
+                short.push_str(&format!(" (at {at}, attempt {}{lost})", j.attempts));
                 *reasons.entry(short).or_default() += 1;
             }
         }
