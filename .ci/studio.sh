@@ -28,3 +28,12 @@ check suchuang-out-of-funds $'completed on fal\nadmin alerts: 1' --fault suchuan
 check providers-down $'temporarily unavailable\ncredits held were refunded: 100 available' --fault providers-down
 check upload-dropped $'(the upload was resumed)' --fault upload-dropped
 check youtube-quota $'upload quota is used up; it resets at' --fault youtube-quota
+
+# A provider of one's own through the conformance suite and a Studio.
+out="$(cargo run --quiet --example custom_provider 2>&1)"
+if ! grep -qF "completed at veo-legacy" <<<"$out"; then
+  echo "$out"
+  echo "custom_provider: the job did not complete" >&2
+  exit 1
+fi
+echo "custom_provider: ok"
