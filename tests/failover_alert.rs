@@ -1,14 +1,12 @@
-//! The seed's incident, end to end: 速创 answers out of funds, the job completes on FAL (its
-//! webhook delivered to the job-named URL and verified with Ed25519), exactly one alert email
+//! The seed's incident, end to end on the simulators of `jilo-sim`: 速创 answers out of funds,
+//! the job completes on FAL (its webhook, signed by the simulator with Ed25519, delivered to
+//! the job-named URL and verified against the simulator's JWKS), exactly one alert email
 //! reaches an SMTP server on loopback (a real SMTP conversation), and the ledger shows one
 //! hold and one settle. A second job goes straight to FAL, with no second email.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use base64::Engine;
-use ed25519_dalek::{Signer, SigningKey};
 use jilo::providers::fal::FalProvider;
 use jilo::providers::notify::EmailNotifier;
 use jilo::providers::suchuang::SuchuangProvider;
@@ -17,11 +15,10 @@ use jilo::{
     AspectRatio, Grant, JobState, Policy, Pricing, ProviderId, QuotaStore, Studio, SubmissionKey,
     Timestamp, UserId, VideoRequest, WebhookDelivery,
 };
-use serde_json::json;
-use sha2::{Digest, Sha256};
+use jilo_sim::fal::FalSim;
+use jilo_sim::suchuang::SuchuangSim;
+use jilo_sim::Service;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer, ResponseTemplate};
 
 /// A small SMTP server: greets, answers EHLO, MAIL, RCPT, DATA (keeping each message) and
 /// QUIT as RFC 5321 has it.
@@ -89,85 +86,73 @@ fn sqlite_url() -> StoreUrl {
     )
 }
 
-/// FAL's webhook for a request, signed as fal signs, at the URL naming the job's attempt.
-fn fal_webhook(signer: &SigningKey, request_id: &str, route: &str) -> WebhookDelivery {
-    let body = format!(
-        "{{\"error\": null, \"gateway_request_id\": \"{request_id}\", \"payload\": {{\"video\": {{\"content_type\": \"video/mp4\", \"url\": \"https://v3.fal.media/files/{request_id}.mp4\"}}}}, \"request_id\": \"{request_id}\", \"status\": \"OK\"}}"
-    );
-    let ts = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let digest = hex::encode(Sha256::digest(body.as_bytes()));
-    let signature = hex::encode(
-        signer
-            .sign(format!("{request_id}\nuser-1\n{ts}\n{digest}").as_bytes())
-            .to_bytes(),
-    );
-    let mut tail = route.rsplit('/');
-    let (attempt, job) = (tail.next().unwrap(), tail.next().unwrap());
-    WebhookDelivery::new(
-        vec![
-            ("x-fal-webhook-request-id".into(), request_id.into()),
-            ("x-fal-webhook-user-id".into(), "user-1".into()),
-            ("x-fal-webhook-timestamp".into(), ts.to_string()),
-            ("x-fal-webhook-signature".into(), signature),
-        ],
-        body.into_bytes(),
-    )
-    .for_submission(SubmissionKey::from_route(job, attempt).unwrap())
+/// The host's webhook route, reduced to what the test needs: each delivery (path, headers,
+/// body) arrives on a channel, answered 200.
+async fn webhook_route() -> (
+    String,
+    tokio::sync::mpsc::UnboundedReceiver<(String, Vec<(String, String)>, Vec<u8>)>,
+) {
+    use http_body_util::{BodyExt, Full};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/webhooks", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| {
+                        let tx = tx.clone();
+                        async move {
+                            let path = req.uri().path().to_owned();
+                            let headers = req
+                                .headers()
+                                .iter()
+                                .map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_owned()))
+                                .collect();
+                            let body = req.into_body().collect().await.unwrap().to_bytes().to_vec();
+                            let _ = tx.send((path, headers, body));
+                            Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
+                                bytes::Bytes::new(),
+                            )))
+                        }
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (url, rx)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn out_of_funds_at_suchuang_completes_on_fal_with_one_alert_email() {
     let (smtp_url, mails) = smtp_server().await;
-    let suchuang_api = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/api/async/video_veo3.1_fast"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(json!({"code": 400, "msg": "账户余额不足，请充值"})),
-        )
-        .expect(1)
-        .mount(&suchuang_api)
-        .await;
-    let fal_api = MockServer::start().await;
-    let signer = SigningKey::from_bytes(&[7; 32]);
-    Mock::given(method("GET"))
-        .and(path("/.well-known/jwks.json"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"keys": [{
-            "kty": "OKP", "crv": "Ed25519",
-            "x": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(signer.verifying_key().as_bytes())
-        }]})))
-        .mount(&fal_api)
-        .await;
-    for n in 1..=2 {
-        Mock::given(method("POST"))
-            .and(path("/fal-ai/veo3"))
-            .respond_with(
-                ResponseTemplate::new(200).set_body_json(json!({"request_id": format!("fal-{n}")})),
-            )
-            .up_to_n_times(1)
-            .mount(&fal_api)
-            .await;
-    }
+    let suchuang = SuchuangSim::start().await.unwrap();
+    suchuang
+        .switches()
+        .update(Service::Suchuang, |f| f.out_of_funds = true);
+    let fal = FalSim::start().await.unwrap();
+    let (hooks, mut deliveries) = webhook_route().await;
 
     let store = Arc::new(SqlStore::open(&sqlite_url()).await.unwrap());
     let studio = Studio::builder()
         .provider(Arc::new(
-            SuchuangProvider::new("sc-key")
+            SuchuangProvider::new(jilo_sim::suchuang::KEY)
                 .unwrap()
-                .with_base_url(suchuang_api.uri())
+                .with_base_url(&suchuang.url)
                 .unwrap(),
         ))
         .provider(Arc::new(
-            FalProvider::new("fal-key")
+            FalProvider::new(jilo_sim::fal::KEY)
                 .unwrap()
-                .with_queue_url(fal_api.uri(), None)
+                .with_queue_url(&fal.url, None)
                 .unwrap()
-                .with_jwks_url(format!("{}/.well-known/jwks.json", fal_api.uri()))
+                .with_jwks_url(fal.jwks_url())
                 .unwrap()
-                .with_user_id("user-1"),
+                .with_user_id(jilo_sim::fal::USER_ID),
         ))
         .store(store.clone())
         .notifier(Arc::new(
@@ -175,7 +160,7 @@ async fn out_of_funds_at_suchuang_completes_on_fal_with_one_alert_email() {
         ))
         .policy(Policy {
             pricing: Pricing::new().with_price("veo3", 8, 15),
-            webhook_base_url: Some("https://host.example/webhooks".into()),
+            webhook_base_url: Some(hooks.clone()),
             ..Policy::default()
         })
         .build()
@@ -196,31 +181,37 @@ async fn out_of_funds_at_suchuang_completes_on_fal_with_one_alert_email() {
         Some(&ProviderId::new("fal")),
         "failed over to FAL"
     );
-    assert_eq!(job.provider_request_id.as_deref(), Some("fal-1"));
-    let fal_submit = &fal_api.received_requests().await.unwrap()[0];
-    let hook = fal_submit
-        .url
-        .query_pairs()
-        .find(|(k, _)| k == "fal_webhook")
-        .map(|(_, v)| v.into_owned())
-        .unwrap();
+    let request_id = job.provider_request_id.clone().unwrap();
     assert_eq!(
-        hook,
-        format!("https://host.example/webhooks/fal/{id}/{}", job.attempts)
+        fal.lock().accepted,
+        vec![request_id.clone()],
+        "one FAL submit"
+    );
+    assert!(
+        suchuang.lock().accepted.is_empty(),
+        "nothing was taken at 速创"
+    );
+    assert_eq!(suchuang.lock().refused_out_of_funds, 1);
+    assert_eq!(
+        fal.lock().requests[&request_id].webhook.as_deref(),
+        Some(format!("{hooks}/fal/{id}/{}", job.attempts).as_str())
     );
 
+    // The simulator delivers its signed webhook to the job-named route; the host hands it on.
+    let (path, headers, body) = deliveries.recv().await.unwrap();
+    let mut tail = path.rsplit('/');
+    let (attempt, job_id) = (tail.next().unwrap(), tail.next().unwrap());
+    let delivery = WebhookDelivery::new(headers, body)
+        .for_submission(SubmissionKey::from_route(job_id, attempt).unwrap());
     let out = studio
-        .handle_webhook(&"fal".into(), &fal_webhook(&signer, "fal-1", &hook))
+        .handle_webhook(&"fal".into(), &delivery)
         .await
         .unwrap();
     assert!(out.applied);
     studio.tick().await.unwrap();
     let done = studio.job(&id).await.unwrap();
     assert_eq!(done.state, JobState::Completed);
-    assert_eq!(
-        done.video_url.as_deref(),
-        Some("https://v3.fal.media/files/fal-1.mp4")
-    );
+    assert_eq!(done.video_url, Some(fal.video_url(&request_id)));
 
     // A second job goes straight to FAL: 速创 is cooling, and no second email goes out.
     let second = studio.generate(&user, request).await.unwrap();
