@@ -352,16 +352,16 @@ impl GoogleSim {
     fn authorize(&self, req: Req) -> Answer {
         let q = query(&req);
         let mut s = self.lock();
-        let expect = |s: &mut State, k: &str, v: &str| {
+        let must_be = |s: &mut State, k: &str, v: &str| {
             if q.get(k).map(String::as_str) != Some(v) {
                 s.violation(format!("authorize: {k} is {:?}, not {v}", q.get(k)));
             }
         };
-        expect(&mut s, "client_id", CLIENT_ID);
-        expect(&mut s, "response_type", "code");
-        expect(&mut s, "access_type", "offline");
-        expect(&mut s, "prompt", "consent");
-        expect(&mut s, "code_challenge_method", "S256");
+        must_be(&mut s, "client_id", CLIENT_ID);
+        must_be(&mut s, "response_type", "code");
+        must_be(&mut s, "access_type", "offline");
+        must_be(&mut s, "prompt", "consent");
+        must_be(&mut s, "code_challenge_method", "S256");
         let scopes = q.get("scope").cloned().unwrap_or_default();
         for needed in [
             "https://www.googleapis.com/auth/youtube",
