@@ -116,16 +116,8 @@ fn switch_fault(sims: &Simulators, fault: &str, model: &mut Option<String>) -> R
         // Switched on mid-flow, once the channel is connected (see `run`).
         "youtube-quota" => {}
         other => {
-            let (service, switch) = other
-                .split_once(':')
-                .ok_or_else(|| format!("no fault `{other}`"))?;
-            let service: Service = service.parse()?;
-            let (name, value) = switch.split_once('=').unwrap_or((switch, "true"));
-            let value = match (name, value) {
-                ("webhooks", mode) => serde_json::json!({ "mode": mode, "secs": 600 }),
-                (_, v) => serde_json::from_str(v).map_err(|e| format!("`{v}`: {e}"))?,
-            };
-            s.patch(service, &serde_json::json!({ name: value }))?;
+            let (service, patch) = jilo_sim::parse_fault(other)?;
+            s.patch(service, &patch)?;
         }
     }
     Ok(())
@@ -133,6 +125,15 @@ fn switch_fault(sims: &Simulators, fault: &str, model: &mut Option<String>) -> R
 
 fn keyed(var: &str) -> bool {
     std::env::var(var).is_ok_and(|v| !v.trim().is_empty())
+}
+
+/// Removes a directory when dropped.
+struct Cleanup(std::path::PathBuf);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// Prints each admin alert (a host sends them by email or to a chat).
@@ -152,16 +153,22 @@ impl Notifier for PrintedAlerts {
 }
 
 /// The host's webhook route: `POST /webhooks/{provider}/{job}/{attempt}` into the Studio.
-async fn serve_webhooks(listener: tokio::net::TcpListener, studio: Studio) {
+async fn serve_webhooks(
+    listener: tokio::net::TcpListener,
+    studio: Studio,
+    verified: Arc<std::sync::atomic::AtomicUsize>,
+) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
         let studio = studio.clone();
+        let verified = verified.clone();
         tokio::spawn(async move {
             let service =
                 hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                     let studio = studio.clone();
+                    let verified = verified.clone();
                     async move {
                         let path: Vec<String> =
                             req.uri().path().split('/').map(str::to_owned).collect();
@@ -188,7 +195,13 @@ async fn serve_webhooks(listener: tokio::net::TcpListener, studio: Studio) {
                                             .handle_webhook(&provider.as_str().into(), &delivery)
                                             .await
                                         {
-                                            Ok(_) => 200,
+                                            Ok(_) => {
+                                                verified.fetch_add(
+                                                    1,
+                                                    std::sync::atomic::Ordering::Relaxed,
+                                                );
+                                                200
+                                            }
                                             Err(e) if e.kind() == jilo::ErrorKind::Unauthorized => {
                                                 401
                                             }
@@ -306,8 +319,10 @@ async fn run() -> Result<(), Failure> {
         TokenCipher::new("demo", &key)?
     };
 
-    let dir = std::env::temp_dir().join(format!("jilo-studio-{}", std::process::id()));
+    // This run's database and videos, removed when the run ends (unless DATABASE_URL is set).
+    let dir = std::env::temp_dir().join(format!("jilo-studio-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir)?;
+    let _cleanup = Cleanup(dir.clone());
     let store = Arc::new(match std::env::var("DATABASE_URL") {
         Ok(url) if !url.trim().is_empty() => SqlStore::open(&StoreUrl::parse(&url)?).await?,
         _ => {
@@ -344,6 +359,8 @@ async fn run() -> Result<(), Failure> {
         .policy(Policy {
             webhook_base_url: Some(hooks_url),
             poll_interval: Duration::from_secs(1),
+            // A webhook that never comes is noticed by polling after this.
+            webhook_backstop: Duration::from_secs(5),
             tick_interval: Duration::from_millis(250),
             // A demo's pace: a refused submit is tried again after about a second.
             retry_backoff: jilo::Backoff {
@@ -354,7 +371,8 @@ async fn run() -> Result<(), Failure> {
             ..Policy::default()
         })
         .build()?;
-    tokio::spawn(serve_webhooks(hooks, studio.clone()));
+    let verified = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    tokio::spawn(serve_webhooks(hooks, studio.clone(), verified.clone()));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let worker = {
         let studio = studio.clone();
@@ -500,10 +518,13 @@ async fn run() -> Result<(), Failure> {
     let stored = done.output.clone().ok_or("a completed job has its video")?;
     println!(
         "job {job} completed on {ran_on}{}; stored at {} ({} bytes)",
-        if done.webhook {
-            " (webhook verified)"
-        } else {
-            ""
+        match (
+            verified.load(std::sync::atomic::Ordering::Relaxed),
+            done.webhook
+        ) {
+            (0, true) => " (no webhook came; found by polling)",
+            (0, false) => " (polled)",
+            _ => " (its webhook verified)",
         },
         stored.location,
         stored.bytes.unwrap_or(0)
@@ -609,7 +630,8 @@ async fn run() -> Result<(), Failure> {
     upload.finish_and_clear();
     match published {
         Ok(p) => {
-            let resumed = sims.google.lock().status_queries > 0 || p.attempts > 1;
+            let resumed = p.state == jilo::PublicationState::Published
+                && (sims.google.lock().status_queries > 0 || p.attempts > 1);
             println!(
                 "published: {}{}",
                 p.url

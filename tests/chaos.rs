@@ -217,11 +217,16 @@ impl Workers {
         // Ready when it says so (a readiness signal, not a sleep).
         let out = child.stdout.take().unwrap();
         let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(out));
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if line.contains("working") {
-                break;
+        let ready = tokio::time::timeout(Duration::from_secs(120), async {
+            while let Some(line) = lines.next_line().await.unwrap() {
+                if line.contains("working") {
+                    return true;
+                }
             }
-        }
+            false
+        })
+        .await;
+        assert_eq!(ready, Ok(true), "a worker did not start (it died or hung)");
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         child
     }
@@ -440,15 +445,21 @@ async fn many_jobs_survive_faults_and_killed_workers() {
                     kills += 1;
                 }
                 _ if !outage_done && i >= jobs_wanted / 3 => {
-                    // The one out-of-funds outage of the run, a third of the way in.
+                    // The one out-of-funds outage of the run, a third of the way in, with
+                    // 速创 up, so that submits meet it.
+                    switch(&sims, "suchuang:down", false);
+                    on.retain(|(f, _)| *f != "suchuang:down");
                     switch(&sims, "suchuang:out_of_funds", true);
-                    on.push(("suchuang:out_of_funds", i + 12));
+                    on.push(("suchuang:out_of_funds", i + 24));
                     outage_done = true;
                     flips += 1;
                 }
                 _ => {
                     let f = FAULTS[rng.below(FAULTS.len() as u64) as usize];
-                    if !on.iter().any(|(x, _)| *x == f) {
+                    let during_outage = on.iter().any(|(x, _)| *x == "suchuang:out_of_funds");
+                    let already_on = on.iter().any(|(x, _)| *x == f);
+                    let keeps_up = during_outage && f == "suchuang:down";
+                    if !already_on && !keeps_up {
                         switch(&sims, f, true);
                         on.push((f, i + 3 + rng.below(9) as usize));
                         flips += 1;
@@ -464,7 +475,9 @@ async fn many_jobs_survive_faults_and_killed_workers() {
             keep
         });
         // A third of the videos finished so far are published, as their owners ask.
-        for (job, user, _) in &jobs {
+        // (Which ones is fixed by the job's number, not drawn here, so the seed's draws for
+        // kills and faults do not depend on which jobs happen to be done.)
+        for (n, (job, user, _)) in jobs.iter().enumerate() {
             if decided.contains(job) {
                 continue;
             }
@@ -472,7 +485,8 @@ async fn many_jobs_survive_faults_and_killed_workers() {
             if state.is_terminal() {
                 decided.insert(job.clone());
             }
-            if state == JobState::Completed && rng.below(3) == 0 {
+            let chosen = (n as u64 ^ seed).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 62 == 0;
+            if state == JobState::Completed && chosen {
                 published_jobs.insert(job.clone());
                 let (studio, job, user) = (studio.clone(), job.clone(), user.clone());
                 publishing.push(tokio::spawn(async move {
@@ -622,6 +636,15 @@ async fn many_jobs_survive_faults_and_killed_workers() {
             j.attempts
         );
     }
+    assert!(
+        completed * 2 > jobs.len(),
+        "most jobs complete: {completed} of {}",
+        jobs.len()
+    );
+    assert!(
+        !fal_by_attempt.is_empty(),
+        "FAL took submissions with webhooks"
+    );
     for ((job, attempt), n) in &fal_by_attempt {
         assert_eq!(*n, 1, "FAL billed job {job} attempt {attempt} {n} times");
     }
@@ -657,6 +680,8 @@ async fn many_jobs_survive_faults_and_killed_workers() {
             "{job}: the published bytes are the stored file"
         );
     }
+
+    assert!(published > 0, "some videos were published and compared");
 
     // One outage, one alert.
     let alerts = alerts.lock().unwrap().clone();
@@ -698,4 +723,26 @@ async fn many_jobs_survive_faults_and_killed_workers() {
             .map(|a| a.lines().next().unwrap_or(""))
             .collect::<Vec<_>>()
     );
+    drop(studio);
+    drop(store);
+    drop_database(&db).await;
+}
+
+/// Drops the run's database (best effort).
+async fn drop_database(db: &str) {
+    let admin = std::env::var("JILO_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+    if let Ok(server) = SqlStore::connect(
+        &StoreUrl::parse(&admin).unwrap(),
+        SqlStoreOptions::default(),
+    )
+    .await
+    {
+        if let Some((_, name)) = db.rsplit_once('/') {
+            let _ = sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .execute(server.pool())
+                .await;
+        }
+        server.close().await;
+    }
 }

@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use jilo::providers::fal::FalProvider;
 use jilo::providers::notify::EmailNotifier;
@@ -198,7 +199,10 @@ async fn out_of_funds_at_suchuang_completes_on_fal_with_one_alert_email() {
     );
 
     // The simulator delivers its signed webhook to the job-named route; the host hands it on.
-    let (path, headers, body) = deliveries.recv().await.unwrap();
+    let (path, headers, body) = tokio::time::timeout(Duration::from_secs(60), deliveries.recv())
+        .await
+        .expect("the simulator delivers the webhook")
+        .unwrap();
     let mut tail = path.rsplit('/');
     let (attempt, job_id) = (tail.next().unwrap(), tail.next().unwrap());
     let delivery = WebhookDelivery::new(headers, body)
@@ -218,6 +222,11 @@ async fn out_of_funds_at_suchuang_completes_on_fal_with_one_alert_email() {
     assert_eq!(
         studio.job(&second).await.unwrap().provider(),
         Some(&ProviderId::new("fal"))
+    );
+    assert_eq!(
+        suchuang.lock().refused_out_of_funds,
+        1,
+        "the second job was not tried at 速创 again"
     );
     let mails = mails.lock().unwrap().clone();
     assert_eq!(mails.len(), 1, "exactly one alert email: {mails:?}");

@@ -40,7 +40,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 pub use server::{Answer, Req};
-pub use switches::{Service, ServiceFaults, Switches, WebhookFault};
+pub use switches::{parse_fault, Service, ServiceFaults, Switches, WebhookFault};
 
 /// How fast simulated work goes.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -9,8 +9,8 @@
 
 use std::process::ExitCode;
 
-use jilo_sim::{Pace, Service, SimConfig, Simulators, Switches};
-use serde_json::{json, Value};
+use jilo_sim::{parse_fault, Pace, SimConfig, Simulators, Switches};
+use serde_json::json;
 
 const USAGE: &str = "usage: jilo-sim [--port FIRST] [--speed N | --instant] [--seed N] [--fault SERVICE:SWITCH[=VALUE]]…
   --port FIRST   listen on FIRST..FIRST+5 (FAL, 速创, Apify, Gemini, Google, admin); free ports by default
@@ -19,27 +19,6 @@ const USAGE: &str = "usage: jilo-sim [--port FIRST] [--speed N | --instant] [--s
   --seed N       seeds the made-up trend data (default 7)
   --fault S:W    switches a fault on at start, e.g. suchuang:out_of_funds, fal:webhooks=never,
                  youtube:quota_exhausted, apify:rate_limited=5, gemini:server_errors=3";
-
-/// `service:switch[=value]` as a switch patch.
-fn fault(arg: &str) -> Result<(Service, Value), String> {
-    let (service, switch) = arg
-        .split_once(':')
-        .ok_or_else(|| format!("`{arg}` is not SERVICE:SWITCH"))?;
-    let service: Service = service.parse()?;
-    let (name, value) = match switch.split_once('=') {
-        None => (switch, json!(true)),
-        Some(("webhooks", "late")) => ("webhooks", json!({"mode": "late", "secs": 600})),
-        Some(("webhooks", mode)) => ("webhooks", json!({ "mode": mode })),
-        Some((name, v)) => (
-            name,
-            v.parse::<u64>()
-                .map(Value::from)
-                .or_else(|_| v.parse::<bool>().map(Value::from))
-                .map_err(|_| format!("`{v}` is not a number or a boolean"))?,
-        ),
-    };
-    Ok((service, json!({ name: value })))
-}
 
 fn parse(args: &[String]) -> Result<SimConfig, String> {
     let mut config = SimConfig::default();
@@ -70,7 +49,7 @@ fn parse(args: &[String]) -> Result<SimConfig, String> {
                 config.seed = v.parse().map_err(|_| format!("bad seed `{v}`"))?;
             }
             "--fault" => {
-                let (service, patch) = fault(&value("--fault")?)?;
+                let (service, patch) = parse_fault(&value("--fault")?)?;
                 switches.patch(service, &patch)?;
             }
             "-h" | "--help" => return Err(String::new()),

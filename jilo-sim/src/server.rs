@@ -59,6 +59,9 @@ where
     tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
+                // Out of descriptors or a reset handshake: give the machine a moment rather
+                // than spin on a failing accept.
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 continue;
             };
             let handle = Arc::clone(&handle);

@@ -191,6 +191,38 @@ impl Switches {
     }
 }
 
+/// Reads `service:switch[=value]` (as `jilo-sim --fault` takes it) into the service and a
+/// patch for [`Switches::patch`]: a bare switch is `true`, a number or boolean is itself, and
+/// `webhooks=on_time|late|duplicated|never` names the mode (`late` waits 600 s).
+///
+/// ```
+/// use jilo_sim::{parse_fault, Service, Switches};
+/// let (service, patch) = parse_fault("fal:webhooks=never").unwrap();
+/// let switches = Switches::default();
+/// switches.patch(service, &patch).unwrap();
+/// assert_eq!(service, Service::Fal);
+/// assert!(parse_fault("fal:rate_limited=soon").is_err());
+/// ```
+pub fn parse_fault(arg: &str) -> Result<(Service, Value), String> {
+    let (service, switch) = arg
+        .split_once(':')
+        .ok_or_else(|| format!("`{arg}` is not SERVICE:SWITCH"))?;
+    let service: Service = service.parse()?;
+    let (name, value) = match switch.split_once('=') {
+        None => (switch, json!(true)),
+        Some(("webhooks", "late")) => ("webhooks", json!({"mode": "late", "secs": 600})),
+        Some(("webhooks", mode)) => ("webhooks", json!({ "mode": mode })),
+        Some((name, v)) => (
+            name,
+            v.parse::<u64>()
+                .map(Value::from)
+                .or_else(|_| v.parse::<bool>().map(Value::from))
+                .map_err(|_| format!("`{v}` is not a number or a boolean"))?,
+        ),
+    };
+    Ok((service, json!({ name: value })))
+}
+
 /// Starts the admin endpoint: `GET /faults` lists the switches that are on,
 /// `POST /faults/{service}` merges a JSON object of switches, `DELETE /faults` clears all.
 pub(crate) async fn serve_admin(

@@ -247,6 +247,10 @@ impl ObjectMediaStore {
     /// configured by `builder` (bucket, endpoint, region, credentials; path-style requests
     /// suit most S3-compatible services). Feature `s3`.
     ///
+    /// With no process-wide rustls provider installed, the builder connects through
+    /// [`RingS3Connector`](crate::RingS3Connector) (replacing a connector set on it); install a
+    /// provider first to keep object_store's own client and every option it takes.
+    ///
     /// ```no_run
     /// use jilo_store::{AmazonS3Builder, ObjectMediaStore};
     /// let media = ObjectMediaStore::s3(

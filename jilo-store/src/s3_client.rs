@@ -22,7 +22,8 @@ use object_store::{ClientConfigKey, ClientOptions};
 /// install a rustls `CryptoProvider` for the process before calling
 /// [`ObjectMediaStore::s3`](crate::ObjectMediaStore::s3), which then leaves the builder's own
 /// connector in place. Root certificates added with `with_root_certificate` cannot be read
-/// back from the options and are not applied here either.
+/// back from the options and are not applied here either, nor are default headers or
+/// object_store's address shuffling.
 ///
 /// ```no_run
 /// use jilo_store::{AmazonS3Builder, RingS3Connector};
@@ -104,7 +105,12 @@ fn client(options: &ClientOptions) -> Result<reqwest::Client, String> {
     let user_agent = options
         .get_config_value(&ClientConfigKey::UserAgent)
         .unwrap_or_else(|| concat!("jilo-store/", env!("CARGO_PKG_VERSION")).to_owned());
+    // As object_store's own client: no transparent decompression (it would break sizes).
     let mut builder = reqwest::Client::builder()
+        .no_gzip()
+        .no_brotli()
+        .no_zstd()
+        .no_deflate()
         .tls_backend_preconfigured(crate::media::ring_tls()?)
         .user_agent(user_agent)
         .https_only(!flag(options, ClientConfigKey::AllowHttp)?);
