@@ -4,8 +4,18 @@
 //!
 //! This facade re-exports the crates: [`jilo_core`] (types, traits, state machine, Studio,
 //! in-memory store) at the root, and [`providers`] and [`store`] as modules whose backends are
-//! cargo features (`fal`, `suchuang`, `apify`, `gemini`, `youtube`, `sqlite`, `postgres`), the
-//! way sqlx re-exports its drivers.
+//! cargo features, the way sqlx re-exports its drivers:
+//!
+//! | feature | what it adds |
+//! |---|---|
+//! | `fal`, `suchuang` | the video providers |
+//! | `apify` | trending videos on TikTok, YouTube Shorts and Instagram Reels |
+//! | `gemini` | the creative model (analyses, prompts, YouTube metadata) |
+//! | `youtube` | Google OAuth and YouTube publishing |
+//! | `email`, `chat` | admin alerts by SMTP and to a chat webhook |
+//! | `sqlite`, `postgres` | the SQL ledger and job store |
+//! | `media`, `s3` | media storage in a directory, or S3-compatible storage |
+//! | `test-utils` | mocks of every trait, a simulated provider, the conformance suites |
 //!
 //! ```
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
@@ -29,6 +39,7 @@
 //! ```
 
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub use jilo_core::*;
 

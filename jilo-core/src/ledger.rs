@@ -53,7 +53,7 @@ fn check_id(field: &str, id: &str) -> Result<(), Error> {
     Ok(())
 }
 
-/// Checks a user id as every store takes it ([`check_id`]'s rules, under `user`).
+/// Checks a user id as every store takes it (not blank, no control characters, under `user`).
 pub fn check_user(user: &UserId) -> Result<(), Error> {
     check_id("user", user.as_str())
 }

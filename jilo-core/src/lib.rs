@@ -58,6 +58,7 @@
 //! - [`testing`] (feature `test-utils`): mocks, a simulated provider and conformance suites.
 
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod alert;
 pub mod clock;

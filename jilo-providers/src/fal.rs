@@ -396,7 +396,7 @@ impl FalProvider {
 
 fn unauthorized(reason: &str) -> Error {
     Error::Unauthorized {
-        service: format!("{SERVICE} webhook: {reason}"),
+        service: format!("{SERVICE} webhook ({reason})"),
         response: None,
         source: None,
     }

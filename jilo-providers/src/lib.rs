@@ -1,7 +1,7 @@
 //! jilo-providers: the service clients of jilo. Each service lives in its own module behind
 //! a cargo feature (`fal`, `suchuang`, `apify`, `gemini`, `youtube`); all share one HTTP layer.
 //!
-//! This release holds:
+//! It holds:
 //! - [`classify`], the one mapping from a service's HTTP answer and its own error fields to a
 //!   [`jilo_core::Error`], so that 401, 402, 429 and 5xx mean the same thing whichever provider
 //!   answered, and no text the request put in a body (an echoed prompt) decides it;
@@ -14,6 +14,8 @@
 //! - `fal` (feature `fal`): fal.ai's queue as a video provider, webhooks verified with Ed25519;
 //! - `suchuang` (feature `suchuang`): 速创's VEO, polled;
 //! - `notify` (features `email`, `chat`): admin alerts by SMTP and to a chat webhook;
+//! - `youtube` (feature `youtube`): Google OAuth with PKCE, channels, resumable uploads that
+//!   survive drops and restarts, thumbnails, playlists and statistics;
 //! - `tokens` (feature `youtube`): OAuth tokens sealed at rest with AES-256-GCM.
 //!
 //! ```
@@ -31,6 +33,7 @@
 //! ```
 
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(feature = "apify")]
 pub mod apify;

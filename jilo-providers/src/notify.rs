@@ -144,7 +144,7 @@ mod chat {
     }
 
     impl ChatWebhookNotifier {
-        /// Posts to this webhook URL: an http(s) URL, else [`Error::InvalidInput`] on
+        /// Posts to this webhook URL: an http(s) URL, else [`Error::InvalidInput`](jilo_core::Error::InvalidInput) on
         /// `JILO_ALERT_WEBHOOK` (the URL itself is never shown: it is the credential).
         pub fn new(url: impl Into<String>) -> Result<Self> {
             let url = url.into();

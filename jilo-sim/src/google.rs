@@ -6,7 +6,7 @@
 //! with `Range`, status queries, session expiry), thumbnails, playlist items and video
 //! statistics that grow as time passes. It checks what a client sends (every header, the PKCE
 //! pair, each `Content-Range` and chunk size) and records each broken rule in `violations`.
-//! Faults come two ways: the switches of [`Switches`](crate::Switches) (quota exhausted, a
+//! Faults come two ways: the switches of [`Switches`] (quota exhausted, a
 //! dropped upload, an expired session, 5xx bursts, rate limits, a rejected client), and a
 //! scripted queue of [`Fault`]s for the next chunks, for a test that needs one exact fault.
 

@@ -27,6 +27,7 @@
 //! The binary (`cargo run -p jilo-sim`) starts them all and prints the same lines.
 
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod apify;
 pub mod fal;

@@ -1,9 +1,16 @@
 //! jilo-store: the credit ledger and job store on SQL (features `sqlite` and `postgres`), and
 //! media storage.
 //!
-//! This release holds where a store comes from: [`StoreUrl`], read from `DATABASE_URL`
-//! (`sqlite://path`, `sqlite::memory:`, `postgres://…`), defaulting to an SQLite file. The
-//! in-memory store with the same contract is [`jilo_core::InMemoryStore`].
+//! - `SqlStore` (features `sqlite`, `postgres`): the credit ledger, the job store and the
+//!   channel and publication records on one database, a job and its hold written in one
+//!   transaction; SQLite writes through one connection, Postgres notifies job events with
+//!   `LISTEN/NOTIFY`; migrations are embedded per backend.
+//! - `ObjectMediaStore` (feature `media`; `s3` for S3-compatible storage): finished videos
+//!   streamed in from the provider, read back from any offset.
+//! - [`StoreUrl`]: where a store comes from, read from `DATABASE_URL` (`sqlite://path`,
+//!   `sqlite::memory:`, `postgres://…`), defaulting to an SQLite file.
+//!
+//! The in-memory store with the same contract is [`jilo_core::InMemoryStore`].
 //!
 //! ```
 //! use jilo_store::StoreUrl;
@@ -15,6 +22,7 @@
 //! ```
 
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(feature = "media")]
 mod media;
