@@ -172,13 +172,7 @@ async fn serve_webhooks(
                     async move {
                         let path: Vec<String> =
                             req.uri().path().split('/').map(str::to_owned).collect();
-                        let headers: Vec<(String, String)> = req
-                            .headers()
-                            .iter()
-                            .map(|(k, v)| {
-                                (k.to_string(), v.to_str().unwrap_or_default().to_owned())
-                            })
-                            .collect();
+                        let headers = req.headers().clone();
                         let body = req
                             .into_body()
                             .collect()
@@ -189,7 +183,7 @@ async fn serve_webhooks(
                             [_, hooks, provider, job, attempt] if hooks == "webhooks" => {
                                 match SubmissionKey::from_route(job, attempt) {
                                     Ok(key) => {
-                                        let delivery = WebhookDelivery::new(headers, body.to_vec())
+                                        let delivery = WebhookDelivery::from_http(&headers, body)
                                             .for_submission(key);
                                         match studio
                                             .handle_webhook(&provider.as_str().into(), &delivery)

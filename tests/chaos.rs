@@ -151,15 +151,11 @@ async fn serve(listener: tokio::net::TcpListener, studio: Studio, alerts: Arc<Mu
                     async move {
                         let path: Vec<String> =
                             req.uri().path().split('/').map(str::to_owned).collect();
-                        let headers: Vec<(String, String)> = req
-                            .headers()
-                            .iter()
-                            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_owned()))
-                            .collect();
+                        let headers = req.headers().clone();
                         let body = req.into_body().collect().await.unwrap().to_bytes();
                         let status = match path.as_slice() {
                             [_, hooks, provider, job, attempt] if hooks == "hooks" => {
-                                let delivery = WebhookDelivery::new(headers, body.to_vec())
+                                let delivery = WebhookDelivery::from_http(&headers, body)
                                     .for_submission(
                                         SubmissionKey::from_route(job, attempt).unwrap(),
                                     );

@@ -265,6 +265,35 @@ impl WebhookDelivery {
         }
     }
 
+    /// A delivery as an HTTP server hands it over: axum's, hyper's or tower's `HeaderMap` (the
+    /// `http` crate's) and the raw body. A header whose value is not visible ASCII is kept
+    /// with its bytes read as UTF-8 where they are, so a signature check sees what was sent.
+    ///
+    /// ```
+    /// use jilo_core::{SubmissionKey, WebhookDelivery};
+    ///
+    /// let mut headers = http::HeaderMap::new();
+    /// headers.insert("x-fal-webhook-request-id", "r-1".parse().unwrap());
+    /// // e.g. in axum: Path((provider, job, attempt)), headers: HeaderMap, body: Bytes
+    /// let delivery = WebhookDelivery::from_http(&headers, bytes::Bytes::from_static(b"{}"))
+    ///     .for_submission(SubmissionKey::from_route("job-1", "2")?);
+    /// assert_eq!(delivery.header("X-Fal-Webhook-Request-Id"), Some("r-1"));
+    /// # Ok::<(), jilo_core::Error>(())
+    /// ```
+    pub fn from_http(headers: &http::HeaderMap, body: impl Into<Vec<u8>>) -> Self {
+        let headers = headers
+            .iter()
+            .map(|(name, value)| {
+                let value = value
+                    .to_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|_| String::from_utf8_lossy(value.as_bytes()).into_owned());
+                (name.as_str().to_owned(), value)
+            })
+            .collect();
+        Self::new(headers, body)
+    }
+
     /// The same delivery, received at the URL of this submission.
     pub fn for_submission(mut self, key: SubmissionKey) -> Self {
         self.submission = Some(key);
