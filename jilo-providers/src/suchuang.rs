@@ -190,11 +190,12 @@ fn body_error(
     if code == Some(404) || classify::message_says(msg, &["不存在"], sent) {
         return Error::not_found("task", format!("at {SERVICE}: {msg}"));
     }
-    // A code that is not HTTP-like (10001, -1) refuses the request: read it as a 400, so
-    // what the message says still counts.
+    // The HTTP status when the answer was an HTTP error (so an alert reports what came back);
+    // on a 200 the body's code. A code that is not HTTP-like (10001, -1) refuses the request:
+    // read it as a 400, so what the message says still counts.
     let status = match code.and_then(|c| u16::try_from(c).ok()) {
-        Some(c) if (400..600).contains(&c) => c,
         _ if http_status >= 400 => http_status,
+        Some(c) if (400..600).contains(&c) => c,
         _ => 400,
     };
     let says = classify::says_in_message(msg, sent);

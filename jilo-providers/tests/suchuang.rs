@@ -130,6 +130,17 @@ async fn errors_in_the_status_or_the_body_are_typed_and_a_submit_is_sent_once() 
         assert_eq!(err.kind(), kind, "HTTP {status} {body}: {err}");
         assert!(!format!("{err} {err:?}").contains(KEY));
     }
+    // A key refused with HTTP 401 is reported as the 401 that came back, not the body's code.
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(401).set_body_json(json!({"code": 403, "msg": "密钥无效"})),
+        )
+        .mount(&server)
+        .await;
+    let err = provider(&server).submit(&request()).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unauthorized);
+    assert!(err.to_string().contains("401"), "{err}");
     let gateway = MockServer::start().await;
     Mock::given(method("POST"))
         .respond_with(ResponseTemplate::new(402).set_body_string("<html>余额不足</html>"))
