@@ -774,11 +774,19 @@ async fn connecting_a_channel_runs_pkce_through_a_loopback_redirect() {
     assert!(page.text().await.unwrap().contains("connected"));
     let back = waiting.await.unwrap().unwrap();
     assert_eq!(back.state, pending.state());
+    // The fresh token is refused once by the channel lookup: refreshed, looked up again.
+    rig.sim.lock().refuse_channel_lookups = 1;
+    let issued = rig.sim.lock().issued;
     let channel = rig
         .youtube
         .connect_channel(&other, &pending, &back.state, &back.code)
         .await
         .unwrap();
+    assert_eq!(
+        rig.sim.lock().issued,
+        issued + 2,
+        "the exchange, then one refresh"
+    );
     assert_eq!(channel.channel_id, CHANNEL_ID);
     assert_eq!(channel.channel_name, CHANNEL_NAME);
     assert_eq!(rig.sim.violations(), Vec::<String>::new());

@@ -97,6 +97,9 @@ pub struct State {
     pub sessions: HashMap<String, Upload>,
     /// Faults for the next chunks, in order.
     pub faults: VecDeque<Fault>,
+    /// The next this many `channels.list` calls are refused with 401 (a token revoked a moment
+    /// after it was issued).
+    pub refuse_channel_lookups: u32,
     /// Errors for the next session starts, in order.
     pub start_errors: VecDeque<(u16, Value)>,
     /// Each rule a client broke.
@@ -508,6 +511,13 @@ impl GoogleSim {
     fn channels(&self, req: Req) -> Answer {
         if let Some(denied) = self.authorized(&req) {
             return denied;
+        }
+        {
+            let mut s = self.lock();
+            if s.refuse_channel_lookups > 0 {
+                s.refuse_channel_lookups -= 1;
+                return reply(401, google_error(401, "authError", "Invalid Credentials"));
+            }
         }
         let q = query(&req);
         if q.get("mine").map(String::as_str) != Some("true") {

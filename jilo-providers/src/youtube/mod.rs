@@ -336,12 +336,23 @@ impl YouTubePublisher {
             .oauth
             .exchange(pending, returned_state, code, now)
             .await?;
-        let (channel_id, channel_name) = self.my_channel(&tokens.access_token).await?;
-        let owner = Self::owner(user, &channel_id);
         let refresh = tokens
             .refresh_token
-            .as_ref()
+            .clone()
             .ok_or_else(|| protocol("the grant has no refresh token"))?;
+        // A fresh token refused by the channel lookup (revoked a moment ago, a clock that ran
+        // ahead) is refreshed and the lookup tried once more, as an upload does.
+        let (tokens, (channel_id, channel_name)) = match self.my_channel(&tokens.access_token).await
+        {
+            Err(Error::Unauthorized { .. }) => {
+                let fresh = self.oauth.refresh(&user.to_string(), &refresh, now).await?;
+                let found = self.my_channel(&fresh.access_token).await?;
+                (fresh, found)
+            }
+            found => (tokens, found?),
+        };
+        let refresh = tokens.refresh_token.as_ref().unwrap_or(&refresh);
+        let owner = Self::owner(user, &channel_id);
         let connection = ChannelConnection {
             user: user.clone(),
             channel_id: channel_id.clone(),
