@@ -13,6 +13,8 @@
 
 #[path = "../jilo-store/tests/support/moto.rs"]
 mod moto;
+#[path = "support/postgres.rs"]
+mod postgres;
 #[path = "../jilo-providers/tests/support/mod.rs"]
 mod support;
 
@@ -31,7 +33,7 @@ use jilo::providers::notify::ChatWebhookNotifier;
 use jilo::providers::suchuang::SuchuangProvider;
 use jilo::providers::tokens::TokenCipher;
 use jilo::providers::youtube::{GoogleOAuth, YouTubePublisher};
-use jilo::store::{ObjectMediaStore, SqlStore, SqlStoreOptions, StoreUrl};
+use jilo::store::{ObjectMediaStore, SqlStore, StoreUrl};
 use jilo::{
     Backoff, ChannelStore, Grant, JobState, MediaStore, Policy, Privacy, ProgressReporter,
     PublicationState, PublishMetadata, QuotaStore, Studio, SubmissionKey, Timestamp, UserId,
@@ -103,36 +105,6 @@ async fn child() {
         .unwrap();
     println!("working");
     studio.run(futures::future::pending::<()>()).await;
-}
-
-/// A fresh Postgres database, or `None` when no server answers outside CI.
-async fn postgres_database() -> Option<String> {
-    let admin = std::env::var("JILO_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-    let server = match SqlStore::connect(
-        &StoreUrl::parse(&admin).unwrap(),
-        SqlStoreOptions::default(),
-    )
-    .await
-    {
-        Ok(s) => s,
-        Err(e) => {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "CI=true and Postgres at {admin} cannot be reached: {e}"
-            );
-            eprintln!("SKIPPED: Postgres at {admin} cannot be reached ({e})");
-            return None;
-        }
-    };
-    let name = format!("jilo_chaos_{}", uuid::Uuid::new_v4().simple());
-    sqlx::raw_sql(&format!("CREATE DATABASE {name}"))
-        .execute(server.pool())
-        .await
-        .unwrap();
-    server.close().await;
-    let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
-    Some(format!("{base}/{name}"))
 }
 
 /// A small HTTP server for the test: the Studio's webhook route and the chat alerts.
@@ -292,7 +264,7 @@ async fn many_jobs_survive_faults_and_killed_workers() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(60);
     let mut rng = Rng(seed);
-    let Some(db) = postgres_database().await else {
+    let Some(db) = postgres::database("jilo_chaos").await else {
         return;
     };
     let Some(moto) = moto::start().await else {
@@ -721,24 +693,5 @@ async fn many_jobs_survive_faults_and_killed_workers() {
     );
     drop(studio);
     drop(store);
-    drop_database(&db).await;
-}
-
-/// Drops the run's database (best effort).
-async fn drop_database(db: &str) {
-    let admin = std::env::var("JILO_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-    if let Ok(server) = SqlStore::connect(
-        &StoreUrl::parse(&admin).unwrap(),
-        SqlStoreOptions::default(),
-    )
-    .await
-    {
-        if let Some((_, name)) = db.rsplit_once('/') {
-            let _ = sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                .execute(server.pool())
-                .await;
-        }
-        server.close().await;
-    }
+    postgres::drop(&db).await;
 }

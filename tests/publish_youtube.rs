@@ -9,6 +9,8 @@
 
 #[path = "../jilo-store/tests/support/moto.rs"]
 mod moto;
+#[path = "support/postgres.rs"]
+mod postgres;
 #[path = "../jilo-providers/tests/support/mod.rs"]
 mod support;
 
@@ -143,37 +145,6 @@ async fn setup(len: usize, lease: Duration) -> Setup {
 enum Storage {
     Local,
     S3,
-}
-
-/// A fresh Postgres database for one test, or `None` when no server answers outside CI.
-async fn postgres_database() -> Option<String> {
-    let admin = std::env::var("JILO_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-    let server = match SqlStore::connect(
-        &StoreUrl::parse(&admin).unwrap(),
-        SqlStoreOptions::default(),
-    )
-    .await
-    {
-        Ok(s) => s,
-        Err(e) => {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "CI=true and Postgres at {admin} cannot be reached: {e}"
-            );
-            eprintln!("SKIPPED: Postgres at {admin} cannot be reached ({e})");
-            return None;
-        }
-    };
-    let name = format!("jilo_pub_{}", uuid::Uuid::new_v4().simple());
-    sqlx_exec(&server, &format!("CREATE DATABASE {name}")).await;
-    server.close().await;
-    let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
-    Some(format!("{base}/{name}"))
-}
-
-async fn sqlx_exec(store: &SqlStore, sql: &str) {
-    sqlx::raw_sql(sql).execute(store.pool()).await.unwrap();
 }
 
 /// `None` when S3 is asked for and moto's server is not installed (outside CI).
@@ -669,7 +640,7 @@ async fn a_killed_uploader_is_resumed_by_the_next_process_on_postgres() {
         child(&role).await;
         return;
     }
-    let Some(db) = postgres_database().await else {
+    let Some(db) = postgres::database("jilo_pub").await else {
         return;
     };
     killed_and_resumed(
@@ -677,22 +648,7 @@ async fn a_killed_uploader_is_resumed_by_the_next_process_on_postgres() {
         Some(db.clone()),
     )
     .await;
-    // Drop the test's database (best effort).
-    let admin = std::env::var("JILO_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-    if let Ok(server) = SqlStore::connect(
-        &StoreUrl::parse(&admin).unwrap(),
-        SqlStoreOptions::default(),
-    )
-    .await
-    {
-        if let Some((_, name)) = db.rsplit_once('/') {
-            let _ = sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                .execute(server.pool())
-                .await;
-        }
-        server.close().await;
-    }
+    postgres::drop(&db).await;
 }
 
 async fn killed_and_resumed(test: &str, database: Option<String>) {
