@@ -6,8 +6,9 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-const PREFIXES: [&str; 11] = [
+const PREFIXES: [&str; 12] = [
     "JILO_",
+    "STRIPE_",
     "FAL_",
     "SUCHUANG_",
     "APIFY_",
@@ -57,6 +58,7 @@ fn every_variable_the_code_reads_is_in_the_readme_table() {
         "jilo-providers/src",
         "jilo-store/src",
         "jilo-sim/src",
+        "examples/server/src",
     ] {
         sources(&root.join(dir), &mut texts);
     }

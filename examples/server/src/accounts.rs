@@ -1,0 +1,538 @@
+//! Accounts, sessions and the server's own records, in tables beside jilo's (same database,
+//! `server_` prefix): users with argon2 password hashes, sessions stored as SHA-256 hashes of
+//! random tokens, failed-login counters, pending OAuth authorizations, checkouts and the payment
+//! events already applied.
+
+use std::time::Duration;
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use base64::Engine;
+use jilo::{Timestamp, UserId};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use sqlx::{AnyPool, Row};
+
+use jilo::store::Backend;
+
+/// A failure of the accounts' tables.
+pub type DbResult<T> = Result<T, sqlx::Error>;
+
+const SCHEMA: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS server_users (
+        id TEXT PRIMARY KEY,
+        email TEXT NOT NULL UNIQUE,
+        password_hash TEXT,
+        google_sub TEXT UNIQUE,
+        created_at BIGINT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS server_sessions (
+        token_hash TEXT PRIMARY KEY,
+        user_id TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        expires_at BIGINT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS server_sessions_user ON server_sessions (user_id)",
+    "CREATE TABLE IF NOT EXISTS server_login_failures (
+        email TEXT PRIMARY KEY,
+        failures BIGINT NOT NULL,
+        last_at BIGINT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS server_oauth_pending (
+        state_hash TEXT PRIMARY KEY,
+        purpose TEXT NOT NULL,
+        user_id TEXT,
+        url TEXT NOT NULL,
+        redirect_uri TEXT NOT NULL,
+        verifier TEXT NOT NULL,
+        expires_at BIGINT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS server_checkouts (
+        session_id TEXT PRIMARY KEY,
+        user_id TEXT NOT NULL,
+        plan TEXT NOT NULL,
+        amount_minor BIGINT NOT NULL,
+        currency TEXT NOT NULL,
+        paid_event TEXT,
+        created_at BIGINT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS server_payment_events (
+        event_id TEXT PRIMARY KEY,
+        payment_id TEXT NOT NULL,
+        received_at BIGINT NOT NULL)",
+];
+
+/// A random opaque token (32 bytes, base64url) and the hash it is stored as.
+pub fn new_token() -> (String, String) {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let hash = token_hash(&token);
+    (token, hash)
+}
+
+/// How a token is stored: its SHA-256, hex.
+pub fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// An argon2id hash (PHC string) of `password`, on a blocking thread.
+pub async fn hash_password(password: String) -> Result<String, String> {
+    tokio::task::spawn_blocking(move || {
+        let salt = SaltString::generate(&mut rand::rngs::OsRng);
+        Argon2::default()
+            .hash_password(password.as_bytes(), &salt)
+            .map(|h| h.to_string())
+            .map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| e.to_string())?
+}
+
+/// Whether `password` matches `hash`, on a blocking thread. With no hash (an unknown email, an
+/// account made by Google sign-in) a dummy hash is checked so the answer takes as long.
+pub async fn verify_password(password: String, hash: Option<String>) -> bool {
+    tokio::task::spawn_blocking(move || {
+        let dummy;
+        let stored = match &hash {
+            Some(h) => h.as_str(),
+            None => {
+                dummy = DUMMY_HASH.get_or_init(|| {
+                    let salt = SaltString::generate(&mut rand::rngs::OsRng);
+                    Argon2::default()
+                        .hash_password(b"not a password", &salt)
+                        .map(|h| h.to_string())
+                        .unwrap_or_default()
+                });
+                dummy.as_str()
+            }
+        };
+        let Ok(parsed) = PasswordHash::new(stored) else {
+            return false;
+        };
+        Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok()
+            && hash.is_some()
+    })
+    .await
+    .unwrap_or(false)
+}
+
+static DUMMY_HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// A user as the accounts table keeps them.
+#[derive(Clone, Debug)]
+pub struct Account {
+    /// The id the ledger and jobs use.
+    pub id: UserId,
+    /// The email, lower-cased.
+    pub email: String,
+    /// The argon2 hash; `None` for an account made by Google sign-in only.
+    pub password_hash: Option<String>,
+}
+
+/// A pending OAuth authorization kept between the redirect and its callback.
+#[derive(Clone, Debug)]
+pub struct PendingOAuth {
+    /// `signin` or `youtube`.
+    pub purpose: String,
+    /// The user connecting a channel (`youtube`).
+    pub user: Option<UserId>,
+    /// The consent URL.
+    pub url: String,
+    /// The redirect URI sent.
+    pub redirect_uri: String,
+    /// The PKCE verifier.
+    pub verifier: String,
+}
+
+/// A checkout this server created.
+#[derive(Clone, Debug)]
+pub struct Checkout {
+    /// The payment service's session id.
+    pub session_id: String,
+    /// Who pays.
+    pub user: UserId,
+    /// For which plan.
+    pub plan: String,
+    /// The amount, in minor units.
+    pub amount_minor: i64,
+    /// ISO 4217.
+    pub currency: String,
+    /// The event that completed it, once one did.
+    pub paid_event: Option<String>,
+}
+
+/// The server's tables.
+#[derive(Clone, Debug)]
+pub struct Accounts {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+fn ms(t: Timestamp) -> i64 {
+    t.as_millis()
+}
+
+/// Whether an error is a unique-constraint violation (a duplicate email, token, event).
+pub fn is_unique_violation(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(db) => {
+            db.is_unique_violation()
+                || db
+                    .code()
+                    .is_some_and(|c| c == "23505" || c == "2067" || c == "1555")
+        }
+        _ => false,
+    }
+}
+
+impl Accounts {
+    /// The tables on the store's pool, created when missing (serialised across processes
+    /// on Postgres).
+    pub async fn open(pool: AnyPool, backend: Backend) -> DbResult<Self> {
+        let mut conn = pool.acquire().await?;
+        if backend == Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_lock(7411028)")
+                .execute(&mut *conn)
+                .await?;
+        }
+        let mut result = Ok(());
+        for statement in SCHEMA {
+            if let Err(e) = sqlx::query(statement).execute(&mut *conn).await {
+                result = Err(e);
+                break;
+            }
+        }
+        if backend == Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_unlock(7411028)")
+                .execute(&mut *conn)
+                .await?;
+        }
+        result?;
+        Ok(Self { pool, backend })
+    }
+
+    /// Creates an account; a taken email is a unique violation.
+    pub async fn create_user(
+        &self,
+        email: &str,
+        password_hash: Option<&str>,
+        google_sub: Option<&str>,
+        now: Timestamp,
+    ) -> DbResult<Account> {
+        let id = UserId::new(format!("u_{}", uuid::Uuid::new_v4().simple()));
+        sqlx::query(
+            "INSERT INTO server_users (id, email, password_hash, google_sub, created_at)
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(id.to_string())
+        .bind(email)
+        .bind(password_hash)
+        .bind(google_sub)
+        .bind(ms(now))
+        .execute(&self.pool)
+        .await?;
+        Ok(Account {
+            id,
+            email: email.to_owned(),
+            password_hash: password_hash.map(str::to_owned),
+        })
+    }
+
+    fn account(row: &sqlx::any::AnyRow) -> DbResult<Account> {
+        Ok(Account {
+            id: UserId::new(row.try_get::<String, _>("id")?),
+            email: row.try_get("email")?,
+            password_hash: row.try_get("password_hash")?,
+        })
+    }
+
+    /// The account with this email.
+    pub async fn by_email(&self, email: &str) -> DbResult<Option<Account>> {
+        sqlx::query("SELECT id, email, password_hash FROM server_users WHERE email = $1")
+            .bind(email)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|r| Self::account(&r))
+            .transpose()
+    }
+
+    /// The account with this id.
+    pub async fn by_id(&self, id: &UserId) -> DbResult<Option<Account>> {
+        sqlx::query("SELECT id, email, password_hash FROM server_users WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|r| Self::account(&r))
+            .transpose()
+    }
+
+    /// The account a Google subject signed in as, else the one with its email (linked to the
+    /// subject now), else a new one. Answers the account and whether it is new.
+    pub async fn google_account(
+        &self,
+        sub: &str,
+        email: &str,
+        now: Timestamp,
+    ) -> DbResult<(Account, bool)> {
+        if let Some(row) =
+            sqlx::query("SELECT id, email, password_hash FROM server_users WHERE google_sub = $1")
+                .bind(sub)
+                .fetch_optional(&self.pool)
+                .await?
+        {
+            return Ok((Self::account(&row)?, false));
+        }
+        if let Some(found) = self.by_email(email).await? {
+            sqlx::query(
+                "UPDATE server_users SET google_sub = $1 WHERE id = $2 AND google_sub IS NULL",
+            )
+            .bind(sub)
+            .bind(found.id.to_string())
+            .execute(&self.pool)
+            .await?;
+            return Ok((found, false));
+        }
+        match self.create_user(email, None, Some(sub), now).await {
+            Ok(a) => Ok((a, true)),
+            // Two callbacks at once: the other made it.
+            Err(e) if is_unique_violation(&e) => match self.by_email(email).await? {
+                Some(a) => Ok((a, false)),
+                None => Err(e),
+            },
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Opens a session; answers its token.
+    pub async fn open_session(
+        &self,
+        user: &UserId,
+        now: Timestamp,
+        ttl: Duration,
+    ) -> DbResult<String> {
+        let (token, hash) = new_token();
+        sqlx::query(
+            "INSERT INTO server_sessions (token_hash, user_id, created_at, expires_at)
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(hash)
+        .bind(user.to_string())
+        .bind(ms(now))
+        .bind(ms(now.plus(ttl)))
+        .execute(&self.pool)
+        .await?;
+        Ok(token)
+    }
+
+    /// The user of a live session.
+    pub async fn session_user(&self, token: &str, now: Timestamp) -> DbResult<Option<UserId>> {
+        let row = sqlx::query(
+            "SELECT user_id FROM server_sessions WHERE token_hash = $1 AND expires_at > $2",
+        )
+        .bind(token_hash(token))
+        .bind(ms(now))
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| r.try_get::<String, _>("user_id").map(UserId::new))
+            .transpose()
+    }
+
+    /// Ends a session.
+    pub async fn close_session(&self, token: &str) -> DbResult<()> {
+        sqlx::query("DELETE FROM server_sessions WHERE token_hash = $1")
+            .bind(token_hash(token))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// How long a login for `email` must wait: nothing for the first five failures in a row,
+    /// then 2, 4, 8 … seconds after the last one, at most 15 minutes.
+    pub async fn login_wait(&self, email: &str, now: Timestamp) -> DbResult<Option<Duration>> {
+        let row =
+            sqlx::query("SELECT failures, last_at FROM server_login_failures WHERE email = $1")
+                .bind(email)
+                .fetch_optional(&self.pool)
+                .await?;
+        let Some(row) = row else { return Ok(None) };
+        let failures: i64 = row.try_get("failures")?;
+        let last_at: i64 = row.try_get("last_at")?;
+        if failures < 5 {
+            return Ok(None);
+        }
+        let exp = u32::try_from((failures - 4).min(10)).unwrap_or(10);
+        let wait_ms = (1_000i64 << exp).min(900_000);
+        let until = last_at.saturating_add(wait_ms);
+        Ok((until > ms(now)).then(|| Duration::from_millis((until - ms(now)).unsigned_abs())))
+    }
+
+    /// Counts a failed login.
+    pub async fn login_failed(&self, email: &str, now: Timestamp) -> DbResult<()> {
+        sqlx::query(
+            "INSERT INTO server_login_failures (email, failures, last_at) VALUES ($1, 1, $2)
+             ON CONFLICT (email) DO UPDATE
+             SET failures = server_login_failures.failures + 1, last_at = excluded.last_at",
+        )
+        .bind(email)
+        .bind(ms(now))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Forgets failed logins after a good one.
+    pub async fn login_succeeded(&self, email: &str) -> DbResult<()> {
+        sqlx::query("DELETE FROM server_login_failures WHERE email = $1")
+            .bind(email)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Keeps a pending OAuth authorization under its state (hashed), for ten minutes.
+    pub async fn keep_oauth(
+        &self,
+        state: &str,
+        pending: &PendingOAuth,
+        now: Timestamp,
+    ) -> DbResult<()> {
+        sqlx::query(
+            "INSERT INTO server_oauth_pending
+             (state_hash, purpose, user_id, url, redirect_uri, verifier, expires_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(token_hash(state))
+        .bind(&pending.purpose)
+        .bind(pending.user.as_ref().map(ToString::to_string))
+        .bind(&pending.url)
+        .bind(&pending.redirect_uri)
+        .bind(&pending.verifier)
+        .bind(ms(now.plus(Duration::from_secs(600))))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Takes (once) the pending authorization of a callback's state, if it is still live.
+    pub async fn take_oauth(&self, state: &str, now: Timestamp) -> DbResult<Option<PendingOAuth>> {
+        let hash = token_hash(state);
+        let row = sqlx::query(
+            "SELECT purpose, user_id, url, redirect_uri, verifier, expires_at
+             FROM server_oauth_pending WHERE state_hash = $1",
+        )
+        .bind(&hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let taken = sqlx::query("DELETE FROM server_oauth_pending WHERE state_hash = $1")
+            .bind(&hash)
+            .execute(&self.pool)
+            .await?;
+        let expires_at: i64 = row.try_get("expires_at")?;
+        if taken.rows_affected() != 1 || expires_at <= ms(now) {
+            return Ok(None);
+        }
+        Ok(Some(PendingOAuth {
+            purpose: row.try_get("purpose")?,
+            user: row
+                .try_get::<Option<String>, _>("user_id")?
+                .map(UserId::new),
+            url: row.try_get("url")?,
+            redirect_uri: row.try_get("redirect_uri")?,
+            verifier: row.try_get("verifier")?,
+        }))
+    }
+
+    /// Records a checkout this server created.
+    pub async fn keep_checkout(&self, c: &Checkout, now: Timestamp) -> DbResult<()> {
+        sqlx::query(
+            "INSERT INTO server_checkouts
+             (session_id, user_id, plan, amount_minor, currency, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&c.session_id)
+        .bind(c.user.to_string())
+        .bind(&c.plan)
+        .bind(c.amount_minor)
+        .bind(&c.currency)
+        .bind(ms(now))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// A checkout by its session id.
+    pub async fn checkout(&self, session_id: &str) -> DbResult<Option<Checkout>> {
+        let row = sqlx::query(
+            "SELECT session_id, user_id, plan, amount_minor, currency, paid_event
+             FROM server_checkouts WHERE session_id = $1",
+        )
+        .bind(session_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(Checkout {
+                session_id: r.try_get("session_id")?,
+                user: UserId::new(r.try_get::<String, _>("user_id")?),
+                plan: r.try_get("plan")?,
+                amount_minor: r.try_get("amount_minor")?,
+                currency: r.try_get("currency")?,
+                paid_event: r.try_get("paid_event")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Whether a payment event was applied already.
+    pub async fn event_seen(&self, event_id: &str) -> DbResult<bool> {
+        Ok(
+            sqlx::query("SELECT 1 AS one FROM server_payment_events WHERE event_id = $1")
+                .bind(event_id)
+                .fetch_optional(&self.pool)
+                .await?
+                .is_some(),
+        )
+    }
+
+    /// Records an applied payment event and marks its checkout paid; `false` when another
+    /// delivery recorded it first.
+    pub async fn record_event(
+        &self,
+        event_id: &str,
+        payment_id: &str,
+        session_id: &str,
+        now: Timestamp,
+    ) -> DbResult<bool> {
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO server_payment_events (event_id, payment_id, received_at)
+             VALUES ($1, $2, $3) ON CONFLICT (event_id) DO NOTHING",
+        )
+        .bind(event_id)
+        .bind(payment_id)
+        .bind(ms(now))
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE server_checkouts SET paid_event = $1
+             WHERE session_id = $2 AND paid_event IS NULL",
+        )
+        .bind(event_id)
+        .bind(session_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(inserted.rows_affected() == 1)
+    }
+
+    /// Whether the database answers.
+    pub async fn ping(&self) -> DbResult<()> {
+        sqlx::query("SELECT 1 AS one")
+            .fetch_one(&self.pool)
+            .await
+            .map(|_| ())
+    }
+
+    /// The engine.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+}

@@ -1,0 +1,353 @@
+//! Accounts (the seed's flow 1): sign-up with the seed's rules, login slowed after repeated
+//! failures, logout, and the session every user route takes its user from.
+
+use axum::extract::{FromRequestParts, State};
+use axum::http::header::{AUTHORIZATION, COOKIE, SET_COOKIE};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use jilo::{Grant, QuotaStore, UserId};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::accounts::{hash_password, is_unique_violation, verify_password, Account};
+use crate::error::{ApiError, ApiJson};
+use crate::i18n::Msg;
+use crate::AppState;
+
+/// The session cookie's name.
+pub const SESSION_COOKIE: &str = "jilo_session";
+
+/// The user of the request's session (`Authorization: Bearer` or the session cookie).
+#[derive(Clone, Debug)]
+pub struct CurrentUser(pub UserId);
+
+/// The request's session token, if it carries one.
+pub fn session_token(headers: &HeaderMap) -> Option<String> {
+    if let Some(bearer) = headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    {
+        return Some(bearer.trim().to_owned());
+    }
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|c| {
+            c.trim()
+                .strip_prefix(SESSION_COOKIE)
+                .and_then(|rest| rest.strip_prefix('='))
+                .map(str::to_owned)
+        })
+}
+
+impl FromRequestParts<AppState> for CurrentUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = session_token(&parts.headers).ok_or_else(ApiError::sign_in)?;
+        match state.accounts().session_user(&token, state.now()).await {
+            Ok(Some(user)) => Ok(CurrentUser(user)),
+            Ok(None) => Err(ApiError::sign_in()),
+            Err(e) => Err(ApiError::internal(e)),
+        }
+    }
+}
+
+/// `POST /api/auth/signup`'s body.
+#[derive(Debug, Deserialize)]
+pub struct Signup {
+    /// The email.
+    pub email: String,
+    /// The password.
+    pub password: String,
+    /// The password again.
+    pub confirm: String,
+}
+
+/// `POST /api/auth/login`'s body.
+#[derive(Debug, Deserialize)]
+pub struct Login {
+    /// The email.
+    pub email: String,
+    /// The password.
+    pub password: String,
+}
+
+/// What sign-up and login answer.
+#[derive(Debug, Serialize)]
+pub struct SessionAnswer {
+    /// The session token, for `Authorization: Bearer` (the cookie carries it too).
+    pub token: String,
+    /// The user.
+    pub user: UserView,
+}
+
+/// A user as the API shows them.
+#[derive(Debug, Serialize)]
+pub struct UserView {
+    /// The id.
+    pub id: String,
+    /// The email.
+    pub email: String,
+}
+
+impl From<&Account> for UserView {
+    fn from(a: &Account) -> Self {
+        Self {
+            id: a.id.to_string(),
+            email: a.email.clone(),
+        }
+    }
+}
+
+/// The email's canonical form, if it is an address: one `@`, a local part, a dotted domain,
+/// no spaces, at most 254 characters.
+pub fn check_email(email: &str) -> Result<String, ApiError> {
+    let email = email.trim().to_lowercase();
+    let valid = email.len() <= 254
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+        && match email.split_once('@') {
+            Some((local, domain)) => {
+                !local.is_empty()
+                    && !domain.contains('@')
+                    && domain.contains('.')
+                    && !domain.starts_with('.')
+                    && !domain.ends_with('.')
+                    && !domain.contains("..")
+            }
+            None => false,
+        };
+    if valid {
+        Ok(email)
+    } else {
+        Err(ApiError::field("email", Msg::EmailInvalid))
+    }
+}
+
+/// The seed's password rule: at least 8 characters, letters and digits.
+pub fn check_password(password: &str) -> Result<(), ApiError> {
+    let ok = password.chars().count() >= 8
+        && password.len() <= 1024
+        && password.chars().any(|c| c.is_alphabetic())
+        && password.chars().any(|c| c.is_ascii_digit());
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::field("password", Msg::PasswordWeak))
+    }
+}
+
+fn session_cookie(state: &AppState, token: &str) -> Option<HeaderValue> {
+    let secure = if state.config().public_url().starts_with("https://") {
+        "; Secure"
+    } else {
+        ""
+    };
+    HeaderValue::from_str(&format!(
+        "{SESSION_COOKIE}={token}; HttpOnly; SameSite=Lax; Path=/; Max-Age={}{secure}",
+        state.config().session_ttl.as_secs()
+    ))
+    .ok()
+}
+
+/// Grants the starting credits (idempotent: `signup:<user>`), opens a session, and answers it.
+pub async fn open_session(
+    state: &AppState,
+    account: &Account,
+    status: StatusCode,
+) -> Result<Response, ApiError> {
+    let now = state.now();
+    state
+        .store
+        .grant(&Grant::signup(
+            account.id.clone(),
+            state.config().signup_credits,
+            now,
+        ))
+        .await?;
+    let token = state
+        .accounts()
+        .open_session(&account.id, now, state.config().session_ttl)
+        .await
+        .map_err(ApiError::internal)?;
+    let mut response = (
+        status,
+        Json(SessionAnswer {
+            token: token.clone(),
+            user: account.into(),
+        }),
+    )
+        .into_response();
+    if let Some(cookie) = session_cookie(state, &token) {
+        response.headers_mut().insert(SET_COOKIE, cookie);
+    }
+    Ok(response)
+}
+
+/// `POST /api/auth/signup`: a new account with its starting credits, signed in.
+pub async fn signup(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<Signup>,
+) -> Result<Response, ApiError> {
+    let email = check_email(&body.email)?;
+    check_password(&body.password)?;
+    if body.confirm != body.password {
+        return Err(ApiError::field("confirm", Msg::PasswordMismatch));
+    }
+    if state
+        .accounts()
+        .by_email(&email)
+        .await
+        .map_err(ApiError::internal)?
+        .is_some()
+    {
+        return Err(email_taken());
+    }
+    let hash = hash_password(body.password)
+        .await
+        .map_err(ApiError::internal)?;
+    let account = match state
+        .accounts()
+        .create_user(&email, Some(&hash), None, state.now())
+        .await
+    {
+        Ok(a) => a,
+        Err(e) if is_unique_violation(&e) => return Err(email_taken()),
+        Err(e) => return Err(ApiError::internal(e)),
+    };
+    tracing::info!(user = %account.id, "account opened");
+    open_session(&state, &account, StatusCode::CREATED).await
+}
+
+fn email_taken() -> ApiError {
+    let mut e = ApiError::new(StatusCode::CONFLICT, "email_taken", Msg::EmailTaken);
+    e.field = Some("email".into());
+    e
+}
+
+/// `POST /api/auth/login`.
+pub async fn login(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<Login>,
+) -> Result<Response, ApiError> {
+    let email = body.email.trim().to_lowercase();
+    let accounts = state.accounts();
+    if let Some(wait) = accounts
+        .login_wait(&email, state.now())
+        .await
+        .map_err(ApiError::internal)?
+    {
+        let secs = wait.as_secs().max(1);
+        let mut e = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_attempts",
+            Msg::TooManyAttempts { secs },
+        );
+        e.retry_after = Some(secs);
+        return Err(e);
+    }
+    let account = accounts
+        .by_email(&email)
+        .await
+        .map_err(ApiError::internal)?;
+    let hash = account.as_ref().and_then(|a| a.password_hash.clone());
+    if !verify_password(body.password, hash).await {
+        accounts
+            .login_failed(&email, state.now())
+            .await
+            .map_err(ApiError::internal)?;
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "bad_credentials",
+            Msg::BadCredentials,
+        ));
+    }
+    let Some(account) = account else {
+        return Err(ApiError::internal("a verified login without its account"));
+    };
+    accounts
+        .login_succeeded(&email)
+        .await
+        .map_err(ApiError::internal)?;
+    open_session(&state, &account, StatusCode::OK).await
+}
+
+/// `POST /api/auth/logout`: ends the request's session and clears the cookie.
+pub async fn logout(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    if let Some(token) = session_token(&headers) {
+        state
+            .accounts()
+            .close_session(&token)
+            .await
+            .map_err(ApiError::internal)?;
+    }
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "{SESSION_COOKIE}=; HttpOnly; SameSite=Lax; Path=/; Max-Age=0"
+    )) {
+        response.headers_mut().insert(SET_COOKIE, v);
+    }
+    Ok(response)
+}
+
+/// `GET /api/me`.
+pub async fn me(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let account = state
+        .accounts()
+        .by_id(&user)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(ApiError::sign_in)?;
+    Ok(Json(json!({ "user": UserView::from(&account) })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_seeds_rules() {
+        assert_eq!(
+            check_email(" Ann@Example.COM ").ok().as_deref(),
+            Some("ann@example.com")
+        );
+        for bad in [
+            "ann",
+            "ann@",
+            "@x.com",
+            "a@b",
+            "a b@x.com",
+            "a@x..com",
+            "a@@x.com",
+        ] {
+            assert!(check_email(bad).is_err(), "{bad}");
+        }
+        assert!(check_password("abcdefg1").is_ok());
+        for bad in ["abc1", "abcdefgh", "12345678"] {
+            assert!(check_password(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_token_comes_from_bearer_or_cookie() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            COOKIE,
+            HeaderValue::from_static("a=1; jilo_session=tok; b=2"),
+        );
+        assert_eq!(session_token(&h).as_deref(), Some("tok"));
+        h.insert(AUTHORIZATION, HeaderValue::from_static("Bearer other"));
+        assert_eq!(session_token(&h).as_deref(), Some("other"));
+    }
+}
