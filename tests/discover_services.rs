@@ -51,7 +51,14 @@ async fn three_platforms_one_failing_and_the_repeat_calls_nobody() {
     )
     .analyze_top(10);
 
-    let found = studio.discover(&query).await.unwrap();
+    // On a spawned task, as a web handler runs it: the future is `Send`.
+    let found = tokio::spawn({
+        let (studio, query) = (studio.clone(), query.clone());
+        async move { studio.discover(&query).await }
+    })
+    .await
+    .unwrap()
+    .unwrap();
     assert_eq!(
         found.videos.len(),
         100,

@@ -63,6 +63,9 @@ pub struct Inner {
     pub accounts: Accounts,
     /// The YouTube publisher (channels and uploads).
     pub youtube: Arc<YouTubePublisher>,
+    /// Seals what waits in the database between requests (an OAuth verifier), with the
+    /// tokens' key.
+    pub cipher: Arc<TokenCipher>,
     /// Stripe, or the simulated checkout.
     pub payments: Payments,
     /// The settings.
@@ -223,11 +226,14 @@ impl AppState {
                 format!("{g}/revoke"),
             )?
         };
-        let cipher = if keyed(&config, "JILO_TOKEN_KEY") {
-            TokenCipher::from_env()?
-        } else {
-            TokenCipher::new("local", &local_secret(&config.data_dir, "token.key")?)?
+        let make_cipher = || -> Result<TokenCipher, StartError> {
+            Ok(if keyed(&config, "JILO_TOKEN_KEY") {
+                TokenCipher::from_env()?
+            } else {
+                TokenCipher::new("local", &local_secret(&config.data_dir, "token.key")?)?
+            })
         };
+        let cipher = make_cipher()?;
 
         let url = match &config.database_url {
             Some(url) => StoreUrl::parse(url)?,
@@ -288,6 +294,7 @@ impl AppState {
             .build()
             .map_err(|e| jilo::Error::invalid("http client", e.to_string()))?;
         Ok(AppState(Arc::new(Inner {
+            cipher: Arc::new(make_cipher()?),
             studio,
             store,
             media,

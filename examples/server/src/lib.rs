@@ -24,6 +24,7 @@ pub mod config;
 pub mod error;
 pub mod generate;
 pub mod i18n;
+pub mod publish;
 pub mod system;
 
 use std::future::Future;
@@ -78,6 +79,18 @@ pub fn router(state: AppState) -> Router {
             "/billing/checkout/{session}/pay",
             post(billing::simulated_pay),
         )
+        .route("/api/discover/search", post(publish::search))
+        .route("/api/discover/prompt", post(publish::prompt))
+        .route("/api/youtube/connect", post(publish::connect))
+        .route("/api/youtube/callback", get(publish::callback))
+        .route("/api/youtube/channels", get(publish::channels))
+        .route(
+            "/api/ai/optimize-metadata",
+            post(publish::optimize_metadata),
+        )
+        .route("/api/publish/youtube", post(publish::publish))
+        .route("/api/publish/{id}", get(publish::get))
+        .route("/api/publish/{id}/events", get(publish::events))
         .route("/api/admin/grant", post(system::admin_grant))
         .route("/api/system/status", get(system::status))
         .route("/healthz", get(system::healthz))

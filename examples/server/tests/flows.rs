@@ -667,3 +667,176 @@ async fn a_hundred_concurrent_generations_on_postgres() {
     concurrency_bar(Db::Postgres(url.clone())).await;
     support::postgres::drop(&url).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discover_write_a_prompt_generate_connect_and_publish() {
+    let server = Server::start(Db::Sqlite).await;
+    let user = server.signup("fay@example.com").await;
+
+    // Trends across the three platforms, best score first, the top ones analysed.
+    let (s, e) = server
+        .post(
+            &user,
+            "/api/discover/search",
+            json!({ "keyword": "AI tools", "platforms": ["myspace"] }),
+        )
+        .await;
+    assert_eq!((s, e["error"]["field"].as_str()), (422, Some("platforms")));
+    let (s, found) = server
+        .post(
+            &user,
+            "/api/discover/search",
+            json!({ "keyword": "AI tools" }),
+        )
+        .await;
+    assert_eq!(s, 200, "{found}");
+    let videos = found["videos"].as_array().unwrap();
+    assert!(videos.len() >= 10, "{}", videos.len());
+    let scores: Vec<i64> = videos
+        .iter()
+        .map(|v| v["score"]["total"].as_i64().unwrap())
+        .collect();
+    assert!(scores.windows(2).all(|w| w[0] >= w[1]), "{scores:?}");
+    assert!(videos[0]["analysis"]["hook"].is_string(), "{}", videos[0]);
+    assert_eq!(found["failures"].as_array().unwrap().len(), 0);
+    let platforms: std::collections::HashSet<&str> = videos
+        .iter()
+        .map(|v| v["video"]["platform"].as_str().unwrap())
+        .collect();
+    assert_eq!(platforms.len(), 3, "{platforms:?}");
+
+    // A prompt from the top video, then its generation to completion.
+    let (s, written) = server
+        .post(
+            &user,
+            "/api/discover/prompt",
+            json!({ "video": videos[0], "duration": 5 }),
+        )
+        .await;
+    assert_eq!(s, 200, "{written}");
+    let prompt = written["prompt"].as_str().unwrap().to_owned();
+    assert!((10..=500).contains(&prompt.chars().count()), "{prompt}");
+    let (s, body) = server.post(&user, "/api/generate", kling(&prompt)).await;
+    assert_eq!(s, 202, "{body}");
+    let job = body["job"]["id"].as_str().unwrap().to_owned();
+    let events = server.events(&user, &job, None).await;
+    assert_eq!(events.last().unwrap().data["state"], "completed");
+
+    // Publishing before a channel is connected: the seed's "请先绑定YouTube账号".
+    let publish = json!({
+        "video_id": job, "title": "A fox in the snow", "description": "Made with jilo",
+        "tags": ["fox", "snow"], "privacy": "public",
+    });
+    let (s, e) = server
+        .post(&user, "/api/publish/youtube", publish.clone())
+        .await;
+    assert_eq!(
+        (s, e["error"]["code"].as_str()),
+        (409, Some("youtube_not_connected"))
+    );
+    assert_eq!(e["error"]["message"], "请先绑定YouTube账号");
+
+    // Connect: the consent URL, Google's redirect back to the callback, the channel kept.
+    let (s, connect) = server.post(&user, "/api/youtube/connect", json!({})).await;
+    assert_eq!(s, 200);
+    let consent = server
+        .http
+        .get(connect["url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let back = consent.headers()["location"].to_str().unwrap().to_owned();
+    assert!(
+        back.starts_with(&server.at("/api/youtube/callback?")),
+        "{back}"
+    );
+    let done = server.http.get(&back).send().await.unwrap();
+    assert_eq!(done.status(), 303);
+    assert!(done.headers()["location"]
+        .to_str()
+        .unwrap()
+        .starts_with("/?youtube=connected"));
+    // The state is taken once: the same callback again is refused.
+    assert_eq!(server.http.get(&back).send().await.unwrap().status(), 400);
+    let (_, channels) = server.get(&user, "/api/youtube/channels").await;
+    assert_eq!(
+        channels["channels"].as_array().unwrap().len(),
+        1,
+        "{channels}"
+    );
+    assert_eq!(
+        channels["channels"][0]["channel_id"],
+        jilo_sim::google::CHANNEL_ID
+    );
+    assert!(!channels.to_string().contains("token"), "{channels}");
+
+    // Metadata from the creative model.
+    let (s, meta) = server
+        .post(
+            &user,
+            "/api/ai/optimize-metadata",
+            json!({ "video_id": job, "keywords": ["AI tools"] }),
+        )
+        .await;
+    assert_eq!(s, 200, "{meta}");
+    assert_eq!(meta["metadata"]["titles"].as_array().unwrap().len(), 3);
+
+    // Watch the upload's progress while publishing.
+    let watcher = {
+        let req = server
+            .http
+            .get(server.at(&format!("/api/publish/{job}/events")))
+            .bearer_auth(&user);
+        tokio::spawn(async move { support::read_sse(req.send().await.unwrap()).await })
+    };
+    let (s, published) = server.post(&user, "/api/publish/youtube", publish).await;
+    assert_eq!(s, 200, "{published}");
+    assert_eq!(published["publication"]["state"], "published");
+    let url = published["publication"]["url"].as_str().unwrap().to_owned();
+    assert!(url.contains("watch?v=") || url.contains("youtu"), "{url}");
+    let progress = watcher.await.unwrap();
+    let last = progress.last().unwrap();
+    assert_eq!(last.event.as_deref(), Some("upload"));
+    assert_eq!(last.data["state"], "published");
+    assert_eq!(last.data["percent"], 100);
+    let percents: Vec<u64> = progress
+        .iter()
+        .map(|e| e.data["percent"].as_u64().unwrap())
+        .collect();
+    assert!(percents.windows(2).all(|w| w[0] <= w[1]), "{percents:?}");
+
+    // The bytes YouTube holds are the stored video's.
+    let video_url = events.last().unwrap().data["video"]["video_url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let stored = server
+        .http
+        .get(server.at(&video_url))
+        .bearer_auth(&user)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    {
+        let google = server.sims.google.state.lock().unwrap();
+        let upload = google
+            .sessions
+            .values()
+            .find(|u| u.video.is_some())
+            .unwrap();
+        assert_eq!(upload.received, stored.to_vec());
+        assert_eq!(upload.metadata["snippet"]["title"], "A fox in the snow");
+    }
+    let (s, read) = server.get(&user, &format!("/api/publish/{job}")).await;
+    assert_eq!(s, 200);
+    assert_eq!(read["publication"]["url"].as_str(), Some(url.as_str()));
+    // Another user cannot read it.
+    let other = server.signup("gil@example.com").await;
+    assert_eq!(
+        server.get(&other, &format!("/api/publish/{job}")).await.0,
+        404
+    );
+}

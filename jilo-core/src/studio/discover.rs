@@ -223,8 +223,13 @@ impl Studio {
         found.sort_by_key(|v| std::cmp::Reverse(ViralScore::of(v, None, now).total));
         let top = query.analyze_top.min(found.len());
         let concurrency = inner.policy.analysis_concurrency.max(1);
-        let analyses: Vec<Option<ViralAnalysis>> = stream::iter(found.iter().take(top))
-            .map(|v| self.analysis_of(v, now))
+        // Owned videos and a cloned Studio: the future stays `Send` for any caller (an axum
+        // handler, `tokio::spawn`), which a closure borrowing each video would not be.
+        let analyses: Vec<Option<ViralAnalysis>> = stream::iter(found.iter().take(top).cloned())
+            .map(|v| {
+                let studio = self.clone();
+                async move { studio.analysis_of(&v, now).await }
+            })
             .buffered(concurrency)
             .collect()
             .await;
