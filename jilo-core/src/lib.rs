@@ -79,6 +79,7 @@ pub mod policy;
 pub mod publish;
 pub mod score;
 mod studio;
+pub mod telemetry;
 #[cfg(any(test, feature = "test-utils"))]
 pub mod testing;
 pub mod traits;

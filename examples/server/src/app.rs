@@ -290,6 +290,8 @@ impl AppState {
             )),
         };
         let payments = Payments::new(&config, webhook_secret);
+        // Installed before any job runs, so every metric of this process is recorded.
+        let _ = crate::system::prometheus();
         let http = jilo::providers::http::client_builder()?
             .build()
             .map_err(|e| jilo::Error::invalid("http client", e.to_string()))?;

@@ -95,6 +95,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/system/status", get(system::status))
         .route("/healthz", get(system::healthz))
         .route("/readyz", get(system::readyz))
+        .route("/metrics", get(system::metrics))
         .fallback(|| async { ApiError::not_found() })
         .layer(DefaultBodyLimit::max(config.body_limit))
         .layer(TimeoutLayer::with_status_code(

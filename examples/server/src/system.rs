@@ -239,6 +239,41 @@ pub async fn status(
     })))
 }
 
+/// The process's Prometheus recorder, installed by the first server built in it (the
+/// library's `metrics` go to it); `None` when another recorder was installed first.
+pub fn prometheus() -> Option<&'static metrics_exporter_prometheus::PrometheusHandle> {
+    static HANDLE: std::sync::OnceLock<Option<metrics_exporter_prometheus::PrometheusHandle>> =
+        std::sync::OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            match metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder() {
+                Ok(handle) => Some(handle),
+                Err(e) => {
+                    tracing::warn!(error = %e, "no Prometheus recorder: another is installed");
+                    None
+                }
+            }
+        })
+        .as_ref()
+}
+
+/// `GET /metrics`: the library's metrics (`jilo_core::telemetry`) in the Prometheus text
+/// format.
+pub async fn metrics() -> Response {
+    match prometheus() {
+        Some(handle) => (
+            StatusCode::OK,
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            handle.render(),
+        )
+            .into_response(),
+        None => (StatusCode::SERVICE_UNAVAILABLE, "no metrics recorder").into_response(),
+    }
+}
+
 /// `GET /healthz`: the process answers.
 pub async fn healthz() -> &'static str {
     "ok"

@@ -397,6 +397,21 @@ async fn generate_watch_play_back_and_keep_other_users_out() {
         format!("bytes */{size}")
     );
 
+    // The library's metrics, in the Prometheus format.
+    let metrics = server.http.get(server.at("/metrics")).send().await.unwrap();
+    assert_eq!(metrics.status(), 200);
+    let metrics = metrics.text().await.unwrap();
+    for needle in [
+        "jilo_job_transitions_total{state=\"completed\",provider=\"fal\"}",
+        "jilo_provider_submits_total{provider=\"fal\",outcome=\"accepted\"}",
+        "jilo_webhooks_total{provider=\"fal\",outcome=\"applied\"}",
+        "jilo_webhooks_total{provider=\"fal\",outcome=\"refused\"}",
+        "jilo_credits_total{movement=\"settled\"}",
+        "jilo_provider_call_seconds_count{provider=\"fal\",call=\"submit\"}",
+    ] {
+        assert!(metrics.contains(needle), "{needle} in\n{metrics}");
+    }
+
     // The video list and the job agree.
     let (_, listed) = server.get(&alice, "/api/videos").await;
     assert_eq!(listed["videos"][0]["id"], job.as_str());

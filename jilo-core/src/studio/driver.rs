@@ -447,6 +447,21 @@ impl Inner {
             }
             match self.jobs.update(&update).await {
                 Ok(written) => {
+                    if written.state != job.state {
+                        crate::telemetry::job_transition(written.state, written.provider());
+                    }
+                    match update.end_hold {
+                        Some(HoldState::Settled) => {
+                            crate::telemetry::credits("settled", job.credits)
+                        }
+                        Some(HoldState::Refunded) => {
+                            crate::telemetry::credits("refunded", job.credits)
+                        }
+                        _ => {}
+                    }
+                    if update.grant.is_some() {
+                        crate::telemetry::credits("granted_free_retry", job.credits);
+                    }
                     tracing::info!(
                         from = %job.state,
                         to = %written.state,

@@ -65,7 +65,14 @@ impl Inner {
             provider_model(registered, &job.request.model),
         );
         request.webhook_url = webhook_url.clone();
-        match registered.provider.submit(&request).await {
+        let started = std::time::Instant::now();
+        let submitted = registered.provider.submit(&request).await;
+        crate::telemetry::submit(
+            &registered.id,
+            submitted.as_ref().err().map(FailureClass::of),
+            started.elapsed(),
+        );
+        match submitted {
             Ok(submission) => {
                 self.breaker_count(&registered.id, false);
                 tracing::info!(provider = %registered.id, request_id = %submission.request_id, attempt = job.attempts, "submitted");
@@ -213,7 +220,10 @@ impl Inner {
             return Follow::Reschedule;
         };
         let query = status_query(job, registered);
-        match registered.provider.status(&query).await {
+        let started = std::time::Instant::now();
+        let status = registered.provider.status(&query).await;
+        crate::telemetry::provider_call(&registered.id, "status", started.elapsed());
+        match status {
             Ok(status) => follow_status(status),
             Err(e) => {
                 tracing::warn!(error = %e, "status poll failed");
@@ -320,7 +330,10 @@ impl Inner {
             return Ok(CancelOutcome::Unsupported);
         }
         let query = status_query(job, registered);
-        registered.provider.cancel(&query).await
+        let started = std::time::Instant::now();
+        let answer = registered.provider.cancel(&query).await;
+        crate::telemetry::provider_call(&registered.id, "cancel", started.elapsed());
+        answer
     }
 
     pub(crate) async fn cancel_orphan(&self, job: &Job, request_id: &str) {
@@ -407,6 +420,7 @@ impl Inner {
             }
             Err(e) => tracing::warn!(error = %e, "the alert gate failed; sending anyway"),
         }
+        crate::telemetry::alert(&kind);
         let alert = Alert {
             kind,
             detail,

@@ -18,7 +18,7 @@ use tracing::Instrument;
 
 use crate::alert::AlertKind;
 use crate::clock::Clock;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::ids::{JobId, ProviderId, Timestamp, UserId};
 use crate::job::{ClaimRequest, DeliveryOutcome, DeliveryRecord, Job, JobEvent, JobState};
 use crate::ledger::{Balance, Reservation};
@@ -297,6 +297,8 @@ impl Studio {
                 return Err(e);
             }
             tracing::info!(credits, "job created, credits held");
+            crate::telemetry::credits("held", credits);
+            crate::telemetry::job_transition(JobState::Queued, job.route.first());
             job.version = 1;
             if let Err(e) = inner
                 .drive(
@@ -332,6 +334,27 @@ impl Studio {
     /// [`Error::InvalidInput`]; none changes anything. A late delivery to a finished job, or
     /// one about an earlier attempt, is recorded and absorbed: no credit changes.
     pub async fn handle_webhook(
+        &self,
+        provider: &ProviderId,
+        delivery: &WebhookDelivery,
+    ) -> Result<WebhookOutcome> {
+        let result = self.handle_delivery(provider, delivery).await;
+        let outcome = match &result {
+            Ok(o) if o.duplicate => "duplicate",
+            Ok(o) if o.applied => "applied",
+            Ok(_) => "absorbed",
+            Err(e) => match e.kind() {
+                ErrorKind::Unauthorized => "refused",
+                ErrorKind::NotFound => "unknown",
+                ErrorKind::InvalidInput => "invalid",
+                _ => "failed",
+            },
+        };
+        crate::telemetry::webhook(provider, outcome);
+        result
+    }
+
+    async fn handle_delivery(
         &self,
         provider: &ProviderId,
         delivery: &WebhookDelivery,
@@ -690,7 +713,10 @@ impl Studio {
                 read.push((p.id.clone(), None));
                 continue;
             }
-            match p.provider.balance().await {
+            let started = std::time::Instant::now();
+            let balance = p.provider.balance().await;
+            crate::telemetry::provider_call(&p.id, "balance", started.elapsed());
+            match balance {
                 Ok(balance) => {
                     if let (Some(b), Some(threshold)) =
                         (&balance, inner.policy.low_balance.get(&p.id))

@@ -389,6 +389,9 @@ impl Studio {
                         .await?;
                 }
                 tracing::info!(job = %job, video = %video.video_id, "published");
+                if !already {
+                    crate::telemetry::uploaded(claimed.total_bytes);
+                }
                 inner
                     .publications
                     .publication(job, channel)
