@@ -10,8 +10,11 @@ use crate::ids::Timestamp;
 #[non_exhaustive]
 pub enum Platform {
     /// TikTok.
+    // Serialised as `as_str` names it; the derived names of earlier releases still read.
+    #[serde(rename = "tiktok", alias = "tik_tok")]
     TikTok,
     /// YouTube Shorts.
+    #[serde(rename = "youtube_shorts", alias = "you_tube_shorts")]
     YouTubeShorts,
     /// Instagram Reels.
     InstagramReels,
@@ -87,5 +90,33 @@ impl TrendingVideo {
             return 0.0;
         }
         (self.likes + self.comments + self.shares) as f64 / self.views as f64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Platform;
+
+    #[test]
+    fn platforms_serialise_as_their_names_and_read_the_old_ones() {
+        for p in [
+            Platform::TikTok,
+            Platform::YouTubeShorts,
+            Platform::InstagramReels,
+        ] {
+            assert_eq!(
+                serde_json::to_value(p).unwrap_or_default(),
+                serde_json::Value::from(p.as_str())
+            );
+            let back: Option<Platform> = serde_json::from_value(p.as_str().into()).ok();
+            assert_eq!(back, Some(p));
+        }
+        for (old, p) in [
+            ("tik_tok", Platform::TikTok),
+            ("you_tube_shorts", Platform::YouTubeShorts),
+        ] {
+            let read: Option<Platform> = serde_json::from_value(old.into()).ok();
+            assert_eq!(read, Some(p));
+        }
     }
 }

@@ -254,12 +254,28 @@ impl Drop for Task {
     }
 }
 
-/// The bytes of a made-up MP4 (an `ftyp` box, then filler that depends on `id`): what the
-/// simulators serve as a generated video.
+/// A real clip that browsers play: 2 s of ffmpeg's `testsrc2` pattern, 180×320, VP9 in MP4
+/// (`-movflags +faststart`: `ftyp`, `moov`, then `mdat`).
+const CLIP: &[u8] = include_bytes!("../assets/clip.mp4");
+
+/// What the simulators serve as a generated video, `len` bytes: a real, playable MP4 (the clip
+/// above) followed by a `free` box of filler that depends on `id`, which players skip. So each
+/// job's video has its own bytes and the size a real one has, and a `<video>` element plays
+/// it. Below the clip's size: an `ftyp` box and filler, not playable.
 pub fn sample_video(id: &str, len: usize) -> bytes::Bytes {
     use sha2::{Digest, Sha256};
-    let mut body = b"\0\0\0\x18ftypmp42\0\0\0\0mp42isom".to_vec();
     let seed = Sha256::digest(id.as_bytes());
+    let free = len.saturating_sub(CLIP.len());
+    let mut body = match u32::try_from(free) {
+        Ok(size) if free >= 8 => {
+            let mut body = Vec::with_capacity(len);
+            body.extend_from_slice(CLIP);
+            body.extend_from_slice(&size.to_be_bytes());
+            body.extend_from_slice(b"free");
+            body
+        }
+        _ => b"\0\0\0\x18ftypmp42\0\0\0\0mp42isom".to_vec(),
+    };
     let mut i = 0usize;
     while body.len() < len {
         body.push(seed[i % seed.len()] ^ (i as u8));
@@ -298,4 +314,28 @@ pub(crate) async fn post(
         .map_err(|_| "no answer in 30 s".to_owned())?
         .map_err(|e| e.to_string())?;
     Ok(answer.status().as_u16())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{sample_video, CLIP};
+
+    #[test]
+    fn sample_videos_are_the_clip_then_a_free_box_of_their_own_filler() {
+        let a = sample_video("job-a", 100_000);
+        let b = sample_video("job-b", 100_000);
+        assert_eq!(a.len(), 100_000);
+        assert_eq!(&a[..CLIP.len()], CLIP);
+        assert_eq!(&a[4..8], b"ftyp");
+        let free = &a[CLIP.len()..];
+        assert_eq!(
+            u32::from_be_bytes([free[0], free[1], free[2], free[3]]) as usize,
+            free.len()
+        );
+        assert_eq!(&free[4..8], b"free");
+        assert_ne!(a, b);
+        assert_eq!(a, sample_video("job-a", 100_000));
+        let short = sample_video("job-a", 100);
+        assert_eq!((short.len(), &short[4..8]), (100, &b"ftyp"[..]));
+    }
 }

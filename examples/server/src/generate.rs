@@ -149,6 +149,38 @@ pub async fn generate(
         .into_response())
 }
 
+/// `GET /api/models`: the models on offer (each once, as its first provider offers it), with
+/// their durations, ratios and prices in credits.
+pub async fn models(State(state): State<AppState>) -> Json<serde_json::Value> {
+    let mut seen = std::collections::HashSet::new();
+    let models: Vec<serde_json::Value> = state
+        .studio()
+        .models()
+        .into_iter()
+        .filter(|(_, m)| seen.insert(m.id.clone()))
+        .map(|(_, m)| {
+            let policy = state.studio().policy();
+            let prices: Vec<serde_json::Value> = m
+                .durations
+                .iter()
+                .filter_map(|d| {
+                    policy
+                        .pricing
+                        .credits_for(&m, *d)
+                        .map(|credits| serde_json::json!({ "duration": d, "credits": credits }))
+                })
+                .collect();
+            serde_json::json!({
+                "id": m.id,
+                "durations": m.durations,
+                "aspect_ratios": m.aspect_ratios.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
+                "prices": prices,
+            })
+        })
+        .collect();
+    Json(serde_json::json!({ "models": models }))
+}
+
 /// `POST /api/webhooks/{provider}/{job}/{attempt}`: a provider's delivery, verified on the raw
 /// bytes. 401 for a bad signature, 404 for an unknown provider or job; either changes nothing.
 pub async fn provider_webhook(

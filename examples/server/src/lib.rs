@@ -49,6 +49,13 @@ pub fn rfc3339(t: jilo::Timestamp) -> String {
     humantime::format_rfc3339_seconds(t.to_system()).to_string()
 }
 
+/// The page: one static file, plain JavaScript, no build step.
+const PAGE: &str = include_str!("../static/index.html");
+
+async fn page() -> axum::response::Html<&'static str> {
+    axum::response::Html(PAGE)
+}
+
 /// Every route, with request ids, request logs (secrets' headers hidden), the body limit, the
 /// timeout and JSON errors in the request's language.
 pub fn router(state: AppState) -> Router {
@@ -59,6 +66,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/auth/login", post(auth::login))
         .route("/api/auth/logout", post(auth::logout))
         .route("/api/me", get(auth::me))
+        .route("/", get(page))
+        .route("/api/models", get(generate::models))
         .route("/api/generate", post(generate::generate))
         .route("/api/videos", get(generate::list))
         .route("/api/videos/{id}", get(generate::get))

@@ -21,9 +21,11 @@ async fn main() -> ExitCode {
 }
 
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
-    let config = jilo_server::Config::from_env_and_args(std::env::args().skip(1))?;
+    let mut config = jilo_server::Config::from_env_and_args(std::env::args().skip(1))?;
     let listener = tokio::net::TcpListener::bind(config.addr).await?;
     let addr = listener.local_addr()?;
+    // `--port 0` picks a free port: the public URL (without JILO_PUBLIC_URL) names the real one.
+    config.addr = addr;
     let state = jilo_server::AppState::build(config, None).await?;
     if let Some(sims) = state.sims() {
         tracing::info!(admin = %sims.admin_url, "services without keys run on jilo-sim");
