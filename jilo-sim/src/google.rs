@@ -32,6 +32,12 @@ pub const CLIENT_SECRET: &str = "GOCSPX-jilo-sim-secret";
 pub const CHANNEL_ID: &str = "UCjilo0000000000000000";
 /// That channel's title.
 pub const CHANNEL_NAME: &str = "纪录 Shorts";
+/// The Google account every consent signs in as (`sub` of the userinfo endpoint).
+pub const ACCOUNT_SUB: &str = "108234567890123456789";
+/// That account's (verified) email.
+pub const ACCOUNT_EMAIL: &str = "creator@jilo-sim.example";
+const YOUTUBE_SCOPES: &str =
+    "https://www.googleapis.com/auth/youtube https://www.googleapis.com/auth/youtube.upload";
 const UNIT: u64 = 256 * 1024;
 /// The views a new video shows at its first statistics read.
 pub const BASE_VIEWS: u64 = 12_345_678_901;
@@ -120,6 +126,8 @@ pub struct State {
     pub next_video: u32,
     /// Videos are kept private whatever the upload asked (as for an unaudited API project).
     pub keep_private: bool,
+    /// The scopes each pending code and each access token was granted.
+    pub granted_scopes: HashMap<String, String>,
     /// Refresh tokens revoked.
     pub revoked: Vec<String>,
     /// A pause before each chunk is answered (a slow line).
@@ -280,6 +288,7 @@ impl GoogleSim {
             ("GET", "/o/oauth2/v2/auth") => self.authorize(req),
             ("POST", "/token") => self.token(req).await,
             ("POST", "/revoke") => self.revoke(req).await,
+            ("GET", "/v1/userinfo") => self.userinfo(req),
             ("GET", "/youtube/v3/channels") => self.channels(req),
             ("POST", "/upload/youtube/v3/videos") if query(&req).contains_key("upload_id") => {
                 self.put(req).await
@@ -366,11 +375,17 @@ impl GoogleSim {
         must_be(&mut s, "prompt", "consent");
         must_be(&mut s, "code_challenge_method", "S256");
         let scopes = q.get("scope").cloned().unwrap_or_default();
-        for needed in [
-            "https://www.googleapis.com/auth/youtube",
-            "https://www.googleapis.com/auth/youtube.upload",
-        ] {
-            if !scopes.split(' ').any(|x| x == needed) {
+        // A sign-in asks for the OpenID scopes; a channel connection for YouTube's.
+        let needs: &[&str] = if scopes.split(' ').any(|x| x == "openid") {
+            &["openid", "email"]
+        } else {
+            &[
+                "https://www.googleapis.com/auth/youtube",
+                "https://www.googleapis.com/auth/youtube.upload",
+            ]
+        };
+        for needed in needs {
+            if !scopes.split(' ').any(|x| x == *needed) {
                 s.violation(format!("authorize: scope {needed} missing from `{scopes}`"));
             }
         }
@@ -388,6 +403,7 @@ impl GoogleSim {
         let code = random("4/0A");
         s.codes
             .insert(code.clone(), (challenge.clone(), redirect.clone()));
+        s.granted_scopes.insert(code.clone(), scopes.clone());
         let sep = if redirect.contains('?') { '&' } else { '?' };
         let location = format!(
             "{redirect}{sep}state={}&code={}&scope={}",
@@ -452,14 +468,21 @@ impl GoogleSim {
                 }
                 let access = random("ya29.");
                 let refresh = random("1//r");
+                let scope = s
+                    .granted_scopes
+                    .remove(&code)
+                    .filter(|g| !g.is_empty())
+                    .unwrap_or_else(|| YOUTUBE_SCOPES.to_owned());
                 s.access_tokens.insert(access.clone(), true);
+                s.granted_scopes.insert(access.clone(), scope.clone());
                 s.refresh_tokens.insert(refresh.clone(), true);
                 s.issued += 1;
+                // An `openid` grant gets no `id_token` here (Google signs one with its RS256
+                // keys): clients read the identity from the userinfo endpoint instead.
                 reply(
                     200,
                     json!({"access_token": access, "expires_in": lifetime,
-                        "refresh_token": refresh, "token_type": "Bearer",
-                        "scope": "https://www.googleapis.com/auth/youtube https://www.googleapis.com/auth/youtube.upload"}),
+                        "refresh_token": refresh, "token_type": "Bearer", "scope": scope}),
                 )
             }
             Some("refresh_token") => {
@@ -504,6 +527,32 @@ impl GoogleSim {
             _ => reply(
                 400,
                 json!({"error": "invalid_token", "error_description": "Token expired or revoked"}),
+            ),
+        }
+    }
+
+    /// OpenID Connect's userinfo: the signed-in account, for a token granted `openid`.
+    fn userinfo(&self, req: Req) -> Answer {
+        let token = header(&req, "authorization");
+        let s = self.lock();
+        let granted = token
+            .as_deref()
+            .and_then(|t| t.strip_prefix("Bearer "))
+            .filter(|t| s.access_tokens.get(*t) == Some(&true))
+            .and_then(|t| s.granted_scopes.get(t));
+        match granted {
+            Some(scopes) if scopes.split(' ').any(|x| x == "openid") => reply(
+                200,
+                json!({"sub": ACCOUNT_SUB, "email": ACCOUNT_EMAIL, "email_verified": true,
+                    "name": CHANNEL_NAME}),
+            ),
+            _ => reply_with(
+                401,
+                json!({"error": "invalid_request", "error_description": "Invalid Credentials"}),
+                &[(
+                    "www-authenticate",
+                    "Bearer error=\"invalid_token\"".to_owned(),
+                )],
             ),
         }
     }

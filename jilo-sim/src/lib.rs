@@ -221,6 +221,10 @@ impl Simulators {
             ),
             ("GOOGLE_TOKEN_URL", format!("{}/token", self.google.url)),
             ("GOOGLE_REVOKE_URL", format!("{}/revoke", self.google.url)),
+            (
+                "GOOGLE_USERINFO_URL",
+                format!("{}/v1/userinfo", self.google.url),
+            ),
             ("YOUTUBE_API_URL", self.google.url.clone()),
             ("YOUTUBE_UPLOAD_URL", self.google.url.clone()),
             ("JILO_SIM_ADMIN_URL", self.admin_url.clone()),

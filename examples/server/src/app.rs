@@ -61,6 +61,8 @@ pub struct Inner {
     pub media: Arc<ObjectMediaStore>,
     /// Accounts, sessions, checkouts.
     pub accounts: Accounts,
+    /// Sign-in with Google.
+    pub signin: crate::auth::GoogleSignIn,
     /// The YouTube publisher (channels and uploads).
     pub youtube: Arc<YouTubePublisher>,
     /// Seals what waits in the database between requests (an OAuth verifier), with the
@@ -212,19 +214,34 @@ impl AppState {
                 .with_base_url(&sim("GEMINI_API_KEY")?.gemini.url)?
         };
         let real_google = keyed(&config, "YOUTUBE_CLIENT_ID");
-        let oauth = if real_google {
-            GoogleOAuth::from_env()?
-        } else {
-            let g = sim("YOUTUBE_CLIENT_ID")?.google.url.clone();
-            GoogleOAuth::new(
-                jilo_sim::google::CLIENT_ID,
-                SecretString::from(jilo_sim::google::CLIENT_SECRET.to_owned()),
-            )?
-            .with_endpoints(
-                format!("{g}/o/oauth2/v2/auth"),
-                format!("{g}/token"),
-                format!("{g}/revoke"),
-            )?
+        let make_oauth = || -> Result<GoogleOAuth, StartError> {
+            Ok(if real_google {
+                GoogleOAuth::from_env()?
+            } else {
+                let g = sim("YOUTUBE_CLIENT_ID")?.google.url.clone();
+                GoogleOAuth::new(
+                    jilo_sim::google::CLIENT_ID,
+                    SecretString::from(jilo_sim::google::CLIENT_SECRET.to_owned()),
+                )?
+                .with_endpoints(
+                    format!("{g}/o/oauth2/v2/auth"),
+                    format!("{g}/token"),
+                    format!("{g}/revoke"),
+                )?
+            })
+        };
+        let oauth = make_oauth()?;
+        // Sign-in with Google: the same client, asking only who the user is.
+        let signin = crate::auth::GoogleSignIn {
+            oauth: make_oauth()?.with_scopes(["openid", "email", "profile"]),
+            userinfo_url: if real_google {
+                std::env::var("GOOGLE_USERINFO_URL")
+                    .ok()
+                    .filter(|v| !v.trim().is_empty())
+                    .unwrap_or_else(|| crate::auth::GOOGLE_USERINFO_URL.to_owned())
+            } else {
+                format!("{}/v1/userinfo", sim("YOUTUBE_CLIENT_ID")?.google.url)
+            },
         };
         let make_cipher = || -> Result<TokenCipher, StartError> {
             Ok(if keyed(&config, "JILO_TOKEN_KEY") {
@@ -297,6 +314,7 @@ impl AppState {
             .map_err(|e| jilo::Error::invalid("http client", e.to_string()))?;
         Ok(AppState(Arc::new(Inner {
             cipher: Arc::new(make_cipher()?),
+            signin,
             studio,
             store,
             media,

@@ -161,20 +161,7 @@ pub async fn open_session(
     account: &Account,
     status: StatusCode,
 ) -> Result<Response, ApiError> {
-    let now = state.now();
-    state
-        .store
-        .grant(&Grant::signup(
-            account.id.clone(),
-            state.config().signup_credits,
-            now,
-        ))
-        .await?;
-    let token = state
-        .accounts()
-        .open_session(&account.id, now, state.config().session_ttl)
-        .await
-        .map_err(ApiError::internal)?;
+    let token = start_session(state, account).await?;
     let mut response = (
         status,
         Json(SessionAnswer {
@@ -184,6 +171,150 @@ pub async fn open_session(
     )
         .into_response();
     if let Some(cookie) = session_cookie(state, &token) {
+        response.headers_mut().insert(SET_COOKIE, cookie);
+    }
+    Ok(response)
+}
+
+/// Grants the starting credits (idempotent) and opens a session; answers its token.
+async fn start_session(state: &AppState, account: &Account) -> Result<String, ApiError> {
+    let now = state.now();
+    state
+        .store
+        .grant(&Grant::signup(
+            account.id.clone(),
+            state.config().signup_credits,
+            now,
+        ))
+        .await?;
+    state
+        .accounts()
+        .open_session(&account.id, now, state.config().session_ttl)
+        .await
+        .map_err(ApiError::internal)
+}
+
+/// Google's OpenID Connect userinfo endpoint.
+pub const GOOGLE_USERINFO_URL: &str = "https://openidconnect.googleapis.com/v1/userinfo";
+
+/// Sign-in with Google: the OAuth client asking for `openid email profile`, and where the
+/// signed-in account is read (`GOOGLE_USERINFO_URL`).
+pub struct GoogleSignIn {
+    /// The client, with the sign-in scopes.
+    pub oauth: jilo::providers::youtube::GoogleOAuth,
+    /// The userinfo endpoint.
+    pub userinfo_url: String,
+}
+
+const SIGNIN_OWNER: &str = "oauth-signin";
+
+/// `GET /api/auth/google`: sends the browser to Google's consent (PKCE; the verifier waits
+/// sealed in the database for the callback).
+pub async fn google(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let redirect = format!("{}/api/auth/google/callback", state.config().public_url());
+    let pending = state.signin.oauth.authorize(&redirect)?;
+    let sealed = state.cipher.seal(pending.verifier(), SIGNIN_OWNER)?;
+    state
+        .accounts()
+        .keep_oauth(
+            pending.state(),
+            &crate::accounts::PendingOAuth {
+                purpose: "signin".into(),
+                user: None,
+                url: pending.url.clone(),
+                redirect_uri: pending.redirect_uri.clone(),
+                verifier: sealed.to_string(),
+            },
+            state.now(),
+        )
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(axum::response::Redirect::to(&pending.url).into_response())
+}
+
+/// What the userinfo endpoint says of the account.
+#[derive(Debug, Deserialize)]
+struct UserInfo {
+    sub: String,
+    email: Option<String>,
+    #[serde(default)]
+    email_verified: bool,
+}
+
+/// `GET /api/auth/google/callback`: the account Google signed in (found by its subject, or
+/// by its verified email, else opened with the starting credits), a session cookie, and back
+/// to the page. The state is taken once.
+pub async fn google_callback(
+    State(state): State<AppState>,
+    axum::extract::Query(q): axum::extract::Query<crate::publish::CallbackQuery>,
+) -> Result<Response, ApiError> {
+    use secrecy::ExposeSecret;
+    let failed = || {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "google_signin",
+            Msg::GoogleSignInFailed,
+        )
+    };
+    let (Some(returned), Some(code)) = (q.state.as_deref(), q.code.as_deref()) else {
+        return Ok(axum::response::Redirect::to("/?signin=declined").into_response());
+    };
+    let kept = state
+        .accounts()
+        .take_oauth(returned, state.now())
+        .await
+        .map_err(ApiError::internal)?
+        .filter(|p| p.purpose == "signin")
+        .ok_or_else(failed)?;
+    let sealed: jilo::providers::tokens::SealedToken = kept.verifier.parse()?;
+    let verifier = state.cipher.open(&sealed, SIGNIN_OWNER)?;
+    let pending = jilo::providers::youtube::PendingAuthorization::restore(
+        kept.url,
+        kept.redirect_uri,
+        secrecy::SecretString::from(returned.to_owned()),
+        verifier,
+    );
+    let tokens = state
+        .signin
+        .oauth
+        .exchange(&pending, returned, code, state.now())
+        .await?;
+    let answer = state
+        .http
+        .get(&state.signin.userinfo_url)
+        .bearer_auth(tokens.access_token.expose_secret())
+        .send()
+        .await
+        .map_err(|e| ApiError::internal(format!("google userinfo: {}", e.without_url())))?;
+    if !answer.status().is_success() {
+        tracing::warn!(status = %answer.status(), "google userinfo refused the fresh token");
+        return Err(failed());
+    }
+    let info: UserInfo = answer
+        .json()
+        .await
+        .map_err(|e| ApiError::internal(format!("google userinfo: {}", e.without_url())))?;
+    // Sign-in needs no offline access: the refresh token is given back at once.
+    if let Some(refresh) = &tokens.refresh_token {
+        if let Err(e) = state.signin.oauth.revoke(refresh).await {
+            tracing::warn!(error = %e, "revoking the sign-in's refresh token failed");
+        }
+    }
+    let email = match info.email {
+        Some(e) if info.email_verified => check_email(&e)?,
+        _ => return Err(failed()),
+    };
+    let (account, new) = state
+        .accounts()
+        .google_account(&info.sub, &email, state.now())
+        .await
+        .map_err(ApiError::internal)?;
+    if new {
+        tracing::info!(user = %account.id, "account opened with Google");
+    }
+    let token = start_session(&state, &account).await?;
+    let mut response = axum::response::Redirect::to("/").into_response();
+    if let Some(cookie) = session_cookie(&state, &token) {
         response.headers_mut().insert(SET_COOKIE, cookie);
     }
     Ok(response)

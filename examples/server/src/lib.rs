@@ -65,6 +65,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/auth/signup", post(auth::signup))
         .route("/api/auth/login", post(auth::login))
         .route("/api/auth/logout", post(auth::logout))
+        .route("/api/auth/google", get(auth::google))
+        .route("/api/auth/google/callback", get(auth::google_callback))
         .route("/api/me", get(auth::me))
         .route("/", get(page))
         .route("/api/models", get(generate::models))

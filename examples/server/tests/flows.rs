@@ -855,3 +855,108 @@ async fn discover_write_a_prompt_generate_connect_and_publish() {
         404
     );
 }
+
+/// Follows "sign in with Google" as a browser does; answers the session cookie.
+async fn google_sign_in(server: &Server) -> String {
+    let r = server
+        .http
+        .get(server.at("/api/auth/google"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let consent = r.headers()["location"].to_str().unwrap().to_owned();
+    assert!(
+        consent.contains("scope=openid+email+profile")
+            || consent.contains("scope=openid%20email%20profile"),
+        "{consent}"
+    );
+    let r = server.http.get(&consent).send().await.unwrap();
+    let back = r.headers()["location"].to_str().unwrap().to_owned();
+    assert!(
+        back.starts_with(&server.at("/api/auth/google/callback?")),
+        "{back}"
+    );
+    let r = server.http.get(&back).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/");
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(cookie.contains("HttpOnly"));
+    // The state is taken once: the same callback again is refused.
+    assert_eq!(server.http.get(&back).send().await.unwrap().status(), 400);
+    cookie.split(';').next().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_in_with_google_finds_or_opens_the_account() {
+    let server = Server::start(Db::Sqlite).await;
+    let me = |cookie: String| {
+        let req = server
+            .http
+            .get(server.at("/api/me"))
+            .header("cookie", cookie);
+        async move { req.send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    // A new Google account: opened with the starting credits.
+    let first = google_sign_in(&server).await;
+    let user = me(first.clone()).await;
+    assert_eq!(user["user"]["email"], jilo_sim::google::ACCOUNT_EMAIL);
+    let r = server
+        .http
+        .get(server.at("/api/quota"))
+        .header("cookie", &first)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap()["available"], 100);
+    // Again: the same account, nothing granted twice.
+    let second = google_sign_in(&server).await;
+    assert_ne!(first, second);
+    assert_eq!(me(second.clone()).await["user"]["id"], user["user"]["id"]);
+    let r = server
+        .http
+        .get(server.at("/api/quota/history"))
+        .header("cookie", &second)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["entries"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    {
+        let google = server.sims.google.state.lock().unwrap();
+        // Sign-in keeps no offline access: each refresh token was given back.
+        assert_eq!(google.revoked.len(), 2);
+        assert!(google.violations.is_empty(), "{:?}", google.violations);
+    }
+
+    // An account opened with a password for the same verified email is the one Google
+    // signs in to.
+    let other = Server::start(Db::Sqlite).await;
+    let token = other.signup(jilo_sim::google::ACCOUNT_EMAIL).await;
+    let (_, by_password) = other.get(&token, "/api/me").await;
+    let cookie = google_sign_in(&other).await;
+    let r = other
+        .http
+        .get(other.at("/api/me"))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["user"]["id"],
+        by_password["user"]["id"]
+    );
+    // A callback with no code (the user declined) changes nothing and goes back to the page.
+    let r = other
+        .http
+        .get(other.at("/api/auth/google/callback?error=access_denied"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+}
