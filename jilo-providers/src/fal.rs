@@ -222,7 +222,9 @@ impl FalProvider {
     }
 
     /// `FAL_KEY` (required), `FAL_USER_ID` (your fal user id: webhooks signed for another
-    /// account are refused; without it a warning is logged), `FAL_QUEUE_URL`, `FAL_JWKS_URL`.
+    /// account are refused; without it a warning is logged), `FAL_QUEUE_URL`, `FAL_JWKS_URL`,
+    /// and `FAL_REQUESTS_PER_MINUTE` (the client's own pace, default 100: raise it with your
+    /// fal plan's limit).
     /// Each value is checked; a bad one is [`Error::InvalidInput`] naming its variable.
     pub fn from_env() -> Result<Self> {
         let var = http::env_var;
@@ -233,6 +235,17 @@ impl FalProvider {
         }
         if let Some(url) = var("FAL_JWKS_URL") {
             fal.jwks_url = config::http_url("FAL_JWKS_URL", &url)?.to_string();
+        }
+        if let Some(limit) = var("FAL_REQUESTS_PER_MINUTE") {
+            let limit = limit
+                .trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|l| *l > 0)
+                .ok_or_else(|| {
+                    Error::invalid("FAL_REQUESTS_PER_MINUTE", "a whole number of calls above 0")
+                })?;
+            fal = fal.with_requests_per_minute(limit);
         }
         match var("FAL_USER_ID") {
             Some(user) => {

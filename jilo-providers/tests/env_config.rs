@@ -86,6 +86,13 @@ fn from_env_checks_every_value_and_no_ca_certificates_is_an_error() {
     assert_eq!(field_of(FalProvider::from_env()), "FAL_USER_ID");
     set(&[("FAL_USER_ID", "user-1")]);
     assert!(FalProvider::from_env().is_ok());
+    for bad in ["0", "-5", "fast"] {
+        set(&[("FAL_REQUESTS_PER_MINUTE", bad)]);
+        assert_eq!(field_of(FalProvider::from_env()), "FAL_REQUESTS_PER_MINUTE");
+    }
+    set(&[("FAL_REQUESTS_PER_MINUTE", "6000")]);
+    assert!(FalProvider::from_env().is_ok());
+    clear(&["FAL_REQUESTS_PER_MINUTE"]);
 
     set(&[
         ("SUCHUANG_API_KEY", "sc-key"),

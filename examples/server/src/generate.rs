@@ -364,6 +364,7 @@ pub fn sse_event(e: &JobEvent, lang: Lang, job: Option<&Job>) -> Event {
         "progress": e.progress,
         "stage": e.stage,
         "version": e.version,
+        "at": humantime::format_rfc3339_millis(e.at.to_system()).to_string(),
     });
     if let Some(view) = job.map(|j| JobView::of(j, lang)) {
         data["video"] = serde_json::to_value(view).unwrap_or_default();
