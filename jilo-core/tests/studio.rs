@@ -1541,3 +1541,89 @@ async fn a_provider_failing_past_the_attempt_limit_hands_the_job_to_the_next() {
     let b = h.studio.balance(&user).await.unwrap();
     assert_eq!((b.spent, b.held), (PRICE, 0));
 }
+
+#[tokio::test]
+async fn a_thousand_subscribers_of_one_job_share_its_follower_and_see_each_change() {
+    let sim = Arc::new(SimProvider::new("sim"));
+    let h = harness(vec![sim.clone()], policy());
+    let ola = user_with(&h.store, "ola", 100).await;
+    let id = h.studio.generate(&ola, request()).await.unwrap();
+    let rid = request_id(&h.studio, &id).await;
+    let mut streams = Vec::new();
+    for _ in 0..1_000 {
+        streams.push(h.studio.subscribe(&id).await.unwrap());
+    }
+    // One leaves at once; the others are unaffected.
+    drop(streams.pop());
+    for p in [20u8, 60] {
+        let d = sim.webhook(
+            &rid,
+            ProviderStatus::Running {
+                progress: Some(p),
+                stage: None,
+            },
+        );
+        h.studio.handle_webhook(&"sim".into(), &d).await.unwrap();
+    }
+    let d = sim.succeeded(&rid, "https://cdn.example/o.mp4");
+    h.studio.handle_webhook(&"sim".into(), &d).await.unwrap();
+    h.studio.tick().await.unwrap();
+    let all: Vec<Vec<(JobState, u8)>> = futures::future::join_all(
+        streams
+            .into_iter()
+            .map(|s| s.map(|e| (e.state, e.progress)).collect::<Vec<_>>()),
+    )
+    .await;
+    assert_eq!(all.len(), 999);
+    for seen in &all {
+        assert_eq!(seen, &all[0]);
+    }
+    assert_eq!(all[0].first(), Some(&(JobState::Submitted, 0)));
+    assert!(all[0].contains(&(JobState::Running, 20)));
+    assert!(all[0].contains(&(JobState::Running, 60)));
+    assert_eq!(all[0].last(), Some(&(JobState::Completed, 100)));
+    // After the end, a subscriber gets the terminal state alone.
+    let late: Vec<JobState> = h
+        .studio
+        .subscribe(&id)
+        .await
+        .unwrap()
+        .map(|e| e.state)
+        .collect()
+        .await;
+    assert_eq!(late, [JobState::Completed]);
+}
+
+#[tokio::test]
+async fn a_job_whose_subscribers_all_left_is_followed_afresh() {
+    let sim = Arc::new(SimProvider::new("sim"));
+    let h = harness(vec![sim.clone()], policy());
+    let pia = user_with(&h.store, "pia", 100).await;
+    let id = h.studio.generate(&pia, request()).await.unwrap();
+    let rid = request_id(&h.studio, &id).await;
+    let mut first = h.studio.subscribe(&id).await.unwrap();
+    assert_eq!(
+        first.next().await.map(|e| e.state),
+        Some(JobState::Submitted)
+    );
+    drop(first);
+    // Let the follower notice it has nobody left.
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    let mut again = h.studio.subscribe(&id).await.unwrap();
+    assert_eq!(
+        again.next().await.map(|e| e.state),
+        Some(JobState::Submitted)
+    );
+    let d = sim.webhook(
+        &rid,
+        ProviderStatus::Running {
+            progress: Some(40),
+            stage: None,
+        },
+    );
+    h.studio.handle_webhook(&"sim".into(), &d).await.unwrap();
+    let next = again.next().await.unwrap();
+    assert_eq!((next.state, next.progress), (JobState::Running, 40));
+}

@@ -78,6 +78,8 @@ pub struct Inner {
     pub sims: Option<Arc<Simulators>>,
     /// A client for the server's own calls (Stripe, the simulated payment's delivery).
     pub http: reqwest::Client,
+    /// Finished jobs read once for all the SSE watchers that end with them, by job and version.
+    pub finished: crate::generate::FinishedJobs,
     /// Cancelled when the server stops: the SSE streams end, the worker hands its jobs back.
     pub shutdown: tokio_util::sync::CancellationToken,
 }
@@ -326,6 +328,7 @@ impl AppState {
             sims,
             http,
             shutdown: tokio_util::sync::CancellationToken::new(),
+            finished: Default::default(),
         })))
     }
 }

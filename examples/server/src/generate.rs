@@ -375,6 +375,25 @@ pub fn sse_event(e: &JobEvent, lang: Lang, job: Option<&Job>) -> Event {
         .data(data.to_string())
 }
 
+/// Finished jobs read once for every SSE watcher that ends with them (ten thousand watchers of
+/// one job cost one read), by job and version; forgotten in bulk past 1,024 entries.
+pub type FinishedJobs = std::sync::Mutex<
+    std::collections::HashMap<(JobId, u64), std::sync::Arc<tokio::sync::OnceCell<Option<Job>>>>,
+>;
+
+async fn finished_job(state: &AppState, id: &JobId, version: u64) -> Option<Job> {
+    let cell = {
+        let mut finished = state.finished.lock().ok()?;
+        if finished.len() > 1024 {
+            finished.clear();
+        }
+        finished.entry((id.clone(), version)).or_default().clone()
+    };
+    cell.get_or_init(|| async { state.studio().job(id).await.ok() })
+        .await
+        .clone()
+}
+
 /// `GET /api/jobs/{id}/events`: the job's state, progress % and stage as they change, ending
 /// after a terminal state (with the finished job). Resumes after `Last-Event-ID`.
 pub async fn events(
@@ -391,17 +410,17 @@ pub async fn events(
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0);
     let changes = state.studio().subscribe(&job.id).await?;
-    let studio = state.studio().clone();
+    let shared = state.clone();
     let stopping = state.shutdown.clone().cancelled_owned();
     let stream = changes
         .take_until(stopping)
         .filter(move |e| futures::future::ready(e.version > seen))
         .then(move |e| {
-            let studio = studio.clone();
+            let state = shared.clone();
             async move {
                 // The last event carries the finished job (its video URL or its message).
                 let finished = if e.state.is_terminal() {
-                    studio.job(&e.job).await.ok()
+                    finished_job(&state, &e.job, e.version).await
                 } else {
                     None
                 };

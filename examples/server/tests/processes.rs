@@ -202,12 +202,28 @@ async fn two_processes_share_jobs_and_a_killed_one_leaves_nothing_behind() {
 
     // SIGTERM: B ends its open stream and exits cleanly.
     let third = generate(b.url.clone(), 3).await;
+    // A watcher with its stream open (its first event read) when the signal comes.
+    let (first_tx, first_rx) = tokio::sync::oneshot::channel::<()>();
     let watcher = {
         let req = http
             .get(format!("{}/api/jobs/{third}/events", b.url))
             .bearer_auth(&token);
-        tokio::spawn(async move { support::read_sse(req.send().await.unwrap()).await })
+        tokio::spawn(async move {
+            let mut body = req.send().await.unwrap().bytes_stream();
+            let mut text = String::new();
+            let mut first = Some(first_tx);
+            while let Some(Ok(chunk)) = futures::StreamExt::next(&mut body).await {
+                text.push_str(&String::from_utf8_lossy(&chunk));
+                if text.contains("\n\n") {
+                    if let Some(tx) = first.take() {
+                        let _ = tx.send(());
+                    }
+                }
+            }
+            text
+        })
     };
+    first_rx.await.unwrap();
     let pid = b.child.id().unwrap();
     let status = std::process::Command::new("kill")
         .args(["-TERM", &pid.to_string()])
@@ -216,8 +232,9 @@ async fn two_processes_share_jobs_and_a_killed_one_leaves_nothing_behind() {
     assert!(status.success());
     let exit = b.child.wait().await.unwrap();
     assert!(exit.success(), "{exit:?}");
+    // The stream ended with the process (it did not hang the shutdown).
     let streamed = watcher.await.unwrap();
-    assert!(!streamed.is_empty());
+    assert!(streamed.contains("event: job"), "{streamed}");
 
     let _ = std::fs::remove_dir_all(&dir);
     support::postgres::drop(&db).await;

@@ -225,6 +225,7 @@ impl StudioBuilder {
                 failures_in_a_row: std::sync::Mutex::new(std::collections::HashMap::new()),
                 resuming_uploads: std::sync::atomic::AtomicBool::new(false),
                 uploads: tokio::sync::broadcast::channel(UPLOAD_UPDATES_BUFFER).0,
+                followed: std::sync::Mutex::new(std::collections::HashMap::new()),
             }),
         })
     }

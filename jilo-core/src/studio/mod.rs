@@ -70,6 +70,9 @@ pub(crate) struct Inner {
     pub(crate) resuming_uploads: std::sync::atomic::AtomicBool,
     /// Every upload's progress in this process, for [`Studio::watch_uploads`].
     pub(crate) uploads: tokio::sync::broadcast::Sender<crate::publish::UploadUpdate>,
+    /// The one follower of each job watched in this process ([`Studio::subscribe`]), shared
+    /// by all its subscribers, with its number.
+    pub(crate) followed: std::sync::Mutex<std::collections::HashMap<JobId, (u64, Arc<Follower>)>>,
 }
 
 /// Generates videos for users with exact credits: validates and moderates a request, holds the
@@ -831,12 +834,19 @@ impl Studio {
     /// each change (state, progress %, stage), ending after a terminal state. On a shared
     /// Postgres store it sees changes made by other processes.
     ///
-    /// Besides the store's events, the stream re-reads the job every
-    /// [`Policy::poll_interval`], so an event lost on the way (a watcher that fell behind, a
-    /// listener reconnecting) delays the subscriber at most that long and never leaves it
-    /// waiting for a terminal state that already happened. Events are never repeated: only
-    /// newer versions of the job pass.
+    /// A process follows each watched job once, however many subscribe to it (ten thousand
+    /// browsers watching one job cost one follower): the store's events for the job, and a
+    /// re-read of the job every [`Policy::poll_interval`], so an event lost on the way (a
+    /// listener reconnecting) delays the subscribers at most that long and never leaves them
+    /// waiting for a terminal state that already happened. Each subscriber gets every change
+    /// from the latest on; one that falls more than 64 events behind skips what it missed
+    /// (never the terminal state), and events are never repeated (only newer versions of the
+    /// job pass). The follower stops after the terminal state, or when its last subscriber is
+    /// gone.
     pub async fn subscribe(&self, id: &JobId) -> Result<BoxStream<'static, JobEvent>> {
+        if let Some(joined) = self.joined(id) {
+            return Ok(joined);
+        }
         // Watch first, then read, so no change between the two is missed.
         let live = self.inner.jobs.watch_job(id).await?;
         let current = self.inner.jobs.job(id).await?;
@@ -844,6 +854,33 @@ impl Studio {
         if current.state.is_terminal() {
             return Ok(stream::iter([first]).boxed());
         }
+        let number = self
+            .inner
+            .lease_counter
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let follower = Arc::new(Follower {
+            events: tokio::sync::broadcast::channel(FOLLOWER_BUFFER).0,
+            latest: std::sync::Mutex::new(first),
+        });
+        let joined = {
+            let mut followed = self
+                .inner
+                .followed
+                .lock()
+                .map_err(|_| Error::storage("the followers' map is poisoned", false, None))?;
+            // Another subscriber may have started a follower meanwhile: join it.
+            match followed.get(id) {
+                Some((_, existing)) => Some(existing.join()),
+                None => {
+                    followed.insert(id.clone(), (number, follower.clone()));
+                    None
+                }
+            }
+        };
+        if let Some(joined) = joined {
+            return Ok(joined);
+        }
+        let mine = follower.join();
         let jobs = self.inner.jobs.clone();
         let every = self.inner.policy.poll_interval;
         let reread_id = id.clone();
@@ -855,26 +892,116 @@ impl Studio {
             }
         })
         .filter_map(futures::future::ready);
-        let id = id.clone();
+        let filter_id = id.clone();
         let mut last_version = current.version;
         let changes = stream::select(live, rereads)
             .filter(move |e| {
-                let keep = e.job == id && e.version > last_version;
+                let keep = e.job == filter_id && e.version > last_version;
                 if keep {
                     last_version = e.version;
                 }
                 futures::future::ready(keep)
             })
             .boxed();
-        // End right after a terminal event, without waiting for another one.
-        let changes = stream::unfold((changes, false), |(mut changes, ended)| async move {
+        tokio::spawn(follow(
+            Arc::downgrade(&self.inner),
+            id.clone(),
+            number,
+            follower,
+            changes,
+        ));
+        Ok(mine)
+    }
+
+    /// A stream from the process's live follower of `id`, if there is one.
+    fn joined(&self, id: &JobId) -> Option<BoxStream<'static, JobEvent>> {
+        let followed = self.inner.followed.lock().ok()?;
+        followed.get(id).map(|(_, f)| f.join())
+    }
+}
+
+/// Events a follower keeps for subscribers that fall behind.
+const FOLLOWER_BUFFER: usize = 64;
+
+/// A process's one follower of a job: its changes as they come, and the latest for those who
+/// join later.
+pub(crate) struct Follower {
+    events: tokio::sync::broadcast::Sender<JobEvent>,
+    latest: std::sync::Mutex<JobEvent>,
+}
+
+impl Follower {
+    /// A subscriber's stream: the latest event, then each newer one, ending after a terminal
+    /// state (or when the follower stops).
+    fn join(&self) -> BoxStream<'static, JobEvent> {
+        // Subscribe first, then read the latest: nothing between the two is missed.
+        let rx = self.events.subscribe();
+        let latest = self.latest.lock().ok().map(|l| l.clone());
+        let last = latest.as_ref().map(|e| e.version);
+        let ended = latest.as_ref().is_some_and(|e| e.state.is_terminal());
+        let later = stream::unfold((rx, last, ended), |(mut rx, last, ended)| async move {
             if ended {
                 return None;
             }
-            let event = changes.next().await?;
-            let terminal = event.state.is_terminal();
-            Some((event, (changes, terminal)))
+            loop {
+                match rx.recv().await {
+                    Ok(event) if last.is_none_or(|v| event.version > v) => {
+                        let terminal = event.state.is_terminal();
+                        let version = event.version;
+                        return Some((event, (rx, Some(version), terminal)));
+                    }
+                    Ok(_) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                        tracing::warn!(missed, "a job subscriber fell behind");
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                }
+            }
         });
-        Ok(stream::iter([first]).chain(changes).boxed())
+        stream::iter(latest).chain(later).boxed()
+    }
+}
+
+/// Feeds a job's changes to its subscribers until a terminal state, the end of the changes,
+/// or the last subscriber leaving; then forgets the follower. Leaving and joining happen under
+/// the followers' lock, so a subscriber never joins a follower that is gone.
+async fn follow(
+    inner: std::sync::Weak<Inner>,
+    id: JobId,
+    number: u64,
+    follower: Arc<Follower>,
+    mut changes: BoxStream<'static, JobEvent>,
+) {
+    loop {
+        tokio::select! {
+            event = changes.next() => match event {
+                Some(event) => {
+                    let terminal = event.state.is_terminal();
+                    if let Ok(mut latest) = follower.latest.lock() {
+                        *latest = event.clone();
+                    }
+                    let _ = follower.events.send(event);
+                    if terminal {
+                        break;
+                    }
+                }
+                None => break,
+            },
+            () = follower.events.closed() => {
+                let Some(inner) = inner.upgrade() else { return };
+                let Ok(followed) = inner.followed.lock() else { return };
+                if follower.events.receiver_count() == 0 {
+                    drop(followed);
+                    break;
+                }
+            }
+        }
+    }
+    if let Some(inner) = inner.upgrade() {
+        if let Ok(mut followed) = inner.followed.lock() {
+            if followed.get(&id).is_some_and(|(n, _)| *n == number) {
+                followed.remove(&id);
+            }
+        }
     }
 }
