@@ -38,7 +38,7 @@ use axum::{middleware, Router};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
 pub use app::{AppState, StartError};
 pub use config::Config;
@@ -47,6 +47,22 @@ pub use error::ApiError;
 /// A time as RFC 3339, to the second.
 pub fn rfc3339(t: jilo::Timestamp) -> String {
     humantime::format_rfc3339_seconds(t.to_system()).to_string()
+}
+
+/// A request's span: its id, method and path. Never the query string: an OAuth callback's
+/// carries its code and state.
+fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    let id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    tracing::info_span!(
+        "request",
+        request_id = %id,
+        method = %request.method(),
+        path = %request.uri().path(),
+    )
 }
 
 /// The page: one static file, plain JavaScript, no build step.
@@ -114,7 +130,11 @@ pub fn router(state: AppState) -> Router {
             config.request_timeout,
         ))
         .layer(middleware::from_fn(error::localize))
-        .layer(TraceLayer::new_for_http())
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(request_span)
+                .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
+        )
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetSensitiveRequestHeadersLayer::new([
             AUTHORIZATION,

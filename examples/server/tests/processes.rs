@@ -7,12 +7,9 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
 
 /// Forwards each connection to the first backend that accepts it, in turn.
 async fn balancer(backends: Arc<Mutex<Vec<SocketAddr>>>) -> SocketAddr {
@@ -42,43 +39,6 @@ async fn balancer(backends: Arc<Mutex<Vec<SocketAddr>>>) -> SocketAddr {
         }
     });
     addr
-}
-
-struct Process {
-    child: Child,
-    url: String,
-    addr: SocketAddr,
-}
-
-/// Starts a server process on a free port; returns once it listens.
-async fn spawn(env: &[(String, String)]) -> Process {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_jilo-server"))
-        .args(["--port", "0"])
-        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines
-            .next_line()
-            .await
-            .unwrap()
-            .expect("the server stopped before listening");
-        if let Some(rest) = line.split("listening on http://").nth(1) {
-            break rest.split_whitespace().next().unwrap().parse().unwrap();
-        }
-    };
-    // Keep draining its log so the pipe never fills.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Process {
-        child,
-        url: format!("http://{addr}"),
-        addr,
-    }
 }
 
 async fn events(
@@ -117,8 +77,8 @@ async fn two_processes_share_jobs_and_a_killed_one_leaves_nothing_behind() {
     env.push(("DATABASE_URL".into(), db.clone()));
     env.push(("JILO_DATA_DIR".into(), dir.display().to_string()));
     env.push(("JILO_PUBLIC_URL".into(), format!("http://{public}")));
-    let mut a = spawn(&env).await;
-    let mut b = spawn(&env).await;
+    let mut a = support::spawn(&env).await;
+    let mut b = support::spawn(&env).await;
     backends.lock().unwrap().extend([a.addr, b.addr]);
     let http = jilo::providers::http::client_builder()
         .unwrap()

@@ -237,3 +237,50 @@ pub async fn read_sse(r: reqwest::Response) -> Vec<SseEvent> {
     }
     out
 }
+
+/// A `jilo-server` process and everything it logged so far.
+pub struct Process {
+    pub child: tokio::process::Child,
+    pub url: String,
+    pub addr: std::net::SocketAddr,
+    pub log: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+/// Starts the server binary on a free port with `env`; returns once it listens.
+pub async fn spawn(env: &[(String, String)]) -> Process {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_jilo-server"))
+        .args(["--port", "0"])
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let addr: std::net::SocketAddr = loop {
+        let line = lines
+            .next_line()
+            .await
+            .unwrap()
+            .expect("the server stopped before listening");
+        log.lock().unwrap().push(line.clone());
+        if let Some(rest) = line.split("listening on http://").nth(1) {
+            break rest.split_whitespace().next().unwrap().parse().unwrap();
+        }
+    };
+    let kept = log.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            kept.lock().unwrap().push(line);
+        }
+    });
+    Process {
+        child,
+        url: format!("http://{addr}"),
+        addr,
+        log,
+    }
+}
