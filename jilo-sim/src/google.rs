@@ -375,9 +375,16 @@ impl GoogleSim {
         must_be(&mut s, "prompt", "consent");
         must_be(&mut s, "code_challenge_method", "S256");
         let scopes = q.get("scope").cloned().unwrap_or_default();
-        // A sign-in asks for the OpenID scopes; a channel connection for YouTube's.
+        // A sign-in asks for the OpenID scopes (`email` in its short or URL form); a channel
+        // connection for YouTube's.
         let needs: &[&str] = if scopes.split(' ').any(|x| x == "openid") {
-            &["openid", "email"]
+            if !scopes
+                .split(' ')
+                .any(|x| x == "email" || x == "https://www.googleapis.com/auth/userinfo.email")
+            {
+                s.violation(format!("authorize: no email scope in `{scopes}`"));
+            }
+            &["openid"]
         } else {
             &[
                 "https://www.googleapis.com/auth/youtube",

@@ -42,6 +42,7 @@ const SCHEMA: &[&str] = &[
         url TEXT NOT NULL,
         redirect_uri TEXT NOT NULL,
         verifier TEXT NOT NULL,
+        binding TEXT,
         expires_at BIGINT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS server_checkouts (
         session_id TEXT PRIMARY KEY,
@@ -127,6 +128,19 @@ pub struct Account {
     pub password_hash: Option<String>,
 }
 
+/// Where a Google sign-in lands.
+#[derive(Clone, Debug)]
+pub enum GoogleAccount {
+    /// The account already linked to the subject (or now linked to it).
+    Found(Account),
+    /// A new account.
+    Opened(Account),
+    /// The email belongs to an account with a password: not taken over.
+    PasswordAccount,
+    /// The email belongs to an account linked to another Google subject.
+    OtherGoogleAccount,
+}
+
 /// A pending OAuth authorization kept between the redirect and its callback.
 #[derive(Clone, Debug)]
 pub struct PendingOAuth {
@@ -138,8 +152,10 @@ pub struct PendingOAuth {
     pub url: String,
     /// The redirect URI sent.
     pub redirect_uri: String,
-    /// The PKCE verifier.
+    /// The PKCE verifier, sealed.
     pub verifier: String,
+    /// The hash of the nonce cookie the starting browser holds (sign-in).
+    pub binding: Option<String>,
 }
 
 /// A checkout this server created.
@@ -264,39 +280,68 @@ impl Accounts {
             .transpose()
     }
 
-    /// The account a Google subject signed in as, else the one with its email (linked to the
-    /// subject now), else a new one. Answers the account and whether it is new.
+    /// The account a Google subject signs in to: the one linked to that subject; else the
+    /// one with its (verified) email when that account was made by Google sign-in and is not
+    /// linked yet; else a new one. An account with a password for that email is never taken
+    /// over by a Google sign-in (its owner logs in with the password), nor is one linked to
+    /// another Google subject.
     pub async fn google_account(
         &self,
         sub: &str,
         email: &str,
         now: Timestamp,
-    ) -> DbResult<(Account, bool)> {
-        if let Some(row) =
+    ) -> DbResult<GoogleAccount> {
+        let by_sub =
             sqlx::query("SELECT id, email, password_hash FROM server_users WHERE google_sub = $1")
                 .bind(sub)
                 .fetch_optional(&self.pool)
-                .await?
-        {
-            return Ok((Self::account(&row)?, false));
+                .await?;
+        if let Some(row) = by_sub {
+            return Ok(GoogleAccount::Found(Self::account(&row)?));
         }
-        if let Some(found) = self.by_email(email).await? {
-            sqlx::query(
+        let by_email = sqlx::query(
+            "SELECT id, email, password_hash, google_sub FROM server_users WHERE email = $1",
+        )
+        .bind(email)
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(row) = by_email {
+            let found = Self::account(&row)?;
+            let linked: Option<String> = row.try_get("google_sub")?;
+            if found.password_hash.is_some() {
+                return Ok(GoogleAccount::PasswordAccount);
+            }
+            if linked.is_some() {
+                return Ok(GoogleAccount::OtherGoogleAccount);
+            }
+            let updated = sqlx::query(
                 "UPDATE server_users SET google_sub = $1 WHERE id = $2 AND google_sub IS NULL",
             )
             .bind(sub)
             .bind(found.id.to_string())
             .execute(&self.pool)
             .await?;
-            return Ok((found, false));
+            return Ok(if updated.rows_affected() == 1 {
+                GoogleAccount::Found(found)
+            } else {
+                GoogleAccount::OtherGoogleAccount
+            });
         }
         match self.create_user(email, None, Some(sub), now).await {
-            Ok(a) => Ok((a, true)),
-            // Two callbacks at once: the other made it.
-            Err(e) if is_unique_violation(&e) => match self.by_email(email).await? {
-                Some(a) => Ok((a, false)),
-                None => Err(e),
-            },
+            Ok(a) => Ok(GoogleAccount::Opened(a)),
+            // Two callbacks at once: the other one made it.
+            Err(e) if is_unique_violation(&e) => {
+                match sqlx::query(
+                    "SELECT id, email, password_hash FROM server_users WHERE google_sub = $1",
+                )
+                .bind(sub)
+                .fetch_optional(&self.pool)
+                .await?
+                {
+                    Some(row) => Ok(GoogleAccount::Found(Self::account(&row)?)),
+                    None => Err(e),
+                }
+            }
             Err(e) => Err(e),
         }
     }
@@ -344,38 +389,50 @@ impl Accounts {
         Ok(())
     }
 
-    /// How long a login for `email` must wait: nothing for the first five failures in a row,
-    /// then 2, 4, 8 … seconds after the last one, at most 15 minutes.
-    pub async fn login_wait(&self, email: &str, now: Timestamp) -> DbResult<Option<Duration>> {
+    /// Reserves a login attempt for `email`, counted as a failure until it succeeds
+    /// ([`Accounts::login_succeeded`] forgets it): `Some(wait)` when it must wait instead. The
+    /// first five attempts in a row are free; after them each waits 2, 4, 8 … seconds after
+    /// the last one, at most 15 minutes. The count moves by compare-and-set, so a burst of
+    /// concurrent attempts gets one through, not one each.
+    pub async fn reserve_login(&self, email: &str, now: Timestamp) -> DbResult<Option<Duration>> {
+        let busy = Some(Duration::from_secs(1));
         let row =
             sqlx::query("SELECT failures, last_at FROM server_login_failures WHERE email = $1")
                 .bind(email)
                 .fetch_optional(&self.pool)
                 .await?;
-        let Some(row) = row else { return Ok(None) };
+        let Some(row) = row else {
+            let inserted = sqlx::query(
+                "INSERT INTO server_login_failures (email, failures, last_at) VALUES ($1, 1, $2)
+                 ON CONFLICT (email) DO NOTHING",
+            )
+            .bind(email)
+            .bind(ms(now))
+            .execute(&self.pool)
+            .await?;
+            return Ok((inserted.rows_affected() != 1).then_some(busy).flatten());
+        };
         let failures: i64 = row.try_get("failures")?;
         let last_at: i64 = row.try_get("last_at")?;
-        if failures < 5 {
-            return Ok(None);
+        if failures >= 5 {
+            let exp = u32::try_from((failures - 4).min(10)).unwrap_or(10);
+            let until = last_at.saturating_add((1_000i64 << exp).min(900_000));
+            if until > ms(now) {
+                return Ok(Some(Duration::from_millis(
+                    (until - ms(now)).unsigned_abs(),
+                )));
+            }
         }
-        let exp = u32::try_from((failures - 4).min(10)).unwrap_or(10);
-        let wait_ms = (1_000i64 << exp).min(900_000);
-        let until = last_at.saturating_add(wait_ms);
-        Ok((until > ms(now)).then(|| Duration::from_millis((until - ms(now)).unsigned_abs())))
-    }
-
-    /// Counts a failed login.
-    pub async fn login_failed(&self, email: &str, now: Timestamp) -> DbResult<()> {
-        sqlx::query(
-            "INSERT INTO server_login_failures (email, failures, last_at) VALUES ($1, 1, $2)
-             ON CONFLICT (email) DO UPDATE
-             SET failures = server_login_failures.failures + 1, last_at = excluded.last_at",
+        let taken = sqlx::query(
+            "UPDATE server_login_failures SET failures = failures + 1, last_at = $3
+             WHERE email = $1 AND failures = $2",
         )
         .bind(email)
+        .bind(failures)
         .bind(ms(now))
         .execute(&self.pool)
         .await?;
-        Ok(())
+        Ok((taken.rows_affected() != 1).then_some(busy).flatten())
     }
 
     /// Forgets failed logins after a good one.
@@ -396,8 +453,8 @@ impl Accounts {
     ) -> DbResult<()> {
         sqlx::query(
             "INSERT INTO server_oauth_pending
-             (state_hash, purpose, user_id, url, redirect_uri, verifier, expires_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+             (state_hash, purpose, user_id, url, redirect_uri, verifier, binding, expires_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(token_hash(state))
         .bind(&pending.purpose)
@@ -405,6 +462,7 @@ impl Accounts {
         .bind(&pending.url)
         .bind(&pending.redirect_uri)
         .bind(&pending.verifier)
+        .bind(&pending.binding)
         .bind(ms(now.plus(Duration::from_secs(600))))
         .execute(&self.pool)
         .await?;
@@ -415,7 +473,7 @@ impl Accounts {
     pub async fn take_oauth(&self, state: &str, now: Timestamp) -> DbResult<Option<PendingOAuth>> {
         let hash = token_hash(state);
         let row = sqlx::query(
-            "SELECT purpose, user_id, url, redirect_uri, verifier, expires_at
+            "SELECT purpose, user_id, url, redirect_uri, verifier, binding, expires_at
              FROM server_oauth_pending WHERE state_hash = $1",
         )
         .bind(&hash)
@@ -438,6 +496,7 @@ impl Accounts {
             url: row.try_get("url")?,
             redirect_uri: row.try_get("redirect_uri")?,
             verifier: row.try_get("verifier")?,
+            binding: row.try_get("binding")?,
         }))
     }
 

@@ -138,7 +138,7 @@ fn local_secret(dir: &Path, name: &str) -> std::io::Result<[u8; 32]> {
             let (token, _) = crate::accounts::new_token();
             let key: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
             let tmp = dir.join(format!("{name}.{}", uuid::Uuid::new_v4().simple()));
-            std::fs::write(&tmp, key)?;
+            write_private(&tmp, &key)?;
             // Whoever renames first wins; everyone reads the winner's key.
             if std::fs::hard_link(&tmp, &path).is_err() {
                 let _ = std::fs::remove_file(&tmp);
@@ -148,6 +148,16 @@ fn local_secret(dir: &Path, name: &str) -> std::io::Result<[u8; 32]> {
             Ok(key)
         }
     }
+}
+
+/// Writes a new file only its owner can read.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(bytes)
 }
 
 fn local_secret_read(path: &Path) -> std::io::Result<[u8; 32]> {
@@ -235,7 +245,12 @@ impl AppState {
         let oauth = make_oauth()?;
         // Sign-in with Google: the same client, asking only who the user is.
         let signin = crate::auth::GoogleSignIn {
-            oauth: make_oauth()?.with_scopes(["openid", "email", "profile"]),
+            // The scopes as Google's token endpoint reports them back.
+            oauth: make_oauth()?.with_scopes([
+                "openid",
+                "https://www.googleapis.com/auth/userinfo.email",
+                "https://www.googleapis.com/auth/userinfo.profile",
+            ]),
             userinfo_url: if real_google {
                 std::env::var("GOOGLE_USERINFO_URL")
                     .ok()
@@ -308,7 +323,9 @@ impl AppState {
                 hex::encode(local_secret(&config.data_dir, "payment-webhook.secret")?)
             )),
         };
-        let payments = Payments::new(&config, webhook_secret);
+        // The simulated checkout only while no real provider can spend money.
+        let simulated_payments = !keyed(&config, "FAL_KEY") && !keyed(&config, "SUCHUANG_API_KEY");
+        let payments = Payments::new(&config, webhook_secret, simulated_payments);
         // Installed before any job runs, so every metric of this process is recorded.
         let _ = crate::system::prometheus();
         let http = jilo::providers::http::client_builder()?

@@ -208,12 +208,31 @@ pub struct GoogleSignIn {
 
 const SIGNIN_OWNER: &str = "oauth-signin";
 
+/// The cookie tying a Google sign-in's callback to the browser that started it.
+pub const SIGNIN_COOKIE: &str = "jilo_oauth";
+
+fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|c| {
+            c.trim()
+                .strip_prefix(name)
+                .and_then(|rest| rest.strip_prefix('='))
+                .map(str::to_owned)
+        })
+}
+
 /// `GET /api/auth/google`: sends the browser to Google's consent (PKCE; the verifier waits
 /// sealed in the database for the callback).
 pub async fn google(State(state): State<AppState>) -> Result<Response, ApiError> {
     let redirect = format!("{}/api/auth/google/callback", state.config().public_url());
     let pending = state.signin.oauth.authorize(&redirect)?;
     let sealed = state.cipher.seal(pending.verifier(), SIGNIN_OWNER)?;
+    // Only this browser may finish the sign-in (no login CSRF): it holds the nonce.
+    let (nonce, nonce_hash) = crate::accounts::new_token();
     state
         .accounts()
         .keep_oauth(
@@ -224,12 +243,19 @@ pub async fn google(State(state): State<AppState>) -> Result<Response, ApiError>
                 url: pending.url.clone(),
                 redirect_uri: pending.redirect_uri.clone(),
                 verifier: sealed.to_string(),
+                binding: Some(nonce_hash),
             },
             state.now(),
         )
         .await
         .map_err(ApiError::internal)?;
-    Ok(axum::response::Redirect::to(&pending.url).into_response())
+    let mut response = axum::response::Redirect::to(&pending.url).into_response();
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "{SIGNIN_COOKIE}={nonce}; HttpOnly; SameSite=Lax; Path=/api/auth/google; Max-Age=600"
+    )) {
+        response.headers_mut().insert(SET_COOKIE, v);
+    }
+    Ok(response)
 }
 
 /// What the userinfo endpoint says of the account.
@@ -246,6 +272,7 @@ struct UserInfo {
 /// to the page. The state is taken once.
 pub async fn google_callback(
     State(state): State<AppState>,
+    headers: HeaderMap,
     axum::extract::Query(q): axum::extract::Query<crate::publish::CallbackQuery>,
 ) -> Result<Response, ApiError> {
     use secrecy::ExposeSecret;
@@ -266,6 +293,11 @@ pub async fn google_callback(
         .map_err(ApiError::internal)?
         .filter(|p| p.purpose == "signin")
         .ok_or_else(failed)?;
+    let nonce = cookie_value(&headers, SIGNIN_COOKIE).map(|n| crate::accounts::token_hash(&n));
+    if nonce.is_none() || nonce != kept.binding {
+        tracing::warn!("a Google sign-in callback came without the browser that started it");
+        return Err(failed());
+    }
     let sealed: jilo::providers::tokens::SealedToken = kept.verifier.parse()?;
     let verifier = state.cipher.open(&sealed, SIGNIN_OWNER)?;
     let pending = jilo::providers::youtube::PendingAuthorization::restore(
@@ -294,28 +326,43 @@ pub async fn google_callback(
         .json()
         .await
         .map_err(|e| ApiError::internal(format!("google userinfo: {}", e.without_url())))?;
-    // Sign-in needs no offline access: the refresh token is given back at once.
-    if let Some(refresh) = &tokens.refresh_token {
-        if let Err(e) = state.signin.oauth.revoke(refresh).await {
-            tracing::warn!(error = %e, "revoking the sign-in's refresh token failed");
-        }
-    }
+    // The refresh token is dropped, not revoked: revoking would end the user's whole grant
+    // to this client, YouTube channel included.
+    drop(tokens);
     let email = match info.email {
         Some(e) if info.email_verified => check_email(&e)?,
         _ => return Err(failed()),
     };
-    let (account, new) = state
+    use crate::accounts::GoogleAccount;
+    let account = match state
         .accounts()
         .google_account(&info.sub, &email, state.now())
         .await
-        .map_err(ApiError::internal)?;
-    if new {
-        tracing::info!(user = %account.id, "account opened with Google");
-    }
+        .map_err(ApiError::internal)?
+    {
+        GoogleAccount::Found(a) => a,
+        GoogleAccount::Opened(a) => {
+            tracing::info!(user = %a.id, "account opened with Google");
+            a
+        }
+        GoogleAccount::PasswordAccount => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "password_account",
+                Msg::PasswordAccount,
+            ))
+        }
+        GoogleAccount::OtherGoogleAccount => return Err(failed()),
+    };
     let token = start_session(&state, &account).await?;
     let mut response = axum::response::Redirect::to("/").into_response();
     if let Some(cookie) = session_cookie(&state, &token) {
         response.headers_mut().insert(SET_COOKIE, cookie);
+    }
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "{SIGNIN_COOKIE}=; HttpOnly; SameSite=Lax; Path=/api/auth/google; Max-Age=0"
+    )) {
+        response.headers_mut().append(SET_COOKIE, v);
     }
     Ok(response)
 }
@@ -369,7 +416,7 @@ pub async fn login(
     let email = body.email.trim().to_lowercase();
     let accounts = state.accounts();
     if let Some(wait) = accounts
-        .login_wait(&email, state.now())
+        .reserve_login(&email, state.now())
         .await
         .map_err(ApiError::internal)?
     {
@@ -387,11 +434,8 @@ pub async fn login(
         .await
         .map_err(ApiError::internal)?;
     let hash = account.as_ref().and_then(|a| a.password_hash.clone());
+    // The attempt was counted as a failure when reserved; a good one forgets the count.
     if !verify_password(body.password, hash).await {
-        accounts
-            .login_failed(&email, state.now())
-            .await
-            .map_err(ApiError::internal)?;
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "bad_credentials",

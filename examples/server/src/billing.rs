@@ -11,7 +11,6 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::Json;
 use hmac::{Hmac, Mac};
-use jilo::plans::PlanPeriod;
 use jilo::{Grant, GrantOutcome, QuotaStore, Timestamp};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -23,6 +22,9 @@ use crate::auth::CurrentUser;
 use crate::error::{ApiError, ApiJson};
 use crate::i18n::Msg;
 use crate::AppState;
+
+/// How long a bought plan's credits last.
+pub const PLAN_MONTH: std::time::Duration = std::time::Duration::from_secs(31 * 86_400);
 
 /// How old a signed event may be, in seconds (Stripe's libraries' default).
 pub const TOLERANCE_SECS: i64 = 300;
@@ -99,6 +101,8 @@ pub fn sign(payload: &[u8], secret: &SecretString, t: i64) -> String {
 /// The payment side: Stripe's API, or this server's simulated page.
 #[derive(Clone)]
 pub struct Payments {
+    /// Whether the simulated checkout may run: only while no real provider can spend money.
+    simulated_allowed: bool,
     api_key: Option<SecretString>,
     api_url: String,
     webhook_secret: SecretString,
@@ -115,8 +119,15 @@ impl std::fmt::Debug for Payments {
 
 impl Payments {
     /// From the settings.
-    pub fn new(config: &crate::Config, webhook_secret: SecretString) -> Self {
+    /// From the settings. Without a Stripe key the simulated checkout runs, but only when
+    /// `simulated_allowed` (no real provider is configured): else checkout is unavailable.
+    pub fn new(
+        config: &crate::Config,
+        webhook_secret: SecretString,
+        simulated_allowed: bool,
+    ) -> Self {
         Self {
+            simulated_allowed,
             api_key: config.stripe_secret_key.clone(),
             api_url: config.stripe_api_url.trim_end_matches('/').to_owned(),
             webhook_secret,
@@ -161,6 +172,16 @@ pub async fn checkout(
         .ok_or_else(|| ApiError::field("plan", Msg::UnknownPlan))?;
     let public = state.config().public_url();
     let (session_id, url) = match &state.payments.api_key {
+        None if !state.payments.simulated_allowed => {
+            tracing::error!(
+                "checkout refused: real providers are configured but STRIPE_SECRET_KEY is not"
+            );
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "payments_unavailable",
+                Msg::PaymentsUnavailable,
+            ));
+        }
         None => {
             let id = format!("cs_sim_{}", uuid::Uuid::new_v4().simple());
             let url = format!("{public}/billing/checkout/{id}");
@@ -327,8 +348,14 @@ pub async fn stripe_webhook(
         .as_str()
         .filter(|p| !p.is_empty())
         .unwrap_or(session_id);
+    // A month of the plan from the payment (the event's time: a late delivery does not
+    // shorten it).
+    let paid_at = event["created"]
+        .as_i64()
+        .filter(|s| *s > 0 && *s <= now.as_millis() / 1000)
+        .map_or(now, |s| Timestamp::from_millis(s * 1000));
     let grant = Grant::purchase(checkout.user.clone(), plan.monthly_credits, payment_id, now)
-        .expiring_at(PlanPeriod::containing(now).end());
+        .expiring_at(paid_at.plus(PLAN_MONTH));
     let outcome = state.store.grant(&grant).await?;
     accounts
         .record_event(event_id, payment_id, session_id, now)
@@ -430,10 +457,11 @@ pub async fn simulated_pay(
 ) -> Result<Response, ApiError> {
     let c = unpaid_simulated(&state, &session).await?;
     let now = state.now();
+    // One payment per checkout: a double-clicked Pay sends two events about it, granted once.
     let event = completed_event(
         &c,
         &format!("evt_sim_{}", uuid::Uuid::new_v4().simple()),
-        &format!("pi_sim_{}", uuid::Uuid::new_v4().simple()),
+        &format!("pi_sim_{}", c.session_id),
         now,
     );
     let payload = event.to_string();

@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use futures::{Stream, StreamExt};
+use futures::StreamExt;
 use jilo::{
     AspectRatio, ErrorKind, Job, JobEvent, JobId, JobState, MediaStore, SubmissionKey,
     VideoRequest, WebhookDelivery,
@@ -256,9 +256,10 @@ pub async fn get(
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Unsatisfiable;
 
-/// A byte range of a `size`-byte file: `bytes=a-b`, `bytes=a-`, `bytes=-n`. `Ok(None)` is the
-/// whole file (no header, or one we do not serve partially: several ranges); `Err` is
-/// unsatisfiable.
+/// A byte range of a `size`-byte file (RFC 9110 §14): `bytes=a-b`, `bytes=a-`, `bytes=-n`.
+/// `Ok(None)` is the whole file: no header, or one that is not a valid single range (several
+/// ranges, bad syntax, a last position before the first), which a server ignores. `Err` is a
+/// valid range that asks for nothing of this file (416).
 pub fn parse_range(header: Option<&str>, size: u64) -> Result<Option<(u64, u64)>, Unsatisfiable> {
     let Some(spec) = header.and_then(|h| h.trim().strip_prefix("bytes=")) else {
         return Ok(None);
@@ -266,29 +267,34 @@ pub fn parse_range(header: Option<&str>, size: u64) -> Result<Option<(u64, u64)>
     if spec.contains(',') {
         return Ok(None);
     }
-    let (start, end) = spec.split_once('-').ok_or(Unsatisfiable)?;
+    let Some((start, end)) = spec.split_once('-') else {
+        return Ok(None);
+    };
     let (start, end) = (start.trim(), end.trim());
-    let range = if start.is_empty() {
-        let n: u64 = end.parse().map_err(|_| Unsatisfiable)?;
+    if start.is_empty() {
+        let Ok(n) = end.parse::<u64>() else {
+            return Ok(None);
+        };
         if n == 0 || size == 0 {
             return Err(Unsatisfiable);
         }
-        (size.saturating_sub(n), size - 1)
-    } else {
-        let a: u64 = start.parse().map_err(|_| Unsatisfiable)?;
-        let b: u64 = if end.is_empty() {
-            size.saturating_sub(1)
-        } else {
-            end.parse::<u64>()
-                .map_err(|_| Unsatisfiable)?
-                .min(size.saturating_sub(1))
-        };
-        if a >= size || b < a {
-            return Err(Unsatisfiable);
-        }
-        (a, b)
+        return Ok(Some((size.saturating_sub(n), size - 1)));
+    }
+    let Ok(a) = start.parse::<u64>() else {
+        return Ok(None);
     };
-    Ok(Some(range))
+    let b = if end.is_empty() {
+        u64::MAX
+    } else {
+        match end.parse::<u64>() {
+            Ok(b) if b >= a => b,
+            _ => return Ok(None),
+        }
+    };
+    if a >= size {
+        return Err(Unsatisfiable);
+    }
+    Ok(Some((a, b.min(size - 1))))
 }
 
 /// `GET /api/videos/{id}/content`: the stored video, whole or the asked `Range` (206).
@@ -378,7 +384,7 @@ pub fn sse_event(e: &JobEvent, lang: Lang, job: Option<&Job>) -> Event {
 /// Finished jobs read once for every SSE watcher that ends with them (ten thousand watchers of
 /// one job cost one read), by job and version; forgotten in bulk past 1,024 entries.
 pub type FinishedJobs = std::sync::Mutex<
-    std::collections::HashMap<(JobId, u64), std::sync::Arc<tokio::sync::OnceCell<Option<Job>>>>,
+    std::collections::HashMap<(JobId, u64), std::sync::Arc<tokio::sync::OnceCell<Job>>>,
 >;
 
 async fn finished_job(state: &AppState, id: &JobId, version: u64) -> Option<Job> {
@@ -389,19 +395,22 @@ async fn finished_job(state: &AppState, id: &JobId, version: u64) -> Option<Job>
         }
         finished.entry((id.clone(), version)).or_default().clone()
     };
-    cell.get_or_init(|| async { state.studio().job(id).await.ok() })
+    // A failed read is not kept: the next watcher reads again.
+    cell.get_or_try_init(|| async { state.studio().job(id).await })
         .await
-        .clone()
+        .ok()
+        .cloned()
 }
 
 /// `GET /api/jobs/{id}/events`: the job's state, progress % and stage as they change, ending
-/// after a terminal state (with the finished job). Resumes after `Last-Event-ID`.
+/// after a terminal state (with the finished job). Resumes after `Last-Event-ID`; a client that
+/// saw the end already gets 204, which tells a browser's `EventSource` to stop reconnecting.
 pub async fn events(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
     headers: HeaderMap,
     Path(id): Path<String>,
-) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+) -> Result<Response, ApiError> {
     let job = own_job(&state, &user, &id).await?;
     let lang = Lang::from_headers(&headers);
     let seen: u64 = headers
@@ -409,6 +418,9 @@ pub async fn events(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0);
+    if job.state.is_terminal() && seen >= job.version {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
     let changes = state.studio().subscribe(&job.id).await?;
     let shared = state.clone();
     let stopping = state.shutdown.clone().cancelled_owned();
@@ -424,10 +436,12 @@ pub async fn events(
                 } else {
                     None
                 };
-                Ok(sse_event(&e, lang, finished.as_ref()))
+                Ok::<_, Infallible>(sse_event(&e, lang, finished.as_ref()))
             }
         });
-    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response())
 }
 
 /// `POST /api/jobs/{id}/cancel`: refunded when the provider will not bill; 409 when it is too
@@ -457,7 +471,11 @@ mod tests {
         assert_eq!(parse_range(Some("bytes=50-500"), 100), Ok(Some((50, 99))));
         assert_eq!(parse_range(Some("bytes=0-1,5-6"), 100), Ok(None));
         assert_eq!(parse_range(Some("bytes=100-"), 100), Err(Unsatisfiable));
-        assert_eq!(parse_range(Some("bytes=9-3"), 100), Err(Unsatisfiable));
-        assert_eq!(parse_range(Some("bytes=x-"), 100), Err(Unsatisfiable));
+        assert_eq!(parse_range(Some("bytes=-0"), 100), Err(Unsatisfiable));
+        // Not a valid range: ignored, the whole file.
+        assert_eq!(parse_range(Some("bytes=9-3"), 100), Ok(None));
+        assert_eq!(parse_range(Some("bytes=x-"), 100), Ok(None));
+        assert_eq!(parse_range(Some("bytes=-"), 100), Ok(None));
+        assert_eq!(parse_range(Some("items=0-5"), 100), Ok(None));
     }
 }

@@ -124,8 +124,12 @@ pub enum Msg {
     Timeout,
     /// The plan is unknown.
     UnknownPlan,
+    /// No payment service is configured while real providers are.
+    PaymentsUnavailable,
     /// The checkout is unknown or was paid.
     UnknownCheckout,
+    /// The email has a password account; Google sign-in does not take it over.
+    PasswordAccount,
     /// Google sign-in failed (state, code or account).
     GoogleSignInFailed,
     /// Something failed on our side.
@@ -212,6 +216,12 @@ impl Msg {
             (Msg::UnknownPlan, En) => "No such plan".into(),
             (Msg::UnknownCheckout, Zh) => "支付会话不存在或已完成".into(),
             (Msg::UnknownCheckout, En) => "The checkout does not exist or was completed".into(),
+            (Msg::PasswordAccount, Zh) => "该邮箱已用密码注册，请使用密码登录".into(),
+            (Msg::PasswordAccount, En) => {
+                "This email has an account with a password: log in with the password".into()
+            }
+            (Msg::PaymentsUnavailable, Zh) => "支付暂未开通，请联系客服".into(),
+            (Msg::PaymentsUnavailable, En) => "Payments are not set up yet; please contact support".into(),
             (Msg::GoogleSignInFailed, Zh) => "Google 登录失败，请重试".into(),
             (Msg::GoogleSignInFailed, En) => "Signing in with Google failed; please retry".into(),
             (Msg::Internal, Zh) => "服务器内部错误，请稍后重试".into(),

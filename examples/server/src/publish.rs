@@ -143,6 +143,7 @@ pub async fn connect(
                 url: pending.url.clone(),
                 redirect_uri: pending.redirect_uri.clone(),
                 verifier: sealed.to_string(),
+                binding: None,
             },
             state.now(),
         )
@@ -166,6 +167,7 @@ pub struct CallbackQuery {
 /// the browser back to the page.
 pub async fn callback(
     State(state): State<AppState>,
+    CurrentUser(signed_in): CurrentUser,
     Query(q): Query<CallbackQuery>,
 ) -> Result<Response, ApiError> {
     let (Some(returned), Some(code)) = (q.state.as_deref(), q.code.as_deref()) else {
@@ -188,7 +190,17 @@ pub async fn callback(
             Msg::GoogleSignInFailed,
         ));
     };
+    // The channel goes to the user who asked for it, and only in their own browser: a consent
+    // URL sent to someone else cannot land their channel on the sender's account.
     let user = kept.user.clone().ok_or_else(ApiError::sign_in)?;
+    if user != signed_in {
+        tracing::warn!(user = %signed_in, "a channel callback came to another user's session");
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            Msg::Forbidden,
+        ));
+    }
     let sealed = SealedToken::from_str(&kept.verifier)?;
     let verifier = state.cipher.open(&sealed, OAUTH_OWNER)?;
     let pending = PendingAuthorization::restore(
@@ -439,6 +451,9 @@ fn upload_event(uploaded: u64, total: u64, state: &str, p: Option<&Publication>)
     Event::default().event("upload").data(data.to_string())
 }
 
+/// Record reads without a record after which a publication stream ends (a second each).
+const NO_PUBLICATION_READS: u32 = 60;
+
 /// `GET /api/publish/{id}/events`: the upload's progress (bytes, %) as YouTube confirms it,
 /// ending with the publication once it is published or failed.
 pub async fn events(
@@ -452,6 +467,12 @@ pub async fn events(
     let (job, channel, current) = own_publication(&state, &user, &id, q.channel.as_deref()).await?;
     let studio = state.studio().clone();
     let stopping = state.shutdown.clone().cancelled_owned();
+    // A failure from before this stream is an earlier attempt, not the end of the one a page
+    // opens the stream for (publishing again starts over).
+    let opened = state.now();
+    let current = current.filter(|p| {
+        !(p.state == PublicationState::Failed && p.updated_at.as_millis() < opened.as_millis())
+    });
     let first = current.as_ref().map(|p| {
         let uploaded = uploaded_of(p);
         let done = p.state != PublicationState::Uploading;
@@ -472,24 +493,36 @@ pub async fn events(
                 false,
             )
         });
-    // The record is read again every second: the end (published or failed) comes from it.
-    let rereads = futures::stream::unfold((), move |()| {
+    // The record is read again every second: the end (published, or failed since the stream
+    // opened) comes from it. No record for a minute: nothing is being published; the stream
+    // ends.
+    let rereads = futures::stream::unfold(0u32, move |misses| {
         let (studio, job, channel) = (studio.clone(), job.clone(), channel.clone());
         async move {
+            if misses >= NO_PUBLICATION_READS {
+                return None;
+            }
             tokio::time::sleep(Duration::from_secs(1)).await;
             let read = studio.publication(&job, &channel).await.ok().flatten();
-            Some((read, ()))
+            let misses = if read.is_some() { 0 } else { misses + 1 };
+            Some((read, misses))
         }
     })
-    .filter_map(|p| async move {
+    .filter_map(move |p| async move {
         let p = p?;
-        (p.state != PublicationState::Uploading).then(|| {
+        let ended = p.state == PublicationState::Published
+            || (p.state == PublicationState::Failed
+                && p.updated_at.as_millis() >= opened.as_millis());
+        ended.then(|| {
             (
                 upload_event(uploaded_of(&p), p.total_bytes, p.state.as_str(), Some(&p)),
                 true,
             )
         })
-    });
+    })
+    .chain(futures::stream::once(async {
+        (upload_event(0, 0, "not_started", None), true)
+    }));
     let live = futures::stream::select(progress, rereads);
     let stream = futures::stream::iter(first)
         .chain(if ended_already {

@@ -1,7 +1,6 @@
 //! Credits (`/api/quota`), operations (`/api/admin/grant`, `/api/system/status`, health) and
 //! the seed's maintenance banner's source.
 
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use axum::extract::{Query, State};
@@ -170,47 +169,42 @@ pub async fn admin_grant(
 /// A provider's id, balance in minor units and currency, as last read.
 type BalanceRead = (String, Option<i64>, Option<String>);
 
-/// Provider balances, read at most every 30 s (each read is a call to the provider).
+/// Provider balances, read at most every 30 s (each read is a call to the provider) by one
+/// request at a time: the others wait for its answer.
 #[derive(Default)]
-pub struct StatusCache(Mutex<Option<(Instant, Vec<BalanceRead>)>>);
+pub struct StatusCache(tokio::sync::Mutex<Option<(Instant, Vec<BalanceRead>)>>);
 
 const BALANCE_TTL: Duration = Duration::from_secs(30);
 
-/// `GET /api/system/status`: each provider healthy, cooling or out of funds (with its balance
-/// where it has one), and whether the page shows the maintenance banner: no provider can
-/// serve.
+/// `GET /api/system/status`: each provider healthy, cooling or out of funds (read from its
+/// balance where it has one), and whether the page shows the maintenance banner: no provider
+/// can serve.
 pub async fn status(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     let lang = Lang::from_headers(&headers);
-    let cached = state
-        .status
-        .0
-        .lock()
-        .ok()
-        .and_then(|c| c.clone())
-        .filter(|(at, _)| at.elapsed() < BALANCE_TTL);
-    let balances = match cached {
-        Some((_, b)) => b,
-        None => {
-            let read: Vec<BalanceRead> = state
-                .studio()
-                .check_balances()
-                .await
-                .into_iter()
-                .map(|(p, b)| {
-                    (
-                        p.to_string(),
-                        b.as_ref().map(|b| b.minor),
-                        b.map(|b| b.currency),
-                    )
-                })
-                .collect();
-            if let Ok(mut c) = state.status.0.lock() {
-                *c = Some((Instant::now(), read.clone()));
+    let balances = {
+        let mut cache = state.status.0.lock().await;
+        match cache.as_ref().filter(|(at, _)| at.elapsed() < BALANCE_TTL) {
+            Some((_, b)) => b.clone(),
+            None => {
+                let read: Vec<BalanceRead> = state
+                    .studio()
+                    .check_balances()
+                    .await
+                    .into_iter()
+                    .map(|(p, b)| {
+                        (
+                            p.to_string(),
+                            b.as_ref().map(|b| b.minor),
+                            b.map(|b| b.currency),
+                        )
+                    })
+                    .collect();
+                *cache = Some((Instant::now(), read.clone()));
+                read
             }
-            read
         }
     };
     let cooling = state
@@ -220,7 +214,7 @@ pub async fn status(
         .await?;
     let providers: Vec<Value> = balances
         .iter()
-        .map(|(id, minor, currency)| {
+        .map(|(id, minor, _currency)| {
             let status = if minor.is_some_and(|m| m <= 0) {
                 "out_of_funds"
             } else if cooling.iter().any(|c| c.as_str() == id) {
@@ -228,7 +222,8 @@ pub async fn status(
             } else {
                 "healthy"
             };
-            json!({ "id": id, "status": status, "balance_minor": minor, "currency": currency })
+            // Balances are the operator's business: the page reads only the status.
+            json!({ "id": id, "status": status })
         })
         .collect();
     let maintenance = !providers.iter().any(|p| p["status"] == "healthy");

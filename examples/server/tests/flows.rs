@@ -168,6 +168,40 @@ async fn sign_up_rules_sessions_and_languages() {
     let e: Value = r.json().await.unwrap();
     assert_eq!(e["error"]["code"], "too_many_attempts");
 
+    // A burst of concurrent guesses: each one is counted before its password is checked, so
+    // at most the five free ones (and one as the window opens) get through; then it waits.
+    let burst = (0..10).map(|_| {
+        server.post(
+            "",
+            "/api/auth/login",
+            json!({ "email": "nobody@example.com", "password": "guess12345" }),
+        )
+    });
+    let answers: Vec<u16> = futures::future::join_all(burst)
+        .await
+        .into_iter()
+        .map(|(s, _)| s)
+        .collect();
+    assert!(
+        answers.iter().all(|s| *s == 401 || *s == 429),
+        "{answers:?}"
+    );
+    let mut guessed = answers.iter().filter(|s| **s == 401).count();
+    loop {
+        let (s, _) = server
+            .post(
+                "",
+                "/api/auth/login",
+                json!({ "email": "nobody@example.com", "password": "guess12345" }),
+            )
+            .await;
+        if s == 429 {
+            break;
+        }
+        guessed += 1;
+        assert!(guessed <= 6, "{guessed} guesses went through: {answers:?}");
+    }
+
     // A body over the limit and an unknown route keep the error shape.
     let r = server
         .http
@@ -331,10 +365,16 @@ async fn generate_watch_play_back_and_keep_other_users_out() {
         .await;
     assert_eq!(resumed.len(), 1);
     assert_eq!(resumed[0].id, last.id);
-    assert!(server
-        .events(&alice, &job, Some(versions[versions.len() - 1]))
+    // After the end, a resuming client is told to stop (204: EventSource does not reconnect).
+    let r = server
+        .http
+        .get(server.at(&format!("/api/jobs/{job}/events")))
+        .bearer_auth(&alice)
+        .header("last-event-id", versions[versions.len() - 1].to_string())
+        .send()
         .await
-        .is_empty());
+        .unwrap();
+    assert_eq!(r.status(), 204);
 
     // Charged once: 15 spent, nothing held.
     let (_, q) = server.get(&alice, "/api/quota").await;
@@ -590,6 +630,14 @@ async fn stripe_events_credit_once_and_forged_or_stale_ones_change_nothing() {
         404
     );
     assert_eq!(server.available(&user).await, 200);
+    // A double-clicked Pay: two payments sent at once about one checkout, granted once.
+    let (_, third) = server
+        .post(&user, "/api/billing/checkout", json!({ "plan": "basic" }))
+        .await;
+    let pay = format!("{}/pay", third["url"].as_str().unwrap());
+    let (a, b) = tokio::join!(server.http.post(&pay).send(), server.http.post(&pay).send());
+    assert!(a.unwrap().status().is_redirection() || b.unwrap().status().is_redirection());
+    assert_eq!(server.available(&user).await, 250);
 
     // The operator's grant: bearer token required, once per key.
     let r = server
@@ -609,7 +657,7 @@ async fn stripe_events_credit_once_and_forged_or_stale_ones_change_nothing() {
         server.admin_grant("dan@example.com", 5, "k").await["granted"],
         false
     );
-    assert_eq!(server.available(&user).await, 205);
+    assert_eq!(server.available(&user).await, 255);
     let (_, page1) = server.get(&user, "/api/quota/history?limit=2").await;
     assert_eq!(page1["entries"].as_array().unwrap().len(), 2);
     let next = page1["next"].as_i64().unwrap();
@@ -765,14 +813,54 @@ async fn discover_write_a_prompt_generate_connect_and_publish() {
         back.starts_with(&server.at("/api/youtube/callback?")),
         "{back}"
     );
-    let done = server.http.get(&back).send().await.unwrap();
+    // Opened in another user's browser, the callback is refused (their channel would land on
+    // this account).
+    let (s, stolen) = server.post(&user, "/api/youtube/connect", json!({})).await;
+    assert_eq!(s, 200);
+    let stolen = server
+        .http
+        .get(stolen["url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let stolen_back = stolen.headers()["location"].to_str().unwrap().to_owned();
+    let other = server.signup("hal@example.com").await;
+    let refused = server
+        .http
+        .get(&stolen_back)
+        .bearer_auth(&other)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403);
+    assert_eq!(
+        server.get(&other, "/api/youtube/channels").await.1["channels"],
+        json!([])
+    );
+    let done = server
+        .http
+        .get(&back)
+        .bearer_auth(&user)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(done.status(), 303);
     assert!(done.headers()["location"]
         .to_str()
         .unwrap()
         .starts_with("/?youtube=connected"));
     // The state is taken once: the same callback again is refused.
-    assert_eq!(server.http.get(&back).send().await.unwrap().status(), 400);
+    assert_eq!(
+        server
+            .http
+            .get(&back)
+            .bearer_auth(&user)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        400
+    );
     let (_, channels) = server.get(&user, "/api/youtube/channels").await;
     assert_eq!(
         channels["channels"].as_array().unwrap().len(),
@@ -866,18 +954,26 @@ async fn google_sign_in(server: &Server) -> String {
         .unwrap();
     assert_eq!(r.status(), 303);
     let consent = r.headers()["location"].to_str().unwrap().to_owned();
+    assert!(consent.contains("scope=openid+"), "{consent}");
+    let nonce = r.headers()["set-cookie"].to_str().unwrap().to_owned();
     assert!(
-        consent.contains("scope=openid+email+profile")
-            || consent.contains("scope=openid%20email%20profile"),
-        "{consent}"
+        nonce.starts_with("jilo_oauth=") && nonce.contains("HttpOnly"),
+        "{nonce}"
     );
+    let nonce = nonce.split(';').next().unwrap().to_owned();
     let r = server.http.get(&consent).send().await.unwrap();
     let back = r.headers()["location"].to_str().unwrap().to_owned();
     assert!(
         back.starts_with(&server.at("/api/auth/google/callback?")),
         "{back}"
     );
-    let r = server.http.get(&back).send().await.unwrap();
+    let r = server
+        .http
+        .get(&back)
+        .header("cookie", &nonce)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 303);
     assert_eq!(r.headers()["location"], "/");
     let cookie = r.headers()["set-cookie"].to_str().unwrap().to_owned();
@@ -929,28 +1025,59 @@ async fn sign_in_with_google_finds_or_opens_the_account() {
     );
     {
         let google = server.sims.google.state.lock().unwrap();
-        // Sign-in keeps no offline access: each refresh token was given back.
-        assert_eq!(google.revoked.len(), 2);
+        // Nothing is revoked: that would end the user's whole grant, channel included.
+        assert!(google.revoked.is_empty());
         assert!(google.violations.is_empty(), "{:?}", google.violations);
     }
 
-    // An account opened with a password for the same verified email is the one Google
-    // signs in to.
-    let other = Server::start(Db::Sqlite).await;
-    let token = other.signup(jilo_sim::google::ACCOUNT_EMAIL).await;
-    let (_, by_password) = other.get(&token, "/api/me").await;
-    let cookie = google_sign_in(&other).await;
-    let r = other
+    // A callback opened in another browser (without the nonce the sign-in set) is refused:
+    // nobody can be signed in to an account they did not choose.
+    let r = server
         .http
-        .get(other.at("/api/me"))
-        .header("cookie", cookie)
+        .get(server.at("/api/auth/google"))
         .send()
         .await
         .unwrap();
+    let consent = r.headers()["location"].to_str().unwrap().to_owned();
+    let r = server.http.get(&consent).send().await.unwrap();
+    let back = r.headers()["location"].to_str().unwrap().to_owned();
+    let r = server.http.get(&back).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.headers().get("set-cookie").is_none());
+
+    // An account opened with a password for the same email is not taken over by a Google
+    // sign-in: its owner logs in with the password.
+    let other = Server::start(Db::Sqlite).await;
+    let token = other.signup(jilo_sim::google::ACCOUNT_EMAIL).await;
+    let r = other
+        .http
+        .get(other.at("/api/auth/google"))
+        .send()
+        .await
+        .unwrap();
+    let nonce = r.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let consent = r.headers()["location"].to_str().unwrap().to_owned();
+    let r = other.http.get(&consent).send().await.unwrap();
+    let back = r.headers()["location"].to_str().unwrap().to_owned();
+    let r = other
+        .http
+        .get(&back)
+        .header("cookie", nonce)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
     assert_eq!(
-        r.json::<Value>().await.unwrap()["user"]["id"],
-        by_password["user"]["id"]
+        r.json::<Value>().await.unwrap()["error"]["code"],
+        "password_account"
     );
+    assert_eq!(other.available(&token).await, 100);
     // A callback with no code (the user declined) changes nothing and goes back to the page.
     let r = other
         .http

@@ -964,7 +964,9 @@ impl Follower {
 
 /// Feeds a job's changes to its subscribers until a terminal state, the end of the changes,
 /// or the last subscriber leaving; then forgets the follower. Leaving and joining happen under
-/// the followers' lock, so a subscriber never joins a follower that is gone.
+/// the followers' lock, so a subscriber never joins a follower that is gone; and the follower
+/// is forgotten however its task ends (a panic, a runtime shutting down), so no subscriber
+/// joins a dead one.
 async fn follow(
     inner: std::sync::Weak<Inner>,
     id: JobId,
@@ -972,6 +974,11 @@ async fn follow(
     follower: Arc<Follower>,
     mut changes: BoxStream<'static, JobEvent>,
 ) {
+    let _forget = Forget {
+        inner: inner.clone(),
+        id,
+        number,
+    };
     loop {
         tokio::select! {
             event = changes.next() => match event {
@@ -982,25 +989,43 @@ async fn follow(
                     }
                     let _ = follower.events.send(event);
                     if terminal {
-                        break;
+                        return;
                     }
                 }
-                None => break,
+                None => return,
             },
             () = follower.events.closed() => {
                 let Some(inner) = inner.upgrade() else { return };
-                let Ok(followed) = inner.followed.lock() else { return };
+                let Ok(mut followed) = inner.followed.lock() else { return };
+                // Nobody joined since the last one left: forgotten under the same lock.
                 if follower.events.receiver_count() == 0 {
-                    drop(followed);
-                    break;
+                    if followed.get(&_forget.id).is_some_and(|(n, _)| *n == number) {
+                        followed.remove(&_forget.id);
+                    }
+                    return;
                 }
             }
         }
     }
-    if let Some(inner) = inner.upgrade() {
-        if let Ok(mut followed) = inner.followed.lock() {
-            if followed.get(&id).is_some_and(|(n, _)| *n == number) {
-                followed.remove(&id);
+}
+
+/// Forgets a follower when its task ends, however it ends.
+struct Forget {
+    inner: std::sync::Weak<Inner>,
+    id: JobId,
+    number: u64,
+}
+
+impl Drop for Forget {
+    fn drop(&mut self) {
+        if let Some(inner) = self.inner.upgrade() {
+            if let Ok(mut followed) = inner.followed.lock() {
+                if followed
+                    .get(&self.id)
+                    .is_some_and(|(n, _)| *n == self.number)
+                {
+                    followed.remove(&self.id);
+                }
             }
         }
     }
