@@ -32,17 +32,7 @@ pub fn session_token(headers: &HeaderMap) -> Option<String> {
     {
         return Some(bearer.trim().to_owned());
     }
-    headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|c| {
-            c.trim()
-                .strip_prefix(SESSION_COOKIE)
-                .and_then(|rest| rest.strip_prefix('='))
-                .map(str::to_owned)
-        })
+    cookie_value(headers, SESSION_COOKIE)
 }
 
 impl FromRequestParts<AppState> for CurrentUser {
@@ -142,17 +132,34 @@ pub fn check_password(password: &str) -> Result<(), ApiError> {
     }
 }
 
-fn session_cookie(state: &AppState, token: &str) -> Option<HeaderValue> {
+/// A `Set-Cookie` value: HttpOnly, SameSite=Lax, `Secure` when the server is reached over
+/// HTTPS; an empty value with `max_age` 0 clears the cookie.
+fn cookie(
+    state: &AppState,
+    name: &str,
+    value: &str,
+    path: &str,
+    max_age: u64,
+) -> Option<HeaderValue> {
     let secure = if state.config().public_url().starts_with("https://") {
         "; Secure"
     } else {
         ""
     };
     HeaderValue::from_str(&format!(
-        "{SESSION_COOKIE}={token}; HttpOnly; SameSite=Lax; Path=/; Max-Age={}{secure}",
-        state.config().session_ttl.as_secs()
+        "{name}={value}; HttpOnly; SameSite=Lax; Path={path}; Max-Age={max_age}{secure}"
     ))
     .ok()
+}
+
+fn session_cookie(state: &AppState, token: &str) -> Option<HeaderValue> {
+    cookie(
+        state,
+        SESSION_COOKIE,
+        token,
+        "/",
+        state.config().session_ttl.as_secs(),
+    )
 }
 
 /// Grants the starting credits (idempotent: `signup:<user>`), opens a session, and answers it.
@@ -250,9 +257,7 @@ pub async fn google(State(state): State<AppState>) -> Result<Response, ApiError>
         .await
         .map_err(ApiError::internal)?;
     let mut response = axum::response::Redirect::to(&pending.url).into_response();
-    if let Ok(v) = HeaderValue::from_str(&format!(
-        "{SIGNIN_COOKIE}={nonce}; HttpOnly; SameSite=Lax; Path=/api/auth/google; Max-Age=600"
-    )) {
+    if let Some(v) = cookie(&state, SIGNIN_COOKIE, &nonce, "/api/auth/google", 600) {
         response.headers_mut().insert(SET_COOKIE, v);
     }
     Ok(response)
@@ -359,9 +364,7 @@ pub async fn google_callback(
     if let Some(cookie) = session_cookie(&state, &token) {
         response.headers_mut().insert(SET_COOKIE, cookie);
     }
-    if let Ok(v) = HeaderValue::from_str(&format!(
-        "{SIGNIN_COOKIE}=; HttpOnly; SameSite=Lax; Path=/api/auth/google; Max-Age=0"
-    )) {
+    if let Some(v) = cookie(&state, SIGNIN_COOKIE, "", "/api/auth/google", 0) {
         response.headers_mut().append(SET_COOKIE, v);
     }
     Ok(response)
@@ -465,9 +468,7 @@ pub async fn logout(
             .map_err(ApiError::internal)?;
     }
     let mut response = StatusCode::NO_CONTENT.into_response();
-    if let Ok(v) = HeaderValue::from_str(&format!(
-        "{SESSION_COOKIE}=; HttpOnly; SameSite=Lax; Path=/; Max-Age=0"
-    )) {
+    if let Some(v) = cookie(&state, SESSION_COOKIE, "", "/", 0) {
         response.headers_mut().insert(SET_COOKIE, v);
     }
     Ok(response)
