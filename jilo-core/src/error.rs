@@ -117,6 +117,14 @@ fn http_suffix(response: &Option<HttpFailure>) -> String {
         .unwrap_or_default()
 }
 
+/// `: <cause>` when a store's error has one: a storage failure shows its driver's words.
+fn cause_suffix(source: &Option<BoxError>) -> String {
+    source
+        .as_ref()
+        .map(|s| format!(": {s}"))
+        .unwrap_or_default()
+}
+
 /// Which platform quota or cap ran out ([`Error::QuotaExceeded`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -311,7 +319,7 @@ pub enum Error {
         reason: String,
     },
     /// A store failed.
-    #[error("storage error: {reason}")]
+    #[error("storage error: {reason}{}", cause_suffix(source))]
     Storage {
         /// What failed.
         reason: String,
@@ -596,8 +604,12 @@ pub fn chain_text(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
     let mut next = error.source();
     while let Some(cause) = next {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
+        let said = cause.to_string();
+        // An error that shows its cause already (a storage error) is not repeated.
+        if !text.ends_with(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
         next = cause.source();
     }
     text
@@ -618,6 +630,29 @@ fn redact_source(source: BoxError, secrets: &[&str]) -> BoxError {
         Box::new(RedactedSource(crate::config::redact(chain, secrets)))
     } else {
         source
+    }
+}
+
+#[cfg(test)]
+mod cause_tests {
+    use super::*;
+
+    #[test]
+    fn a_storage_error_shows_its_cause_once() {
+        let e = Error::storage(
+            "saving the job failed",
+            true,
+            Some(Box::new(std::io::Error::other("disk full")) as BoxError),
+        );
+        assert_eq!(
+            e.to_string(),
+            "storage error: saving the job failed: disk full"
+        );
+        assert_eq!(chain_text(&e), e.to_string());
+        assert_eq!(
+            Error::storage("the map is poisoned", false, None).to_string(),
+            "storage error: the map is poisoned"
+        );
     }
 }
 

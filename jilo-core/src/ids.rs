@@ -66,8 +66,9 @@ impl JobId {
 
 /// A point in time as whole milliseconds since the Unix epoch (UTC).
 ///
-/// Integers keep every store (memory, SQLite, Postgres) exact and comparable.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+/// Integers keep every store (memory, SQLite, Postgres) exact and comparable. `Display` and
+/// `Debug` show it as RFC 3339 (`2026-12-05T08:00:00Z`).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Timestamp(i64);
 
@@ -117,15 +118,52 @@ impl Timestamp {
     }
 }
 
+impl Timestamp {
+    /// The same instant for civil-time arithmetic, clamped to the years -9999 to 9999.
+    pub(crate) fn jiff(self) -> jiff::Timestamp {
+        jiff::Timestamp::from_millisecond(self.0).unwrap_or(if self.0 > 0 {
+            jiff::Timestamp::MAX
+        } else {
+            jiff::Timestamp::MIN
+        })
+    }
+}
+
 impl fmt::Display for Timestamp {
+    /// RFC 3339 in UTC, with milliseconds when there are any.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}ms", self.0)
+        match jiff::Timestamp::from_millisecond(self.0) {
+            Ok(t) => write!(f, "{t}"),
+            Err(_) => write!(f, "{} ms after the epoch", self.0),
+        }
+    }
+}
+
+impl fmt::Debug for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Timestamp({self})")
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timestamps_read_as_rfc_3339() {
+        assert_eq!(
+            Timestamp::from_millis(0).to_string(),
+            "1970-01-01T00:00:00Z"
+        );
+        let t = Timestamp::from_millis(1_796_472_000_123);
+        assert_eq!(t.to_string(), "2026-12-05T12:00:00.123Z");
+        assert_eq!(format!("{t:?}"), "Timestamp(2026-12-05T12:00:00.123Z)");
+        // Beyond the years a calendar names: still readable, never a panic.
+        assert_eq!(
+            Timestamp::from_millis(i64::MAX).to_string(),
+            format!("{} ms after the epoch", i64::MAX)
+        );
+    }
 
     #[test]
     fn timestamp_arithmetic_saturates_and_counts_days() {

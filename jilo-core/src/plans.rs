@@ -82,33 +82,13 @@ pub struct PlanPeriod {
     month: u32,
 }
 
-/// Days since 1970-01-01 of a civil date (proleptic Gregorian).
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let (m, d) = (i64::from(m), i64::from(d));
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-const DAY_MS: i64 = 86_400_000;
-
 impl PlanPeriod {
     /// The month holding `at`.
     pub fn containing(at: Timestamp) -> Self {
-        let z = at.utc_day() + 719_468;
-        let era = z.div_euclid(146_097);
-        let doe = z - era * 146_097;
-        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        let mp = (5 * doy + 2) / 153;
-        let month = if mp < 10 { mp + 3 } else { mp - 9 };
-        let year = yoe + era * 400 + i64::from(month <= 2);
+        let date = at.jiff().to_zoned(jiff::tz::TimeZone::UTC).date();
         Self {
-            year,
-            month: u32::try_from(month).unwrap_or(1),
+            year: i64::from(date.year()),
+            month: u32::try_from(date.month()).unwrap_or(1),
         }
     }
 
@@ -129,7 +109,17 @@ impl PlanPeriod {
 
     /// Its first instant.
     pub fn start(self) -> Timestamp {
-        Timestamp::from_millis(days_from_civil(self.year, self.month, 1) * DAY_MS)
+        // Past the years a calendar names: the end (or the start) of time.
+        if self.year > 9999 {
+            return Timestamp::from_millis(i64::MAX);
+        }
+        let year = i16::try_from(self.year.max(-9999)).unwrap_or(-9999);
+        let month = i8::try_from(self.month.clamp(1, 12)).unwrap_or(1);
+        jiff::civil::Date::new(year, month, 1)
+            .and_then(|d| d.to_zoned(jiff::tz::TimeZone::UTC))
+            .map_or(Timestamp::from_millis(i64::MAX), |z| {
+                Timestamp::from_millis(z.timestamp().as_millisecond())
+            })
     }
 
     /// The first instant of the next month: when its allowance expires.
@@ -147,8 +137,16 @@ impl PlanPeriod {
 mod tests {
     use super::*;
 
-    fn at(y: i64, m: u32, d: u32) -> Timestamp {
-        Timestamp::from_millis(days_from_civil(y, m, d) * DAY_MS + 12 * 3_600_000)
+    fn utc(y: i16, m: i8, d: i8, h: i8) -> i64 {
+        jiff::civil::date(y, m, d)
+            .at(h, 0, 0, 0)
+            .to_zoned(jiff::tz::TimeZone::UTC)
+            .map(|z| z.timestamp().as_millisecond())
+            .unwrap_or_default()
+    }
+
+    fn at(y: i16, m: i8, d: i8) -> Timestamp {
+        Timestamp::from_millis(utc(y, m, d, 12))
     }
 
     #[test]
@@ -157,13 +155,13 @@ mod tests {
         assert_eq!(p.label(), "2026-12");
         assert_eq!(
             p.end().as_millis(),
-            days_from_civil(2027, 1, 1) * DAY_MS,
+            utc(2027, 1, 1, 0),
             "December's allowance expires at the first instant of January"
         );
         assert_eq!(PlanPeriod::containing(at(2028, 2, 29)).label(), "2028-02");
         assert_eq!(
             PlanPeriod::containing(at(2028, 2, 29)).end().as_millis(),
-            days_from_civil(2028, 3, 1) * DAY_MS
+            utc(2028, 3, 1, 0)
         );
         assert_eq!(
             PlanPeriod::containing(Timestamp::from_millis(0)).label(),
@@ -175,6 +173,20 @@ mod tests {
             PlanPeriod::containing(Timestamp::from_millis(start.as_millis() - 1)).label(),
             "2026-06"
         );
+    }
+
+    #[test]
+    fn periods_of_extreme_instants_do_not_panic() {
+        assert_eq!(
+            PlanPeriod::containing(Timestamp::from_millis(i64::MAX)).label(),
+            "9999-12"
+        );
+        assert_eq!(
+            PlanPeriod::containing(Timestamp::from_millis(i64::MIN)).label(),
+            "-9999-01"
+        );
+        let last = PlanPeriod::containing(Timestamp::from_millis(i64::MAX));
+        assert!(last.end() >= last.start());
     }
 
     #[test]

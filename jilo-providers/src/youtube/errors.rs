@@ -52,59 +52,27 @@ pub(crate) fn reason_of(body: &str) -> (String, String) {
     (reason, message)
 }
 
-const DAY_MS: i64 = 86_400_000;
+/// YouTube's quotas reset at midnight in this zone.
+const QUOTA_ZONE: &str = "America/Los_Angeles";
 
-/// Days since 1970-01-01 of a civil date (proleptic Gregorian).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// The year of a day count.
-fn year_of(days: i64) -> i64 {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    yoe + era * 400 + i64::from(m <= 2)
-}
-
-/// The day count of the `n`th Sunday of a month.
-fn nth_sunday(y: i64, m: i64, n: i64) -> i64 {
-    let first = days_from_civil(y, m, 1);
-    // 1970-01-01 was a Thursday: weekday 0 = Sunday.
-    let weekday = (first + 4).rem_euclid(7);
-    first + (7 - weekday) % 7 + 7 * (n - 1)
-}
-
-/// Pacific Time's offset from UTC at a UTC instant, in hours: -7 from the second Sunday of
-/// March at 02:00 PST to the first Sunday of November at 02:00 PDT, -8 otherwise.
-fn pacific_offset_hours(utc_ms: i64) -> i64 {
-    let year = year_of(utc_ms.div_euclid(DAY_MS));
-    let dst_start = nth_sunday(year, 3, 2) * DAY_MS + 10 * 3_600_000;
-    let dst_end = nth_sunday(year, 11, 1) * DAY_MS + 9 * 3_600_000;
-    if (dst_start..dst_end).contains(&utc_ms) {
-        -7
-    } else {
-        -8
-    }
-}
-
-/// The next midnight in Pacific Time after `now`: when YouTube's daily quotas reset.
+/// The next midnight in Pacific Time after `now`: when YouTube's daily quotas reset. The
+/// time-zone database is bundled (jiff), so daylight saving is right on any host; were the
+/// zone ever missing, midnight at UTC-8 is the answer rather than a panic.
 pub fn next_pacific_midnight(now: Timestamp) -> Timestamp {
-    let now_ms = now.as_millis();
-    let local = now_ms + pacific_offset_hours(now_ms) * 3_600_000;
-    let next_local_midnight = (local.div_euclid(DAY_MS) + 1) * DAY_MS;
-    // The offset at that midnight (a day with a change shifts at 02:00, never at midnight).
-    let guess = next_local_midnight + 8 * 3_600_000;
-    Timestamp::from_millis(next_local_midnight - pacific_offset_hours(guess) * 3_600_000)
+    static PACIFIC: std::sync::LazyLock<Option<jiff::tz::TimeZone>> =
+        std::sync::LazyLock::new(|| jiff::tz::TimeZone::get(QUOTA_ZONE).ok());
+    let zone = PACIFIC
+        .clone()
+        .unwrap_or_else(|| jiff::tz::TimeZone::fixed(jiff::tz::offset(-8)));
+    let next = jiff::Timestamp::from_millisecond(now.as_millis())
+        .ok()
+        .and_then(|t| t.to_zoned(zone.clone()).date().tomorrow().ok())
+        .and_then(|day| day.to_zoned(zone).ok());
+    match next {
+        Some(midnight) => Timestamp::from_millis(midnight.timestamp().as_millisecond()),
+        // Past the years a calendar names: a day later.
+        None => now.plus(Duration::from_secs(86_400)),
+    }
 }
 
 /// An error answer of the YouTube API or upload server as jilo's error. Quotas and upload
@@ -206,8 +174,13 @@ pub(crate) fn youtube_error(
 mod tests {
     use super::*;
 
-    fn at(y: i64, m: i64, d: i64, h: i64, min: i64) -> Timestamp {
-        Timestamp::from_millis(days_from_civil(y, m, d) * DAY_MS + (h * 60 + min) * 60_000)
+    fn at(y: i16, m: i8, d: i8, h: i8, min: i8) -> Timestamp {
+        let utc = jiff::civil::date(y, m, d)
+            .at(h, min, 0, 0)
+            .to_zoned(jiff::tz::TimeZone::UTC)
+            .map(|z| z.timestamp().as_millisecond())
+            .unwrap_or_default();
+        Timestamp::from_millis(utc)
     }
 
     #[test]
@@ -244,6 +217,12 @@ mod tests {
             next_pacific_midnight(at(2026, 11, 1, 12, 0)),
             at(2026, 11, 2, 8, 0)
         );
+    }
+
+    #[test]
+    fn an_instant_past_the_calendar_gets_a_day_later_not_a_panic() {
+        let end = Timestamp::from_millis(i64::MAX - 1);
+        assert!(next_pacific_midnight(end) >= end);
     }
 
     #[test]
