@@ -360,3 +360,12 @@ async fn upgrading_to_credit_lots_keeps_accounts_and_open_holds_on_postgres() {
     store.close().await;
     common::drop_postgres_database(&url).await;
 }
+
+#[tokio::test]
+async fn postgres_refuses_an_applied_migration_edited_since() {
+    let Some(url) = common::postgres_database().await else {
+        return;
+    };
+    common::edited_migrations_are_refused(&url).await;
+    common::drop_postgres_database(&url).await;
+}

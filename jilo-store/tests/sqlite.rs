@@ -395,3 +395,8 @@ async fn upgrading_to_credit_lots_keeps_accounts_and_open_holds() {
     assert!(broken.is_empty(), "{broken:?}");
     common::end_the_upgraded_hold(&store).await;
 }
+
+#[tokio::test]
+async fn an_applied_migration_edited_since_is_refused() {
+    common::edited_migrations_are_refused(&common::sqlite_file()).await;
+}

@@ -131,10 +131,49 @@ const MIGRATION_LOCK: i64 = 0x6a69_6c6f_0001;
 const SCHEMA_TABLE: &str = "CREATE TABLE IF NOT EXISTS jilo_schema (
     version    BIGINT PRIMARY KEY,
     name       TEXT NOT NULL,
-    applied_ms BIGINT NOT NULL
+    applied_ms BIGINT NOT NULL,
+    checksum   TEXT
 )";
 
-/// Applies the missing migrations; refuses a database whose schema is newer than this build.
+/// A migration's checksum: the SHA-256 of its SQL, hex.
+pub(crate) fn checksum(sql: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(sql.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Adds the checksum column to a schema table made by a build that kept none.
+async fn ensure_checksum_column(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    backend: Backend,
+) -> StoreResult<()> {
+    match backend {
+        Backend::Postgres => {
+            sqlx::query("ALTER TABLE jilo_schema ADD COLUMN IF NOT EXISTS checksum TEXT")
+                .execute(&mut **tx)
+                .await?;
+        }
+        Backend::Sqlite => {
+            let has: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM pragma_table_info('jilo_schema') WHERE name = 'checksum'",
+            )
+            .fetch_one(&mut **tx)
+            .await?;
+            if has == 0 {
+                sqlx::query("ALTER TABLE jilo_schema ADD COLUMN checksum TEXT")
+                    .execute(&mut **tx)
+                    .await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Applies the missing migrations; refuses a database whose schema is newer than this build,
+/// or one whose applied migration differs from this build's (its checksum, the SHA-256 of the
+/// SQL, is kept when it is applied; one applied by a build that kept none is adopted).
 /// Returns the schema version after the call.
 pub(crate) async fn run(pool: &AnyPool, backend: Backend, now_ms: i64) -> StoreResult<i64> {
     let mut tx = match backend {
@@ -149,6 +188,7 @@ pub(crate) async fn run(pool: &AnyPool, backend: Backend, now_ms: i64) -> StoreR
         }
     };
     sqlx::query(SCHEMA_TABLE).execute(&mut *tx).await?;
+    ensure_checksum_column(&mut tx, backend).await?;
     let current: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM jilo_schema")
         .fetch_one(&mut *tx)
         .await?;
@@ -164,15 +204,48 @@ pub(crate) async fn run(pool: &AnyPool, backend: Backend, now_ms: i64) -> StoreR
             None,
         )));
     }
+    let applied: Vec<(i64, Option<String>)> =
+        sqlx::query_as("SELECT version, checksum FROM jilo_schema ORDER BY version")
+            .fetch_all(&mut *tx)
+            .await?;
+    for (version, kept) in applied {
+        let Some(m) = migrations(backend).iter().find(|m| m.version == version) else {
+            continue;
+        };
+        let sum = checksum(m.sql);
+        match kept {
+            Some(kept) if kept != sum => {
+                return Err(StoreError::Rule(Error::storage(
+                    format!(
+                        "migration {version} ({}) applied to this database differs from this                          jilo build's (checksum {kept}, expected {sum}): the migration was edited                          after it ran; restore it, or bring the database in line by hand",
+                        m.name
+                    ),
+                    false,
+                    None,
+                )));
+            }
+            Some(_) => {}
+            None => {
+                sqlx::query("UPDATE jilo_schema SET checksum = $1 WHERE version = $2")
+                    .bind(&sum)
+                    .bind(version)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+    }
     for m in migrations(backend).iter().filter(|m| m.version > current) {
         tracing::info!(version = m.version, name = m.name, "applying migration");
         sqlx::raw_sql(m.sql).execute(&mut *tx).await?;
-        sqlx::query("INSERT INTO jilo_schema (version, name, applied_ms) VALUES ($1, $2, $3)")
-            .bind(m.version)
-            .bind(m.name)
-            .bind(now_ms)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO jilo_schema (version, name, applied_ms, checksum) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(m.version)
+        .bind(m.name)
+        .bind(now_ms)
+        .bind(checksum(m.sql))
+        .execute(&mut *tx)
+        .await?;
     }
     tx.commit().await?;
     Ok(known.max(current))

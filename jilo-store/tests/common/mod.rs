@@ -276,3 +276,54 @@ pub const SCHEMA7_LEDGER: &str = "
       ('old', 'hold', 'done-job', NULL, NULL, 5, 0),
       ('old', 'settle', 'done-job', NULL, NULL, 5, 1),
       ('old', 'hold', 'open-job', NULL, NULL, 15, 0);";
+
+/// An applied migration edited since is refused by name; a schema table kept by a build that
+/// had no checksums is adopted.
+pub async fn edited_migrations_are_refused(url: &StoreUrl) {
+    let store = SqlStore::connect(url, SqlStoreOptions::default())
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    let kept: Vec<Option<String>> =
+        sqlx::query_scalar("SELECT checksum FROM jilo_schema ORDER BY version")
+            .fetch_all(store.pool())
+            .await
+            .unwrap();
+    assert!(
+        kept.iter()
+            .all(|c| c.as_ref().is_some_and(|c| c.len() == 64)),
+        "{kept:?}"
+    );
+    // A build that kept no checksum: adopted, then checked from then on.
+    sqlx::query("UPDATE jilo_schema SET checksum = NULL")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    let adopted: Vec<Option<String>> =
+        sqlx::query_scalar("SELECT checksum FROM jilo_schema ORDER BY version")
+            .fetch_all(store.pool())
+            .await
+            .unwrap();
+    assert_eq!(adopted, kept);
+    // Migration 3 applied here is not this build's any more.
+    sqlx::query("UPDATE jilo_schema SET checksum = 'edited' WHERE version = 3")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    match store.migrate().await {
+        Err(jilo_core::Error::Storage {
+            reason,
+            retryable: false,
+            ..
+        }) => {
+            assert!(
+                reason.contains("migration 3 (alerts_and_cooling)"),
+                "{reason}"
+            );
+            assert!(reason.contains("edited"), "{reason}");
+        }
+        other => panic!("expected the edited migration to be refused, got {other:?}"),
+    }
+    store.close().await;
+}
