@@ -223,7 +223,9 @@ impl ApifySource {
                     // Given up: stop the run so it bills no longer, and let the next search
                     // start anew.
                     let abort = format!("{}/v2/actor-runs/{run}/abort", self.base);
-                    if let Err(e) = self.authed(self.http.post(&abort)).send().await {
+                    if let Err(e) =
+                        http::traced(SERVICE, 1, self.authed(self.http.post(&abort))).await
+                    {
                         tracing::warn!(run, error = %e.without_url(), "aborting a run given up failed");
                     }
                     self.forget(key, run).await;

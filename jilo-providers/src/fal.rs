@@ -485,7 +485,7 @@ impl VideoProvider for FalProvider {
                 if let Some(hook) = &request.webhook_url {
                     call = call.query(&[("fal_webhook", hook.as_str())]);
                 }
-                match call.send().await {
+                match http::traced(SERVICE, 1, call).await {
                     Ok(resp) if resp.status().is_success() => {
                         let v: Value = resp.json().await.map_err(|e| Error::OutcomeUnknown {
                             service: SERVICE.to_owned(),
@@ -595,13 +595,13 @@ impl VideoProvider for FalProvider {
         http::redacted(self.key.expose_secret(), async {
             let url = self.request_url(query, "/cancel");
             self.limit.acquire().await;
-            let resp = self
-                .http
-                .put(&url)
-                .header("authorization", self.auth())
-                .send()
-                .await
-                .map_err(|e| http::transport_error(SERVICE, CallKind::Read, e))?;
+            let resp = http::traced(
+                SERVICE,
+                1,
+                self.http.put(&url).header("authorization", self.auth()),
+            )
+            .await
+            .map_err(|e| http::transport_error(SERVICE, CallKind::Read, e))?;
             let status = resp.status().as_u16();
             let text = resp.text().await.unwrap_or_default();
             let said = serde_json::from_str::<Value>(&text)

@@ -315,6 +315,70 @@ impl Failed {
     }
 }
 
+/// Sends one request inside a span naming the service, the method, the path (never the query
+/// string, where some services take their key) and the try, recording the answer's status and
+/// the latency, with a debug event when it ends. Every client's calls go through it (directly,
+/// or through [`send`]).
+pub async fn traced(
+    service: &str,
+    attempt: u32,
+    request: reqwest::RequestBuilder,
+) -> Result<reqwest::Response, reqwest::Error> {
+    use tracing::Instrument;
+    let (client, request) = request.build_split();
+    let request = request?;
+    let span = tracing::info_span!(
+        "http",
+        service,
+        method = %request.method(),
+        path = %request.url().path(),
+        attempt,
+        status = tracing::field::Empty,
+        latency_ms = tracing::field::Empty,
+    );
+    let started = std::time::Instant::now();
+    let answer = client.execute(request).instrument(span.clone()).await;
+    let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    span.record("latency_ms", latency_ms);
+    match &answer {
+        Ok(response) => {
+            let status = response.status().as_u16();
+            span.record("status", status);
+            span.in_scope(|| tracing::debug!(status, latency_ms, "answered"));
+        }
+        Err(e) => {
+            // The error's text names the URL, query included: only its kind is logged.
+            let kind = if e.is_timeout() {
+                "timeout"
+            } else if e.is_connect() {
+                "connect"
+            } else {
+                "transport"
+            };
+            span.in_scope(|| tracing::debug!(kind, latency_ms, "no answer"));
+        }
+    }
+    answer
+}
+
+/// [`traced`] as a method of a request builder, for the calls that handle their own answers.
+pub trait TracedSend {
+    /// Sends in a span naming `service` (the first try; see [`traced`]).
+    fn traced_send(
+        self,
+        service: &'static str,
+    ) -> impl std::future::Future<Output = Result<reqwest::Response, reqwest::Error>> + Send;
+}
+
+impl TracedSend for reqwest::RequestBuilder {
+    fn traced_send(
+        self,
+        service: &'static str,
+    ) -> impl std::future::Future<Output = Result<reqwest::Response, reqwest::Error>> + Send {
+        traced(service, 1, self)
+    }
+}
+
 /// Sends the request `make` builds, retrying as `kind` and `policy` allow. Returns the first
 /// successful response, or a non-success answer `accept` lets through (e.g. a 408 the caller
 /// handles), or the error of the last try. `map` turns a failed answer into an error (the
@@ -331,7 +395,7 @@ pub async fn send(
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let error = match make().send().await {
+        let error = match traced(service, attempt, make()).await {
             Ok(resp) if resp.status().is_success() || accept(resp.status().as_u16()) => {
                 return Ok(resp)
             }

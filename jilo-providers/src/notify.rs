@@ -101,16 +101,22 @@ mod email {
                 .header(ContentType::TEXT_PLAIN)
                 .body(body)
                 .map_err(|e| bad("alert", e))?;
-            self.transport
-                .send(message)
-                .await
-                .map(|_| ())
-                .map_err(|e| Error::Unavailable {
-                    service: format!("smtp {}", self.server),
-                    reason: "the alert email could not be sent".to_owned(),
-                    response: None,
-                    source: Some(Box::new(e)),
-                })
+            // A span per send (the server, never its credentials), with what came of it.
+            let span = tracing::info_span!("smtp", server = %self.server, alert = %alert.kind);
+            let started = std::time::Instant::now();
+            let sent =
+                tracing::Instrument::instrument(self.transport.send(message), span.clone()).await;
+            let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+            span.in_scope(|| match &sent {
+                Ok(_) => tracing::info!(latency_ms, "alert emailed"),
+                Err(e) => tracing::warn!(latency_ms, error = %e, "the alert email was not sent"),
+            });
+            sent.map(|_| ()).map_err(|e| Error::Unavailable {
+                service: format!("smtp {}", self.server),
+                reason: "the alert email could not be sent".to_owned(),
+                response: None,
+                source: Some(Box::new(e)),
+            })
         }
     }
 }

@@ -1,6 +1,7 @@
-//! The server's request log: one line per request with its id, method, path, status and
-//! latency, and nothing secret in any line of a whole flow (passwords, session tokens, OAuth
-//! codes and states, keys).
+//! The server's log of a whole flow at trace level: one line per request with its id, method,
+//! path, status and latency; a span for every call to every service and every store
+//! transaction; and nothing secret in any line (passwords, session tokens, OAuth codes, states
+//! and tokens, keys).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -21,6 +22,11 @@ async fn the_request_log_names_each_request_and_keeps_no_secret() {
         .collect();
     env.push(("JILO_DATA_DIR".into(), dir.display().to_string()));
     env.push(("JILO_ADMIN_TOKEN".into(), "admin-secret-token-7".into()));
+    // Everything jilo says; the libraries under it at their usual level.
+    env.push((
+        "RUST_LOG".into(),
+        "trace,hyper=info,hyper_util=info,h2=info,reqwest=info,rustls=info,tower=info,sqlx=warn,mio=info,want=info".into(),
+    ));
     let mut server = support::spawn(&env).await;
     let http = jilo::providers::http::client_builder()
         .unwrap()

@@ -26,6 +26,7 @@ mod errors;
 mod oauth;
 mod upload;
 
+use crate::http::TracedSend;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -450,7 +451,7 @@ impl YouTubePublisher {
             .get(url)
             .bearer_auth(token.expose_secret())
             .timeout(Duration::from_secs(30))
-            .send()
+            .traced_send(SERVICE)
             .await
             .map_err(|e| transport_error(SERVICE, CallKind::Read, e))?;
         let status = response.status().as_u16();
@@ -485,7 +486,7 @@ impl YouTubePublisher {
             .header("x-upload-content-type", request.content_type.as_str())
             .timeout(Duration::from_secs(60))
             .body(body)
-            .send()
+            .traced_send(SERVICE)
             .await;
         let response = match sent {
             Ok(r) => r,
@@ -577,7 +578,7 @@ impl YouTubePublisher {
             .header("content-length", "0")
             .header("content-range", format!("bytes */{total}"))
             .timeout(Duration::from_secs(30))
-            .send()
+            .traced_send(SERVICE)
             .await;
         match sent {
             Ok(r) => self.step(r).await,
@@ -611,7 +612,7 @@ impl YouTubePublisher {
             )
             .timeout(chunk_timeout(len))
             .body(body)
-            .send()
+            .traced_send(SERVICE)
             .await;
         match sent {
             Ok(r) => self.step(r).await,
@@ -916,7 +917,7 @@ impl YouTubePublisher {
             )
             .timeout(Duration::from_secs(60))
             .body(image)
-            .send()
+            .traced_send(SERVICE)
             .await
             .map_err(|e| transport_error(SERVICE, CallKind::Read, e))?;
         self.succeeded(response).await
@@ -941,7 +942,7 @@ impl YouTubePublisher {
             .bearer_auth(token.expose_secret())
             .json(&body)
             .timeout(Duration::from_secs(30))
-            .send()
+            .traced_send(SERVICE)
             .await
             .map_err(|e| transport_error(SERVICE, CallKind::Read, e))?;
         self.succeeded(response).await

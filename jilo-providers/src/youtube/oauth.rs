@@ -2,6 +2,7 @@
 //! (S256), `state`, `access_type=offline` and `prompt=consent`; the code exchange; refresh;
 //! revoke; and a loopback redirect for command-line hosts.
 
+use crate::http::TracedSend;
 use std::fmt;
 use std::time::Duration;
 
@@ -164,7 +165,13 @@ impl<'c> AsyncHttpClient<'c> for TokenHttp<'_> {
     fn call(&'c self, request: HttpRequest) -> Self::Future {
         Box::pin(async move {
             let request = reqwest::Request::try_from(request).map_err(Box::new)?;
-            let response = self.0.execute(request).await.map_err(Box::new)?;
+            let response = crate::http::traced(
+                "google oauth",
+                1,
+                reqwest::RequestBuilder::from_parts(self.0.clone(), request),
+            )
+            .await
+            .map_err(Box::new)?;
             let mut answer = http_types::Response::builder().status(response.status());
             for (name, value) in response.headers() {
                 answer = answer.header(name, value);
@@ -486,7 +493,7 @@ impl GoogleOAuth {
             .http
             .post(&self.revoke_url)
             .form(&[("token", refresh_token.expose_secret())])
-            .send()
+            .traced_send(SERVICE)
             .await
             .map_err(|e| crate::http::transport_error(SERVICE, crate::http::CallKind::Read, e))?;
         let status = response.status().as_u16();

@@ -252,25 +252,49 @@ impl SqlStore {
     }
 
     /// Runs `op` until it succeeds, fails for good, or transient failures (a busy SQLite
-    /// database, a Postgres serialization failure) have lasted the busy timeout.
+    /// database, a Postgres serialization failure) have lasted the busy timeout. Each call is
+    /// a `store` span (the operation, the backend, the tries, the latency) inside the caller's
+    /// (the Studio's job, user and provider), ending with a debug event.
     pub(crate) async fn retry<T, F, Fut>(&self, what: &str, op: F) -> Result<T>
     where
         F: Fn() -> Fut,
         Fut: Future<Output = StoreResult<T>>,
     {
+        use tracing::Instrument;
+        let span = tracing::debug_span!(
+            "store",
+            operation = what,
+            backend = ?self.backend,
+            tries = tracing::field::Empty,
+            latency_ms = tracing::field::Empty,
+        );
         let started = tokio::time::Instant::now();
         let mut pause = Duration::from_millis(2);
-        loop {
-            match op().await {
-                Ok(v) => return Ok(v),
-                Err(e) if e.is_transient() && started.elapsed() < self.options.busy_timeout => {
-                    tracing::debug!(what, "database busy; retrying");
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_millis(200));
+        let mut tries = 0u32;
+        let outcome = async {
+            loop {
+                tries += 1;
+                match op().await {
+                    Ok(v) => return Ok(v),
+                    Err(e) if e.is_transient() && started.elapsed() < self.options.busy_timeout => {
+                        tracing::debug!("database busy; retrying");
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(Duration::from_millis(200));
+                    }
+                    Err(e) => return Err(e.into_error(what)),
                 }
-                Err(e) => return Err(e.into_error(what)),
             }
         }
+        .instrument(span.clone())
+        .await;
+        let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        span.record("tries", tries);
+        span.record("latency_ms", latency_ms);
+        span.in_scope(|| match &outcome {
+            Ok(_) => tracing::debug!(tries, latency_ms, "done"),
+            Err(e) => tracing::debug!(tries, latency_ms, error = %e, "failed"),
+        });
+        outcome
     }
 }
 
