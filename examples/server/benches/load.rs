@@ -20,7 +20,7 @@
 //! watchers need two file descriptors each on this machine (client and server): `ulimit -n`.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "../../../tests/support/postgres.rs"]
+#[path = "../../../integration/tests/support/postgres.rs"]
 mod postgres;
 
 use std::process::Stdio;

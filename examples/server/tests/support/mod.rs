@@ -2,7 +2,7 @@
 //! an HTTP client that speaks to it as a browser or an app would.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "../../../../tests/support/postgres.rs"]
+#[path = "../../../../integration/tests/support/postgres.rs"]
 pub mod postgres;
 
 use std::sync::Arc;

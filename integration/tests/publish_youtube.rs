@@ -7,11 +7,11 @@
 //! a copy which part to play.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "../jilo-store/tests/support/moto.rs"]
+#[path = "../../jilo-store/tests/support/moto.rs"]
 mod moto;
 #[path = "support/postgres.rs"]
 mod postgres;
-#[path = "../jilo-providers/tests/support/mod.rs"]
+#[path = "../../jilo-providers/tests/support/mod.rs"]
 mod support;
 
 use std::path::PathBuf;

@@ -3,7 +3,7 @@
 //! themselves allow (the slowest platform's own delay, then the analyses at the Studio's
 //! concurrency within Gemini's rate limit), and the cached repeat.
 //!
-//! `cargo bench --bench discover --features apify,gemini`
+//! `cargo bench -p jilo-integration --bench discover`
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "../tests/common/mod.rs"]

@@ -4,7 +4,7 @@
 //! then a webhook (verify, dedupe, transition, store, settle), on the in-memory store with an
 //! instant provider. Reports the per-job time; jobs per second is its inverse.
 //!
-//! `cargo bench --bench lifecycle`
+//! `cargo bench -p jilo-integration --bench lifecycle`
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

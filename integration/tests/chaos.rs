@@ -11,11 +11,11 @@
 //! The test spawns this binary again as its workers (`JILO_CHAOS_CHILD`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "../jilo-store/tests/support/moto.rs"]
+#[path = "../../jilo-store/tests/support/moto.rs"]
 mod moto;
 #[path = "support/postgres.rs"]
 mod postgres;
-#[path = "../jilo-providers/tests/support/mod.rs"]
+#[path = "../../jilo-providers/tests/support/mod.rs"]
 mod support;
 
 use std::collections::{BTreeMap, HashMap, HashSet};

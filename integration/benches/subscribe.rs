@@ -4,7 +4,7 @@
 //! every job filtered by id (how `subscribe` worked before) and for a watcher of one job
 //! (`JobStore::watch_job`, what it uses now), in the same run.
 //!
-//! `cargo bench --bench subscribe`
+//! `cargo bench -p jilo-integration --bench subscribe`
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::atomic::{AtomicU64, Ordering};
