@@ -15,7 +15,8 @@
 //! | `email`, `chat` | admin alerts by SMTP and to a chat webhook |
 //! | `sqlite`, `postgres` | the SQL ledger and job store |
 //! | `media`, `s3` | media storage in a directory, or S3-compatible storage |
-//! | `test-utils` | mocks of every trait, a simulated provider, the conformance suites |
+//! | `testing` | a simulated provider, the conformance suites |
+//! | `test-utils` | `testing` and a mock of every trait |
 //!
 //! ```
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
@@ -58,7 +59,7 @@ pub mod store {
 /// most features, so they are compiled when all of them are on.
 #[cfg(all(
     doctest,
-    feature = "test-utils",
+    feature = "testing",
     feature = "sqlite",
     feature = "media",
     feature = "fal",

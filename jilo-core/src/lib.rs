@@ -4,7 +4,7 @@
 //! A host composes a [`Studio`] from providers (in failover order), a store that is both the
 //! credit ledger ([`QuotaStore`]) and the job store ([`JobStore`]), and optional parts
 //! (moderator, notifier, media store, policies). This example runs as it is, on the
-//! in-memory store and the simulated provider of the `test-utils` feature:
+//! in-memory store and the simulated provider of the `testing` feature:
 //!
 //! ```
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
@@ -55,7 +55,8 @@
 //! - [`machine`]: the pure state machine `(lifecycle, input) -> (lifecycle, effects)`.
 //! - [`traits`]: what providers, stores, notifiers and moderators implement.
 //! - [`InMemoryStore`]: the in-memory ledger and job store.
-//! - [`testing`] (feature `test-utils`): mocks, a simulated provider and conformance suites.
+//! - [`testing`] (feature `testing`): a simulated provider and conformance suites; with
+//!   `test-utils`, mocks of every trait too.
 
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -80,7 +81,7 @@ pub mod publish;
 pub mod score;
 mod studio;
 pub mod telemetry;
-#[cfg(any(test, feature = "test-utils"))]
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod traits;
 pub mod trend;

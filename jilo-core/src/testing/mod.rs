@@ -1,6 +1,7 @@
-//! Test utilities (feature `test-utils`): mockall mocks of every trait, a simulated provider,
-//! and conformance suites that any implementation of [`crate::QuotaStore`],
-//! [`crate::JobStore`] and [`crate::VideoProvider`] runs against itself.
+//! Test utilities (feature `testing`): a simulated provider, fixtures, and conformance suites
+//! that any implementation of [`crate::QuotaStore`], [`crate::JobStore`] and
+//! [`crate::VideoProvider`] runs against itself; with `test-utils`, a mockall mock of every
+//! trait as well (`MockVideoProvider`, …).
 //!
 //! The suites are plain async functions that panic with a message naming the broken rule, so
 //! they run inside any test harness:
@@ -23,6 +24,7 @@ mod quota_suite;
 mod sim;
 mod trend_suite;
 
+#[cfg(any(test, feature = "test-utils"))]
 pub use crate::traits::{
     MockChannelStore, MockCreativeModel, MockJobStore, MockMediaStore, MockModerator, MockNotifier,
     MockPublicationStore, MockPublisher, MockQuotaStore, MockTrendCache, MockTrendSource,
