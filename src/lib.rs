@@ -53,21 +53,3 @@ pub mod providers {
 pub mod store {
     pub use jilo_store::*;
 }
-
-/// The README's Rust examples, compiled as doctests (`cargo test --doc --all-features`): each
-/// is a whole function with its imports, so the README cannot drift from the API. They use
-/// most features, so they are compiled when all of them are on.
-#[cfg(all(
-    doctest,
-    feature = "testing",
-    feature = "sqlite",
-    feature = "media",
-    feature = "fal",
-    feature = "suchuang",
-    feature = "apify",
-    feature = "gemini",
-    feature = "youtube",
-    feature = "email"
-))]
-#[doc = include_str!("../README.md")]
-pub struct Readme;
