@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cargo build --quiet --example studio
+cargo build --quiet -p jilo-examples --example studio
 bin=target/debug/examples/studio
 # Keys in the environment would send the demo to the real services.
 unset FAL_KEY SUCHUANG_API_KEY APIFY_TOKEN GEMINI_API_KEY YOUTUBE_CLIENT_ID DATABASE_URL || true
@@ -37,7 +37,7 @@ check upload-dropped $'published: https://
 check youtube-quota $'upload quota is used up; it resets at' --fault youtube-quota
 
 # A provider of one's own through the conformance suite and a Studio.
-out="$(cargo run --quiet --example custom_provider 2>&1)" || { echo "$out"; echo "custom_provider: failed" >&2; exit 1; }
+out="$(cargo run --quiet -p jilo-examples --example custom_provider 2>&1)" || { echo "$out"; echo "custom_provider: failed" >&2; exit 1; }
 if ! grep -qF "completed at veo-legacy" <<<"$out"; then
   echo "$out"
   echo "custom_provider: the job did not complete" >&2

@@ -1,6 +1,6 @@
 //! Connects a YouTube channel from the command line and keeps its tokens, sealed, in the store.
 //!
-//! `cargo run --example connect_youtube`
+//! `cargo run -p jilo-examples --example connect_youtube`
 //!
 //! Needs a Google OAuth client of type "Desktop app" (`YOUTUBE_CLIENT_ID`,
 //! `YOUTUBE_CLIENT_SECRET`) and a key to seal tokens with (`JILO_TOKEN_KEY`, 32 random bytes in

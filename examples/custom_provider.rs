@@ -1,7 +1,7 @@
 //! A provider of your own: written against `VideoProvider`, checked by the conformance suite,
 //! plugged into a Studio.
 //!
-//! `cargo run --example custom_provider`
+//! `cargo run -p jilo-examples --example custom_provider`
 //!
 //! The service here is 速创's legacy VEO API (`POST /api/video/veoPlus`,
 //! `GET /api/video/veoDetail`), which jilo does not ship a client for; `jilo-sim` serves it on

@@ -1,6 +1,6 @@
 //! The Studio on a SQL store: the ledger and the jobs survive the process.
 //!
-//! `cargo run --example persistent` keeps them in `jilo.db`; set
+//! `cargo run -p jilo-examples --example persistent` keeps them in `jilo.db`; set
 //! `DATABASE_URL` (`sqlite://path`, `postgres://…` with `--features postgres`) to choose. Run it
 //! twice: the signup grant is idempotent, and the job list grows.
 

@@ -4,9 +4,9 @@
 //! the cost report with its margin.
 //!
 //! ```text
-//! cargo run --example studio                          # every service simulated (jilo-sim)
-//! cargo run --example studio -- --fault suchuang-out-of-funds
-//! cargo run --example studio -- --keyword "AI tools" --speed 120
+//! cargo run -p jilo-examples --example studio           # every service simulated (jilo-sim)
+//! cargo run -p jilo-examples --example studio -- --fault suchuang-out-of-funds
+//! cargo run -p jilo-examples --example studio -- --keyword "AI tools" --speed 120
 //! ```
 //!
 //! Without keys every part talks to `jilo-sim`, which speaks each service's real protocol on
@@ -252,7 +252,7 @@ async fn main() -> std::process::ExitCode {
 
 async fn run() -> Result<(), Failure> {
     let started = Instant::now();
-    let mut args = parse_args().map_err(|e| format!("{e}\nusage: cargo run --example studio -- [--keyword K] [--model M] [--duration S] [--speed N | --instant] [--fault NAME]"))?;
+    let mut args = parse_args().map_err(|e| format!("{e}\nusage: cargo run -p jilo-examples --example studio -- [--keyword K] [--model M] [--duration S] [--speed N | --instant] [--fault NAME]"))?;
     let sims = Simulators::start(SimConfig::default().with_pace(args.pace)).await?;
     if let Some(fault) = &args.fault {
         switch_fault(&sims, fault, &mut args.model)?;
