@@ -485,6 +485,37 @@ impl LedgerEntryKind {
             LedgerEntryKind::Lapse { .. } => "lapse",
         }
     }
+
+    /// The job the entry is about (holds, settles, refunds, lapses).
+    pub fn job(&self) -> Option<&JobId> {
+        match self {
+            LedgerEntryKind::Hold { job }
+            | LedgerEntryKind::Settle { job }
+            | LedgerEntryKind::Refund { job }
+            | LedgerEntryKind::Lapse { job, .. } => Some(job),
+            LedgerEntryKind::Grant { .. } | LedgerEntryKind::Expire { .. } => None,
+        }
+    }
+
+    /// The grant key (the lot) the entry is about (grants, expiries, lapses).
+    pub fn grant_key(&self) -> Option<&str> {
+        match self {
+            LedgerEntryKind::Grant { key, .. }
+            | LedgerEntryKind::Expire { key }
+            | LedgerEntryKind::Lapse { key, .. } => Some(key),
+            LedgerEntryKind::Hold { .. }
+            | LedgerEntryKind::Settle { .. }
+            | LedgerEntryKind::Refund { .. } => None,
+        }
+    }
+
+    /// A grant's reason.
+    pub fn reason(&self) -> Option<GrantReason> {
+        match self {
+            LedgerEntryKind::Grant { reason, .. } => Some(*reason),
+            _ => None,
+        }
+    }
 }
 
 /// A kind of ledger entry, to filter a history page by.

@@ -74,6 +74,7 @@ pub mod lots;
 pub mod machine;
 pub mod memory;
 pub mod moderation;
+pub mod money;
 pub mod notify;
 pub mod plans;
 pub mod policy;

@@ -19,11 +19,13 @@ use crate::job::{
     ClaimRequest, DeliveryOutcome, DeliveryRecord, Job, JobEvent, JobUpdate, LeaseRenewal,
 };
 use crate::ledger::{
-    check_account_ceiling, check_amount, check_grant, check_regrant, check_user, Balance,
-    CreditHold, Grant, GrantOutcome, HistoryPage, HistoryQuery, HoldOutcome, HoldState, KeptGrant,
-    LedgerEntry, LedgerEntryKind, Reservation,
+    check_grant, Balance, CreditHold, Grant, GrantOutcome, HistoryPage, HistoryQuery, HoldState,
+    KeptGrant, LedgerEntry, LedgerEntryKind, Reservation,
 };
-use crate::lots::{self, CreditLot, HoldPart};
+use crate::lots::{CreditLot, HoldPart};
+use crate::money::{
+    self, AccountChange, EndPlan, GrantPlan, GrantRead, HoldRead, PlannedEntry, ReserveRead,
+};
 use crate::publish::{
     ChannelConnection, Publication, PublicationLease, PublicationOutcome, PublicationState,
     UploadSession, VideoStats,
@@ -75,208 +77,133 @@ impl State {
         });
     }
 
-    /// Whether the grant may be applied: `Some(Duplicate)` when its key was seen with the
-    /// same grant, `None` when it is new and fits under the account's ceiling, an error when
-    /// the key names another grant or the account would pass [`crate::ledger::MAX_CREDITS`]. Changes nothing.
-    fn check_new_grant(&self, grant: &Grant) -> Result<Option<GrantOutcome>> {
-        if let Some(kept) = self.grant_keys.get(&grant.key) {
-            return check_regrant(grant, kept).map(Some);
+    /// Applies an account change (the account is made when missing).
+    fn change_account(&mut self, user: &UserId, change: AccountChange) {
+        let b = self.balances.entry(user.clone()).or_default();
+        *b = change.apply_to(*b);
+    }
+
+    /// Stores each lot as a plan left it.
+    fn save_lots(&mut self, user: &UserId, changed: &[CreditLot]) {
+        let lots = self.lots.entry(user.clone()).or_default();
+        for lot in changed {
+            match lots.iter_mut().find(|l| l.key == lot.key) {
+                Some(l) => *l = lot.clone(),
+                None => lots.push(lot.clone()),
+            }
         }
-        let granted = self.balances.get(&grant.user).map_or(0, |b| b.granted);
-        check_account_ceiling(granted, grant)?;
-        Ok(None)
+    }
+
+    fn push_entries(&mut self, user: &UserId, entries: Vec<PlannedEntry>) {
+        for e in entries {
+            self.push(user, e.kind, e.credits, e.at);
+        }
+    }
+
+    fn plan_grant(&self, grant: &Grant) -> Result<Option<GrantPlan>> {
+        money::plan_grant(
+            grant,
+            &GrantRead {
+                kept: self.grant_keys.get(&grant.key).cloned(),
+                granted: self.balances.get(&grant.user).map_or(0, |b| b.granted),
+            },
+        )
     }
 
     fn grant(&mut self, grant: &Grant) -> Result<GrantOutcome> {
-        if let Some(outcome) = self.check_new_grant(grant)? {
-            return Ok(outcome);
-        }
+        let Some(plan) = self.plan_grant(grant)? else {
+            return Ok(GrantOutcome::Duplicate);
+        };
+        self.apply_grant(grant, plan);
+        Ok(GrantOutcome::Granted)
+    }
+
+    fn apply_grant(&mut self, grant: &Grant, plan: GrantPlan) {
         self.grant_keys
             .insert(grant.key.clone(), KeptGrant::of(grant));
-        let b = self.balances.entry(grant.user.clone()).or_default();
-        b.available += grant.credits;
-        b.granted += grant.credits;
-        self.lots
-            .entry(grant.user.clone())
-            .or_default()
-            .push(CreditLot::from_grant(grant));
-        self.push(
-            &grant.user,
-            LedgerEntryKind::Grant {
-                reason: grant.reason,
-                key: grant.key.clone(),
-            },
-            grant.credits,
-            grant.at,
-        );
-        Ok(GrantOutcome::Granted)
+        self.change_account(&grant.user, plan.account);
+        self.save_lots(&grant.user, &[plan.lot]);
+        self.push_entries(&grant.user, vec![plan.entry]);
     }
 
     /// Writes the expiry of the user's lots due by `at`; returns how many lots expired credits.
     fn expire_lots(&mut self, user: &UserId, at: Timestamp) -> u32 {
-        let Some(lots) = self.lots.get_mut(user) else {
+        let Some(lots) = self.lots.get(user) else {
             return 0;
         };
-        let gone = lots::expire(lots, at);
-        for part in &gone {
-            if let Some(b) = self.balances.get_mut(user) {
-                b.available -= part.credits;
-                b.expired += part.credits;
-            }
-            self.push(
-                user,
-                LedgerEntryKind::Expire {
-                    key: part.lot.clone(),
-                },
-                part.credits,
-                part.at,
-            );
+        let plan = money::plan_expiry(lots, at);
+        if plan.is_empty() {
+            return 0;
         }
-        u32::try_from(gone.len()).unwrap_or(u32::MAX)
+        self.change_account(user, plan.account);
+        self.save_lots(user, &plan.lots);
+        self.push_entries(user, plan.entries);
+        plan.lots_expired
     }
 
     fn reserve(&mut self, r: &Reservation) -> Result<CreditHold> {
-        check_amount(r.credits)?;
-        check_user(&r.user)?;
-        if self.holds.contains_key(&r.job) {
-            return Err(Error::already_exists("hold", &r.job));
-        }
-        // Credits that expired by now are not there to hold.
-        self.expire_lots(&r.user, r.at);
-        // A user never granted holds nothing: short by the whole amount, as any other.
-        let balance = self.balances.get(&r.user).copied().unwrap_or_default();
-        if balance.available < r.credits {
-            return Err(Error::Insufficient {
-                available: balance.available,
-                needed: r.credits,
-            });
-        }
         let day = r.at.utc_day();
-        if let Some(cap) = r.daily_cap {
-            if self.holds_per_day.get(&day).copied().unwrap_or(0) >= cap {
-                return Err(Error::DailyCapReached { cap });
-            }
-        }
-        // All checks passed: only now change anything.
-        let parts = self
-            .lots
-            .get_mut(&r.user)
-            .and_then(|lots| lots::draw(lots, r.credits, r.at))
-            .ok_or_else(|| Error::storage("the lots do not add up to the balance", false, None))?;
-        *self.holds_per_day.entry(day).or_insert(0) += 1;
-        if let Some(b) = self.balances.get_mut(&r.user) {
-            b.available -= r.credits;
-            b.held += r.credits;
-        }
-        let hold = CreditHold {
-            user: r.user.clone(),
-            job: r.job.clone(),
-            credits: r.credits,
-            state: HoldState::Held,
+        let read = ReserveRead {
+            account: self.balances.get(&r.user).copied(),
+            lots: self.lots.get(&r.user).cloned().unwrap_or_default(),
+            holds_today: self.holds_per_day.get(&day).copied().unwrap_or(0),
+            hold_exists: self.holds.contains_key(&r.job),
         };
+        let plan = money::plan_reserve(r, read)?;
+        *self.holds_per_day.entry(plan.day).or_insert(0) += 1;
+        self.change_account(&r.user, plan.account);
+        self.save_lots(&r.user, &plan.lots);
         self.holds.insert(
             r.job.clone(),
             HoldRow {
-                hold: hold.clone(),
-                day,
-                parts,
+                hold: plan.hold.clone(),
+                day: plan.day,
+                parts: plan.parts,
             },
         );
-        self.push(
-            &r.user,
-            LedgerEntryKind::Hold { job: r.job.clone() },
-            r.credits,
-            r.at,
-        );
-        Ok(hold)
+        self.push_entries(&r.user, plan.entries);
+        Ok(plan.hold)
     }
 
-    /// Checks a hold can end `to`: it exists, and is held or already ended the same way.
-    fn check_end(&self, job: &JobId, to: HoldState) -> Result<()> {
-        if to == HoldState::Held {
-            return Err(Error::invalid(
-                "end_hold",
-                "a hold ends as settled or refunded",
-            ));
-        }
-        let row = self
-            .holds
-            .get(job)
-            .ok_or_else(|| Error::not_found("hold", job))?;
-        match row.hold.state {
-            HoldState::Held => Ok(()),
-            s if s == to => Ok(()),
-            s => Err(Error::not_allowed(format!(
-                "the hold of job {job} was already {}; it cannot be {} too",
-                s.as_str(),
-                to.as_str()
-            ))),
-        }
-    }
-
-    fn end_hold(&mut self, job: &JobId, to: HoldState, at: Timestamp) -> Result<HoldOutcome> {
-        self.check_end(job, to)?;
-        let row = self
-            .holds
-            .get_mut(job)
-            .ok_or_else(|| Error::not_found("hold", job))?;
-        if row.hold.state != HoldState::Held {
-            return Ok(HoldOutcome::AlreadyEnded(row.hold.state));
-        }
-        row.hold.state = to;
-        let (user, credits, day) = (row.hold.user.clone(), row.hold.credits, row.day);
-        let parts = row.parts.clone();
-        let lots = self.lots.entry(user.clone()).or_default();
-        let split = match to {
-            HoldState::Settled => {
-                lots::settle(lots, &parts);
-                None
-            }
-            _ => Some(lots::refund(lots, &parts, at)),
+    fn plan_end_hold(&self, job: &JobId, to: HoldState, at: Timestamp) -> Result<EndPlan> {
+        let read = match self.holds.get(job) {
+            None => HoldRead::Missing,
+            Some(row) if row.hold.state != HoldState::Held => HoldRead::Ended(row.hold.state),
+            Some(row) => HoldRead::Held {
+                hold: row.hold.clone(),
+                lots: self
+                    .lots
+                    .get(&row.hold.user)
+                    .map(|lots| {
+                        lots.iter()
+                            .filter(|l| row.parts.iter().any(|p| p.lot == l.key))
+                            .cloned()
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                parts: row.parts.clone(),
+            },
         };
-        if let Some(b) = self.balances.get_mut(&user) {
-            b.held -= credits;
-            match &split {
-                None => b.spent += credits,
-                Some(split) => {
-                    b.available += split.returned;
-                    b.expired += credits - split.returned;
-                }
+        money::plan_end_hold(job, read, to, at)
+    }
+
+    fn apply_end(&mut self, job: &JobId, plan: EndPlan) {
+        let EndPlan::End(end) = plan else {
+            return;
+        };
+        let Some(row) = self.holds.get_mut(job) else {
+            return;
+        };
+        row.hold.state = end.to;
+        let day = row.day;
+        if end.frees_daily_slot {
+            if let Some(n) = self.holds_per_day.get_mut(&day) {
+                *n = n.saturating_sub(1);
             }
         }
-        match split {
-            None => self.push(
-                &user,
-                LedgerEntryKind::Settle { job: job.clone() },
-                credits,
-                at,
-            ),
-            Some(split) => {
-                if let Some(n) = self.holds_per_day.get_mut(&day) {
-                    *n = n.saturating_sub(1);
-                }
-                if split.returned > 0 {
-                    self.push(
-                        &user,
-                        LedgerEntryKind::Refund { job: job.clone() },
-                        split.returned,
-                        at,
-                    );
-                }
-                for part in split.lapsed {
-                    self.push(
-                        &user,
-                        LedgerEntryKind::Lapse {
-                            job: job.clone(),
-                            key: part.lot,
-                        },
-                        part.credits,
-                        at,
-                    );
-                }
-            }
-        }
-        Ok(HoldOutcome::Ended(to))
+        self.change_account(&end.user, end.account);
+        self.save_lots(&end.user, &end.lots);
+        self.push_entries(&end.user, end.entries);
     }
 }
 
@@ -479,16 +406,21 @@ impl JobStore for InMemoryStore {
                     update.expected_state
                 )));
             }
-            if let Some(to) = update.end_hold {
-                s.check_end(&update.job.id, to)?;
-            }
-            if let Some(g) = &update.grant {
-                check_grant(g)?;
-                if !s.balances.contains_key(&g.user) {
-                    return Err(Error::not_found("user", &g.user));
+            // Every change planned first; nothing is written unless all of them can be.
+            let end = match update.end_hold {
+                Some(to) => Some(s.plan_end_hold(&update.job.id, to, update.job.updated_at)?),
+                None => None,
+            };
+            let grant = match &update.grant {
+                Some(g) => {
+                    check_grant(g)?;
+                    if !s.balances.contains_key(&g.user) {
+                        return Err(Error::not_found("user", &g.user));
+                    }
+                    s.plan_grant(g)?.map(|plan| (g, plan))
                 }
-                s.check_new_grant(g)?;
-            }
+                None => None,
+            };
             if let Some(d) = &update.delivery {
                 if s.deliveries
                     .contains(&(d.provider.clone(), d.delivery_id.clone()))
@@ -501,12 +433,11 @@ impl JobStore for InMemoryStore {
                 s.deliveries
                     .insert((d.provider.clone(), d.delivery_id.clone()));
             }
-            if let Some(to) = update.end_hold {
-                s.end_hold(&update.job.id, to, update.job.updated_at)?;
+            if let Some(end) = end {
+                s.apply_end(&update.job.id, end);
             }
-            if let Some(g) = &update.grant {
-                // Checked above: it cannot fail here, so nothing is left half done.
-                s.grant(g)?;
+            if let Some((g, plan)) = grant {
+                s.apply_grant(g, plan);
             }
             let mut next = update.job.clone();
             next.version = update.expected_version + 1;

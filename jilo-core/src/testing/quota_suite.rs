@@ -394,6 +394,12 @@ where
         2,
         "a capped hold changes nothing"
     );
+    // The cap is checked before the balance (`jilo_core::money`): a user short of credits on
+    // a day at its cap hears about the cap, on every store alike.
+    match take_hold(store, &capped, 1_000, at, Some(2)).await {
+        Err(Error::DailyCapReached { cap: 2 }) => {}
+        other => panic!("a short user on a capped day: expected DailyCapReached, got {other:?}"),
+    }
     end_hold(store, &a.id, HoldState::Refunded)
         .await
         .unwrap_or_else(|e| panic!("refund: {e}"));

@@ -1,8 +1,9 @@
 //! The credit ledger in SQL: grants, holds and their ends, each one transaction.
 
 use async_trait::async_trait;
-use jilo_core::ledger::{
-    check_account_ceiling, check_amount, check_regrant, check_user, KeptGrant, MAX_CREDITS,
+use jilo_core::ledger::{KeptGrant, MAX_CREDITS};
+use jilo_core::money::{
+    self, AccountChange, EndPlan, GrantRead, HoldRead, PlannedEntry, ReserveRead,
 };
 use jilo_core::{
     Balance, CreditHold, CreditStatement, Error, ExpiringCredits, Grant, GrantOutcome, GrantReason,
@@ -18,7 +19,7 @@ use super::{Backend, SqlStore};
 /// Advisory lock class for the daily-cap count on Postgres; the day is the second key.
 const DAILY_CAP_LOCK: i32 = 0x6a69_6c6f;
 
-fn hold_state(s: &str) -> Result<HoldState> {
+pub(crate) fn hold_state(s: &str) -> Result<HoldState> {
     match s {
         "held" => Ok(HoldState::Held),
         "settled" => Ok(HoldState::Settled),
@@ -33,36 +34,61 @@ fn hold_state(s: &str) -> Result<HoldState> {
 
 pub(crate) use jilo_core::ledger::check_grant;
 
-async fn ledger_row(
+/// Writes a plan's ledger entries.
+pub(crate) async fn write_entries(
     tx: &mut Transaction<'static, Any>,
     user: &UserId,
-    kind: &str,
-    job: Option<&JobId>,
-    grant: Option<(&str, GrantReason)>,
-    credits: i64,
-    at: Timestamp,
+    entries: &[PlannedEntry],
 ) -> StoreResult<()> {
+    for e in entries {
+        sqlx::query(
+            "INSERT INTO jilo_ledger (user_id, kind, job_id, grant_key, reason, credits, at_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(user.as_str())
+        .bind(e.kind.as_str())
+        .bind(e.kind.job().map(|j| j.as_str().to_owned()))
+        .bind(e.kind.grant_key().map(str::to_owned))
+        .bind(e.kind.reason().map(|r| r.as_str().to_owned()))
+        .bind(e.credits)
+        .bind(e.at.as_millis())
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Applies a plan's change to an existing account.
+pub(crate) async fn change_account(
+    tx: &mut Transaction<'static, Any>,
+    user: &UserId,
+    c: AccountChange,
+) -> StoreResult<()> {
+    if c == AccountChange::default() {
+        return Ok(());
+    }
     sqlx::query(
-        "INSERT INTO jilo_ledger (user_id, kind, job_id, grant_key, reason, credits, at_ms) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "UPDATE jilo_accounts SET available = available + $2, held = held + $3, \
+         spent = spent + $4, granted = granted + $5, expired = expired + $6 WHERE user_id = $1",
     )
     .bind(user.as_str())
-    .bind(kind)
-    .bind(job.map(|j| j.as_str().to_owned()))
-    .bind(grant.map(|(k, _)| k.to_owned()))
-    .bind(grant.map(|(_, r)| r.as_str().to_owned()))
-    .bind(credits)
-    .bind(at.as_millis())
+    .bind(c.available)
+    .bind(c.held)
+    .bind(c.spent)
+    .bind(c.granted)
+    .bind(c.expired)
     .execute(&mut **tx)
     .await?;
     Ok(())
 }
 
-/// Adds a grant inside a transaction; `Duplicate` when the key was seen.
+/// Adds a grant inside a transaction, as [`money::plan_grant`] decides; `Duplicate` when the
+/// key was seen with the same grant.
 pub(crate) async fn grant_in(
     tx: &mut Transaction<'static, Any>,
     grant: &Grant,
 ) -> StoreResult<GrantOutcome> {
+    // Claiming the key is the read: a key already there is looked up and judged.
     let inserted = sqlx::query(
         "INSERT INTO jilo_grants (grant_key, user_id, credits, reason, at_ms) \
          VALUES ($1, $2, $3, $4, $5) ON CONFLICT (grant_key) DO NOTHING",
@@ -75,68 +101,70 @@ pub(crate) async fn grant_in(
     .execute(&mut **tx)
     .await?
     .rows_affected();
-    if inserted == 0 {
-        // The key was seen: the same grant again is a duplicate, another grant an error.
+    let read = if inserted == 0 {
         let row =
             sqlx::query("SELECT user_id, credits, reason FROM jilo_grants WHERE grant_key = $1")
                 .bind(grant.key.as_str())
                 .fetch_one(&mut **tx)
                 .await?;
-        let kept = KeptGrant {
-            user: row.try_get(0)?,
-            credits: row.try_get(1)?,
-            reason: row.try_get(2)?,
-        };
-        return Ok(check_regrant(grant, &kept)?);
-    }
-    // Guarded: an account is granted at most MAX_CREDITS in all, so no sum overflows.
+        GrantRead {
+            kept: Some(KeptGrant {
+                user: row.try_get(0)?,
+                credits: row.try_get(1)?,
+                reason: row.try_get(2)?,
+            }),
+            granted: 0,
+        }
+    } else {
+        let granted: Option<i64> =
+            sqlx::query_scalar("SELECT granted FROM jilo_accounts WHERE user_id = $1")
+                .bind(grant.user.as_str())
+                .fetch_optional(&mut **tx)
+                .await?;
+        GrantRead {
+            kept: None,
+            granted: granted.unwrap_or(0),
+        }
+    };
+    let Some(plan) = money::plan_grant(grant, &read)? else {
+        return Ok(GrantOutcome::Duplicate);
+    };
+    // The account is made when missing. Guarded again as it is written: a grant that raced
+    // this one past the ceiling loses the race and is retried (and then refused by the plan).
+    let c = plan.account;
     let added = sqlx::query(
         "INSERT INTO jilo_accounts (user_id, available, held, spent, granted) \
-         VALUES ($1, $2, 0, 0, $2) \
+         VALUES ($1, $2, 0, 0, $3) \
          ON CONFLICT (user_id) DO UPDATE SET \
            available = jilo_accounts.available + excluded.available, \
            granted = jilo_accounts.granted + excluded.granted \
-         WHERE jilo_accounts.granted <= $3 - excluded.granted",
+         WHERE jilo_accounts.granted <= $4 - excluded.granted",
     )
     .bind(grant.user.as_str())
-    .bind(grant.credits)
+    .bind(c.available)
+    .bind(c.granted)
     .bind(MAX_CREDITS)
     .execute(&mut **tx)
     .await?
     .rows_affected();
     if added == 0 {
-        let granted: i64 =
-            sqlx::query_scalar("SELECT granted FROM jilo_accounts WHERE user_id = $1")
-                .bind(grant.user.as_str())
-                .fetch_one(&mut **tx)
-                .await?;
-        check_account_ceiling(granted, grant)?;
         return Err(Error::lost_race("the account changed during the grant").into());
     }
-    lots::insert_lot(tx, grant).await?;
-    ledger_row(
-        tx,
-        &grant.user,
-        "grant",
-        None,
-        Some((&grant.key, grant.reason)),
-        grant.credits,
-        grant.at,
-    )
-    .await?;
+    lots::insert_lot(tx, &plan.lot).await?;
+    write_entries(tx, &grant.user, std::slice::from_ref(&plan.entry)).await?;
     Ok(GrantOutcome::Granted)
 }
 
-/// Takes a hold inside a transaction: the daily cap, then one guarded update of the balance.
+/// Takes a hold inside a transaction for a job just created (so it has no hold yet), as
+/// [`money::plan_reserve`] decides.
 pub(crate) async fn reserve_in(
     tx: &mut Transaction<'static, Any>,
     backend: Backend,
     r: &Reservation,
 ) -> StoreResult<CreditHold> {
-    check_amount(r.credits)?;
-    check_user(&r.user)?;
     let day = r.at.utc_day();
-    if let Some(cap) = r.daily_cap {
+    let mut holds_today = 0;
+    if r.daily_cap.is_some() {
         if backend == Backend::Postgres {
             // Concurrent capped reservations of one day count one at a time.
             sqlx::query("SELECT pg_advisory_xact_lock($1, $2)")
@@ -145,39 +173,26 @@ pub(crate) async fn reserve_in(
                 .execute(&mut **tx)
                 .await?;
         }
-        let taken: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM jilo_holds WHERE utc_day = $1 AND state <> 'refunded'",
-        )
+        let taken: i64 = sqlx::query_scalar(&format!(
+            "SELECT COUNT(*) FROM jilo_holds WHERE utc_day = $1 AND {COUNTED_HOLDS}"
+        ))
         .bind(day)
         .fetch_one(&mut **tx)
         .await?;
-        if taken >= i64::from(cap) {
-            return Err(Error::DailyCapReached { cap }.into());
-        }
+        holds_today = u32::try_from(taken).unwrap_or(u32::MAX);
     }
-    // Credits that expired by now are not there to hold.
-    lots::expire_user_lots(tx, backend, &r.user, r.at).await?;
-    let taken = sqlx::query(
-        "UPDATE jilo_accounts SET available = available - $2, held = held + $2 \
-         WHERE user_id = $1 AND available >= $2",
-    )
-    .bind(r.user.as_str())
-    .bind(r.credits)
-    .execute(&mut **tx)
-    .await?
-    .rows_affected();
-    if taken == 0 {
-        let available: Option<i64> =
-            sqlx::query_scalar("SELECT available FROM jilo_accounts WHERE user_id = $1")
-                .bind(r.user.as_str())
-                .fetch_optional(&mut **tx)
-                .await?;
-        // A user never granted is short by the whole amount, as on every store.
-        return Err(Error::Insufficient {
-            available: available.unwrap_or(0),
-            needed: r.credits,
-        }
-        .into());
+    let read = ReserveRead {
+        account: lots::account(tx, backend, &r.user).await?,
+        lots: lots::open_lots(tx, backend, &r.user, r.at).await?,
+        holds_today,
+        // The job row was inserted in this transaction: its hold cannot exist yet (and the
+        // hold's primary key would refuse a second one).
+        hold_exists: false,
+    };
+    let plan = money::plan_reserve(r, read)?;
+    change_account(tx, &r.user, plan.account).await?;
+    for lot in &plan.lots {
+        lots::save(tx, lot).await?;
     }
     sqlx::query(
         "INSERT INTO jilo_holds (job_id, user_id, credits, state, utc_day, created_ms) \
@@ -186,23 +201,28 @@ pub(crate) async fn reserve_in(
     .bind(r.job.as_str())
     .bind(r.user.as_str())
     .bind(r.credits)
-    .bind(day)
+    .bind(plan.day)
     .bind(r.at.as_millis())
     .execute(&mut **tx)
     .await?;
-    lots::draw(tx, backend, &r.user, &r.job, r.credits, r.at).await?;
-    ledger_row(tx, &r.user, "hold", Some(&r.job), None, r.credits, r.at).await?;
-    Ok(CreditHold {
-        user: r.user.clone(),
-        job: r.job.clone(),
-        credits: r.credits,
-        state: HoldState::Held,
-    })
+    for part in &plan.parts {
+        sqlx::query("INSERT INTO jilo_hold_parts (job_id, lot_key, credits) VALUES ($1, $2, $3)")
+            .bind(r.job.as_str())
+            .bind(part.lot.as_str())
+            .bind(part.credits)
+            .execute(&mut **tx)
+            .await?;
+    }
+    write_entries(tx, &r.user, &plan.entries).await?;
+    Ok(plan.hold)
 }
 
-/// Ends a hold inside a transaction, exactly once: a hold already ended the same way is left
-/// as it is, one ended the other way is [`Error::NotAllowed`] (and the caller's transaction
-/// rolls back).
+/// The holds the daily cap counts (every one not refunded), in SQL.
+pub(crate) const COUNTED_HOLDS: &str = "state <> 'refunded'";
+
+/// Ends a hold inside a transaction, as [`money::plan_end_hold`] decides: exactly once; a hold
+/// already ended the same way is left as it is, one ended the other way is refused (and the
+/// caller's transaction rolls back).
 pub(crate) async fn end_hold_in(
     tx: &mut Transaction<'static, Any>,
     backend: Backend,
@@ -210,84 +230,54 @@ pub(crate) async fn end_hold_in(
     to: HoldState,
     at: Timestamp,
 ) -> StoreResult<HoldOutcome> {
-    let state = match to {
-        HoldState::Settled => "settled",
-        HoldState::Refunded => "refunded",
-        HoldState::Held => {
-            return Err(Error::invalid("end_hold", "a hold ends as settled or refunded").into())
-        }
-    };
+    // Ending an open hold is claimed by compare-and-set; the plan below decides the rest (an
+    // end `to` "held" is refused there, and this transaction rolls back).
     let ended: Option<(String, i64)> = sqlx::query_as(
         "UPDATE jilo_holds SET state = $2, ended_ms = $3 \
          WHERE job_id = $1 AND state = 'held' RETURNING user_id, credits",
     )
     .bind(job.as_str())
-    .bind(state)
+    .bind(to.as_str())
     .bind(at.as_millis())
     .fetch_optional(&mut **tx)
     .await?;
-    let Some((user, credits)) = ended else {
-        let current: Option<String> =
-            sqlx::query_scalar("SELECT state FROM jilo_holds WHERE job_id = $1")
-                .bind(job.as_str())
-                .fetch_optional(&mut **tx)
-                .await?;
-        return match current {
-            None => Err(Error::not_found("hold", job).into()),
-            Some(s) => {
-                let ended = hold_state(&s)?;
-                if ended == to {
-                    Ok(HoldOutcome::AlreadyEnded(ended))
-                } else {
-                    Err(Error::not_allowed(format!(
-                        "the hold of job {job} was already {s}; it cannot be {} too",
-                        to.as_str()
-                    ))
-                    .into())
-                }
+    let read = match ended {
+        Some((user, credits)) => {
+            let user = UserId::new(user);
+            let (parts, lots) = lots::parts_of(tx, backend, &user, job).await?;
+            HoldRead::Held {
+                hold: CreditHold {
+                    user,
+                    job: job.clone(),
+                    credits,
+                    state: HoldState::Held,
+                },
+                parts,
+                lots,
             }
-        };
+        }
+        None => {
+            let current: Option<String> =
+                sqlx::query_scalar("SELECT state FROM jilo_holds WHERE job_id = $1")
+                    .bind(job.as_str())
+                    .fetch_optional(&mut **tx)
+                    .await?;
+            match current {
+                None => HoldRead::Missing,
+                Some(s) => HoldRead::Ended(hold_state(&s)?),
+            }
+        }
     };
-    let user = UserId::new(user);
-    if to == HoldState::Settled {
-        lots::settle(tx, backend, &user, job).await?;
-        sqlx::query(
-            "UPDATE jilo_accounts SET held = held - $2, spent = spent + $2 WHERE user_id = $1",
-        )
-        .bind(user.as_str())
-        .bind(credits)
-        .execute(&mut **tx)
-        .await?;
-        ledger_row(tx, &user, "settle", Some(job), None, credits, at).await?;
-        return Ok(HoldOutcome::Ended(to));
+    let plan = money::plan_end_hold(job, read, to, at)?;
+    let outcome = plan.outcome();
+    if let EndPlan::End(end) = plan {
+        for lot in &end.lots {
+            lots::save(tx, lot).await?;
+        }
+        change_account(tx, &end.user, end.account).await?;
+        write_entries(tx, &end.user, &end.entries).await?;
     }
-    let split = lots::refund(tx, backend, &user, job, at).await?;
-    sqlx::query(
-        "UPDATE jilo_accounts SET held = held - $2, available = available + $3, \
-         expired = expired + $2 - $3 WHERE user_id = $1",
-    )
-    .bind(user.as_str())
-    .bind(credits)
-    .bind(split.returned)
-    .execute(&mut **tx)
-    .await?;
-    if split.returned > 0 {
-        ledger_row(tx, &user, "refund", Some(job), None, split.returned, at).await?;
-    }
-    for part in &split.lapsed {
-        sqlx::query(
-            "INSERT INTO jilo_ledger (user_id, kind, job_id, grant_key, reason, credits, at_ms) \
-             VALUES ($1, 'lapse', $2, $3, NULL, $4, $5)",
-        )
-        .bind(user.as_str())
-        .bind(job.as_str())
-        .bind(part.lot.as_str())
-        .bind(part.credits)
-        .bind(at.as_millis())
-        .execute(&mut **tx)
-        .await?;
-    }
-    Ok(HoldOutcome::Ended(to))
+    Ok(outcome)
 }
 
 #[async_trait]

@@ -1,8 +1,9 @@
-//! Credit lots in SQL (sqlx: Postgres, and SQLite's grants and expiry), applying the shared
-//! rules of `jilo_core::lots` to the rows of one user inside the caller's transaction.
+//! Credit lots and accounts in SQL (sqlx: Postgres, and SQLite's grants and expiry): the reads
+//! a plan of `jilo_core::money` needs, inside the caller's transaction, and the lot writes.
 
-use jilo_core::lots::{self, CreditLot, HoldPart, RefundSplit};
-use jilo_core::{Error, Grant, JobId, Timestamp, UserId};
+use jilo_core::lots::{CreditLot, HoldPart};
+use jilo_core::money;
+use jilo_core::{Balance, Error, JobId, Timestamp, UserId};
 use sqlx::{Any, Transaction};
 
 use super::errors::StoreResult;
@@ -41,22 +42,74 @@ pub(crate) fn lot_from_row(r: LotRow) -> CreditLot {
     }
 }
 
-/// The lot a new grant makes.
+/// A new lot.
 pub(crate) async fn insert_lot(
     tx: &mut Transaction<'static, Any>,
-    grant: &Grant,
+    lot: &CreditLot,
 ) -> StoreResult<()> {
     sqlx::query(&format!(
-        "INSERT INTO jilo_credit_lots ({LOT_COLUMNS}) VALUES ($1, $2, $3, $3, 0, 0, 0, $4, $5, 0)"
+        "INSERT INTO jilo_credit_lots ({LOT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
     ))
-    .bind(grant.key.as_str())
-    .bind(grant.user.as_str())
-    .bind(grant.credits)
-    .bind(grant.expires_at.map(Timestamp::as_millis))
-    .bind(grant.at.as_millis())
+    .bind(lot.key.as_str())
+    .bind(lot.user.as_str())
+    .bind(lot.granted)
+    .bind(lot.available)
+    .bind(lot.held)
+    .bind(lot.spent)
+    .bind(lot.expired)
+    .bind(lot.expires_at.map(Timestamp::as_millis))
+    .bind(lot.granted_at.as_millis())
+    .bind(i64::from(lot.expiry_written))
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// The user's account, locked for the transaction on Postgres (every writer of a user's lots
+/// takes the account first, then the lots: one order, no deadlock); `None` when never granted.
+pub(crate) async fn account(
+    tx: &mut Transaction<'static, Any>,
+    backend: Backend,
+    user: &UserId,
+) -> StoreResult<Option<Balance>> {
+    let lock = match backend {
+        Backend::Postgres => " FOR UPDATE",
+        Backend::Sqlite => "",
+    };
+    let row: Option<(i64, i64, i64, i64, i64)> = sqlx::query_as(&format!(
+        "SELECT available, held, spent, granted, expired FROM jilo_accounts \
+         WHERE user_id = $1{lock}"
+    ))
+    .bind(user.as_str())
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(
+        row.map(|(available, held, spent, granted, expired)| Balance {
+            available,
+            held,
+            spent,
+            granted,
+            expired,
+        }),
+    )
+}
+
+/// The lots a reservation at `at` may touch: expiry not yet written, and credits free or due.
+pub(crate) const OPEN_LOTS: &str = "expiry_written = 0 \
+    AND (available > 0 OR (expires_ms IS NOT NULL AND expires_ms <= $2))";
+
+/// The lots whose expiry is due by `at` and not yet written.
+pub(crate) const DUE_LOTS: &str =
+    "expiry_written = 0 AND expires_ms IS NOT NULL AND expires_ms <= $2";
+
+/// The user's [`OPEN_LOTS`] at `at`, locked on Postgres.
+pub(crate) async fn open_lots(
+    tx: &mut Transaction<'static, Any>,
+    backend: Backend,
+    user: &UserId,
+    at: Timestamp,
+) -> StoreResult<Vec<CreditLot>> {
+    load(tx, backend, user, OPEN_LOTS, at).await
 }
 
 /// The user's lots matching `filter` (SQL over the lot columns, `$1` the user, `$2` a time),
@@ -99,7 +152,8 @@ async fn lock_account(
     Ok(())
 }
 
-async fn save(tx: &mut Transaction<'static, Any>, lot: &CreditLot) -> StoreResult<()> {
+/// Writes a lot as a plan left it.
+pub(crate) async fn save(tx: &mut Transaction<'static, Any>, lot: &CreditLot) -> StoreResult<()> {
     sqlx::query(
         "UPDATE jilo_credit_lots SET available = $2, held = $3, spent = $4, expired = $5, \
          expiry_written = $6 WHERE grant_key = $1",
@@ -115,8 +169,8 @@ async fn save(tx: &mut Transaction<'static, Any>, lot: &CreditLot) -> StoreResul
     Ok(())
 }
 
-/// Writes the expiry of the user's lots due by `at`, once per lot: the lots, the account and
-/// one `expire` entry each. Returns how many lots expired credits.
+/// Writes the expiry of the user's lots due by `at`, as [`money::plan_expiry`] decides.
+/// Returns how many lots expired credits.
 pub(crate) async fn expire_user_lots(
     tx: &mut Transaction<'static, Any>,
     backend: Backend,
@@ -124,85 +178,21 @@ pub(crate) async fn expire_user_lots(
     at: Timestamp,
 ) -> StoreResult<u32> {
     lock_account(tx, backend, user).await?;
-    let mut due = load(
-        tx,
-        backend,
-        user,
-        "expiry_written = 0 AND expires_ms IS NOT NULL AND expires_ms <= $2",
-        at,
-    )
-    .await?;
-    if due.is_empty() {
+    let due = load(tx, backend, user, DUE_LOTS, at).await?;
+    let plan = money::plan_expiry(&due, at);
+    if plan.is_empty() {
         return Ok(0);
     }
-    let gone = lots::expire(&mut due, at);
-    for lot in &due {
+    for lot in &plan.lots {
         save(tx, lot).await?;
     }
-    for part in &gone {
-        sqlx::query(
-            "UPDATE jilo_accounts SET available = available - $2, expired = expired + $2 \
-             WHERE user_id = $1",
-        )
-        .bind(user.as_str())
-        .bind(part.credits)
-        .execute(&mut **tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO jilo_ledger (user_id, kind, job_id, grant_key, reason, credits, at_ms) \
-             VALUES ($1, 'expire', NULL, $2, NULL, $3, $4)",
-        )
-        .bind(user.as_str())
-        .bind(part.lot.as_str())
-        .bind(part.credits)
-        .bind(part.at.as_millis())
-        .execute(&mut **tx)
-        .await?;
-    }
-    Ok(u32::try_from(gone.len()).unwrap_or(u32::MAX))
-}
-
-/// Draws a hold's credits from the user's live lots (the account was already charged) and
-/// records its parts.
-pub(crate) async fn draw(
-    tx: &mut Transaction<'static, Any>,
-    backend: Backend,
-    user: &UserId,
-    job: &JobId,
-    credits: i64,
-    at: Timestamp,
-) -> StoreResult<()> {
-    let mut live = load(
-        tx,
-        backend,
-        user,
-        "available > 0 AND (expires_ms IS NULL OR expires_ms > $2)",
-        at,
-    )
-    .await?;
-    let parts = lots::draw(&mut live, credits, at).ok_or_else(|| {
-        Error::storage(
-            format!("the credit lots of {user} do not add up to the account"),
-            false,
-            None,
-        )
-    })?;
-    for lot in live.iter().filter(|l| parts.iter().any(|p| p.lot == l.key)) {
-        save(tx, lot).await?;
-    }
-    for part in &parts {
-        sqlx::query("INSERT INTO jilo_hold_parts (job_id, lot_key, credits) VALUES ($1, $2, $3)")
-            .bind(job.as_str())
-            .bind(part.lot.as_str())
-            .bind(part.credits)
-            .execute(&mut **tx)
-            .await?;
-    }
-    Ok(())
+    super::ledger::change_account(tx, user, plan.account).await?;
+    super::ledger::write_entries(tx, user, &plan.entries).await?;
+    Ok(plan.lots_expired)
 }
 
 /// A hold's parts and their lots.
-async fn parts_of(
+pub(crate) async fn parts_of(
     tx: &mut Transaction<'static, Any>,
     backend: Backend,
     user: &UserId,
@@ -249,35 +239,4 @@ async fn parts_of(
         lots.push(lot_from_row(row));
     }
     Ok((parts, lots))
-}
-
-/// Spends a hold's parts.
-pub(crate) async fn settle(
-    tx: &mut Transaction<'static, Any>,
-    backend: Backend,
-    user: &UserId,
-    job: &JobId,
-) -> StoreResult<()> {
-    let (parts, mut lots) = parts_of(tx, backend, user, job).await?;
-    lots::settle(&mut lots, &parts);
-    for lot in &lots {
-        save(tx, lot).await?;
-    }
-    Ok(())
-}
-
-/// Returns a hold's parts to their lots at `at`; a part whose lot expired lapses.
-pub(crate) async fn refund(
-    tx: &mut Transaction<'static, Any>,
-    backend: Backend,
-    user: &UserId,
-    job: &JobId,
-    at: Timestamp,
-) -> StoreResult<RefundSplit> {
-    let (parts, mut lots) = parts_of(tx, backend, user, job).await?;
-    let split = lots::refund(&mut lots, &parts, at);
-    for lot in &lots {
-        save(tx, lot).await?;
-    }
-    Ok(split)
 }

@@ -13,8 +13,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use jilo_core::money::{
+    self, AccountChange, EndPlan, GrantRead, HoldRead, PlannedEntry, ReserveRead,
+};
 use jilo_core::{
-    CreditHold, DeliveryRecord, Error, Grant, HoldState, Job, JobUpdate, Reservation, Timestamp,
+    Balance, CreditHold, DeliveryRecord, Error, Grant, HoldState, Job, JobId, JobUpdate,
+    Reservation, Timestamp, UserId,
 };
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
@@ -270,65 +274,103 @@ fn insert_delivery(tx: &rusqlite::Transaction<'_>, d: &DeliveryRecord) -> StoreR
     Ok(inserted == 1)
 }
 
-fn ledger_row(
+/// Writes a plan's ledger entries.
+fn write_entries(
     tx: &rusqlite::Transaction<'_>,
-    user: &str,
-    kind: &str,
-    job: Option<&str>,
-    grant: Option<&Grant>,
-    credits: i64,
-    at: Timestamp,
+    user: &UserId,
+    entries: &[PlannedEntry],
 ) -> StoreResult<()> {
+    for e in entries {
+        tx.prepare_cached(
+            "INSERT INTO jilo_ledger (user_id, kind, job_id, grant_key, reason, credits, at_ms) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?
+        .execute(params![
+            user.as_str(),
+            e.kind.as_str(),
+            e.kind.job().map(JobId::as_str),
+            e.kind.grant_key(),
+            e.kind.reason().map(|r| r.as_str()),
+            e.credits,
+            e.at.as_millis()
+        ])?;
+    }
+    Ok(())
+}
+
+/// Applies a plan's change to an existing account.
+fn change_account(
+    tx: &rusqlite::Transaction<'_>,
+    user: &UserId,
+    c: AccountChange,
+) -> StoreResult<()> {
+    if c == AccountChange::default() {
+        return Ok(());
+    }
     tx.prepare_cached(
-        "INSERT INTO jilo_ledger (user_id, kind, job_id, grant_key, reason, credits, at_ms) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "UPDATE jilo_accounts SET available = available + ?2, held = held + ?3, \
+         spent = spent + ?4, granted = granted + ?5, expired = expired + ?6 WHERE user_id = ?1",
     )?
     .execute(params![
-        user,
-        kind,
-        job,
-        grant.map(|g| g.key.as_str()),
-        grant.map(|g| g.reason.as_str()),
-        credits,
-        at.as_millis()
+        user.as_str(),
+        c.available,
+        c.held,
+        c.spent,
+        c.granted,
+        c.expired
     ])?;
     Ok(())
 }
 
-/// The daily cap, then one guarded update of the balance, the hold and its ledger row.
-fn reserve(tx: &rusqlite::Transaction<'_>, r: &Reservation) -> StoreResult<CreditHold> {
-    jilo_core::ledger::check_amount(r.credits)?;
-    jilo_core::ledger::check_user(&r.user)?;
-    let day = r.at.utc_day();
-    if let Some(cap) = r.daily_cap {
-        let taken: i64 = tx
-            .prepare_cached(
-                "SELECT COUNT(*) FROM jilo_holds WHERE utc_day = ?1 AND state <> 'refunded'",
-            )?
-            .query_row([day], |row| row.get(0))?;
-        if taken >= i64::from(cap) {
-            return Err(Error::DailyCapReached { cap }.into());
-        }
-    }
-    // Credits that expired by now are not there to hold.
-    expire_user_lots(tx, r.user.as_str(), r.at)?;
-    let taken = tx
+/// The user's account; `None` when never granted.
+fn account(tx: &rusqlite::Transaction<'_>, user: &UserId) -> StoreResult<Option<Balance>> {
+    Ok(tx
         .prepare_cached(
-            "UPDATE jilo_accounts SET available = available - ?2, held = held + ?2 \
-             WHERE user_id = ?1 AND available >= ?2",
+            "SELECT available, held, spent, granted, expired FROM jilo_accounts \
+             WHERE user_id = ?1",
         )?
-        .execute(params![r.user.as_str(), r.credits])?;
-    if taken == 0 {
-        let available: Option<i64> = tx
-            .prepare_cached("SELECT available FROM jilo_accounts WHERE user_id = ?1")?
-            .query_row([r.user.as_str()], |row| row.get(0))
-            .optional()?;
-        // A user never granted is short by the whole amount, as on every store.
-        return Err(Error::Insufficient {
-            available: available.unwrap_or(0),
-            needed: r.credits,
-        }
-        .into());
+        .query_row([user.as_str()], |r| {
+            Ok(Balance {
+                available: r.get(0)?,
+                held: r.get(1)?,
+                spent: r.get(2)?,
+                granted: r.get(3)?,
+                expired: r.get(4)?,
+            })
+        })
+        .optional()?)
+}
+
+/// Takes a hold for a job just created (so it has no hold yet), as [`money::plan_reserve`]
+/// decides.
+fn reserve(tx: &rusqlite::Transaction<'_>, r: &Reservation) -> StoreResult<CreditHold> {
+    let day = r.at.utc_day();
+    let mut holds_today = 0;
+    if r.daily_cap.is_some() {
+        let taken: i64 = tx
+            .prepare_cached(&format!(
+                "SELECT COUNT(*) FROM jilo_holds WHERE utc_day = ?1 AND {}",
+                super::ledger::COUNTED_HOLDS
+            ))?
+            .query_row([day], |row| row.get(0))?;
+        holds_today = u32::try_from(taken).unwrap_or(u32::MAX);
+    }
+    let read = ReserveRead {
+        account: account(tx, &r.user)?,
+        lots: lots_where(
+            tx,
+            r.user.as_str(),
+            super::lots::OPEN_LOTS,
+            r.at.as_millis(),
+        )?,
+        holds_today,
+        // The job row was inserted in this transaction: its hold cannot exist yet.
+        hold_exists: false,
+    };
+    let plan = money::plan_reserve(r, read)?;
+    change_account(tx, &r.user, plan.account)?;
+    for lot in &plan.lots {
+        save_lot(tx, lot)?;
     }
     tx.prepare_cached(
         "INSERT INTO jilo_holds (job_id, user_id, credits, state, utc_day, created_ms) \
@@ -338,120 +380,71 @@ fn reserve(tx: &rusqlite::Transaction<'_>, r: &Reservation) -> StoreResult<Credi
         r.job.as_str(),
         r.user.as_str(),
         r.credits,
-        day,
+        plan.day,
         r.at.as_millis()
     ])?;
-    draw_lots(tx, r)?;
-    ledger_row(
-        tx,
-        r.user.as_str(),
-        "hold",
-        Some(r.job.as_str()),
-        None,
-        r.credits,
-        r.at,
-    )?;
-    Ok(CreditHold {
-        user: r.user.clone(),
-        job: r.job.clone(),
-        credits: r.credits,
-        state: HoldState::Held,
-    })
+    for part in &plan.parts {
+        tx.prepare_cached(
+            "INSERT INTO jilo_hold_parts (job_id, lot_key, credits) VALUES (?1, ?2, ?3)",
+        )?
+        .execute(params![r.job.as_str(), part.lot.as_str(), part.credits])?;
+    }
+    write_entries(tx, &r.user, &plan.entries)?;
+    Ok(plan.hold)
 }
 
-/// Ends the job's hold `to`, exactly once; the other way is refused. A refund returns each
-/// credit to its lot; one whose lot expired lapses.
+/// Ends the job's hold `to`, as [`money::plan_end_hold`] decides.
 fn end_hold(tx: &rusqlite::Transaction<'_>, job: &Job, to: HoldState) -> StoreResult<()> {
-    let state = match to {
-        HoldState::Settled => "settled",
-        HoldState::Refunded => "refunded",
-        HoldState::Held => {
-            return Err(Error::invalid("end_hold", "a hold ends as settled or refunded").into())
-        }
-    };
     let at = job.updated_at;
+    // Ending an open hold is claimed by compare-and-set; the plan decides the rest (an end
+    // `to` "held" is refused there, and the transaction rolls back).
     let ended: Option<(String, i64)> = tx
         .prepare_cached(
             "UPDATE jilo_holds SET state = ?2, ended_ms = ?3 \
              WHERE job_id = ?1 AND state = 'held' RETURNING user_id, credits",
         )?
-        .query_row(params![job.id.as_str(), state, at.as_millis()], |r| {
+        .query_row(params![job.id.as_str(), to.as_str(), at.as_millis()], |r| {
             Ok((r.get(0)?, r.get(1)?))
         })
         .optional()?;
-    let Some((user, credits)) = ended else {
-        let current: Option<String> = tx
-            .prepare_cached("SELECT state FROM jilo_holds WHERE job_id = ?1")?
-            .query_row([job.id.as_str()], |r| r.get(0))
-            .optional()?;
-        return match current {
-            None => Err(Error::not_found("hold", &job.id).into()),
-            Some(s) if s == state => Ok(()),
-            Some(s) => Err(Error::not_allowed(format!(
-                "the hold of job {} was already {s}; it cannot be {state} too",
-                job.id
-            ))
-            .into()),
-        };
+    let read = match ended {
+        Some((user, credits)) => {
+            let (parts, lots) = hold_lots(tx, job.id.as_str())?;
+            HoldRead::Held {
+                hold: CreditHold {
+                    user: UserId::new(user),
+                    job: job.id.clone(),
+                    credits,
+                    state: HoldState::Held,
+                },
+                parts,
+                lots,
+            }
+        }
+        None => {
+            let current: Option<String> = tx
+                .prepare_cached("SELECT state FROM jilo_holds WHERE job_id = ?1")?
+                .query_row([job.id.as_str()], |r| r.get(0))
+                .optional()?;
+            match current {
+                None => HoldRead::Missing,
+                Some(s) => HoldRead::Ended(super::ledger::hold_state(&s)?),
+            }
+        }
     };
-    let (parts, mut lots) = hold_lots(tx, job.id.as_str())?;
-    if to == HoldState::Settled {
-        jilo_core::lots::settle(&mut lots, &parts);
-        for lot in &lots {
+    if let EndPlan::End(end) = money::plan_end_hold(&job.id, read, to, at)? {
+        for lot in &end.lots {
             save_lot(tx, lot)?;
         }
-        tx.prepare_cached(
-            "UPDATE jilo_accounts SET held = held - ?2, spent = spent + ?2 WHERE user_id = ?1",
-        )?
-        .execute(params![user, credits])?;
-        return ledger_row(
-            tx,
-            &user,
-            "settle",
-            Some(job.id.as_str()),
-            None,
-            credits,
-            at,
-        );
-    }
-    let split = jilo_core::lots::refund(&mut lots, &parts, at);
-    for lot in &lots {
-        save_lot(tx, lot)?;
-    }
-    tx.prepare_cached(
-        "UPDATE jilo_accounts SET held = held - ?2, available = available + ?3, \
-         expired = expired + ?2 - ?3 WHERE user_id = ?1",
-    )?
-    .execute(params![user, credits, split.returned])?;
-    if split.returned > 0 {
-        ledger_row(
-            tx,
-            &user,
-            "refund",
-            Some(job.id.as_str()),
-            None,
-            split.returned,
-            at,
-        )?;
-    }
-    for part in &split.lapsed {
-        tx.prepare_cached(
-            "INSERT INTO jilo_ledger (user_id, kind, job_id, grant_key, reason, credits, at_ms) \
-             VALUES (?1, 'lapse', ?2, ?3, NULL, ?4, ?5)",
-        )?
-        .execute(params![
-            user,
-            job.id.as_str(),
-            part.lot.as_str(),
-            part.credits,
-            at.as_millis()
-        ])?;
+        change_account(tx, &end.user, end.account)?;
+        write_entries(tx, &end.user, &end.entries)?;
     }
     Ok(())
 }
 
-/// A grant, idempotent by its key.
+/// A grant, idempotent by its key, as [`money::plan_grant`] decides.
 fn grant(tx: &rusqlite::Transaction<'_>, g: &Grant) -> StoreResult<()> {
+    // Claiming the key is the read: a key already there is looked up and judged.
     let inserted = tx
         .prepare_cached(
             "INSERT INTO jilo_grants (grant_key, user_id, credits, reason, at_ms) \
@@ -464,8 +457,7 @@ fn grant(tx: &rusqlite::Transaction<'_>, g: &Grant) -> StoreResult<()> {
             g.reason.as_str(),
             g.at.as_millis()
         ])?;
-    if inserted == 0 {
-        // The key was seen: the same grant again is a duplicate, another grant an error.
+    let read = if inserted == 0 {
         let kept = tx
             .prepare_cached(
                 "SELECT user_id, credits, reason FROM jilo_grants WHERE grant_key = ?1",
@@ -477,44 +469,50 @@ fn grant(tx: &rusqlite::Transaction<'_>, g: &Grant) -> StoreResult<()> {
                     reason: row.get(2)?,
                 })
             })?;
-        jilo_core::ledger::check_regrant(g, &kept)?;
+        GrantRead {
+            kept: Some(kept),
+            granted: 0,
+        }
+    } else {
+        GrantRead {
+            kept: None,
+            granted: account(tx, &g.user)?.map_or(0, |b| b.granted),
+        }
+    };
+    let Some(plan) = money::plan_grant(g, &read)? else {
         return Ok(());
-    }
-    // Guarded: an account is granted at most MAX_CREDITS in all, so no sum overflows.
-    let added = tx
-        .prepare_cached(
-            "INSERT INTO jilo_accounts (user_id, available, held, spent, granted) \
-             VALUES (?1, ?2, 0, 0, ?2) \
-             ON CONFLICT (user_id) DO UPDATE SET \
-               available = jilo_accounts.available + excluded.available, \
-               granted = jilo_accounts.granted + excluded.granted \
-             WHERE jilo_accounts.granted <= ?3 - excluded.granted",
-        )?
-        .execute(params![
-            g.user.as_str(),
-            g.credits,
-            jilo_core::ledger::MAX_CREDITS
-        ])?;
-    if added == 0 {
-        let granted: i64 = tx
-            .prepare_cached("SELECT granted FROM jilo_accounts WHERE user_id = ?1")?
-            .query_row([g.user.as_str()], |row| row.get(0))?;
-        jilo_core::ledger::check_account_ceiling(granted, g)?;
-        return Err(Error::lost_race("the account changed during the grant").into());
-    }
+    };
+    // The account is made when missing (this connection is the only writer: no race).
     tx.prepare_cached(
-        "INSERT INTO jilo_credit_lots (grant_key, user_id, granted, available, held, spent, \
-         expired, expires_ms, granted_ms, expiry_written) \
-         VALUES (?1, ?2, ?3, ?3, 0, 0, 0, ?4, ?5, 0)",
+        "INSERT INTO jilo_accounts (user_id, available, held, spent, granted) \
+         VALUES (?1, ?2, 0, 0, ?3) \
+         ON CONFLICT (user_id) DO UPDATE SET \
+           available = jilo_accounts.available + excluded.available, \
+           granted = jilo_accounts.granted + excluded.granted",
     )?
     .execute(params![
-        g.key.as_str(),
         g.user.as_str(),
-        g.credits,
-        g.expires_at.map(Timestamp::as_millis),
-        g.at.as_millis()
+        plan.account.available,
+        plan.account.granted
     ])?;
-    ledger_row(tx, g.user.as_str(), "grant", None, Some(g), g.credits, g.at)
+    let lot = &plan.lot;
+    tx.prepare_cached(&format!(
+        "INSERT INTO jilo_credit_lots ({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        super::lots::LOT_COLUMNS
+    ))?
+    .execute(params![
+        lot.key.as_str(),
+        lot.user.as_str(),
+        lot.granted,
+        lot.available,
+        lot.held,
+        lot.spent,
+        lot.expired,
+        lot.expires_at.map(Timestamp::as_millis),
+        lot.granted_at.as_millis(),
+        i64::from(lot.expiry_written)
+    ])?;
+    write_entries(tx, &g.user, std::slice::from_ref(&plan.entry))
 }
 
 // ---- credit lots on the writer (the shared rules of `jilo_core::lots`) ----
@@ -543,6 +541,8 @@ fn lots_where(
     filter: &str,
     at: i64,
 ) -> StoreResult<Vec<jilo_core::lots::CreditLot>> {
+    // The shared filters name the time `$2`; here parameters are `?N`.
+    let filter = filter.replace("$2", "?2");
     let mut stmt = tx.prepare_cached(&format!(
         "SELECT {} FROM jilo_credit_lots WHERE user_id = ?1 AND {filter} ORDER BY grant_key",
         super::lots::LOT_COLUMNS
@@ -568,68 +568,6 @@ fn save_lot(tx: &rusqlite::Transaction<'_>, lot: &jilo_core::lots::CreditLot) ->
         lot.expired,
         i64::from(lot.expiry_written)
     ])?;
-    Ok(())
-}
-
-/// The user's lots due by `at` expire, once each: lots, account, one `expire` entry each.
-fn expire_user_lots(tx: &rusqlite::Transaction<'_>, user: &str, at: Timestamp) -> StoreResult<()> {
-    let mut due = lots_where(
-        tx,
-        user,
-        "expiry_written = 0 AND expires_ms IS NOT NULL AND expires_ms <= ?2",
-        at.as_millis(),
-    )?;
-    if due.is_empty() {
-        return Ok(());
-    }
-    let gone = jilo_core::lots::expire(&mut due, at);
-    for lot in &due {
-        save_lot(tx, lot)?;
-    }
-    for part in &gone {
-        tx.prepare_cached(
-            "UPDATE jilo_accounts SET available = available - ?2, expired = expired + ?2 \
-             WHERE user_id = ?1",
-        )?
-        .execute(params![user, part.credits])?;
-        tx.prepare_cached(
-            "INSERT INTO jilo_ledger (user_id, kind, job_id, grant_key, reason, credits, at_ms) \
-             VALUES (?1, 'expire', NULL, ?2, NULL, ?3, ?4)",
-        )?
-        .execute(params![
-            user,
-            part.lot.as_str(),
-            part.credits,
-            part.at.as_millis()
-        ])?;
-    }
-    Ok(())
-}
-
-/// Draws a hold from the live lots and records its parts.
-fn draw_lots(tx: &rusqlite::Transaction<'_>, r: &Reservation) -> StoreResult<()> {
-    let mut live = lots_where(
-        tx,
-        r.user.as_str(),
-        "available > 0 AND (expires_ms IS NULL OR expires_ms > ?2)",
-        r.at.as_millis(),
-    )?;
-    let parts = jilo_core::lots::draw(&mut live, r.credits, r.at).ok_or_else(|| {
-        Error::storage(
-            format!("the credit lots of {} do not add up to the account", r.user),
-            false,
-            None,
-        )
-    })?;
-    for lot in live.iter().filter(|l| parts.iter().any(|p| p.lot == l.key)) {
-        save_lot(tx, lot)?;
-    }
-    for part in &parts {
-        tx.prepare_cached(
-            "INSERT INTO jilo_hold_parts (job_id, lot_key, credits) VALUES (?1, ?2, ?3)",
-        )?
-        .execute(params![r.job.as_str(), part.lot.as_str(), part.credits])?;
-    }
     Ok(())
 }
 
