@@ -54,6 +54,8 @@
 //! The parts:
 //! - [`machine`]: the pure state machine `(lifecycle, input) -> (lifecycle, effects)`.
 //! - [`traits`]: what providers, stores, notifiers and moderators implement.
+//! - [`money`]: every credit transaction (a hold, its end, a grant, an expiry) decided once,
+//!   as a plan each store writes; [`lots`]: the credit-lot rules the plans apply.
 //! - [`InMemoryStore`]: the in-memory ledger and job store.
 //! - [`testing`] (feature `testing`): a simulated provider and conformance suites; with
 //!   `test-utils`, mocks of every trait too.
