@@ -1,37 +1,17 @@
 //! Job events: in process on SQLite, by `LISTEN/NOTIFY` across processes on Postgres.
 
+use super::SqlStore;
 use futures::stream::BoxStream;
 use jilo_core::{Job, JobEvent, JobId, Result};
-use sqlx::{Any, Transaction};
-
-use super::errors::StoreResult;
-use super::{Backend, SqlStore};
 
 /// The Postgres channel job events travel on.
 pub const JOB_EVENTS_CHANNEL: &str = "jilo_job_events";
 
 impl SqlStore {
-    /// Queues a job's event inside the write transaction: Postgres delivers it to every
-    /// listener when (and only if) the transaction commits.
-    pub(crate) async fn notify_in(
-        &self,
-        tx: &mut Transaction<'static, Any>,
-        job: &Job,
-    ) -> StoreResult<()> {
-        if self.backend == Backend::Postgres {
-            let payload = serde_json::to_string(&job.event())?;
-            sqlx::query("SELECT pg_notify($1, $2)")
-                .bind(JOB_EVENTS_CHANNEL)
-                .bind(payload)
-                .execute(&mut **tx)
-                .await?;
-        }
-        Ok(())
-    }
-
-    /// After a commit: publishes a job's event to this process's watchers (SQLite).
+    /// After a commit: publishes a job's event to this process's watchers, where the backend
+    /// does not announce it across processes itself (SQLite).
     pub(crate) fn publish_local(&self, job: &Job) {
-        if self.backend == Backend::Sqlite {
+        if self.dialect().notify.is_none() {
             self.events.publish(job.event());
         }
     }
@@ -48,7 +28,7 @@ impl SqlStore {
             None => self.events.watch_all(),
         };
         #[cfg(feature = "postgres")]
-        if let (Backend::Postgres, crate::StoreUrl::Postgres(url)) = (&self.backend, &self.url) {
+        if let crate::StoreUrl::Postgres(url) = &self.url {
             self.listener
                 .get_or_try_init(|| listen(url, self.events.clone()))
                 .await?;

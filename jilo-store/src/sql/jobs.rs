@@ -1,70 +1,102 @@
 //! The job store in SQL: compare-and-set transitions carrying their credit changes, claims
 //! with leases, webhook deduplication.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use futures::stream::BoxStream;
 use jilo_core::{
     AlertClaim, ClaimRequest, CreditHold, DeliveryOutcome, DeliveryRecord, Error, HoldState, Job,
-    JobEvent, JobId, JobStore, JobUpdate, LeaseRenewal, ProviderCooling, ProviderId, Reservation,
-    Result, Timestamp, UserId,
+    JobEvent, JobId, JobState, JobStore, JobUpdate, LeaseRenewal, ProviderCooling, ProviderId,
+    Reservation, Result, Timestamp, UserId,
 };
-use sqlx::{Any, Transaction};
 
-use super::errors::StoreResult;
+use super::conn::{args, Conn, Row};
+use super::errors::{StoreError, StoreResult};
 use super::ledger::{check_grant, end_hold_in, grant_in, reserve_in};
-use super::{Backend, SqlStore};
-
-type JobRow = (String, i64, Option<String>, Option<i64>);
+use super::SqlStore;
 
 const JOB_COLUMNS: &str = "doc, version, lease_owner, lease_until_ms";
 
 /// The job as stored: the document, with the columns claims write over it.
-fn job_from_row((doc, version, lease_owner, lease_until): JobRow) -> StoreResult<Job> {
-    let mut job: Job = serde_json::from_str(&doc)?;
-    job.version = u64::try_from(version).unwrap_or(0);
-    job.lease_owner = lease_owner;
-    job.lease_until = lease_until.map(Timestamp::from_millis);
+fn job_from_row(row: &Row) -> StoreResult<Job> {
+    let mut job: Job = serde_json::from_str(&row.text(0)?)?;
+    job.version = u64::try_from(row.int(1)?).unwrap_or(0);
+    job.lease_owner = row.opt_text(2)?;
+    job.lease_until = row.opt_int(3)?.map(Timestamp::from_millis);
     Ok(job)
+}
+
+fn jobs_from_rows(rows: &[Row]) -> StoreResult<Vec<Job>> {
+    rows.iter().map(job_from_row).collect()
 }
 
 fn version_i64(v: u64) -> StoreResult<i64> {
     Ok(i64::try_from(v).map_err(|_| Error::invalid("version", "out of range"))?)
 }
 
-async fn insert_job(tx: &mut Transaction<'static, Any>, job: &Job) -> StoreResult<()> {
-    sqlx::query(
+/// The states a worker looks after, in SQL: the jobs not yet at an end.
+fn open_states() -> String {
+    sql_states(JobState::ALL.iter().filter(|s| !s.is_terminal()))
+}
+
+/// The states whose deadline a worker enforces: still waiting on the provider.
+fn deadline_states() -> String {
+    sql_states(JobState::ALL.iter().filter(|s| s.awaits_result()))
+}
+
+fn sql_states<'a>(states: impl Iterator<Item = &'a JobState>) -> String {
+    states
+        .map(|s| format!("'{}'", s.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+async fn job_exists(c: &mut dyn Conn, id: &JobId) -> StoreResult<bool> {
+    c.exists("SELECT 1 FROM jilo_jobs WHERE id = $1", &args![id.as_str()])
+        .await
+}
+
+/// Creates a job (at version 1) and takes its hold.
+async fn create_in(c: &mut dyn Conn, job: &Job, hold: &Reservation) -> StoreResult<CreditHold> {
+    if job_exists(c, &job.id).await? {
+        return Err(Error::already_exists("job", &job.id).into());
+    }
+    let doc = serde_json::to_string(job)?;
+    c.exec(
         "INSERT INTO jilo_jobs (id, user_id, state, version, provider, provider_request_id, \
          created_ms, deadline_ms, next_check_ms, lease_owner, lease_until_ms, doc) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        &args![
+            job.id.as_str(),
+            job.user.as_str(),
+            job.state.as_str(),
+            version_i64(job.version)?,
+            job.provider().map(|p| p.as_str()),
+            job.provider_request_id.as_deref(),
+            job.created_at.as_millis(),
+            job.deadline_at.as_millis(),
+            job.next_check_at.map(Timestamp::as_millis),
+            job.lease_owner.as_deref(),
+            job.lease_until.map(Timestamp::as_millis),
+            doc.as_str(),
+        ],
     )
-    .bind(job.id.as_str())
-    .bind(job.user.as_str())
-    .bind(job.state.as_str())
-    .bind(version_i64(job.version)?)
-    .bind(job.provider().map(|p| p.as_str().to_owned()))
-    .bind(job.provider_request_id.clone())
-    .bind(job.created_at.as_millis())
-    .bind(job.deadline_at.as_millis())
-    .bind(job.next_check_at.map(Timestamp::as_millis))
-    .bind(job.lease_owner.clone())
-    .bind(job.lease_until.map(Timestamp::as_millis))
-    .bind(serde_json::to_string(job)?)
-    .execute(&mut **tx)
     .await?;
-    Ok(())
+    remember_request(c, job).await?;
+    let taken = reserve_in(c, hold).await?;
+    notify(c, job).await?;
+    Ok(taken)
 }
 
 /// Remembers the job's current provider request, if it has one.
-async fn remember_request(tx: &mut Transaction<'static, Any>, job: &Job) -> StoreResult<()> {
+async fn remember_request(c: &mut dyn Conn, job: &Job) -> StoreResult<()> {
     if let (Some(provider), Some(request_id)) = (job.provider(), &job.provider_request_id) {
-        sqlx::query(
+        c.exec(
             "INSERT INTO jilo_job_requests (provider, request_id, job_id) VALUES ($1, $2, $3) \
              ON CONFLICT (provider, request_id) DO NOTHING",
+            &args![provider.as_str(), request_id.as_str(), job.id.as_str()],
         )
-        .bind(provider.as_str())
-        .bind(request_id.as_str())
-        .bind(job.id.as_str())
-        .execute(&mut **tx)
         .await?;
     }
     Ok(())
@@ -72,20 +104,21 @@ async fn remember_request(tx: &mut Transaction<'static, Any>, job: &Job) -> Stor
 
 /// Remembers a webhook delivery inside a transaction; `Duplicate` when it was seen.
 async fn insert_delivery(
-    tx: &mut Transaction<'static, Any>,
+    c: &mut dyn Conn,
     delivery: &DeliveryRecord,
 ) -> StoreResult<DeliveryOutcome> {
-    let inserted = sqlx::query(
-        "INSERT INTO jilo_deliveries (provider, delivery_id, job_id, at_ms) \
-         VALUES ($1, $2, $3, $4) ON CONFLICT (provider, delivery_id) DO NOTHING",
-    )
-    .bind(delivery.provider.as_str())
-    .bind(delivery.delivery_id.as_str())
-    .bind(delivery.job.as_str())
-    .bind(delivery.at.as_millis())
-    .execute(&mut **tx)
-    .await?
-    .rows_affected();
+    let inserted = c
+        .exec(
+            "INSERT INTO jilo_deliveries (provider, delivery_id, job_id, at_ms) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (provider, delivery_id) DO NOTHING",
+            &args![
+                delivery.provider.as_str(),
+                delivery.delivery_id.as_str(),
+                delivery.job.as_str(),
+                delivery.at.as_millis(),
+            ],
+        )
+        .await?;
     Ok(if inserted == 1 {
         DeliveryOutcome::New
     } else {
@@ -93,94 +126,88 @@ async fn insert_delivery(
     })
 }
 
-impl SqlStore {
-    /// One try of a compare-and-set update, on the SQLite writer when the store has one.
-    async fn update_once(&self, update: &JobUpdate, next: &Job) -> StoreResult<Job> {
-        #[cfg(feature = "sqlite")]
-        if let Some(writer) = &self.writer {
-            let doc = serde_json::to_string(next)?;
-            let (owned, written) = (update.clone(), next.clone());
-            writer
-                .run(move |conn| super::sqlite_writer::update(conn, &owned, &written, &doc))
-                .await?;
-            return Ok(next.clone());
-        }
-        self.try_update(update, next).await
-    }
-
-    /// One try of a compare-and-set update with its credit changes.
-    async fn try_update(&self, update: &JobUpdate, next: &Job) -> StoreResult<Job> {
-        let mut tx = self.begin_write().await?;
-        let changed = sqlx::query(
-            "UPDATE jilo_jobs SET state = $1, version = $2, provider = $3, \
-                     provider_request_id = $4, next_check_ms = $5, lease_owner = $6, \
-                     lease_until_ms = $7, deadline_ms = $8, doc = $9 \
-                     WHERE id = $10 AND version = $11 AND state = $12",
+/// Announces a job's event on commit, where the backend does so across processes.
+async fn notify(c: &mut dyn Conn, job: &Job) -> StoreResult<()> {
+    if let Some(sql) = c.dialect().notify {
+        let payload = serde_json::to_string(&job.event())?;
+        c.exec(
+            sql,
+            &args![super::events::JOB_EVENTS_CHANNEL, payload.as_str()],
         )
-        .bind(next.state.as_str())
-        .bind(version_i64(next.version)?)
-        .bind(next.provider().map(|p| p.as_str().to_owned()))
-        .bind(next.provider_request_id.clone())
-        .bind(next.next_check_at.map(Timestamp::as_millis))
-        .bind(next.lease_owner.clone())
-        .bind(next.lease_until.map(Timestamp::as_millis))
-        .bind(next.deadline_at.as_millis())
-        .bind(serde_json::to_string(next)?)
-        .bind(next.id.as_str())
-        .bind(version_i64(update.expected_version)?)
-        .bind(update.expected_state.as_str())
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if changed == 0 {
-            let current: Option<(i64, String)> =
-                sqlx::query_as("SELECT version, state FROM jilo_jobs WHERE id = $1")
-                    .bind(next.id.as_str())
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            return Err(match current {
-                None => Error::not_found("job", &next.id),
-                Some((version, state)) => Error::lost_race(format!(
-                    "job {} is at version {version} ({state}), not {} ({})",
-                    next.id, update.expected_version, update.expected_state
-                )),
-            }
-            .into());
-        }
-        remember_request(&mut tx, next).await?;
-        if let Some(d) = &update.delivery {
-            if insert_delivery(&mut tx, d).await? == DeliveryOutcome::Duplicate {
-                return Err(Error::already_exists("delivery", &d.delivery_id).into());
-            }
-        }
-        if let Some(to) = update.end_hold {
-            end_hold_in(&mut tx, self.backend, &next.id, to, next.updated_at).await?;
-        }
-        if let Some(g) = &update.grant {
-            let known: Option<i64> =
-                sqlx::query_scalar("SELECT 1 FROM jilo_accounts WHERE user_id = $1")
-                    .bind(g.user.as_str())
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            if known.is_none() {
-                return Err(Error::not_found("user", &g.user).into());
-            }
-            grant_in(&mut tx, g).await?;
-        }
-        self.notify_in(&mut tx, next).await?;
-        tx.commit().await?;
-        Ok(next.clone())
-    }
-
-    async fn read_job(&self, id: &JobId) -> StoreResult<Option<Job>> {
-        let row: Option<JobRow> = sqlx::query_as(&format!(
-            "SELECT {JOB_COLUMNS} FROM jilo_jobs WHERE id = $1"
-        ))
-        .bind(id.as_str())
-        .fetch_optional(&self.pool)
         .await?;
-        row.map(job_from_row).transpose()
     }
+    Ok(())
+}
+
+/// A compare-and-set write of `next` (its version already `expected + 1`) with the hold's
+/// end, the grant and the delivery of `update`.
+async fn update_in(c: &mut dyn Conn, update: &JobUpdate, next: &Job) -> StoreResult<()> {
+    let doc = serde_json::to_string(next)?;
+    let changed = c
+        .exec(
+            "UPDATE jilo_jobs SET state = $1, version = $2, provider = $3, \
+             provider_request_id = $4, next_check_ms = $5, lease_owner = $6, \
+             lease_until_ms = $7, deadline_ms = $8, doc = $9 \
+             WHERE id = $10 AND version = $11 AND state = $12",
+            &args![
+                next.state.as_str(),
+                version_i64(next.version)?,
+                next.provider().map(|p| p.as_str()),
+                next.provider_request_id.as_deref(),
+                next.next_check_at.map(Timestamp::as_millis),
+                next.lease_owner.as_deref(),
+                next.lease_until.map(Timestamp::as_millis),
+                next.deadline_at.as_millis(),
+                doc.as_str(),
+                next.id.as_str(),
+                version_i64(update.expected_version)?,
+                update.expected_state.as_str(),
+            ],
+        )
+        .await?;
+    if changed == 0 {
+        let current = c
+            .fetch_opt(
+                "SELECT version, state FROM jilo_jobs WHERE id = $1",
+                &args![next.id.as_str()],
+            )
+            .await?;
+        return Err(match current {
+            None => Error::not_found("job", &next.id),
+            Some(row) => Error::lost_race(format!(
+                "job {} is at version {} ({}), not {} ({})",
+                next.id,
+                row.int(0)?,
+                row.text(1)?,
+                update.expected_version,
+                update.expected_state
+            )),
+        }
+        .into());
+    }
+    remember_request(c, next).await?;
+    if let Some(d) = &update.delivery {
+        if insert_delivery(c, d).await? == DeliveryOutcome::Duplicate {
+            return Err(Error::already_exists("delivery", &d.delivery_id).into());
+        }
+    }
+    if let Some(to) = update.end_hold {
+        end_hold_in(c, &next.id, to, next.updated_at).await?;
+    }
+    if let Some(g) = &update.grant {
+        let known = c
+            .exists(
+                "SELECT 1 FROM jilo_accounts WHERE user_id = $1",
+                &args![g.user.as_str()],
+            )
+            .await?;
+        if !known {
+            return Err(Error::not_found("user", &g.user).into());
+        }
+        grant_in(c, g).await?;
+    }
+    notify(c, next).await?;
+    Ok(())
 }
 
 #[async_trait]
@@ -189,47 +216,34 @@ impl JobStore for SqlStore {
         job.check_hold(hold)?;
         let mut stored = job.clone();
         stored.version = 1;
-        #[cfg(feature = "sqlite")]
-        if let Some(writer) = &self.writer {
-            let doc = serde_json::to_string(&stored)
-                .map_err(|e| super::errors::StoreError::from(e).into_error("writing a job"))?;
-            let taken = self
-                .retry("creating a job", || {
-                    let (stored, doc, hold) = (stored.clone(), doc.clone(), hold.clone());
-                    writer.run(move |conn| super::sqlite_writer::create(conn, &stored, &doc, &hold))
-                })
-                .await?;
-            self.publish_local(&stored);
-            return Ok(taken);
-        }
+        let input = Arc::new((stored, hold.clone()));
         let taken = self
-            .retry("creating a job", || async {
-                let mut tx = self.begin_write().await?;
-                let exists: Option<i64> =
-                    sqlx::query_scalar("SELECT 1 FROM jilo_jobs WHERE id = $1")
-                        .bind(job.id.as_str())
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                if exists.is_some() {
-                    return Err(Error::already_exists("job", &job.id).into());
+            .write("creating a job", {
+                let input = Arc::clone(&input);
+                move |c| {
+                    let input = Arc::clone(&input);
+                    Box::pin(async move { create_in(c, &input.0, &input.1).await })
                 }
-                insert_job(&mut tx, &stored).await?;
-                remember_request(&mut tx, &stored).await?;
-                let taken = reserve_in(&mut tx, self.backend, hold).await?;
-                self.notify_in(&mut tx, &stored).await?;
-                tx.commit().await?;
-                Ok(taken)
             })
             .await?;
-        self.publish_local(&stored);
+        self.publish_local(&input.0);
         Ok(taken)
     }
 
     async fn job(&self, id: &JobId) -> Result<Job> {
-        self.retry("reading a job", || async {
-            self.read_job(id)
-                .await?
-                .ok_or_else(|| Error::not_found("job", id).into())
+        let id = id.clone();
+        self.read("reading a job", false, move |c| {
+            let id = id.clone();
+            Box::pin(async move {
+                let row = c
+                    .fetch_opt(
+                        &format!("SELECT {JOB_COLUMNS} FROM jilo_jobs WHERE id = $1"),
+                        &args![id.as_str()],
+                    )
+                    .await?
+                    .ok_or_else(|| Error::not_found("job", &id))?;
+                job_from_row(&row)
+            })
         })
         .await
     }
@@ -246,26 +260,33 @@ impl JobStore for SqlStore {
         }
         let mut next = update.job.clone();
         next.version = update.expected_version + 1;
-        let written = self
-            .retry("updating a job", || async {
-                self.update_once(update, &next).await.map_err(|e| {
-                    if e.is_unique_violation() {
-                        // The only unique key an update can break: the provider request id.
-                        Error::invalid(
-                            "provider_request_id",
-                            format!(
-                                "another job already has request {} at provider {}",
-                                next.provider_request_id.as_deref().unwrap_or_default(),
-                                next.provider().map(|p| p.as_str()).unwrap_or_default()
-                            ),
-                        )
-                        .into()
-                    } else {
-                        e
-                    }
+        let input = Arc::new((update.clone(), next));
+        self.write("updating a job", {
+            let input = Arc::clone(&input);
+            move |c| {
+                let input = Arc::clone(&input);
+                Box::pin(async move {
+                    let (update, next) = &*input;
+                    update_in(c, update, next).await.map_err(|e| {
+                        if e.is_unique_violation() {
+                            // The only unique key an update can break: the provider request id.
+                            StoreError::Rule(Error::invalid(
+                                "provider_request_id",
+                                format!(
+                                    "another job already has request {} at provider {}",
+                                    next.provider_request_id.as_deref().unwrap_or_default(),
+                                    next.provider().map(|p| p.as_str()).unwrap_or_default()
+                                ),
+                            ))
+                        } else {
+                            e
+                        }
+                    })
                 })
-            })
-            .await?;
+            }
+        })
+        .await?;
+        let written = input.1.clone();
         self.publish_local(&written);
         Ok(written)
     }
@@ -275,127 +296,136 @@ impl JobStore for SqlStore {
         provider: &ProviderId,
         request_id: &str,
     ) -> Result<Option<Job>> {
-        self.retry("finding a job by provider request", || async {
-            let row: Option<JobRow> = sqlx::query_as(&format!(
-                "SELECT {JOB_COLUMNS} FROM jilo_job_requests r JOIN jilo_jobs j ON j.id = r.job_id \
-                 WHERE r.provider = $1 AND r.request_id = $2"
-            ))
-            .bind(provider.as_str())
-            .bind(request_id)
-            .fetch_optional(&self.pool)
-            .await?;
-            row.map(job_from_row).transpose()
+        let key = Arc::new((provider.clone(), request_id.to_owned()));
+        self.read("finding a job by provider request", false, move |c| {
+            let key = Arc::clone(&key);
+            Box::pin(async move {
+                c.fetch_opt(
+                    &format!(
+                        "SELECT {JOB_COLUMNS} FROM jilo_job_requests r \
+                         JOIN jilo_jobs j ON j.id = r.job_id \
+                         WHERE r.provider = $1 AND r.request_id = $2"
+                    ),
+                    &args![key.0.as_str(), key.1.as_str()],
+                )
+                .await?
+                .as_ref()
+                .map(job_from_row)
+                .transpose()
+            })
         })
         .await
     }
 
     async fn jobs_for_user(&self, user: &UserId, limit: usize) -> Result<Vec<Job>> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.retry("listing jobs", || async {
-            let rows: Vec<JobRow> = sqlx::query_as(&format!(
-                "SELECT {JOB_COLUMNS} FROM jilo_jobs WHERE user_id = $1 \
-                 ORDER BY created_ms DESC, id DESC LIMIT $2"
-            ))
-            .bind(user.as_str())
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
-            rows.into_iter().map(job_from_row).collect()
+        let user = user.clone();
+        self.read("listing jobs", false, move |c| {
+            let user = user.clone();
+            Box::pin(async move {
+                jobs_from_rows(
+                    &c.fetch(
+                        &format!(
+                            "SELECT {JOB_COLUMNS} FROM jilo_jobs WHERE user_id = $1 \
+                             ORDER BY created_ms DESC, id DESC LIMIT $2"
+                        ),
+                        &args![user.as_str(), limit],
+                    )
+                    .await?,
+                )
+            })
         })
         .await
     }
 
     async fn jobs_created_between(&self, from: Timestamp, to: Timestamp) -> Result<Vec<Job>> {
-        self.retry("listing jobs for a report", || async {
-            let rows: Vec<JobRow> = sqlx::query_as(&format!(
-                "SELECT {JOB_COLUMNS} FROM jilo_jobs WHERE created_ms >= $1 AND created_ms < $2 \
-                 ORDER BY created_ms, id"
-            ))
-            .bind(from.as_millis())
-            .bind(to.as_millis())
-            .fetch_all(&self.pool)
-            .await?;
-            rows.into_iter().map(job_from_row).collect()
+        self.read("listing jobs for a report", false, move |c| {
+            Box::pin(async move {
+                jobs_from_rows(
+                    &c.fetch(
+                        &format!(
+                            "SELECT {JOB_COLUMNS} FROM jilo_jobs \
+                             WHERE created_ms >= $1 AND created_ms < $2 ORDER BY created_ms, id"
+                        ),
+                        &args![from.as_millis(), to.as_millis()],
+                    )
+                    .await?,
+                )
+            })
         })
         .await
     }
 
     async fn record_delivery(&self, delivery: &DeliveryRecord) -> Result<DeliveryOutcome> {
-        self.retry("recording a webhook delivery", || async {
-            let mut tx = self.begin_write().await?;
-            let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM jilo_jobs WHERE id = $1")
-                .bind(delivery.job.as_str())
-                .fetch_optional(&mut *tx)
-                .await?;
-            if exists.is_none() {
-                return Err(Error::not_found("job", &delivery.job).into());
-            }
-            let outcome = insert_delivery(&mut tx, delivery).await?;
-            tx.commit().await?;
-            Ok(outcome)
+        let delivery = Arc::new(delivery.clone());
+        self.write("recording a webhook delivery", move |c| {
+            let delivery = Arc::clone(&delivery);
+            Box::pin(async move {
+                if !job_exists(c, &delivery.job).await? {
+                    return Err(Error::not_found("job", &delivery.job).into());
+                }
+                insert_delivery(c, &delivery).await
+            })
         })
         .await
     }
 
     async fn claim_due(&self, claim: &ClaimRequest) -> Result<Vec<Job>> {
-        let skip_locked = match self.backend {
-            Backend::Postgres => "FOR UPDATE SKIP LOCKED",
-            Backend::Sqlite => "",
-        };
-        let sql = format!(
+        let skip_locked = self.dialect().skip_locked;
+        let (open, waiting) = (open_states(), deadline_states());
+        let sql = Arc::new(format!(
             "UPDATE jilo_jobs SET lease_owner = $1, lease_until_ms = $2 WHERE id IN ( \
                SELECT id FROM jilo_jobs \
-               WHERE state IN ('queued', 'submitted', 'running', 'storing') \
+               WHERE state IN ({open}) \
                  AND ((next_check_ms IS NOT NULL AND next_check_ms <= $3) \
-                      OR (deadline_ms <= $3 AND state IN ('queued', 'submitted', 'running'))) \
+                      OR (deadline_ms <= $3 AND state IN ({waiting}))) \
                  AND (lease_until_ms IS NULL OR lease_until_ms <= $3) \
-               ORDER BY COALESCE(next_check_ms, deadline_ms) LIMIT $4 {skip_locked}) \
+               ORDER BY COALESCE(next_check_ms, deadline_ms) LIMIT $4{skip_locked}) \
              RETURNING {JOB_COLUMNS}"
-        );
+        ));
         let now = claim.now;
         let until = now.plus(claim.lease);
         let limit = i64::try_from(claim.limit).unwrap_or(i64::MAX);
-        self.retry("claiming due jobs", || async {
-            let mut tx = self.begin_write().await?;
-            let rows: Vec<JobRow> = sqlx::query_as(&sql)
-                .bind(claim.worker.as_str())
-                .bind(until.as_millis())
-                .bind(now.as_millis())
-                .bind(limit)
-                .fetch_all(&mut *tx)
-                .await?;
-            tx.commit().await?;
-            rows.into_iter().map(job_from_row).collect()
+        let worker = claim.worker.clone();
+        self.write("claiming due jobs", move |c| {
+            let (sql, worker) = (Arc::clone(&sql), worker.clone());
+            Box::pin(async move {
+                jobs_from_rows(
+                    &c.fetch(
+                        &sql,
+                        &args![worker.as_str(), until.as_millis(), now.as_millis(), limit],
+                    )
+                    .await?,
+                )
+            })
         })
         .await
     }
 
     async fn renew_lease(&self, renewal: &LeaseRenewal) -> Result<bool> {
-        self.retry("renewing a lease", || async {
-            let mut tx = self.begin_write().await?;
-            let renewed = sqlx::query(
-                "UPDATE jilo_jobs SET lease_until_ms = $1 \
-                 WHERE id = $2 AND lease_owner = $3 \
-                   AND state IN ('queued', 'submitted', 'running', 'storing')",
-            )
-            .bind(renewal.until.as_millis())
-            .bind(renewal.job.as_str())
-            .bind(renewal.worker.as_str())
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if renewed == 0 {
-                let exists: Option<i64> =
-                    sqlx::query_scalar("SELECT 1 FROM jilo_jobs WHERE id = $1")
-                        .bind(renewal.job.as_str())
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                if exists.is_none() {
+        let open = open_states();
+        let renewal = Arc::new(renewal.clone());
+        self.write("renewing a lease", move |c| {
+            let (renewal, open) = (Arc::clone(&renewal), open.clone());
+            Box::pin(async move {
+                let renewed = c
+                    .exec(
+                        &format!(
+                            "UPDATE jilo_jobs SET lease_until_ms = $1 \
+                             WHERE id = $2 AND lease_owner = $3 AND state IN ({open})"
+                        ),
+                        &args![
+                            renewal.until.as_millis(),
+                            renewal.job.as_str(),
+                            renewal.worker.as_str(),
+                        ],
+                    )
+                    .await?;
+                if renewed == 0 && !job_exists(c, &renewal.job).await? {
                     return Err(Error::not_found("job", &renewal.job).into());
                 }
-            }
-            tx.commit().await?;
-            Ok(renewed > 0)
+                Ok(renewed > 0)
+            })
         })
         .await
     }
@@ -404,54 +434,57 @@ impl JobStore for SqlStore {
         let now = claim.now.as_millis();
         let window_start =
             now.saturating_sub(i64::try_from(claim.cooldown.as_millis()).unwrap_or(i64::MAX));
-        self.retry("claiming an alert", || async {
-            let mut tx = self.begin_write().await?;
-            // One statement: the insert, or the update only when the last alert is older
-            // than the window. Concurrent claims serialise on the row.
-            let admitted = sqlx::query(
-                "INSERT INTO jilo_alerts (subject, last_ms) VALUES ($1, $2) \
-                 ON CONFLICT (subject) DO UPDATE SET last_ms = excluded.last_ms \
-                 WHERE jilo_alerts.last_ms <= $3",
-            )
-            .bind(claim.subject.as_str())
-            .bind(now)
-            .bind(window_start)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            tx.commit().await?;
-            Ok(admitted > 0)
+        let subject = claim.subject.clone();
+        self.write("claiming an alert", move |c| {
+            let subject = subject.clone();
+            Box::pin(async move {
+                // One statement: the insert, or the update only when the last alert is older
+                // than the window. Concurrent claims serialise on the row.
+                let admitted = c
+                    .exec(
+                        "INSERT INTO jilo_alerts (subject, last_ms) VALUES ($1, $2) \
+                         ON CONFLICT (subject) DO UPDATE SET last_ms = excluded.last_ms \
+                         WHERE jilo_alerts.last_ms <= $3",
+                        &args![subject.as_str(), now, window_start],
+                    )
+                    .await?;
+                Ok(admitted > 0)
+            })
         })
         .await
     }
 
     async fn cool_provider(&self, cooling: &ProviderCooling) -> Result<()> {
-        self.retry("cooling a provider", || async {
-            let mut tx = self.begin_write().await?;
-            sqlx::query(
-                "INSERT INTO jilo_provider_cooling (provider, until_ms) VALUES ($1, $2) \
-                 ON CONFLICT (provider) DO UPDATE SET until_ms = excluded.until_ms \
-                 WHERE jilo_provider_cooling.until_ms < excluded.until_ms",
-            )
-            .bind(cooling.provider.as_str())
-            .bind(cooling.until.as_millis())
-            .execute(&mut *tx)
-            .await?;
-            tx.commit().await?;
-            Ok(())
+        let cooling = Arc::new(cooling.clone());
+        self.write("cooling a provider", move |c| {
+            let cooling = Arc::clone(&cooling);
+            Box::pin(async move {
+                c.exec(
+                    "INSERT INTO jilo_provider_cooling (provider, until_ms) VALUES ($1, $2) \
+                     ON CONFLICT (provider) DO UPDATE SET until_ms = excluded.until_ms \
+                     WHERE jilo_provider_cooling.until_ms < excluded.until_ms",
+                    &args![cooling.provider.as_str(), cooling.until.as_millis()],
+                )
+                .await?;
+                Ok(())
+            })
         })
         .await
     }
 
     async fn cooling_providers(&self, now: Timestamp) -> Result<Vec<ProviderId>> {
-        self.retry("reading cooling providers", || async {
-            let rows: Vec<String> = sqlx::query_scalar(
-                "SELECT provider FROM jilo_provider_cooling WHERE until_ms > $1 ORDER BY provider",
-            )
-            .bind(now.as_millis())
-            .fetch_all(&self.pool)
-            .await?;
-            Ok(rows.into_iter().map(ProviderId::new).collect())
+        self.read("reading cooling providers", false, move |c| {
+            Box::pin(async move {
+                c.fetch(
+                    "SELECT provider FROM jilo_provider_cooling WHERE until_ms > $1 \
+                     ORDER BY provider",
+                    &args![now.as_millis()],
+                )
+                .await?
+                .iter()
+                .map(|r| Ok(ProviderId::new(r.text(0)?)))
+                .collect()
+            })
         })
         .await
     }

@@ -1,5 +1,11 @@
 //! The credit ledger in SQL: grants, holds and their ends, each one transaction.
 
+use std::sync::Arc;
+
+use super::conn::{args, Conn, Explain, Row};
+use super::errors::StoreResult;
+use super::lots;
+use super::SqlStore;
 use async_trait::async_trait;
 use jilo_core::ledger::{KeptGrant, MAX_CREDITS};
 use jilo_core::money::{
@@ -10,11 +16,6 @@ use jilo_core::{
     HistoryPage, HistoryQuery, HoldOutcome, HoldState, JobId, LedgerEntry, LedgerEntryKind,
     QuotaStore, Reservation, Result, Timestamp, UserId,
 };
-use sqlx::{Any, Row, Transaction};
-
-use super::errors::StoreResult;
-use super::lots;
-use super::{Backend, SqlStore};
 
 /// Advisory lock class for the daily-cap count on Postgres; the day is the second key.
 const DAILY_CAP_LOCK: i32 = 0x6a69_6c6f;
@@ -36,23 +37,24 @@ pub(crate) use jilo_core::ledger::check_grant;
 
 /// Writes a plan's ledger entries.
 pub(crate) async fn write_entries(
-    tx: &mut Transaction<'static, Any>,
+    c: &mut dyn Conn,
     user: &UserId,
     entries: &[PlannedEntry],
 ) -> StoreResult<()> {
     for e in entries {
-        sqlx::query(
+        c.exec(
             "INSERT INTO jilo_ledger (user_id, kind, job_id, grant_key, reason, credits, at_ms) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            &args![
+                user.as_str(),
+                e.kind.as_str(),
+                e.kind.job().map(JobId::as_str),
+                e.kind.grant_key(),
+                e.kind.reason().map(|r| r.as_str()),
+                e.credits,
+                e.at.as_millis(),
+            ],
         )
-        .bind(user.as_str())
-        .bind(e.kind.as_str())
-        .bind(e.kind.job().map(|j| j.as_str().to_owned()))
-        .bind(e.kind.grant_key().map(str::to_owned))
-        .bind(e.kind.reason().map(|r| r.as_str().to_owned()))
-        .bind(e.credits)
-        .bind(e.at.as_millis())
-        .execute(&mut **tx)
         .await?;
     }
     Ok(())
@@ -60,70 +62,71 @@ pub(crate) async fn write_entries(
 
 /// Applies a plan's change to an existing account.
 pub(crate) async fn change_account(
-    tx: &mut Transaction<'static, Any>,
+    c: &mut dyn Conn,
     user: &UserId,
-    c: AccountChange,
+    change: AccountChange,
 ) -> StoreResult<()> {
-    if c == AccountChange::default() {
+    if change == AccountChange::default() {
         return Ok(());
     }
-    sqlx::query(
+    c.exec(
         "UPDATE jilo_accounts SET available = available + $2, held = held + $3, \
          spent = spent + $4, granted = granted + $5, expired = expired + $6 WHERE user_id = $1",
+        &args![
+            user.as_str(),
+            change.available,
+            change.held,
+            change.spent,
+            change.granted,
+            change.expired,
+        ],
     )
-    .bind(user.as_str())
-    .bind(c.available)
-    .bind(c.held)
-    .bind(c.spent)
-    .bind(c.granted)
-    .bind(c.expired)
-    .execute(&mut **tx)
     .await?;
     Ok(())
 }
 
 /// Adds a grant inside a transaction, as [`money::plan_grant`] decides; `Duplicate` when the
 /// key was seen with the same grant.
-pub(crate) async fn grant_in(
-    tx: &mut Transaction<'static, Any>,
-    grant: &Grant,
-) -> StoreResult<GrantOutcome> {
+pub(crate) async fn grant_in(c: &mut dyn Conn, grant: &Grant) -> StoreResult<GrantOutcome> {
     // Claiming the key is the read: a key already there is looked up and judged.
-    let inserted = sqlx::query(
-        "INSERT INTO jilo_grants (grant_key, user_id, credits, reason, at_ms) \
-         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (grant_key) DO NOTHING",
-    )
-    .bind(grant.key.as_str())
-    .bind(grant.user.as_str())
-    .bind(grant.credits)
-    .bind(grant.reason.as_str())
-    .bind(grant.at.as_millis())
-    .execute(&mut **tx)
-    .await?
-    .rows_affected();
+    let inserted = c
+        .exec(
+            "INSERT INTO jilo_grants (grant_key, user_id, credits, reason, at_ms) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (grant_key) DO NOTHING",
+            &args![
+                grant.key.as_str(),
+                grant.user.as_str(),
+                grant.credits,
+                grant.reason.as_str(),
+                grant.at.as_millis(),
+            ],
+        )
+        .await?;
     let read = if inserted == 0 {
-        let row =
-            sqlx::query("SELECT user_id, credits, reason FROM jilo_grants WHERE grant_key = $1")
-                .bind(grant.key.as_str())
-                .fetch_one(&mut **tx)
-                .await?;
+        let row = c
+            .fetch_one(
+                "SELECT user_id, credits, reason FROM jilo_grants WHERE grant_key = $1",
+                &args![grant.key.as_str()],
+            )
+            .await?;
         GrantRead {
             kept: Some(KeptGrant {
-                user: row.try_get(0)?,
-                credits: row.try_get(1)?,
-                reason: row.try_get(2)?,
+                user: row.text(0)?,
+                credits: row.int(1)?,
+                reason: row.text(2)?,
             }),
             granted: 0,
         }
     } else {
-        let granted: Option<i64> =
-            sqlx::query_scalar("SELECT granted FROM jilo_accounts WHERE user_id = $1")
-                .bind(grant.user.as_str())
-                .fetch_optional(&mut **tx)
-                .await?;
+        let granted = c
+            .fetch_opt(
+                "SELECT granted FROM jilo_accounts WHERE user_id = $1",
+                &args![grant.user.as_str()],
+            )
+            .await?;
         GrantRead {
             kept: None,
-            granted: granted.unwrap_or(0),
+            granted: granted.map(|r| r.int(0)).transpose()?.unwrap_or(0),
         }
     };
     let Some(plan) = money::plan_grant(grant, &read)? else {
@@ -131,89 +134,84 @@ pub(crate) async fn grant_in(
     };
     // The account is made when missing. Guarded again as it is written: a grant that raced
     // this one past the ceiling loses the race and is retried (and then refused by the plan).
-    let c = plan.account;
-    let added = sqlx::query(
-        "INSERT INTO jilo_accounts (user_id, available, held, spent, granted) \
-         VALUES ($1, $2, 0, 0, $3) \
-         ON CONFLICT (user_id) DO UPDATE SET \
-           available = jilo_accounts.available + excluded.available, \
-           granted = jilo_accounts.granted + excluded.granted \
-         WHERE jilo_accounts.granted <= $4 - excluded.granted",
-    )
-    .bind(grant.user.as_str())
-    .bind(c.available)
-    .bind(c.granted)
-    .bind(MAX_CREDITS)
-    .execute(&mut **tx)
-    .await?
-    .rows_affected();
+    let change = plan.account;
+    let added = c
+        .exec(
+            "INSERT INTO jilo_accounts (user_id, available, held, spent, granted) \
+             VALUES ($1, $2, 0, 0, $3) \
+             ON CONFLICT (user_id) DO UPDATE SET \
+               available = jilo_accounts.available + excluded.available, \
+               granted = jilo_accounts.granted + excluded.granted \
+             WHERE jilo_accounts.granted <= $4 - excluded.granted",
+            &args![
+                grant.user.as_str(),
+                change.available,
+                change.granted,
+                MAX_CREDITS
+            ],
+        )
+        .await?;
     if added == 0 {
         return Err(Error::lost_race("the account changed during the grant").into());
     }
-    lots::insert_lot(tx, &plan.lot).await?;
-    write_entries(tx, &grant.user, std::slice::from_ref(&plan.entry)).await?;
+    lots::insert_lot(c, &plan.lot).await?;
+    write_entries(c, &grant.user, std::slice::from_ref(&plan.entry)).await?;
     Ok(GrantOutcome::Granted)
 }
 
 /// Takes a hold inside a transaction for a job just created (so it has no hold yet), as
 /// [`money::plan_reserve`] decides.
-pub(crate) async fn reserve_in(
-    tx: &mut Transaction<'static, Any>,
-    backend: Backend,
-    r: &Reservation,
-) -> StoreResult<CreditHold> {
+pub(crate) async fn reserve_in(c: &mut dyn Conn, r: &Reservation) -> StoreResult<CreditHold> {
     let day = r.at.utc_day();
     let mut holds_today = 0;
     if r.daily_cap.is_some() {
-        if backend == Backend::Postgres {
+        if let Some(lock) = c.dialect().day_lock {
             // Concurrent capped reservations of one day count one at a time.
-            sqlx::query("SELECT pg_advisory_xact_lock($1, $2)")
-                .bind(DAILY_CAP_LOCK)
-                .bind(i32::try_from(day.rem_euclid(i64::from(i32::MAX))).unwrap_or(0))
-                .execute(&mut **tx)
-                .await?;
+            let key = day.rem_euclid(i64::from(i32::MAX));
+            c.exec(lock, &args![i64::from(DAILY_CAP_LOCK), key]).await?;
         }
-        let taken: i64 = sqlx::query_scalar(&format!(
-            "SELECT COUNT(*) FROM jilo_holds WHERE utc_day = $1 AND {COUNTED_HOLDS}"
-        ))
-        .bind(day)
-        .fetch_one(&mut **tx)
-        .await?;
+        let taken = c
+            .fetch_one(
+                &format!("SELECT COUNT(*) FROM jilo_holds WHERE utc_day = $1 AND {COUNTED_HOLDS}"),
+                &args![day],
+            )
+            .await?
+            .int(0)?;
         holds_today = u32::try_from(taken).unwrap_or(u32::MAX);
     }
     let read = ReserveRead {
-        account: lots::account(tx, backend, &r.user).await?,
-        lots: lots::open_lots(tx, backend, &r.user, r.at).await?,
+        account: lots::account(c, &r.user).await?,
+        lots: lots::open_lots(c, &r.user, r.at).await?,
         holds_today,
         // The job row was inserted in this transaction: its hold cannot exist yet (and the
         // hold's primary key would refuse a second one).
         hold_exists: false,
     };
     let plan = money::plan_reserve(r, read)?;
-    change_account(tx, &r.user, plan.account).await?;
+    change_account(c, &r.user, plan.account).await?;
     for lot in &plan.lots {
-        lots::save(tx, lot).await?;
+        lots::save(c, lot).await?;
     }
-    sqlx::query(
+    c.exec(
         "INSERT INTO jilo_holds (job_id, user_id, credits, state, utc_day, created_ms) \
          VALUES ($1, $2, $3, 'held', $4, $5)",
+        &args![
+            r.job.as_str(),
+            r.user.as_str(),
+            r.credits,
+            plan.day,
+            r.at.as_millis(),
+        ],
     )
-    .bind(r.job.as_str())
-    .bind(r.user.as_str())
-    .bind(r.credits)
-    .bind(plan.day)
-    .bind(r.at.as_millis())
-    .execute(&mut **tx)
     .await?;
     for part in &plan.parts {
-        sqlx::query("INSERT INTO jilo_hold_parts (job_id, lot_key, credits) VALUES ($1, $2, $3)")
-            .bind(r.job.as_str())
-            .bind(part.lot.as_str())
-            .bind(part.credits)
-            .execute(&mut **tx)
-            .await?;
+        c.exec(
+            "INSERT INTO jilo_hold_parts (job_id, lot_key, credits) VALUES ($1, $2, $3)",
+            &args![r.job.as_str(), part.lot.as_str(), part.credits],
+        )
+        .await?;
     }
-    write_entries(tx, &r.user, &plan.entries).await?;
+    write_entries(c, &r.user, &plan.entries).await?;
     Ok(plan.hold)
 }
 
@@ -224,32 +222,29 @@ pub(crate) const COUNTED_HOLDS: &str = "state <> 'refunded'";
 /// already ended the same way is left as it is, one ended the other way is refused (and the
 /// caller's transaction rolls back).
 pub(crate) async fn end_hold_in(
-    tx: &mut Transaction<'static, Any>,
-    backend: Backend,
+    c: &mut dyn Conn,
     job: &JobId,
     to: HoldState,
     at: Timestamp,
 ) -> StoreResult<HoldOutcome> {
     // Ending an open hold is claimed by compare-and-set; the plan below decides the rest (an
     // end `to` "held" is refused there, and this transaction rolls back).
-    let ended: Option<(String, i64)> = sqlx::query_as(
-        "UPDATE jilo_holds SET state = $2, ended_ms = $3 \
-         WHERE job_id = $1 AND state = 'held' RETURNING user_id, credits",
-    )
-    .bind(job.as_str())
-    .bind(to.as_str())
-    .bind(at.as_millis())
-    .fetch_optional(&mut **tx)
-    .await?;
+    let ended = c
+        .fetch_opt(
+            "UPDATE jilo_holds SET state = $2, ended_ms = $3 \
+             WHERE job_id = $1 AND state = 'held' RETURNING user_id, credits",
+            &args![job.as_str(), to.as_str(), at.as_millis()],
+        )
+        .await?;
     let read = match ended {
-        Some((user, credits)) => {
-            let user = UserId::new(user);
-            let (parts, lots) = lots::parts_of(tx, backend, &user, job).await?;
+        Some(row) => {
+            let user = UserId::new(row.text(0)?);
+            let (parts, lots) = lots::parts_of(c, &user, job).await?;
             HoldRead::Held {
                 hold: CreditHold {
                     user,
                     job: job.clone(),
-                    credits,
+                    credits: row.int(1)?,
                     state: HoldState::Held,
                 },
                 parts,
@@ -257,14 +252,15 @@ pub(crate) async fn end_hold_in(
             }
         }
         None => {
-            let current: Option<String> =
-                sqlx::query_scalar("SELECT state FROM jilo_holds WHERE job_id = $1")
-                    .bind(job.as_str())
-                    .fetch_optional(&mut **tx)
-                    .await?;
+            let current = c
+                .fetch_opt(
+                    "SELECT state FROM jilo_holds WHERE job_id = $1",
+                    &args![job.as_str()],
+                )
+                .await?;
             match current {
                 None => HoldRead::Missing,
-                Some(s) => HoldRead::Ended(hold_state(&s)?),
+                Some(row) => HoldRead::Ended(hold_state(&row.text(0)?)?),
             }
         }
     };
@@ -272,63 +268,64 @@ pub(crate) async fn end_hold_in(
     let outcome = plan.outcome();
     if let EndPlan::End(end) = plan {
         for lot in &end.lots {
-            lots::save(tx, lot).await?;
+            lots::save(c, lot).await?;
         }
-        change_account(tx, &end.user, end.account).await?;
-        write_entries(tx, &end.user, &end.entries).await?;
+        change_account(c, &end.user, end.account).await?;
+        write_entries(c, &end.user, &end.entries).await?;
     }
     Ok(outcome)
+}
+
+/// The columns of a balance, in [`lots::balance_from_row`]'s order.
+const BALANCE: &str = "SELECT available, held, spent, granted, expired FROM jilo_accounts \
+    WHERE user_id = $1";
+
+async fn read_balance(c: &mut dyn Conn, user: &UserId) -> StoreResult<Balance> {
+    let row = c.fetch_opt(BALANCE, &args![user.as_str()]).await?;
+    let row = row.ok_or_else(|| Error::not_found("user", user))?;
+    lots::balance_from_row(&row)
 }
 
 #[async_trait]
 impl QuotaStore for SqlStore {
     async fn grant(&self, grant: &Grant) -> Result<GrantOutcome> {
         check_grant(grant)?;
-        self.retry("granting credits", || async {
-            let mut tx = self.begin_write().await?;
-            let outcome = grant_in(&mut tx, grant).await?;
-            tx.commit().await?;
-            Ok(outcome)
+        let grant = Arc::new(grant.clone());
+        self.write("granting credits", move |c| {
+            let grant = Arc::clone(&grant);
+            Box::pin(async move { grant_in(c, &grant).await })
         })
         .await
     }
 
     async fn hold(&self, job: &JobId) -> Result<CreditHold> {
-        self.retry("reading a hold", || async {
-            let row: Option<(String, i64, String)> =
-                sqlx::query_as("SELECT user_id, credits, state FROM jilo_holds WHERE job_id = $1")
-                    .bind(job.as_str())
-                    .fetch_optional(&self.pool)
-                    .await?;
-            let (user, credits, state) = row.ok_or_else(|| Error::not_found("hold", job))?;
-            Ok(CreditHold {
-                user: UserId::new(user),
-                job: job.clone(),
-                credits,
-                state: hold_state(&state)?,
+        let job = job.clone();
+        self.read("reading a hold", false, move |c| {
+            let job = job.clone();
+            Box::pin(async move {
+                let row = c
+                    .fetch_opt(
+                        "SELECT user_id, credits, state FROM jilo_holds WHERE job_id = $1",
+                        &args![job.as_str()],
+                    )
+                    .await?
+                    .ok_or_else(|| Error::not_found("hold", &job))?;
+                Ok(CreditHold {
+                    user: UserId::new(row.text(0)?),
+                    credits: row.int(1)?,
+                    state: hold_state(&row.text(2)?)?,
+                    job,
+                })
             })
         })
         .await
     }
 
     async fn balance(&self, user: &UserId) -> Result<Balance> {
-        self.retry("reading a balance", || async {
-            let row: Option<(i64, i64, i64, i64, i64)> = sqlx::query_as(
-                "SELECT available, held, spent, granted, expired FROM jilo_accounts \
-                 WHERE user_id = $1",
-            )
-            .bind(user.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
-            let (available, held, spent, granted, expired) =
-                row.ok_or_else(|| Error::not_found("user", user))?;
-            Ok(Balance {
-                available,
-                held,
-                spent,
-                granted,
-                expired,
-            })
+        let user = user.clone();
+        self.read("reading a balance", false, move |c| {
+            let user = user.clone();
+            Box::pin(async move { read_balance(c, &user).await })
         })
         .await
     }
@@ -336,14 +333,21 @@ impl QuotaStore for SqlStore {
     async fn history(&self, user: &UserId) -> Result<Vec<LedgerEntry>> {
         // Unknown users are NotFound, like a balance read.
         self.balance(user).await?;
-        self.retry("reading the ledger", || async {
-            let rows: Vec<EntryRow> = sqlx::query_as(&format!(
-                "SELECT {ENTRY_COLUMNS} FROM jilo_ledger WHERE user_id = $1 ORDER BY seq"
-            ))
-            .bind(user.as_str())
-            .fetch_all(&self.pool)
-            .await?;
-            rows.into_iter().map(|r| entry_from_row(user, r)).collect()
+        let user = user.clone();
+        self.read("reading the ledger", false, move |c| {
+            let user = user.clone();
+            Box::pin(async move {
+                c.fetch(
+                    &format!(
+                        "SELECT {ENTRY_COLUMNS} FROM jilo_ledger WHERE user_id = $1 ORDER BY seq"
+                    ),
+                    &args![user.as_str()],
+                )
+                .await?
+                .iter()
+                .map(|r| entry_from_row(&user, r))
+                .collect()
+            })
         })
         .await
     }
@@ -356,70 +360,52 @@ impl QuotaStore for SqlStore {
     ) -> Result<CreditStatement> {
         // Lots due by `at` expire first (lazily, on this read).
         self.expire_user_credits(user, at).await?;
-        self.retry("reading a statement", || async {
-            // One snapshot for the balance and the lots, so the parts a page shows add up
-            // while holds and grants go on (SQLite: a read transaction in WAL mode).
-            let mut tx = match self.backend {
-                Backend::Postgres => {
-                    self.pool
-                        .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-                        .await?
-                }
-                Backend::Sqlite => self.pool.begin_with("BEGIN DEFERRED").await?,
-            };
-            let row: Option<(i64, i64, i64, i64, i64)> = sqlx::query_as(
-                "SELECT available, held, spent, granted, expired FROM jilo_accounts \
-                 WHERE user_id = $1",
-            )
-            .bind(user.as_str())
-            .fetch_optional(&mut *tx)
-            .await?;
-            let (available, held, spent, granted, expired) =
-                row.ok_or_else(|| Error::not_found("user", user))?;
-            let balance = Balance {
-                available,
-                held,
-                spent,
-                granted,
-                expired,
-            };
-            let expiring: Vec<(i64, i64)> = sqlx::query_as(
-                "SELECT expires_ms, CAST(SUM(available) AS BIGINT) FROM jilo_credit_lots \
-                 WHERE user_id = $1 AND available > 0 AND expires_ms IS NOT NULL \
-                 AND expires_ms > $2 GROUP BY expires_ms ORDER BY expires_ms",
-            )
-            .bind(user.as_str())
-            .bind(at.as_millis())
-            .fetch_all(&mut *tx)
-            .await?;
-            let lasting: Option<i64> = sqlx::query_scalar(
-                "SELECT CAST(SUM(available) AS BIGINT) FROM jilo_credit_lots \
-                 WHERE user_id = $1 AND expires_ms IS NULL",
-            )
-            .bind(user.as_str())
-            .fetch_one(&mut *tx)
-            .await?;
-            let spent: Option<i64> = sqlx::query_scalar(
-                "SELECT CAST(SUM(credits) AS BIGINT) FROM jilo_ledger \
-                 WHERE user_id = $1 AND kind = 'settle' AND at_ms >= $2",
-            )
-            .bind(user.as_str())
-            .bind(period_start.as_millis())
-            .fetch_one(&mut *tx)
-            .await?;
-            tx.commit().await?;
-            Ok(CreditStatement {
-                balance,
-                expiring: expiring
-                    .into_iter()
-                    .map(|(when, credits)| ExpiringCredits {
-                        credits,
-                        expires_at: Timestamp::from_millis(when),
+        let user = user.clone();
+        // One snapshot for the balance and the lots, so the parts a page shows add up while
+        // holds and grants go on.
+        self.read("reading a statement", true, move |c| {
+            let user = user.clone();
+            Box::pin(async move {
+                let balance = read_balance(c, &user).await?;
+                let expiring = c
+                    .fetch(
+                        "SELECT expires_ms, CAST(SUM(available) AS BIGINT) FROM jilo_credit_lots \
+                         WHERE user_id = $1 AND available > 0 AND expires_ms IS NOT NULL \
+                         AND expires_ms > $2 GROUP BY expires_ms ORDER BY expires_ms",
+                        &args![user.as_str(), at.as_millis()],
+                    )
+                    .await?
+                    .iter()
+                    .map(|r| {
+                        Ok(ExpiringCredits {
+                            expires_at: Timestamp::from_millis(r.int(0)?),
+                            credits: r.int(1)?,
+                        })
                     })
-                    .collect(),
-                lasting: lasting.unwrap_or(0),
-                spent_this_period: spent.unwrap_or(0),
-                period_start,
+                    .collect::<StoreResult<Vec<_>>>()?;
+                let lasting = c
+                    .fetch_one(
+                        "SELECT CAST(SUM(available) AS BIGINT) FROM jilo_credit_lots \
+                         WHERE user_id = $1 AND expires_ms IS NULL",
+                        &args![user.as_str()],
+                    )
+                    .await?
+                    .opt_int(0)?;
+                let spent = c
+                    .fetch_one(
+                        "SELECT CAST(SUM(credits) AS BIGINT) FROM jilo_ledger \
+                         WHERE user_id = $1 AND kind = 'settle' AND at_ms >= $2",
+                        &args![user.as_str(), period_start.as_millis()],
+                    )
+                    .await?
+                    .opt_int(0)?;
+                Ok(CreditStatement {
+                    balance,
+                    expiring,
+                    lasting: lasting.unwrap_or(0),
+                    spent_this_period: spent.unwrap_or(0),
+                    period_start,
+                })
             })
         })
         .await
@@ -430,16 +416,20 @@ impl QuotaStore for SqlStore {
         // A batch of users at a time; each user's expiry is its own transaction, and the
         // guarded lot update writes each lot's expiry once whoever else runs this.
         loop {
-            let users: Vec<String> = self
-                .retry("finding expired credits", || async {
-                    Ok(sqlx::query_scalar(
-                        "SELECT DISTINCT user_id FROM jilo_credit_lots \
-                         WHERE expiry_written = 0 AND expires_ms IS NOT NULL \
-                         AND expires_ms <= $1 LIMIT 100",
-                    )
-                    .bind(now.as_millis())
-                    .fetch_all(&self.pool)
-                    .await?)
+            let users = self
+                .read("finding expired credits", false, move |c| {
+                    Box::pin(async move {
+                        c.fetch(
+                            "SELECT DISTINCT user_id FROM jilo_credit_lots \
+                             WHERE expiry_written = 0 AND expires_ms IS NOT NULL \
+                             AND expires_ms <= $1 LIMIT 100",
+                            &args![now.as_millis()],
+                        )
+                        .await?
+                        .iter()
+                        .map(|r| r.text(0))
+                        .collect::<StoreResult<Vec<_>>>()
+                    })
                 })
                 .await?;
             if users.is_empty() {
@@ -447,14 +437,7 @@ impl QuotaStore for SqlStore {
             }
             for user in users {
                 let user = UserId::new(user);
-                expired += self
-                    .retry("expiring credits", || async {
-                        let mut tx = self.begin_write().await?;
-                        let n = lots::expire_user_lots(&mut tx, self.backend, &user, now).await?;
-                        tx.commit().await?;
-                        Ok(n)
-                    })
-                    .await?;
+                expired += self.expire_due(user, now).await?;
             }
         }
     }
@@ -462,48 +445,46 @@ impl QuotaStore for SqlStore {
     async fn expire_user_credits(&self, user: &UserId, now: Timestamp) -> Result<u32> {
         // A read first: a write transaction (SQLite's one writer, Postgres's account lock)
         // only when a lot is due.
-        let due: Option<i64> = self
-            .retry("looking for a user's due credits", || async {
-                Ok(sqlx::query_scalar(
-                    "SELECT 1 FROM jilo_credit_lots WHERE user_id = $1 AND expiry_written = 0 \
-                     AND expires_ms IS NOT NULL AND expires_ms <= $2 LIMIT 1",
-                )
-                .bind(user.as_str())
-                .bind(now.as_millis())
-                .fetch_optional(&self.pool)
-                .await?)
+        let owned = user.clone();
+        let due = self
+            .read("looking for a user's due credits", false, move |c| {
+                let user = owned.clone();
+                Box::pin(async move {
+                    c.exists(
+                        "SELECT 1 FROM jilo_credit_lots WHERE user_id = $1 AND expiry_written = 0 \
+                         AND expires_ms IS NOT NULL AND expires_ms <= $2 LIMIT 1",
+                        &args![user.as_str(), now.as_millis()],
+                    )
+                    .await
+                })
             })
             .await?;
-        if due.is_none() {
+        if !due {
             // Unknown users are NotFound, like a balance read.
             self.balance(user).await?;
             return Ok(0);
         }
-        self.retry("expiring a user's credits", || async {
-            let mut tx = self.begin_write().await?;
-            let n = lots::expire_user_lots(&mut tx, self.backend, user, now).await?;
-            tx.commit().await?;
-            Ok(n)
-        })
-        .await
+        self.expire_due(user.clone(), now).await
     }
 
     async fn history_page(&self, user: &UserId, query: &HistoryQuery) -> Result<HistoryPage> {
         query.check()?;
         let sql = history_sql(query);
+        let before = query.before.map_or(i64::MAX, |c| c.seq());
+        let limit = query.limit;
+        let owned = user.clone();
         let page = self
-            .retry("reading a history page", || async {
-                let rows: Vec<EntryRow> = sqlx::query_as(&sql)
-                    .bind(user.as_str())
-                    .bind(query.before.map_or(i64::MAX, |c| c.seq()))
-                    .bind(i64::from(query.limit) + 1)
-                    .fetch_all(&self.pool)
-                    .await?;
-                let entries = rows
-                    .into_iter()
-                    .map(|r| entry_from_row(user, r))
-                    .collect::<StoreResult<Vec<_>>>()?;
-                Ok(HistoryPage::from_overfetch(entries, query.limit))
+            .read("reading a history page", false, move |c| {
+                let (sql, user) = (sql.clone(), owned.clone());
+                Box::pin(async move {
+                    let entries = c
+                        .fetch(&sql, &args![user.as_str(), before, i64::from(limit) + 1])
+                        .await?
+                        .iter()
+                        .map(|r| entry_from_row(&user, r))
+                        .collect::<StoreResult<Vec<_>>>()?;
+                    Ok(HistoryPage::from_overfetch(entries, limit))
+                })
             })
             .await?;
         if page.entries.is_empty() {
@@ -516,6 +497,15 @@ impl QuotaStore for SqlStore {
 }
 
 impl SqlStore {
+    /// Writes the expiry of one user's due lots, in its own transaction.
+    async fn expire_due(&self, user: UserId, now: Timestamp) -> Result<u32> {
+        self.write("expiring credits", move |c| {
+            let user = user.clone();
+            Box::pin(async move { lots::expire_user_lots(c, &user, now).await })
+        })
+        .await
+    }
+
     /// The database's plan for the statement a history page runs (`EXPLAIN QUERY PLAN` on
     /// SQLite, `EXPLAIN` on Postgres), one line per step: for checking in production that
     /// pages are read by index, never by a scan of the ledger.
@@ -524,30 +514,35 @@ impl SqlStore {
         let sql = history_sql(query);
         let before = query.before.map_or(i64::MAX, |c| c.seq());
         let limit = i64::from(query.limit) + 1;
-        self.retry("explaining a history page", || async {
-            let lines: Vec<String> = match self.backend {
-                Backend::Sqlite => {
-                    let rows: Vec<(i64, i64, i64, String)> =
-                        sqlx::query_as(&format!("EXPLAIN QUERY PLAN {sql}"))
-                            .bind(user.as_str())
-                            .bind(before)
-                            .bind(limit)
-                            .fetch_all(&self.pool)
-                            .await?;
-                    rows.into_iter().map(|(_, _, _, detail)| detail).collect()
-                }
-                Backend::Postgres => {
-                    // The plan for these very values, not a generic one.
-                    let literal = sql
-                        .replace("$1", &pg_string(user.as_str()))
-                        .replace("$2", &before.to_string())
-                        .replace("$3", &limit.to_string());
-                    sqlx::query_scalar(&format!("EXPLAIN {literal}"))
-                        .fetch_all(&self.pool)
+        let user = user.clone();
+        self.read("explaining a history page", false, move |c| {
+            let (sql, user) = (sql.clone(), user.clone());
+            Box::pin(async move {
+                let lines = match c.dialect().explain {
+                    Explain::QueryPlan => c
+                        .fetch(
+                            &format!("EXPLAIN QUERY PLAN {sql}"),
+                            &args![user.as_str(), before, limit],
+                        )
                         .await?
-                }
-            };
-            Ok(lines.join("\n"))
+                        .iter()
+                        .map(|r| r.text(3))
+                        .collect::<StoreResult<Vec<_>>>()?,
+                    Explain::Literal => {
+                        // The plan for these very values, not a generic one.
+                        let literal = sql
+                            .replace("$1", &pg_string(user.as_str()))
+                            .replace("$2", &before.to_string())
+                            .replace("$3", &limit.to_string());
+                        c.fetch(&format!("EXPLAIN {literal}"), &[])
+                            .await?
+                            .iter()
+                            .map(|r| r.text(0))
+                            .collect::<StoreResult<Vec<_>>>()?
+                    }
+                };
+                Ok(lines.join("\n"))
+            })
         })
         .await
     }
@@ -558,16 +553,6 @@ impl SqlStore {
 fn pg_string(s: &str) -> String {
     format!("E'{}'", s.replace('\\', "\\\\").replace('\'', "''"))
 }
-
-type EntryRow = (
-    i64,
-    String,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    i64,
-    i64,
-);
 
 const ENTRY_COLUMNS: &str = "seq, kind, job_id, grant_key, reason, credits, at_ms";
 
@@ -603,8 +588,15 @@ fn history_sql(query: &HistoryQuery) -> String {
     }
 }
 
-fn entry_from_row(user: &UserId, row: EntryRow) -> StoreResult<LedgerEntry> {
-    let (seq, kind, job, key, reason, credits, at) = row;
+fn entry_from_row(user: &UserId, row: &Row) -> StoreResult<LedgerEntry> {
+    let (seq, kind, job, key, reason) = (
+        row.int(0)?,
+        row.text(1)?,
+        row.opt_text(2)?,
+        row.opt_text(3)?,
+        row.opt_text(4)?,
+    );
+    let (credits, at) = (row.int(5)?, row.int(6)?);
     let job = || JobId::new(job.clone().unwrap_or_default());
     let kind = match kind.as_str() {
         "grant" => LedgerEntryKind::Grant {

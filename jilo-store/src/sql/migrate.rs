@@ -1,19 +1,19 @@
 //! Embedded migrations per backend, applied by [`super::SqlStore::migrate`].
 
 use jilo_core::Error;
-use sqlx::AnyPool;
 
+use super::conn::{args, Conn, Dialect};
 use super::errors::{StoreError, StoreResult};
-use super::Backend;
 
 /// One schema step.
+#[derive(Debug)]
 pub(crate) struct Migration {
     pub(crate) version: i64,
     pub(crate) name: &'static str,
     pub(crate) sql: &'static str,
 }
 
-const SQLITE: &[Migration] = &[
+pub(crate) const SQLITE: &[Migration] = &[
     Migration {
         version: 1,
         name: "ledger_and_jobs",
@@ -61,7 +61,7 @@ const SQLITE: &[Migration] = &[
     },
 ];
 
-const POSTGRES: &[Migration] = &[
+pub(crate) const POSTGRES: &[Migration] = &[
     Migration {
         version: 1,
         name: "ledger_and_jobs",
@@ -110,22 +110,17 @@ const POSTGRES: &[Migration] = &[
 ];
 
 /// The newest schema this build knows.
-pub(crate) fn latest(backend: Backend) -> i64 {
-    migrations(backend)
+pub(crate) fn latest(dialect: &Dialect) -> i64 {
+    dialect
+        .migrations
         .iter()
         .map(|m| m.version)
         .max()
         .unwrap_or(0)
 }
 
-fn migrations(backend: Backend) -> &'static [Migration] {
-    match backend {
-        Backend::Sqlite => SQLITE,
-        Backend::Postgres => POSTGRES,
-    }
-}
-
-/// Postgres advisory lock key serialising concurrent `migrate()` calls of many processes.
+/// Advisory lock key serialising concurrent `migrate()` calls of many processes (where the
+/// backend has such locks).
 const MIGRATION_LOCK: i64 = 0x6a69_6c6f_0001;
 
 const SCHEMA_TABLE: &str = "CREATE TABLE IF NOT EXISTS jilo_schema (
@@ -144,56 +139,31 @@ pub(crate) fn checksum(sql: &str) -> String {
         .collect()
 }
 
-/// Adds the checksum column to a schema table made by a build that kept none.
-async fn ensure_checksum_column(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
-    backend: Backend,
-) -> StoreResult<()> {
-    match backend {
-        Backend::Postgres => {
-            sqlx::query("ALTER TABLE jilo_schema ADD COLUMN IF NOT EXISTS checksum TEXT")
-                .execute(&mut **tx)
-                .await?;
-        }
-        Backend::Sqlite => {
-            let has: i64 = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM pragma_table_info('jilo_schema') WHERE name = 'checksum'",
-            )
-            .fetch_one(&mut **tx)
-            .await?;
-            if has == 0 {
-                sqlx::query("ALTER TABLE jilo_schema ADD COLUMN checksum TEXT")
-                    .execute(&mut **tx)
-                    .await?;
-            }
-        }
+/// Applies the missing migrations inside the caller's write transaction; refuses a database
+/// whose schema is newer than this build, or one whose applied migration differs from this
+/// build's (its checksum, the SHA-256 of the SQL, is kept when it is applied; one applied by a
+/// build that kept none is adopted). Returns the schema version after the call.
+pub(crate) async fn run(c: &mut dyn Conn, now_ms: i64) -> StoreResult<i64> {
+    let dialect = c.dialect();
+    if let Some(lock) = dialect.migration_lock {
+        c.exec(lock, &args![MIGRATION_LOCK]).await?;
     }
-    Ok(())
-}
-
-/// Applies the missing migrations; refuses a database whose schema is newer than this build,
-/// or one whose applied migration differs from this build's (its checksum, the SHA-256 of the
-/// SQL, is kept when it is applied; one applied by a build that kept none is adopted).
-/// Returns the schema version after the call.
-pub(crate) async fn run(pool: &AnyPool, backend: Backend, now_ms: i64) -> StoreResult<i64> {
-    let mut tx = match backend {
-        Backend::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await?,
-        Backend::Postgres => {
-            let mut tx = pool.begin().await?;
-            sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                .bind(MIGRATION_LOCK)
-                .execute(&mut *tx)
-                .await?;
-            tx
-        }
-    };
-    sqlx::query(SCHEMA_TABLE).execute(&mut *tx).await?;
-    ensure_checksum_column(&mut tx, backend).await?;
-    let current: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM jilo_schema")
-        .fetch_one(&mut *tx)
-        .await?;
-    let current = current.unwrap_or(0);
-    let known = latest(backend);
+    c.batch(SCHEMA_TABLE).await?;
+    // A schema table made by a build that kept no checksums gains the column.
+    if c.fetch_one(dialect.has_checksum_column, &[])
+        .await?
+        .int(0)?
+        == 0
+    {
+        c.exec("ALTER TABLE jilo_schema ADD COLUMN checksum TEXT", &[])
+            .await?;
+    }
+    let current = c
+        .fetch_one("SELECT MAX(version) FROM jilo_schema", &[])
+        .await?
+        .opt_int(0)?
+        .unwrap_or(0);
+    let known = latest(dialect);
     if current > known {
         return Err(StoreError::Rule(Error::storage(
             format!(
@@ -204,12 +174,15 @@ pub(crate) async fn run(pool: &AnyPool, backend: Backend, now_ms: i64) -> StoreR
             None,
         )));
     }
-    let applied: Vec<(i64, Option<String>)> =
-        sqlx::query_as("SELECT version, checksum FROM jilo_schema ORDER BY version")
-            .fetch_all(&mut *tx)
-            .await?;
-    for (version, kept) in applied {
-        let Some(m) = migrations(backend).iter().find(|m| m.version == version) else {
+    let applied = c
+        .fetch(
+            "SELECT version, checksum FROM jilo_schema ORDER BY version",
+            &[],
+        )
+        .await?;
+    for row in applied {
+        let (version, kept) = (row.int(0)?, row.opt_text(1)?);
+        let Some(m) = dialect.migrations.iter().find(|m| m.version == version) else {
             continue;
         };
         let sum = checksum(m.sql);
@@ -217,7 +190,9 @@ pub(crate) async fn run(pool: &AnyPool, backend: Backend, now_ms: i64) -> StoreR
             Some(kept) if kept != sum => {
                 return Err(StoreError::Rule(Error::storage(
                     format!(
-                        "migration {version} ({}) applied to this database differs from this                          jilo build's (checksum {kept}, expected {sum}): the migration was edited                          after it ran; restore it, or bring the database in line by hand",
+                        "migration {version} ({}) applied to this database differs from this \
+                         jilo build's (checksum {kept}, expected {sum}): the migration was edited \
+                         after it ran; restore it, or bring the database in line by hand",
                         m.name
                     ),
                     false,
@@ -226,27 +201,23 @@ pub(crate) async fn run(pool: &AnyPool, backend: Backend, now_ms: i64) -> StoreR
             }
             Some(_) => {}
             None => {
-                sqlx::query("UPDATE jilo_schema SET checksum = $1 WHERE version = $2")
-                    .bind(&sum)
-                    .bind(version)
-                    .execute(&mut *tx)
-                    .await?;
+                c.exec(
+                    "UPDATE jilo_schema SET checksum = $1 WHERE version = $2",
+                    &args![sum.as_str(), version],
+                )
+                .await?;
             }
         }
     }
-    for m in migrations(backend).iter().filter(|m| m.version > current) {
+    for m in dialect.migrations.iter().filter(|m| m.version > current) {
         tracing::info!(version = m.version, name = m.name, "applying migration");
-        sqlx::raw_sql(m.sql).execute(&mut *tx).await?;
-        sqlx::query(
+        c.batch(m.sql).await?;
+        let sum = checksum(m.sql);
+        c.exec(
             "INSERT INTO jilo_schema (version, name, applied_ms, checksum) VALUES ($1, $2, $3, $4)",
+            &args![m.version, m.name, now_ms, sum.as_str()],
         )
-        .bind(m.version)
-        .bind(m.name)
-        .bind(now_ms)
-        .bind(checksum(m.sql))
-        .execute(&mut *tx)
         .await?;
     }
-    tx.commit().await?;
     Ok(known.max(current))
 }

@@ -16,6 +16,7 @@
 //! `… WHERE available >= $n`) checked for the row it must change; the schema itself refuses a
 //! negative balance or a broken `granted = available + held + spent`.
 
+pub(crate) mod conn;
 mod errors;
 mod events;
 pub use events::JOB_EVENTS_CHANNEL;
@@ -40,7 +41,42 @@ use sqlx::{AnyPool, Executor};
 use tokio::sync::OnceCell;
 
 use crate::StoreUrl;
+use conn::{AnyConn, Conn, Dialect};
 use errors::{StoreError, StoreResult};
+
+/// A transaction's body over a connection: the shared SQL of every store operation.
+pub(crate) type Tx<'c, T> = futures::future::BoxFuture<'c, StoreResult<T>>;
+
+/// SQLite's own SQL: one writer at a time, so no row locks; events are published in process.
+pub(crate) static SQLITE: Dialect = Dialect {
+    row_lock: "",
+    skip_locked: "",
+    day_lock: None,
+    migration_lock: None,
+    notify: None,
+    has_checksum_column: "SELECT COUNT(*) FROM pragma_table_info('jilo_schema') \
+        WHERE name = 'checksum'",
+    begin_write: "BEGIN IMMEDIATE",
+    begin_snapshot: "BEGIN DEFERRED",
+    explain: conn::Explain::QueryPlan,
+    migrations: migrate::SQLITE,
+};
+
+/// Postgres's own SQL: row locks, skipped locked rows, advisory locks and `NOTIFY`.
+pub(crate) static POSTGRES: Dialect = Dialect {
+    row_lock: " FOR UPDATE",
+    skip_locked: " FOR UPDATE SKIP LOCKED",
+    day_lock: Some("SELECT pg_advisory_xact_lock(CAST($1 AS INTEGER), CAST($2 AS INTEGER))"),
+    migration_lock: Some("SELECT pg_advisory_xact_lock($1)"),
+    notify: Some("SELECT pg_notify($1, $2)"),
+    has_checksum_column: "SELECT COUNT(*) FROM information_schema.columns \
+        WHERE table_schema = current_schema() AND table_name = 'jilo_schema' \
+        AND column_name = 'checksum'",
+    begin_write: "BEGIN",
+    begin_snapshot: "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+    explain: conn::Explain::Literal,
+    migrations: migrate::POSTGRES,
+};
 
 /// Which database engine a store runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -217,15 +253,13 @@ impl SqlStore {
     /// Safe to call from many processes at once. A database whose schema is newer than this
     /// build is refused with [`Error::Storage`] saying so, and left untouched.
     pub async fn migrate(&self) -> Result<i64> {
-        self.retry("migrating", || {
-            migrate::run(&self.pool, self.backend, now_ms())
-        })
-        .await
+        self.write("migrating", |c| Box::pin(migrate::run(c, now_ms())))
+            .await
     }
 
     /// The newest schema version this build knows.
     pub fn schema_version(&self) -> i64 {
-        migrate::latest(self.backend)
+        migrate::latest(self.dialect())
     }
 
     /// The engine.
@@ -243,12 +277,76 @@ impl SqlStore {
         self.pool.close().await;
     }
 
-    /// Begins a write transaction: `BEGIN IMMEDIATE` on SQLite.
-    pub(crate) async fn begin_write(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Any>> {
-        Ok(match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.pool.begin().await?,
+    /// This backend's own SQL.
+    pub(crate) fn dialect(&self) -> &'static Dialect {
+        match self.backend {
+            Backend::Sqlite => &SQLITE,
+            Backend::Postgres => &POSTGRES,
+        }
+    }
+
+    /// Runs `body` in one write transaction and commits, retried while the database is
+    /// busy: on an SQLite file's writing connection when the store has one, else on the
+    /// pool (`BEGIN IMMEDIATE` on SQLite). The only way the store writes.
+    pub(crate) async fn write<T, F>(&self, what: &str, body: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: for<'c> Fn(&'c mut dyn Conn) -> Tx<'c, T> + Send + Sync + 'static,
+    {
+        #[cfg(feature = "sqlite")]
+        if let Some(writer) = &self.writer {
+            let body = Arc::new(body);
+            return self
+                .retry(what, || {
+                    let body = Arc::clone(&body);
+                    writer.run(move |conn| {
+                        sqlite_writer::transaction(conn, |c| futures::executor::block_on(body(c)))
+                    })
+                })
+                .await;
+        }
+        let dialect = self.dialect();
+        self.retry(what, || async {
+            let mut tx = self.pool.begin_with(dialect.begin_write).await?;
+            let out = body(&mut AnyConn {
+                conn: &mut tx,
+                dialect,
+            })
+            .await?;
+            tx.commit().await?;
+            Ok(out)
         })
+        .await
+    }
+
+    /// Runs `body` on a pooled connection outside a transaction (each statement its own
+    /// snapshot), or inside a read-only snapshot when `snapshot` is set.
+    pub(crate) async fn read<T, F>(&self, what: &str, snapshot: bool, body: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: for<'c> Fn(&'c mut dyn Conn) -> Tx<'c, T> + Send + Sync + 'static,
+    {
+        let dialect = self.dialect();
+        self.retry(what, || async {
+            if snapshot {
+                let mut tx = self.pool.begin_with(dialect.begin_snapshot).await?;
+                let out = body(&mut AnyConn {
+                    conn: &mut tx,
+                    dialect,
+                })
+                .await?;
+                tx.commit().await?;
+                Ok(out)
+            } else {
+                let mut conn = self.pool.acquire().await?;
+                body(&mut AnyConn {
+                    conn: &mut conn,
+                    dialect,
+                })
+                .await
+            }
+        })
+        .await
     }
 
     /// Runs `op` until it succeeds, fails for good, or transient failures (a busy SQLite

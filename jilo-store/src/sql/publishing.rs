@@ -2,42 +2,30 @@
 //! arrive sealed); a publication is a JSON document beside the columns its queries use (state,
 //! lease, statistics time), changed read-modify-write in one transaction that locks the row.
 
+use std::sync::Arc;
+
+use super::conn::{args, Conn, Row};
+use super::errors::{StoreError, StoreResult};
+use super::SqlStore;
 use async_trait::async_trait;
 use jilo_core::{
     ChannelConnection, ChannelStore, Error, JobId, Publication, PublicationLease,
     PublicationOutcome, PublicationState, PublicationStore, Result, Timestamp, UploadSession,
     UserId, VideoStats,
 };
-use sqlx::{Any, Transaction};
 
-use super::errors::{StoreError, StoreResult};
-use super::{Backend, SqlStore};
-
-type ChannelRow = (
-    String,
-    String,
-    String,
-    String,
-    i64,
-    String,
-    String,
-    i64,
-    i64,
-);
-
-fn channel_from_row(row: ChannelRow) -> ChannelConnection {
-    let (user, channel_id, name, access, expires, refresh, scopes, connected, updated) = row;
-    ChannelConnection {
-        user: UserId::new(user),
-        channel_id,
-        channel_name: name,
-        access_token: access,
-        access_expires_at: Timestamp::from_millis(expires),
-        refresh_token: refresh,
-        scopes: scopes.split_whitespace().map(str::to_owned).collect(),
-        connected_at: Timestamp::from_millis(connected),
-        updated_at: Timestamp::from_millis(updated),
-    }
+fn channel_from_row(r: &Row) -> StoreResult<ChannelConnection> {
+    Ok(ChannelConnection {
+        user: UserId::new(r.text(0)?),
+        channel_id: r.text(1)?,
+        channel_name: r.text(2)?,
+        access_token: r.text(3)?,
+        access_expires_at: Timestamp::from_millis(r.int(4)?),
+        refresh_token: r.text(5)?,
+        scopes: r.text(6)?.split_whitespace().map(str::to_owned).collect(),
+        connected_at: Timestamp::from_millis(r.int(7)?),
+        updated_at: Timestamp::from_millis(r.int(8)?),
+    })
 }
 
 const CHANNEL_COLUMNS: &str = "user_id, channel_id, channel_name, access_token, \
@@ -46,75 +34,96 @@ const CHANNEL_COLUMNS: &str = "user_id, channel_id, channel_name, access_token, 
 #[async_trait]
 impl ChannelStore for SqlStore {
     async fn save_channel(&self, channel: &ChannelConnection) -> Result<()> {
-        let scopes = channel.scopes.join(" ");
-        self.retry("keeping a channel", || async {
-            let mut tx = self.begin_write().await?;
-            sqlx::query(&format!(
-                "INSERT INTO jilo_channels ({CHANNEL_COLUMNS}) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-                 ON CONFLICT (user_id, channel_id) DO UPDATE SET \
-                 channel_name = excluded.channel_name, access_token = excluded.access_token, \
-                 access_expires_ms = excluded.access_expires_ms, \
-                 refresh_token = excluded.refresh_token, scopes = excluded.scopes, \
-                 updated_ms = excluded.updated_ms"
-            ))
-            .bind(channel.user.as_str())
-            .bind(channel.channel_id.as_str())
-            .bind(channel.channel_name.as_str())
-            .bind(channel.access_token.as_str())
-            .bind(channel.access_expires_at.as_millis())
-            .bind(channel.refresh_token.as_str())
-            .bind(scopes.as_str())
-            .bind(channel.connected_at.as_millis())
-            .bind(channel.updated_at.as_millis())
-            .execute(&mut *tx)
-            .await?;
-            tx.commit().await?;
-            Ok(())
+        let channel = Arc::new(channel.clone());
+        self.write("keeping a channel", move |c| {
+            let channel = Arc::clone(&channel);
+            Box::pin(async move {
+                let scopes = channel.scopes.join(" ");
+                c.exec(
+                    &format!(
+                        "INSERT INTO jilo_channels ({CHANNEL_COLUMNS}) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                         ON CONFLICT (user_id, channel_id) DO UPDATE SET \
+                         channel_name = excluded.channel_name, \
+                         access_token = excluded.access_token, \
+                         access_expires_ms = excluded.access_expires_ms, \
+                         refresh_token = excluded.refresh_token, scopes = excluded.scopes, \
+                         updated_ms = excluded.updated_ms"
+                    ),
+                    &args![
+                        channel.user.as_str(),
+                        channel.channel_id.as_str(),
+                        channel.channel_name.as_str(),
+                        channel.access_token.as_str(),
+                        channel.access_expires_at.as_millis(),
+                        channel.refresh_token.as_str(),
+                        scopes.as_str(),
+                        channel.connected_at.as_millis(),
+                        channel.updated_at.as_millis(),
+                    ],
+                )
+                .await?;
+                Ok(())
+            })
         })
         .await
     }
 
     async fn channel(&self, user: &UserId, channel_id: &str) -> Result<Option<ChannelConnection>> {
-        self.retry("reading a channel", || async {
-            let row: Option<ChannelRow> = sqlx::query_as(&format!(
-                "SELECT {CHANNEL_COLUMNS} FROM jilo_channels \
-                 WHERE user_id = $1 AND channel_id = $2"
-            ))
-            .bind(user.as_str())
-            .bind(channel_id)
-            .fetch_optional(&self.pool)
-            .await?;
-            Ok(row.map(channel_from_row))
+        let key = Arc::new((user.clone(), channel_id.to_owned()));
+        self.read("reading a channel", false, move |c| {
+            let key = Arc::clone(&key);
+            Box::pin(async move {
+                c.fetch_opt(
+                    &format!(
+                        "SELECT {CHANNEL_COLUMNS} FROM jilo_channels \
+                         WHERE user_id = $1 AND channel_id = $2"
+                    ),
+                    &args![key.0.as_str(), key.1.as_str()],
+                )
+                .await?
+                .as_ref()
+                .map(channel_from_row)
+                .transpose()
+            })
         })
         .await
     }
 
     async fn channels(&self, user: &UserId) -> Result<Vec<ChannelConnection>> {
-        self.retry("listing channels", || async {
-            let rows: Vec<ChannelRow> = sqlx::query_as(&format!(
-                "SELECT {CHANNEL_COLUMNS} FROM jilo_channels WHERE user_id = $1 \
-                 ORDER BY channel_id"
-            ))
-            .bind(user.as_str())
-            .fetch_all(&self.pool)
-            .await?;
-            Ok(rows.into_iter().map(channel_from_row).collect())
+        let user = user.clone();
+        self.read("listing channels", false, move |c| {
+            let user = user.clone();
+            Box::pin(async move {
+                c.fetch(
+                    &format!(
+                        "SELECT {CHANNEL_COLUMNS} FROM jilo_channels WHERE user_id = $1 \
+                         ORDER BY channel_id"
+                    ),
+                    &args![user.as_str()],
+                )
+                .await?
+                .iter()
+                .map(channel_from_row)
+                .collect()
+            })
         })
         .await
     }
 
     async fn remove_channel(&self, user: &UserId, channel_id: &str) -> Result<bool> {
-        self.retry("removing a channel", || async {
-            let mut tx = self.begin_write().await?;
-            let done =
-                sqlx::query("DELETE FROM jilo_channels WHERE user_id = $1 AND channel_id = $2")
-                    .bind(user.as_str())
-                    .bind(channel_id)
-                    .execute(&mut *tx)
+        let key = Arc::new((user.clone(), channel_id.to_owned()));
+        self.write("removing a channel", move |c| {
+            let key = Arc::clone(&key);
+            Box::pin(async move {
+                let removed = c
+                    .exec(
+                        "DELETE FROM jilo_channels WHERE user_id = $1 AND channel_id = $2",
+                        &args![key.0.as_str(), key.1.as_str()],
+                    )
                     .await?;
-            tx.commit().await?;
-            Ok(done.rows_affected() > 0)
+                Ok(removed > 0)
+            })
         })
         .await
     }
@@ -128,64 +137,75 @@ fn read_doc(doc: &str) -> StoreResult<Publication> {
     Ok(serde_json::from_str(doc)?)
 }
 
-impl SqlStore {
-    /// The record, its row locked until the transaction ends (SQLite: the write transaction
-    /// already holds the database).
-    async fn locked_publication(
-        &self,
-        tx: &mut Transaction<'static, Any>,
-        job: &JobId,
-        channel_id: &str,
-    ) -> StoreResult<Option<Publication>> {
-        let lock = match self.backend {
-            Backend::Postgres => " FOR UPDATE",
-            Backend::Sqlite => "",
-        };
-        let doc: Option<String> = sqlx::query_scalar(&format!(
-            "SELECT doc FROM jilo_publications WHERE job_id = $1 AND channel_id = $2{lock}"
-        ))
-        .bind(job.as_str())
-        .bind(channel_id)
-        .fetch_optional(&mut **tx)
+fn docs(rows: &[Row]) -> StoreResult<Vec<Publication>> {
+    rows.iter().map(|r| read_doc(&r.text(0)?)).collect()
+}
+
+/// The record, its row locked until the transaction ends (where the backend locks rows; an
+/// SQLite write transaction already holds the database).
+async fn locked_publication(
+    c: &mut dyn Conn,
+    job: &JobId,
+    channel_id: &str,
+) -> StoreResult<Option<Publication>> {
+    let lock = c.dialect().row_lock;
+    let row = c
+        .fetch_opt(
+            &format!(
+                "SELECT doc FROM jilo_publications WHERE job_id = $1 AND channel_id = $2{lock}"
+            ),
+            &args![job.as_str(), channel_id],
+        )
         .await?;
-        doc.as_deref().map(read_doc).transpose()
-    }
+    row.map(|r| read_doc(&r.text(0)?)).transpose()
+}
 
-    /// Writes the record back (every column from the document).
-    async fn write_publication(
-        tx: &mut Transaction<'static, Any>,
-        p: &Publication,
-        insert: bool,
-    ) -> StoreResult<()> {
-        let doc = serde_json::to_string(p)?;
-        let lease_token = p.lease.as_ref().map(|l| l.token.clone());
-        let lease_until = p.lease.as_ref().map(|l| l.until.as_millis());
-        let stats_ms = p.stats.as_ref().map_or(-1, |(_, at)| at.as_millis());
-        let sql = if insert {
-            "INSERT INTO jilo_publications (job_id, channel_id, user_id, state, lease_token, \
-             lease_until_ms, stats_ms, created_ms, updated_ms, doc) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
-        } else {
-            "UPDATE jilo_publications SET user_id = $3, state = $4, lease_token = $5, \
-             lease_until_ms = $6, stats_ms = $7, created_ms = $8, updated_ms = $9, doc = $10 \
-             WHERE job_id = $1 AND channel_id = $2"
-        };
-        sqlx::query(sql)
-            .bind(p.job.as_str())
-            .bind(p.channel_id.as_str())
-            .bind(p.user.as_str())
-            .bind(p.state.as_str())
-            .bind(lease_token)
-            .bind(lease_until)
-            .bind(stats_ms)
-            .bind(p.created_at.as_millis())
-            .bind(p.updated_at.as_millis())
-            .bind(doc)
-            .execute(&mut **tx)
-            .await?;
-        Ok(())
-    }
+/// The record, locked, or `NotFound`.
+async fn existing_publication(
+    c: &mut dyn Conn,
+    job: &JobId,
+    channel_id: &str,
+) -> StoreResult<Publication> {
+    locked_publication(c, job, channel_id)
+        .await?
+        .ok_or_else(|| Error::not_found("publication", publication_key(job, channel_id)).into())
+}
 
+/// Writes the record back (every column from the document).
+async fn write_publication(c: &mut dyn Conn, p: &Publication) -> StoreResult<()> {
+    let doc = serde_json::to_string(p)?;
+    let lease_token = p.lease.as_ref().map(|l| l.token.as_str());
+    let lease_until = p.lease.as_ref().map(|l| l.until.as_millis());
+    let stats_ms = p.stats.as_ref().map_or(-1, |(_, at)| at.as_millis());
+    c.exec(
+        "UPDATE jilo_publications SET user_id = $3, state = $4, lease_token = $5, \
+         lease_until_ms = $6, stats_ms = $7, created_ms = $8, updated_ms = $9, doc = $10 \
+         WHERE job_id = $1 AND channel_id = $2",
+        &args![
+            p.job.as_str(),
+            p.channel_id.as_str(),
+            p.user.as_str(),
+            p.state.as_str(),
+            lease_token,
+            lease_until,
+            stats_ms,
+            p.created_at.as_millis(),
+            p.updated_at.as_millis(),
+            doc.as_str(),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// A publication's key, owned, for a transaction's body.
+type Key = Arc<(JobId, String)>;
+
+fn key(job: &JobId, channel_id: &str) -> Key {
+    Arc::new((job.clone(), channel_id.to_owned()))
+}
+
+impl SqlStore {
     /// Runs `change` on the record held by `token` and writes it back.
     async fn change_held<T>(
         &self,
@@ -193,27 +213,27 @@ impl SqlStore {
         job: &JobId,
         channel_id: &str,
         token: &str,
-        change: impl Fn(&mut Publication) -> T + Send + Sync,
+        change: impl Fn(&mut Publication) -> T + Send + Sync + 'static,
     ) -> Result<T>
     where
-        T: Send,
+        T: Send + 'static,
     {
-        self.retry(what, || async {
-            let mut tx = self.begin_write().await?;
-            let mut record = self
-                .locked_publication(&mut tx, job, channel_id)
-                .await?
-                .ok_or_else(|| Error::not_found("publication", publication_key(job, channel_id)))?;
-            if !record.held_by(token) {
-                return Err(StoreError::Rule(Error::lost_race(format!(
-                    "the upload lease of {} is held by another process or has ended",
-                    publication_key(job, channel_id)
-                ))));
-            }
-            let out = change(&mut record);
-            Self::write_publication(&mut tx, &record, false).await?;
-            tx.commit().await?;
-            Ok(out)
+        let (key, token, change) = (key(job, channel_id), token.to_owned(), Arc::new(change));
+        self.write(what, move |c| {
+            let (key, token, change) = (Arc::clone(&key), token.clone(), Arc::clone(&change));
+            Box::pin(async move {
+                let (job, channel_id) = &*key;
+                let mut record = existing_publication(c, job, channel_id).await?;
+                if !record.held_by(&token) {
+                    return Err(StoreError::Rule(Error::lost_race(format!(
+                        "the upload lease of {} is held by another process or has ended",
+                        publication_key(job, channel_id)
+                    ))));
+                }
+                let out = change(&mut record);
+                write_publication(c, &record).await?;
+                Ok(out)
+            })
         })
         .await
     }
@@ -221,19 +241,20 @@ impl SqlStore {
     async fn publications_where(
         &self,
         what: &str,
-        filter: &str,
+        filter: &'static str,
         at: Timestamp,
         limit: u32,
     ) -> Result<Vec<Publication>> {
-        self.retry(what, || async {
-            let docs: Vec<String> = sqlx::query_scalar(&format!(
-                "SELECT doc FROM jilo_publications WHERE {filter} LIMIT $2"
-            ))
-            .bind(at.as_millis())
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?;
-            docs.iter().map(|d| read_doc(d)).collect()
+        self.read(what, false, move |c| {
+            Box::pin(async move {
+                docs(
+                    &c.fetch(
+                        &format!("SELECT doc FROM jilo_publications WHERE {filter} LIMIT $2"),
+                        &args![at.as_millis(), i64::from(limit)],
+                    )
+                    .await?,
+                )
+            })
         })
         .await
     }
@@ -242,47 +263,47 @@ impl SqlStore {
 #[async_trait]
 impl PublicationStore for SqlStore {
     async fn begin_publication(&self, publication: &Publication) -> Result<(Publication, bool)> {
-        self.retry("beginning a publication", || async {
-            let mut tx = self.begin_write().await?;
-            // Insert first: two first publishes of one job meet on the key, not on a lock of
-            // a row that is not there yet.
-            let doc = serde_json::to_string(publication)?;
-            let inserted = sqlx::query(
-                "INSERT INTO jilo_publications (job_id, channel_id, user_id, state, lease_token, \
-                 lease_until_ms, stats_ms, created_ms, updated_ms, doc) \
-                 VALUES ($1, $2, $3, $4, NULL, NULL, -1, $5, $6, $7) \
-                 ON CONFLICT (job_id, channel_id) DO NOTHING",
-            )
-            .bind(publication.job.as_str())
-            .bind(publication.channel_id.as_str())
-            .bind(publication.user.as_str())
-            .bind(publication.state.as_str())
-            .bind(publication.created_at.as_millis())
-            .bind(publication.updated_at.as_millis())
-            .bind(doc)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
-                > 0;
-            if inserted {
-                tx.commit().await?;
-                return Ok((publication.clone(), true));
-            }
-            let earlier = self
-                .locked_publication(&mut tx, &publication.job, &publication.channel_id)
-                .await?
-                .ok_or_else(|| {
-                    Error::lost_race("a publication vanished while it was being begun")
-                })?;
-            let out = if earlier.state == PublicationState::Failed {
-                let restarted = earlier.restarted_with(publication);
-                Self::write_publication(&mut tx, &restarted, false).await?;
-                (restarted, true)
-            } else {
-                (earlier, false)
-            };
-            tx.commit().await?;
-            Ok(out)
+        let publication = Arc::new(publication.clone());
+        self.write("beginning a publication", move |c| {
+            let publication = Arc::clone(&publication);
+            Box::pin(async move {
+                // Insert first: two first publishes of one job meet on the key, not on a lock
+                // of a row that is not there yet.
+                let doc = serde_json::to_string(&*publication)?;
+                let inserted = c
+                    .exec(
+                        "INSERT INTO jilo_publications (job_id, channel_id, user_id, state, \
+                         lease_token, lease_until_ms, stats_ms, created_ms, updated_ms, doc) \
+                         VALUES ($1, $2, $3, $4, NULL, NULL, -1, $5, $6, $7) \
+                         ON CONFLICT (job_id, channel_id) DO NOTHING",
+                        &args![
+                            publication.job.as_str(),
+                            publication.channel_id.as_str(),
+                            publication.user.as_str(),
+                            publication.state.as_str(),
+                            publication.created_at.as_millis(),
+                            publication.updated_at.as_millis(),
+                            doc.as_str(),
+                        ],
+                    )
+                    .await?
+                    > 0;
+                if inserted {
+                    return Ok(((*publication).clone(), true));
+                }
+                let earlier = locked_publication(c, &publication.job, &publication.channel_id)
+                    .await?
+                    .ok_or_else(|| {
+                        Error::lost_race("a publication vanished while it was being begun")
+                    })?;
+                if earlier.state == PublicationState::Failed {
+                    let restarted = earlier.restarted_with(&publication);
+                    write_publication(c, &restarted).await?;
+                    Ok((restarted, true))
+                } else {
+                    Ok((earlier, false))
+                }
+            })
         })
         .await
     }
@@ -294,21 +315,20 @@ impl PublicationStore for SqlStore {
         lease: &PublicationLease,
         now: Timestamp,
     ) -> Result<Option<Publication>> {
-        self.retry("claiming a publication", || async {
-            let mut tx = self.begin_write().await?;
-            let mut record = self
-                .locked_publication(&mut tx, job, channel_id)
-                .await?
-                .ok_or_else(|| Error::not_found("publication", publication_key(job, channel_id)))?;
-            if !record.claimable_at(now) {
-                return Ok(None);
-            }
-            record.lease = Some(lease.clone());
-            record.attempts += 1;
-            record.updated_at = now;
-            Self::write_publication(&mut tx, &record, false).await?;
-            tx.commit().await?;
-            Ok(Some(record))
+        let (key, lease) = (key(job, channel_id), Arc::new(lease.clone()));
+        self.write("claiming a publication", move |c| {
+            let (key, lease) = (Arc::clone(&key), Arc::clone(&lease));
+            Box::pin(async move {
+                let mut record = existing_publication(c, &key.0, &key.1).await?;
+                if !record.claimable_at(now) {
+                    return Ok(None);
+                }
+                record.lease = Some((*lease).clone());
+                record.attempts += 1;
+                record.updated_at = now;
+                write_publication(c, &record).await?;
+                Ok(Some(record))
+            })
         })
         .await
     }
@@ -321,13 +341,14 @@ impl PublicationStore for SqlStore {
         session: &UploadSession,
         until: Timestamp,
     ) -> Result<()> {
+        let session = session.clone();
         self.change_held(
             "keeping upload progress",
             job,
             channel_id,
             token,
-            |record| {
-                record.keep_session(session);
+            move |record| {
+                record.keep_session(&session);
                 if let Some(lease) = record.lease.as_mut() {
                     lease.until = until;
                 }
@@ -348,7 +369,7 @@ impl PublicationStore for SqlStore {
             job,
             channel_id,
             token,
-            |record| {
+            move |record| {
                 if let Some(lease) = record.lease.as_mut() {
                     lease.until = until;
                 }
@@ -364,10 +385,17 @@ impl PublicationStore for SqlStore {
         token: &str,
         outcome: &PublicationOutcome,
     ) -> Result<Publication> {
-        self.change_held("ending a publication", job, channel_id, token, |record| {
-            record.end(outcome);
-            record.clone()
-        })
+        let outcome = outcome.clone();
+        self.change_held(
+            "ending a publication",
+            job,
+            channel_id,
+            token,
+            move |record| {
+                record.end(&outcome);
+                record.clone()
+            },
+        )
         .await
     }
 
@@ -377,16 +405,14 @@ impl PublicationStore for SqlStore {
         channel_id: &str,
         notes: &[String],
     ) -> Result<()> {
-        self.retry("noting a publication", || async {
-            let mut tx = self.begin_write().await?;
-            let mut record = self
-                .locked_publication(&mut tx, job, channel_id)
-                .await?
-                .ok_or_else(|| Error::not_found("publication", publication_key(job, channel_id)))?;
-            record.add_notes(notes);
-            Self::write_publication(&mut tx, &record, false).await?;
-            tx.commit().await?;
-            Ok(())
+        let (key, notes) = (key(job, channel_id), Arc::new(notes.to_vec()));
+        self.write("noting a publication", move |c| {
+            let (key, notes) = (Arc::clone(&key), Arc::clone(&notes));
+            Box::pin(async move {
+                let mut record = existing_publication(c, &key.0, &key.1).await?;
+                record.add_notes(&notes);
+                write_publication(c, &record).await
+            })
         })
         .await
     }
@@ -410,28 +436,35 @@ impl PublicationStore for SqlStore {
     }
 
     async fn publication(&self, job: &JobId, channel_id: &str) -> Result<Option<Publication>> {
-        self.retry("reading a publication", || async {
-            let doc: Option<String> = sqlx::query_scalar(
-                "SELECT doc FROM jilo_publications WHERE job_id = $1 AND channel_id = $2",
-            )
-            .bind(job.as_str())
-            .bind(channel_id)
-            .fetch_optional(&self.pool)
-            .await?;
-            doc.as_deref().map(read_doc).transpose()
+        let key = key(job, channel_id);
+        self.read("reading a publication", false, move |c| {
+            let key = Arc::clone(&key);
+            Box::pin(async move {
+                let row = c
+                    .fetch_opt(
+                        "SELECT doc FROM jilo_publications WHERE job_id = $1 AND channel_id = $2",
+                        &args![key.0.as_str(), key.1.as_str()],
+                    )
+                    .await?;
+                row.map(|r| read_doc(&r.text(0)?)).transpose()
+            })
         })
         .await
     }
 
     async fn publications_of(&self, job: &JobId) -> Result<Vec<Publication>> {
-        self.retry("listing a job's publications", || async {
-            let docs: Vec<String> = sqlx::query_scalar(
-                "SELECT doc FROM jilo_publications WHERE job_id = $1 ORDER BY channel_id",
-            )
-            .bind(job.as_str())
-            .fetch_all(&self.pool)
-            .await?;
-            docs.iter().map(|d| read_doc(d)).collect()
+        let job = job.clone();
+        self.read("listing a job's publications", false, move |c| {
+            let job = job.clone();
+            Box::pin(async move {
+                docs(
+                    &c.fetch(
+                        "SELECT doc FROM jilo_publications WHERE job_id = $1 ORDER BY channel_id",
+                        &args![job.as_str()],
+                    )
+                    .await?,
+                )
+            })
         })
         .await
     }
@@ -468,21 +501,19 @@ impl PublicationStore for SqlStore {
         stats: &VideoStats,
         at: Timestamp,
     ) -> Result<()> {
-        self.retry("keeping statistics", || async {
-            let mut tx = self.begin_write().await?;
-            let mut record = self
-                .locked_publication(&mut tx, job, channel_id)
-                .await?
-                .ok_or_else(|| Error::not_found("publication", publication_key(job, channel_id)))?;
-            if record.state != PublicationState::Published {
-                return Err(StoreError::Rule(Error::not_allowed(
-                    "only a published video has statistics",
-                )));
-            }
-            record.stats = Some((*stats, at));
-            Self::write_publication(&mut tx, &record, false).await?;
-            tx.commit().await?;
-            Ok(())
+        let (key, stats) = (key(job, channel_id), *stats);
+        self.write("keeping statistics", move |c| {
+            let key = Arc::clone(&key);
+            Box::pin(async move {
+                let mut record = existing_publication(c, &key.0, &key.1).await?;
+                if record.state != PublicationState::Published {
+                    return Err(StoreError::Rule(Error::not_allowed(
+                        "only a published video has statistics",
+                    )));
+                }
+                record.stats = Some((stats, at));
+                write_publication(c, &record).await
+            })
         })
         .await
     }

@@ -1,47 +1,58 @@
 //! The trend cache in SQL: platform searches by key and analyses by video, as JSON documents.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use jilo_core::traits::{decide_source_run, KeptSourceRun};
 use jilo_core::{
     CachedSearch, Platform, Result, SourceRunClaim, SourceRunState, Timestamp, TrendCache,
     ViralAnalysis,
 };
-use sqlx::Row;
 
-use super::errors::StoreResult;
-use super::{Backend, SqlStore};
+use super::conn::args;
+use super::errors::StoreError;
+use super::SqlStore;
 
 #[async_trait]
 impl TrendCache for SqlStore {
     async fn cached_search(&self, key: &str) -> Result<Option<CachedSearch>> {
-        self.retry("reading a kept search", || async {
-            let doc: Option<String> =
-                sqlx::query_scalar("SELECT doc FROM jilo_trend_searches WHERE query_key = $1")
-                    .bind(key)
-                    .fetch_optional(&self.pool)
+        let key = key.to_owned();
+        self.read("reading a kept search", false, move |c| {
+            let key = key.clone();
+            Box::pin(async move {
+                let row = c
+                    .fetch_opt(
+                        "SELECT doc FROM jilo_trend_searches WHERE query_key = $1",
+                        &args![key.as_str()],
+                    )
                     .await?;
-            Ok(doc.map(|d| serde_json::from_str(&d)).transpose()?)
+                Ok(row
+                    .map(|r| r.text(0))
+                    .transpose()?
+                    .map(|d| serde_json::from_str(&d))
+                    .transpose()?)
+            })
         })
         .await
     }
 
     async fn store_search(&self, key: &str, search: &CachedSearch) -> Result<()> {
         let doc = serde_json::to_string(search)
-            .map_err(|e| super::errors::StoreError::from(e).into_error("keeping a search"))?;
-        self.retry("keeping a search", || async {
-            let mut tx = self.begin_write().await?;
-            sqlx::query(
-                "INSERT INTO jilo_trend_searches (query_key, fetched_ms, doc) VALUES ($1, $2, $3) \
-                 ON CONFLICT (query_key) DO UPDATE SET fetched_ms = excluded.fetched_ms, \
-                 doc = excluded.doc",
-            )
-            .bind(key)
-            .bind(search.fetched_at.as_millis())
-            .bind(doc.as_str())
-            .execute(&mut *tx)
-            .await?;
-            tx.commit().await?;
-            Ok(())
+            .map_err(|e| StoreError::from(e).into_error("keeping a search"))?;
+        let input = Arc::new((key.to_owned(), search.fetched_at, doc));
+        self.write("keeping a search", move |c| {
+            let input = Arc::clone(&input);
+            Box::pin(async move {
+                let (key, fetched_at, doc) = &*input;
+                c.exec(
+                    "INSERT INTO jilo_trend_searches (query_key, fetched_ms, doc) \
+                     VALUES ($1, $2, $3) ON CONFLICT (query_key) DO UPDATE SET \
+                     fetched_ms = excluded.fetched_ms, doc = excluded.doc",
+                    &args![key.as_str(), fetched_at.as_millis(), doc.as_str()],
+                )
+                .await?;
+                Ok(())
+            })
         })
         .await
     }
@@ -51,15 +62,22 @@ impl TrendCache for SqlStore {
         platform: Platform,
         video_id: &str,
     ) -> Result<Option<ViralAnalysis>> {
-        self.retry("reading a kept analysis", || async {
-            let doc: Option<String> = sqlx::query_scalar(
-                "SELECT doc FROM jilo_trend_analyses WHERE platform = $1 AND video_id = $2",
-            )
-            .bind(platform.as_str())
-            .bind(video_id)
-            .fetch_optional(&self.pool)
-            .await?;
-            Ok(doc.map(|d| serde_json::from_str(&d)).transpose()?)
+        let video_id = video_id.to_owned();
+        self.read("reading a kept analysis", false, move |c| {
+            let video_id = video_id.clone();
+            Box::pin(async move {
+                let row = c
+                    .fetch_opt(
+                        "SELECT doc FROM jilo_trend_analyses WHERE platform = $1 AND video_id = $2",
+                        &args![platform.as_str(), video_id.as_str()],
+                    )
+                    .await?;
+                Ok(row
+                    .map(|r| r.text(0))
+                    .transpose()?
+                    .map(|d| serde_json::from_str(&d))
+                    .transpose()?)
+            })
         })
         .await
     }
@@ -72,76 +90,80 @@ impl TrendCache for SqlStore {
         at: Timestamp,
     ) -> Result<()> {
         let doc = serde_json::to_string(analysis)
-            .map_err(|e| super::errors::StoreError::from(e).into_error("keeping an analysis"))?;
-        self.retry("keeping an analysis", || async {
-            let mut tx = self.begin_write().await?;
-            sqlx::query(
-                "INSERT INTO jilo_trend_analyses (platform, video_id, analyzed_ms, doc) \
-                 VALUES ($1, $2, $3, $4) ON CONFLICT (platform, video_id) DO UPDATE SET \
-                 analyzed_ms = excluded.analyzed_ms, doc = excluded.doc",
-            )
-            .bind(platform.as_str())
-            .bind(video_id)
-            .bind(at.as_millis())
-            .bind(doc.as_str())
-            .execute(&mut *tx)
-            .await?;
-            tx.commit().await?;
-            Ok(())
+            .map_err(|e| StoreError::from(e).into_error("keeping an analysis"))?;
+        let input = Arc::new((video_id.to_owned(), doc));
+        self.write("keeping an analysis", move |c| {
+            let input = Arc::clone(&input);
+            Box::pin(async move {
+                let (video_id, doc) = &*input;
+                c.exec(
+                    "INSERT INTO jilo_trend_analyses (platform, video_id, analyzed_ms, doc) \
+                     VALUES ($1, $2, $3, $4) ON CONFLICT (platform, video_id) DO UPDATE SET \
+                     analyzed_ms = excluded.analyzed_ms, doc = excluded.doc",
+                    &args![
+                        platform.as_str(),
+                        video_id.as_str(),
+                        at.as_millis(),
+                        doc.as_str()
+                    ],
+                )
+                .await?;
+                Ok(())
+            })
         })
         .await
     }
 
     async fn claim_source_run(&self, claim: &SourceRunClaim) -> Result<SourceRunState> {
-        let lock = if self.backend == Backend::Postgres {
-            " FOR UPDATE"
-        } else {
-            ""
-        };
-        let read = format!(
-            "SELECT owner, run_id, until_ms FROM jilo_source_runs WHERE run_key = $1{lock}"
-        );
+        let claim = Arc::new(claim.clone());
         // A first claim made by two callers at once: one inserts, the other reads it again.
         for _ in 0..8 {
+            let claim = Arc::clone(&claim);
             let taken = self
-                .retry("claiming a source run", || async {
-                    let mut tx = self.begin_write().await?;
-                    let row = sqlx::query(&read)
-                        .bind(claim.key.as_str())
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                    let kept = row
-                        .map(|r| -> StoreResult<KeptSourceRun> {
-                            Ok(KeptSourceRun {
-                                owner: r.try_get(0)?,
-                                run_id: r.try_get(1)?,
-                                until: Timestamp::from_millis(r.try_get(2)?),
+                .write("claiming a source run", move |c| {
+                    let claim = Arc::clone(&claim);
+                    Box::pin(async move {
+                        let lock = c.dialect().row_lock;
+                        let kept = c
+                            .fetch_opt(
+                                &format!(
+                                    "SELECT owner, run_id, until_ms FROM jilo_source_runs \
+                                     WHERE run_key = $1{lock}"
+                                ),
+                                &args![claim.key.as_str()],
+                            )
+                            .await?
+                            .map(|r| -> Result<KeptSourceRun, StoreError> {
+                                Ok(KeptSourceRun {
+                                    owner: r.text(0)?,
+                                    run_id: r.opt_text(1)?,
+                                    until: Timestamp::from_millis(r.int(2)?),
+                                })
                             })
-                        })
-                        .transpose()?;
-                    let (state, write) = decide_source_run(kept.as_ref(), claim);
-                    let Some(record) = write else {
-                        return Ok(Some(state));
-                    };
-                    let sql = if kept.is_some() {
-                        "UPDATE jilo_source_runs SET owner = $2, run_id = NULL, until_ms = $3 \
-                         WHERE run_key = $1"
-                    } else {
-                        "INSERT INTO jilo_source_runs (run_key, owner, run_id, until_ms) \
-                         VALUES ($1, $2, NULL, $3) ON CONFLICT (run_key) DO NOTHING"
-                    };
-                    let written = sqlx::query(sql)
-                        .bind(claim.key.as_str())
-                        .bind(record.owner.as_str())
-                        .bind(record.until.as_millis())
-                        .execute(&mut *tx)
-                        .await?
-                        .rows_affected();
-                    if written == 0 {
-                        return Ok(None);
-                    }
-                    tx.commit().await?;
-                    Ok(Some(state))
+                            .transpose()?;
+                        let (state, write) = decide_source_run(kept.as_ref(), &claim);
+                        let Some(record) = write else {
+                            return Ok(Some(state));
+                        };
+                        let sql = if kept.is_some() {
+                            "UPDATE jilo_source_runs SET owner = $2, run_id = NULL, until_ms = $3 \
+                             WHERE run_key = $1"
+                        } else {
+                            "INSERT INTO jilo_source_runs (run_key, owner, run_id, until_ms) \
+                             VALUES ($1, $2, NULL, $3) ON CONFLICT (run_key) DO NOTHING"
+                        };
+                        let written = c
+                            .exec(
+                                sql,
+                                &args![
+                                    claim.key.as_str(),
+                                    record.owner.as_str(),
+                                    record.until.as_millis()
+                                ],
+                            )
+                            .await?;
+                        Ok((written > 0).then_some(state))
+                    })
                 })
                 .await?;
             if let Some(state) = taken {
@@ -160,22 +182,24 @@ impl TrendCache for SqlStore {
         run_id: &str,
         until: Timestamp,
     ) -> Result<()> {
+        let input = Arc::new((key.to_owned(), owner.to_owned(), run_id.to_owned()));
         let written = self
-            .retry("recording a source run", || async {
-                let mut tx = self.begin_write().await?;
-                let n = sqlx::query(
-                    "UPDATE jilo_source_runs SET run_id = $3, until_ms = $4 \
-                     WHERE run_key = $1 AND owner = $2 AND run_id IS NULL",
-                )
-                .bind(key)
-                .bind(owner)
-                .bind(run_id)
-                .bind(until.as_millis())
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-                tx.commit().await?;
-                Ok(n)
+            .write("recording a source run", move |c| {
+                let input = Arc::clone(&input);
+                Box::pin(async move {
+                    let (key, owner, run_id) = &*input;
+                    c.exec(
+                        "UPDATE jilo_source_runs SET run_id = $3, until_ms = $4 \
+                         WHERE run_key = $1 AND owner = $2 AND run_id IS NULL",
+                        &args![
+                            key.as_str(),
+                            owner.as_str(),
+                            run_id.as_str(),
+                            until.as_millis()
+                        ],
+                    )
+                    .await
+                })
             })
             .await?;
         if written == 0 {
@@ -187,29 +211,30 @@ impl TrendCache for SqlStore {
     }
 
     async fn end_source_run(&self, key: &str, owner: &str, run_id: Option<String>) -> Result<()> {
-        self.retry("ending a source run", || async {
-            let mut tx = self.begin_write().await?;
-            match &run_id {
-                Some(id) => {
-                    sqlx::query("DELETE FROM jilo_source_runs WHERE run_key = $1 AND run_id = $2")
-                        .bind(key)
-                        .bind(id.as_str())
-                        .execute(&mut *tx)
+        let input = Arc::new((key.to_owned(), owner.to_owned(), run_id));
+        self.write("ending a source run", move |c| {
+            let input = Arc::clone(&input);
+            Box::pin(async move {
+                let (key, owner, run_id) = &*input;
+                match run_id {
+                    Some(id) => {
+                        c.exec(
+                            "DELETE FROM jilo_source_runs WHERE run_key = $1 AND run_id = $2",
+                            &args![key.as_str(), id.as_str()],
+                        )
                         .await?
-                }
-                None => {
-                    sqlx::query(
-                        "DELETE FROM jilo_source_runs \
-                         WHERE run_key = $1 AND owner = $2 AND run_id IS NULL",
-                    )
-                    .bind(key)
-                    .bind(owner)
-                    .execute(&mut *tx)
-                    .await?
-                }
-            };
-            tx.commit().await?;
-            Ok(())
+                    }
+                    None => {
+                        c.exec(
+                            "DELETE FROM jilo_source_runs \
+                             WHERE run_key = $1 AND owner = $2 AND run_id IS NULL",
+                            &args![key.as_str(), owner.as_str()],
+                        )
+                        .await?
+                    }
+                };
+                Ok(())
+            })
         })
         .await
     }
