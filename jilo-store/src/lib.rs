@@ -26,10 +26,14 @@
 
 #[cfg(feature = "media")]
 mod media;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod postgres;
 #[cfg(feature = "s3")]
 mod s3_client;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod sql;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod sqlite;
 mod url;
 
 #[cfg(feature = "media")]
@@ -37,8 +41,10 @@ pub use media::{ObjectMediaStore, DEFAULT_MAX_BYTES, DEFAULT_MEDIA_DIR};
 /// object_store's S3 configuration, for [`ObjectMediaStore::s3`].
 #[cfg(feature = "s3")]
 pub use object_store::aws::AmazonS3Builder;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub use postgres::JOB_EVENTS_CHANNEL;
 #[cfg(feature = "s3")]
 pub use s3_client::RingS3Connector;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
-pub use sql::{Backend, SqlStore, SqlStoreOptions, JOB_EVENTS_CHANNEL};
+pub use sql::{Backend, SqlStore, SqlStoreOptions};
 pub use url::{StoreUrl, DEFAULT_SQLITE_PATH};

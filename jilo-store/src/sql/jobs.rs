@@ -130,11 +130,7 @@ async fn insert_delivery(
 async fn notify(c: &mut dyn Conn, job: &Job) -> StoreResult<()> {
     if let Some(sql) = c.dialect().notify {
         let payload = serde_json::to_string(&job.event())?;
-        c.exec(
-            sql,
-            &args![super::events::JOB_EVENTS_CHANNEL, payload.as_str()],
-        )
-        .await?;
+        c.exec(sql, &args![payload.as_str()]).await?;
     }
     Ok(())
 }

@@ -16,17 +16,15 @@
 //! `… WHERE available >= $n`) checked for the row it must change; the schema itself refuses a
 //! negative balance or a broken `granted = available + held + spent`.
 
+mod any;
 pub(crate) mod conn;
-mod errors;
+pub(crate) mod errors;
 mod events;
-pub use events::JOB_EVENTS_CHANNEL;
 mod jobs;
 mod ledger;
 mod lots;
 mod migrate;
 mod publishing;
-#[cfg(feature = "sqlite")]
-mod sqlite_writer;
 mod trends;
 
 use std::fmt;
@@ -41,42 +39,12 @@ use sqlx::{AnyPool, Executor};
 use tokio::sync::OnceCell;
 
 use crate::StoreUrl;
-use conn::{AnyConn, Conn, Dialect};
+use any::AnyConn;
+use conn::{Conn, Dialect};
 use errors::{StoreError, StoreResult};
 
 /// A transaction's body over a connection: the shared SQL of every store operation.
 pub(crate) type Tx<'c, T> = futures::future::BoxFuture<'c, StoreResult<T>>;
-
-/// SQLite's own SQL: one writer at a time, so no row locks; events are published in process.
-pub(crate) static SQLITE: Dialect = Dialect {
-    row_lock: "",
-    skip_locked: "",
-    day_lock: None,
-    migration_lock: None,
-    notify: None,
-    has_checksum_column: "SELECT COUNT(*) FROM pragma_table_info('jilo_schema') \
-        WHERE name = 'checksum'",
-    begin_write: "BEGIN IMMEDIATE",
-    begin_snapshot: "BEGIN DEFERRED",
-    explain: conn::Explain::QueryPlan,
-    migrations: migrate::SQLITE,
-};
-
-/// Postgres's own SQL: row locks, skipped locked rows, advisory locks and `NOTIFY`.
-pub(crate) static POSTGRES: Dialect = Dialect {
-    row_lock: " FOR UPDATE",
-    skip_locked: " FOR UPDATE SKIP LOCKED",
-    day_lock: Some("SELECT pg_advisory_xact_lock(CAST($1 AS INTEGER), CAST($2 AS INTEGER))"),
-    migration_lock: Some("SELECT pg_advisory_xact_lock($1)"),
-    notify: Some("SELECT pg_notify($1, $2)"),
-    has_checksum_column: "SELECT COUNT(*) FROM information_schema.columns \
-        WHERE table_schema = current_schema() AND table_name = 'jilo_schema' \
-        AND column_name = 'checksum'",
-    begin_write: "BEGIN",
-    begin_snapshot: "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
-    explain: conn::Explain::Literal,
-    migrations: migrate::POSTGRES,
-};
 
 /// Which database engine a store runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -136,10 +104,10 @@ pub struct SqlStore {
     pub(crate) events: jilo_core::EventHub,
     /// The shared Postgres listener, started by the first watcher.
     #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
-    pub(crate) listener: Arc<OnceCell<events::ListenerTask>>,
+    pub(crate) listener: Arc<OnceCell<crate::postgres::ListenerTask>>,
     /// An SQLite file's writing connection for the hot transactions (jobs and their holds).
     #[cfg(feature = "sqlite")]
-    pub(crate) writer: Option<Arc<sqlite_writer::SqliteWriter>>,
+    pub(crate) writer: Option<Arc<crate::sqlite::writer::SqliteWriter>>,
 }
 
 impl fmt::Debug for SqlStore {
@@ -231,7 +199,7 @@ impl SqlStore {
         let writer = match url.sqlite_path_and_params() {
             // A read-only URL keeps every write on the pool, which refuses them.
             Some((path, params)) if !params.contains("mode=ro") => Some(Arc::new(
-                sqlite_writer::SqliteWriter::open(path, options.busy_timeout)
+                crate::sqlite::writer::SqliteWriter::open(path, options.busy_timeout)
                     .map_err(|e| e.into_error("opening the SQLite writer"))?,
             )),
             _ => None,
@@ -280,8 +248,8 @@ impl SqlStore {
     /// This backend's own SQL.
     pub(crate) fn dialect(&self) -> &'static Dialect {
         match self.backend {
-            Backend::Sqlite => &SQLITE,
-            Backend::Postgres => &POSTGRES,
+            Backend::Sqlite => &crate::sqlite::DIALECT,
+            Backend::Postgres => &crate::postgres::DIALECT,
         }
     }
 
@@ -300,7 +268,9 @@ impl SqlStore {
                 .retry(what, || {
                     let body = Arc::clone(&body);
                     writer.run(move |conn| {
-                        sqlite_writer::transaction(conn, |c| futures::executor::block_on(body(c)))
+                        crate::sqlite::writer::transaction(conn, |c| {
+                            futures::executor::block_on(body(c))
+                        })
                     })
                 })
                 .await;

@@ -16,8 +16,9 @@ use std::time::Duration;
 use jilo_core::Error;
 use rusqlite::Connection;
 
-use super::conn::{Conn, LiteConn};
-use super::errors::StoreResult;
+use super::lite::LiteConn;
+use crate::sql::conn::Conn;
+use crate::sql::errors::{StoreError, StoreResult};
 
 type Work = Box<dyn FnOnce(&mut Connection) + Send>;
 
@@ -70,7 +71,7 @@ impl SqliteWriter {
         let work: Work = Box::new(move |conn| {
             let _ = answer.send(f(conn));
         });
-        let gone = || -> super::errors::StoreError {
+        let gone = || -> StoreError {
             Error::storage("the SQLite writer thread has stopped", false, None).into()
         };
         let alone = self.in_flight.fetch_add(1, Ordering::AcqRel) == 0;
