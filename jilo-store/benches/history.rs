@@ -1,7 +1,7 @@
 //! A usage page over years of entries: 100,000 ledger entries of one user among 1,000,000,
 //! the newest page and the oldest page (50 entries, by cursor) read through
-//! `QuotaStore::history_page`, beside the same statement run bare through sqlx (the floor:
-//! no mapping into entries), on SQLite and Postgres, median of 200 reads each.
+//! `QuotaStore::history_page`, beside the same statement run bare through sqlx's typed
+//! driver on the same database (the floor: a bare client, no mapping into entries), on SQLite and Postgres, median of 200 reads each.
 //!
 //! `cargo bench -p jilo-store --features sqlite,postgres --bench history`
 //! (Postgres: `JILO_TEST_POSTGRES_URL`, else the local server; skipped when unreachable.)
@@ -14,7 +14,38 @@ use std::time::{Duration, Instant};
 
 use jilo_core::{HistoryCursor, HistoryQuery, QuotaStore};
 use jilo_store::{SqlStore, SqlStoreOptions, StoreUrl};
-use sqlx::{Connection, Executor, PgConnection};
+use sqlx::{Connection, Executor, PgConnection, PgPool, SqlitePool};
+
+/// The bare client the store is measured against.
+enum Floor {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+impl Floor {
+    async fn page(&self, sql: &str, user: &str, before: i64, limit: i64) -> usize {
+        let rows: Vec<Row> = match self {
+            Floor::Sqlite(pool) => {
+                sqlx::query_as(sql)
+                    .bind(user)
+                    .bind(before)
+                    .bind(limit)
+                    .fetch_all(pool)
+                    .await
+            }
+            Floor::Postgres(pool) => {
+                sqlx::query_as(sql)
+                    .bind(user)
+                    .bind(before)
+                    .bind(limit)
+                    .fetch_all(pool)
+                    .await
+            }
+        }
+        .unwrap();
+        rows.len()
+    }
+}
 
 const TOTAL: u64 = 1_000_000;
 
@@ -34,7 +65,7 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
-async fn measure(store: &SqlStore, label: &str) {
+async fn measure(store: &SqlStore, floor: &Floor, label: &str) {
     let started = Instant::now();
     let oldest = volume::fill(store, TOTAL).await;
     let filled = started.elapsed();
@@ -49,27 +80,21 @@ async fn measure(store: &SqlStore, label: &str) {
         ),
     ] {
         let before = query.before.map_or(i64::MAX, |c| c.seq());
-        let (mut ours, mut floor) = (Vec::new(), Vec::new());
+        let (mut ours, mut floors) = (Vec::new(), Vec::new());
         for _ in 0..READS {
             let t = Instant::now();
             let got = store.history_page(&user, &query).await.unwrap();
             ours.push(t.elapsed());
             assert!(!got.entries.is_empty());
             let t = Instant::now();
-            let rows: Vec<Row> = sqlx::query_as(bare)
-                .bind(user.as_str())
-                .bind(before)
-                .bind(51_i64)
-                .fetch_all(store.pool())
-                .await
-                .unwrap();
-            floor.push(t.elapsed());
-            assert!(!rows.is_empty());
+            let rows = floor.page(bare, user.as_str(), before, 51).await;
+            floors.push(t.elapsed());
+            assert!(rows > 0);
         }
         println!(
             "| {label} | {page} | {:>8.0} µs | {:>8.0} µs |",
             median(ours).as_secs_f64() * 1e6,
-            median(floor).as_secs_f64() * 1e6
+            median(floors).as_secs_f64() * 1e6
         );
     }
     println!(
@@ -96,7 +121,12 @@ fn main() {
         let url = StoreUrl::SqliteFile(path.to_string_lossy().into_owned());
         let store = SqlStore::connect(&url, SqlStoreOptions::default()).await.unwrap();
         store.migrate().await.unwrap();
-        measure(&store, "sqlite").await;
+        let floor = Floor::Sqlite(
+            SqlitePool::connect(&format!("sqlite://{}", path.to_string_lossy()))
+                .await
+                .unwrap(),
+        );
+        measure(&store, &floor, "sqlite").await;
         store.close().await;
         let _ = std::fs::remove_file(&path);
 
@@ -118,7 +148,8 @@ fn main() {
         .await
         .unwrap();
         store.migrate().await.unwrap();
-        measure(&store, "postgres").await;
+        let floor = Floor::Postgres(store.postgres_pool().unwrap().clone());
+        measure(&store, &floor, "postgres").await;
         store.close().await;
         let _ = conn
             .execute(format!("DROP DATABASE {name} WITH (FORCE)").as_str())

@@ -98,19 +98,17 @@ async fn pages_read_by_index(store: &SqlStore) {
         Backend::Sqlite => format!("EXPLAIN QUERY PLAN {spent_sql}"),
         Backend::Postgres => format!("EXPLAIN {spent_sql}"),
     };
-    let plan: Vec<String> = match store.backend() {
-        Backend::Sqlite => sqlx::query_as::<_, (i64, i64, i64, String)>(&explain)
-            .fetch_all(store.pool())
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|r| r.3)
-            .collect(),
-        Backend::Postgres => sqlx::query_scalar(&explain)
-            .fetch_all(store.pool())
-            .await
-            .unwrap(),
+    let detail = match store.backend() {
+        Backend::Sqlite => 3,
+        Backend::Postgres => 0,
     };
+    let plan: Vec<String> = store
+        .query(&explain, &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.text(detail).unwrap())
+        .collect();
     let plan = plan.join("\n");
     println!(
         "{:?} plan of a statement's spending:\n{plan}",
@@ -150,13 +148,17 @@ async fn pages_read_by_index(store: &SqlStore) {
         .history_page(&user, &ends.clone().after(both.next.unwrap()))
         .await
         .unwrap();
-    let expected: Vec<i64> = sqlx::query_scalar(
-        "SELECT seq FROM jilo_ledger WHERE user_id = 'heavy-user' \
-         AND kind IN ('settle', 'refund') ORDER BY seq DESC LIMIT 100",
-    )
-    .fetch_all(store.pool())
-    .await
-    .unwrap();
+    let expected: Vec<i64> = store
+        .query(
+            "SELECT seq FROM jilo_ledger WHERE user_id = 'heavy-user' \
+             AND kind IN ('settle', 'refund') ORDER BY seq DESC LIMIT 100",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.int(0).unwrap())
+        .collect();
     let got: Vec<i64> = both
         .entries
         .iter()

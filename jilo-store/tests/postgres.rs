@@ -10,7 +10,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use jilo_core::testing::{job_store_suite, quota_store_suite, SimProvider, SIM_MODEL};
 use jilo_core::{Error, Grant, JobState, QuotaStore, Studio, Timestamp, UserId, VideoRequest};
-use jilo_store::{SqlStore, SqlStoreOptions};
+use jilo_store::{SqlStore, SqlStoreOptions, SqlValue};
 
 #[tokio::test]
 async fn postgres_passes_the_conformance_suites() {
@@ -50,9 +50,11 @@ async fn postgres_migrations_race_safely_and_refuse_a_newer_schema() {
         );
     }
     let future = stores[0].schema_version() + 1;
-    sqlx::query("INSERT INTO jilo_schema (version, name, applied_ms) VALUES ($1, 'future', 0)")
-        .bind(future)
-        .execute(stores[0].pool())
+    stores[0]
+        .execute(
+            "INSERT INTO jilo_schema (version, name, applied_ms) VALUES ($1, 'future', 0)",
+            &[SqlValue::from(future)],
+        )
         .await
         .unwrap();
     match stores[1].migrate().await {
@@ -134,12 +136,12 @@ async fn subscribers_see_transitions_made_by_another_process() {
     for _ in 0..20 {
         watchers.push(jilo_core::JobStore::watch(here.as_ref()).await.unwrap());
     }
-    let listening: i64 = sqlx::query_scalar(
+    let listening = common::int(
+        &here,
         "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() AND query ILIKE 'LISTEN%'",
+        &[],
     )
-    .fetch_one(here.pool())
-    .await
-    .unwrap();
+    .await;
     assert_eq!(
         listening, 1,
         "21 watchers of one store, one LISTEN connection"
@@ -342,12 +344,9 @@ async fn upgrading_to_credit_lots_keeps_accounts_and_open_holds_on_postgres() {
         include_str!("../migrations/postgres/0006_publishing.sql"),
         include_str!("../migrations/postgres/0007_ledger_pages.sql"),
     ] {
-        sqlx::raw_sql(sql).execute(store.pool()).await.unwrap();
+        store.execute_script(sql).await.unwrap();
     }
-    sqlx::raw_sql(common::SCHEMA7_LEDGER)
-        .execute(store.pool())
-        .await
-        .unwrap();
+    store.execute_script(common::SCHEMA7_LEDGER).await.unwrap();
     assert_eq!(store.migrate().await.unwrap(), store.schema_version());
     let b = store.balance(&UserId::new("old")).await.unwrap();
     assert_eq!(

@@ -544,13 +544,12 @@ async fn two_processes_expire_each_lot_once(url: StoreUrl, test: &str) {
         "the two processes together expired each user's due lot once"
     );
     for user in &users {
-        let expiries: i64 = sqlx::query_scalar(
+        let expiries = common::int(
+            &store,
             "SELECT COUNT(*) FROM jilo_ledger WHERE user_id = $1 AND kind = 'expire'",
+            &[user.as_str().into()],
         )
-        .bind(user.as_str())
-        .fetch_one(store.pool())
-        .await
-        .unwrap();
+        .await;
         assert_eq!(expiries, 1, "{user}: one expiry entry for its one due lot");
         let b = store.balance(user).await.unwrap();
         assert_eq!((b.available, b.expired), (8, 5), "{user}");

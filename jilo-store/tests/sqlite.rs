@@ -8,7 +8,7 @@ use std::sync::Arc;
 use jilo_core::testing::{end_hold, take_hold};
 use jilo_core::testing::{job_store_suite, quota_store_suite};
 use jilo_core::{Error, Grant, HoldState, QuotaStore, Timestamp, UserId};
-use jilo_store::{SqlStore, SqlStoreOptions, StoreUrl};
+use jilo_store::{SqlStore, SqlStoreOptions, SqlValue, StoreUrl};
 
 #[tokio::test]
 async fn sqlite_file_passes_the_conformance_suites() {
@@ -41,8 +41,11 @@ async fn migrations_are_idempotent_and_a_newer_schema_is_refused() {
         .unwrap();
     assert_eq!(store.migrate().await.unwrap(), store.schema_version());
     assert_eq!(store.migrate().await.unwrap(), store.schema_version());
-    sqlx::query("INSERT INTO jilo_schema (version, name, applied_ms) VALUES (99, 'future', 0)")
-        .execute(store.pool())
+    store
+        .execute(
+            "INSERT INTO jilo_schema (version, name, applied_ms) VALUES (99, 'future', 0)",
+            &[],
+        )
         .await
         .unwrap();
     let reopened = SqlStore::connect(&url, SqlStoreOptions::default())
@@ -158,31 +161,24 @@ async fn upgrading_from_schema_1_keeps_jobs_findable_by_request() {
     let store = SqlStore::connect(&url, SqlStoreOptions::default())
         .await
         .unwrap();
-    sqlx::raw_sql(include_str!(
-        "../migrations/sqlite/0001_ledger_and_jobs.sql"
-    ))
-    .execute(store.pool())
-    .await
-    .unwrap();
-    sqlx::raw_sql(
-        "CREATE TABLE jilo_schema (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_ms BIGINT NOT NULL);
-         INSERT INTO jilo_schema VALUES (1, 'ledger_and_jobs', 0);",
-    )
-    .execute(store.pool())
-    .await
-    .unwrap();
+    store
+        .execute_script(include_str!(
+            "../migrations/sqlite/0001_ledger_and_jobs.sql"
+        ))
+        .await
+        .unwrap();
+    store
+        .execute_script(
+            "CREATE TABLE jilo_schema (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_ms BIGINT NOT NULL);
+             INSERT INTO jilo_schema VALUES (1, 'ledger_and_jobs', 0);",
+        )
+        .await
+        .unwrap();
     let mut job = jilo_core::testing::sample_job(&UserId::new("old"), 5, Timestamp::from_millis(0));
     job.version = 1;
     job.provider_request_id = Some("old-request".into());
-    sqlx::query(
-        "INSERT INTO jilo_jobs (id, user_id, state, version, provider, provider_request_id, \
-         created_ms, deadline_ms, doc) VALUES ($1, 'old', 'submitted', 1, 'sim', 'old-request', 0, 0, $2)",
-    )
-    .bind(job.id.as_str())
-    .bind(serde_json::to_string(&job).unwrap())
-    .execute(store.pool())
-    .await
-    .unwrap();
+    store.execute("INSERT INTO jilo_jobs (id, user_id, state, version, provider, provider_request_id, \
+         created_ms, deadline_ms, doc) VALUES ($1, 'old', 'submitted', 1, 'sim', 'old-request', 0, 0, $2)", &[SqlValue::from(job.id.as_str()), SqlValue::from(serde_json::to_string(&job).unwrap())]).await.unwrap();
     assert_eq!(store.migrate().await.unwrap(), store.schema_version());
     let found = jilo_core::JobStore::job_by_provider_request(&store, &"sim".into(), "old-request")
         .await
@@ -196,17 +192,17 @@ async fn upgrading_from_schema_1_keeps_jobs_findable_by_request() {
 async fn a_job_written_by_the_previous_release_still_reads() {
     let store = common::open(&common::sqlite_file()).await;
     let doc = include_str!("fixtures/job_schema2.json");
-    sqlx::query(
-        "INSERT INTO jilo_jobs (id, user_id, state, version, provider, provider_request_id, \
+    store
+        .execute(
+            "INSERT INTO jilo_jobs (id, user_id, state, version, provider, provider_request_id, \
          created_ms, deadline_ms, next_check_ms, doc) \
          VALUES ('5b0f3c4e-8a51-4d0b-9a39-1f6f1d2c7e10', 'fixture-user', 'running', 4, 'fal', \
                  '019d61ac-62e0-7893-bea6-336a1659511f', 1796000000000, 1796000900000, \
                  1796000090000, $1)",
-    )
-    .bind(doc)
-    .execute(store.pool())
-    .await
-    .unwrap();
+            &[SqlValue::from(doc)],
+        )
+        .await
+        .unwrap();
     let job = jilo_core::JobStore::job(&store, &"5b0f3c4e-8a51-4d0b-9a39-1f6f1d2c7e10".into())
         .await
         .unwrap();
@@ -325,12 +321,9 @@ async fn upgrading_to_credit_lots_keeps_accounts_and_open_holds() {
         include_str!("../migrations/sqlite/0006_publishing.sql"),
         include_str!("../migrations/sqlite/0007_ledger_pages.sql"),
     ] {
-        sqlx::raw_sql(sql).execute(store.pool()).await.unwrap();
+        store.execute_script(sql).await.unwrap();
     }
-    sqlx::raw_sql(common::SCHEMA7_LEDGER)
-        .execute(store.pool())
-        .await
-        .unwrap();
+    store.execute_script(common::SCHEMA7_LEDGER).await.unwrap();
     assert_eq!(store.migrate().await.unwrap(), store.schema_version());
     let user = UserId::new("old");
     let b = store.balance(&user).await.unwrap();
@@ -338,12 +331,22 @@ async fn upgrading_to_credit_lots_keeps_accounts_and_open_holds() {
         (b.available, b.held, b.spent, b.granted, b.expired),
         (80, 15, 5, 100, 0)
     );
-    let lots: Vec<(String, i64, i64, i64)> = sqlx::query_as(
+    let lots: Vec<(String, i64, i64, i64)> = common::rows(
+        &store,
         "SELECT grant_key, available, held, spent FROM jilo_credit_lots WHERE user_id = 'old'",
+        &[],
     )
-    .fetch_all(store.pool())
     .await
-    .unwrap();
+    .iter()
+    .map(|r| {
+        (
+            r.text(0).unwrap(),
+            r.int(1).unwrap(),
+            r.int(2).unwrap(),
+            r.int(3).unwrap(),
+        )
+    })
+    .collect();
     assert_eq!(lots, vec![("jilo:legacy:old".to_owned(), 80, 15, 5)]);
     common::check_upgraded_parts(&store).await;
     common::check_ledger(&store).await;
@@ -372,26 +375,30 @@ async fn upgrading_to_credit_lots_keeps_accounts_and_open_holds() {
         "new entries follow the old"
     );
     // The holds still refer to the accounts, by name, with their indexes.
-    let holds_sql: String = sqlx::query_scalar(
+    let holds_sql = common::rows(
+        &store,
         "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'jilo_holds'",
+        &[],
     )
-    .fetch_one(store.pool())
-    .await
-    .unwrap();
+    .await[0]
+        .text(0)
+        .unwrap();
     assert!(holds_sql.contains("jilo_accounts"), "{holds_sql}");
     assert!(!holds_sql.contains("_v8"), "{holds_sql}");
-    let indexes: i64 = sqlx::query_scalar(
+    let indexes = common::int(
+        &store,
         "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name IN \
          ('jilo_holds_day', 'jilo_holds_user', 'jilo_ledger_user', 'jilo_ledger_user_kind')",
+        &[],
     )
-    .fetch_one(store.pool())
-    .await
-    .unwrap();
+    .await;
     assert_eq!(indexes, 4);
-    let broken: Vec<(String,)> = sqlx::query_as("SELECT \"table\" FROM pragma_foreign_key_check")
-        .fetch_all(store.pool())
-        .await
-        .unwrap();
+    let broken = common::rows(
+        &store,
+        "SELECT \"table\" FROM pragma_foreign_key_check",
+        &[],
+    )
+    .await;
     assert!(broken.is_empty(), "{broken:?}");
     common::end_the_upgraded_hold(&store).await;
 }

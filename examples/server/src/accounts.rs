@@ -13,7 +13,7 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use sqlx::{AnyPool, Row};
 
-use jilo::store::Backend;
+use jilo::store::{Backend, StoreUrl};
 
 /// A failure of the accounts' tables.
 pub type DbResult<T> = Result<T, sqlx::Error>;
@@ -199,9 +199,51 @@ pub fn is_unique_violation(e: &sqlx::Error) -> bool {
     }
 }
 
+/// The server's own pool on the store's database (its tables sit beside jilo's). On SQLite
+/// every connection waits on a busy database (the store's writer) and runs in WAL mode, as
+/// the store's own do.
+pub async fn connect(url: &StoreUrl) -> DbResult<AnyPool> {
+    use sqlx::any::AnyPoolOptions;
+    use sqlx::Executor;
+
+    sqlx::any::install_default_drivers();
+    let (text, sqlite) = match url {
+        StoreUrl::SqliteFile(_) => {
+            let (path, params) = url.sqlite_path_and_params().unwrap_or_default();
+            let mode = if params.contains("mode=") {
+                ""
+            } else {
+                "mode=rwc"
+            };
+            let query = [mode, params]
+                .into_iter()
+                .filter(|p| !p.is_empty())
+                .collect::<Vec<_>>()
+                .join("&");
+            (format!("sqlite://{path}?{query}"), true)
+        }
+        StoreUrl::SqliteMemory => ("sqlite::memory:".to_owned(), true),
+        StoreUrl::Postgres(u) => (u.clone(), false),
+    };
+    let mut options = AnyPoolOptions::new().max_connections(8);
+    if sqlite {
+        options = options.after_connect(|conn, _| {
+            Box::pin(async move {
+                conn.execute(
+                    "PRAGMA busy_timeout = 30000; PRAGMA journal_mode = WAL; \
+                     PRAGMA foreign_keys = ON;",
+                )
+                .await?;
+                Ok(())
+            })
+        });
+    }
+    options.connect(&text).await
+}
+
 impl Accounts {
-    /// The tables on the store's pool, created when missing (serialised across processes
-    /// on Postgres).
+    /// The tables on the server's pool ([`connect`]), created when missing (serialised across
+    /// processes on Postgres).
     pub async fn open(pool: AnyPool, backend: Backend) -> DbResult<Self> {
         let mut conn = pool.acquire().await?;
         if backend == Backend::Postgres {

@@ -292,7 +292,8 @@ impl AppState {
             let g = sim("YOUTUBE_CLIENT_ID")?.google.url.clone();
             youtube.with_urls(&g, &g)?
         });
-        let accounts = Accounts::open(store.pool().clone(), store.backend()).await?;
+        let accounts =
+            Accounts::open(crate::accounts::connect(&url).await?, store.backend()).await?;
 
         let public = config.public_url();
         let studio = Studio::builder()

@@ -2,7 +2,7 @@
 //! its removal afterwards.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use jilo::store::{SqlStore, SqlStoreOptions, StoreUrl};
+use sqlx::{Connection, Executor, PgConnection};
 
 fn admin_url() -> String {
     std::env::var("JILO_TEST_POSTGRES_URL")
@@ -13,12 +13,7 @@ fn admin_url() -> String {
 /// (under `CI=true` an unreachable server fails the test).
 pub async fn database(prefix: &str) -> Option<String> {
     let admin = admin_url();
-    let server = match SqlStore::connect(
-        &StoreUrl::parse(&admin).unwrap(),
-        SqlStoreOptions::default(),
-    )
-    .await
-    {
+    let mut server = match PgConnection::connect(&admin).await {
         Ok(s) => s,
         Err(e) => {
             assert!(
@@ -30,29 +25,23 @@ pub async fn database(prefix: &str) -> Option<String> {
         }
     };
     let name = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
-    sqlx::raw_sql(&format!("CREATE DATABASE {name}"))
-        .execute(server.pool())
+    server
+        .execute(format!("CREATE DATABASE {name}").as_str())
         .await
         .unwrap();
-    server.close().await;
+    let _ = server.close().await;
     let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
     Some(format!("{base}/{name}"))
 }
 
 /// Drops a database made by [`database`] (best effort).
 pub async fn drop(db: &str) {
-    let admin = admin_url();
-    if let Ok(server) = SqlStore::connect(
-        &StoreUrl::parse(&admin).unwrap(),
-        SqlStoreOptions::default(),
-    )
-    .await
-    {
+    if let Ok(mut server) = PgConnection::connect(&admin_url()).await {
         if let Some((_, name)) = db.rsplit_once('/') {
-            let _ = sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                .execute(server.pool())
+            let _ = server
+                .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
                 .await;
         }
-        server.close().await;
+        let _ = server.close().await;
     }
 }

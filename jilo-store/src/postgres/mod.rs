@@ -1,6 +1,9 @@
 //! The Postgres wing: its dialect (row locks, skipped locked rows, advisory locks, `NOTIFY`),
 //! its migrations, and the shared `LISTEN` connection that feeds a process's watchers.
 
+#[cfg(feature = "postgres")]
+pub(crate) mod conn;
+
 use crate::sql::conn::{Dialect, Explain, Migration};
 
 /// The Postgres channel job events travel on (named in [`DIALECT`]'s `notify` too).
@@ -110,4 +113,55 @@ pub(crate) async fn listen(
             }
         }
     })))
+}
+
+/// Opens the pool, after one connection made within `connect_timeout`, so a server that cannot
+/// be used answers at once with its cause and where (never with the password), not after the
+/// pool's wait as an opaque time-out: refused credentials are not retryable; a server that
+/// cannot be reached is.
+#[cfg(feature = "postgres")]
+pub(crate) async fn open(
+    url: &crate::StoreUrl,
+    options: &crate::SqlStoreOptions,
+) -> jilo_core::Result<sqlx::PgPool> {
+    use std::str::FromStr;
+
+    use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+    use sqlx::Connection;
+
+    use crate::sql::errors::{open_error, StoreError};
+
+    let crate::StoreUrl::Postgres(text) = url else {
+        return Err(jilo_core::Error::invalid(
+            "DATABASE_URL",
+            "not a Postgres URL",
+        ));
+    };
+    let target = format!("the database at {url}");
+    let connect = PgConnectOptions::from_str(text)
+        .map_err(|e| StoreError::from(e).into_error("reading DATABASE_URL"))?;
+    let attempt = async {
+        let conn = sqlx::PgConnection::connect_with(&connect).await?;
+        conn.close().await
+    };
+    match tokio::time::timeout(options.connect_timeout, attempt).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(open_error(&target, e)),
+        Err(_) => {
+            return Err(jilo_core::Error::storage(
+                format!(
+                    "connecting to {target} took more than {} s (SqlStoreOptions::connect_timeout)",
+                    options.connect_timeout.as_secs_f32()
+                ),
+                true,
+                None,
+            ))
+        }
+    }
+    PgPoolOptions::new()
+        .max_connections(options.max_connections.max(1))
+        .acquire_timeout(options.acquire_timeout)
+        .connect_with(connect)
+        .await
+        .map_err(|e| StoreError::from(e).into_error("connecting to the database"))
 }

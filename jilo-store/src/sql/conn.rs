@@ -9,7 +9,7 @@
 //! This file is the bottom of the SQL store: it imports none of the others.
 
 use async_trait::async_trait;
-use jilo_core::Error;
+use jilo_core::{Error, Result};
 
 use super::errors::StoreResult;
 
@@ -60,60 +60,128 @@ macro_rules! args {
 }
 pub(crate) use args;
 
-/// One value of a result row.
+/// A value of a host's own SQL ([`SqlStore::query`](crate::SqlStore::query)): an argument, or
+/// a column of a result row. jilo's tables hold integers and text only.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Cell {
+pub enum SqlValue {
+    /// SQL `NULL` (as an argument: a null of type text; cast it in the SQL for another type).
     Null,
+    /// A 64-bit integer (`BIGINT`; smaller integers and booleans read as one too).
     Int(i64),
+    /// Text.
     Text(String),
 }
 
-/// A result row, its values in the order of the statement's columns.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Row(pub(crate) Vec<Cell>);
+impl From<i64> for SqlValue {
+    fn from(v: i64) -> Self {
+        SqlValue::Int(v)
+    }
+}
 
-impl Row {
-    fn cell(&self, i: usize) -> StoreResult<&Cell> {
-        self.0.get(i).ok_or_else(|| {
-            Error::storage(format!("a result row has no column {i}"), false, None).into()
-        })
+impl From<&str> for SqlValue {
+    fn from(v: &str) -> Self {
+        SqlValue::Text(v.to_owned())
+    }
+}
+
+impl From<String> for SqlValue {
+    fn from(v: String) -> Self {
+        SqlValue::Text(v)
+    }
+}
+
+impl<T: Into<SqlValue>> From<Option<T>> for SqlValue {
+    fn from(v: Option<T>) -> Self {
+        v.map_or(SqlValue::Null, Into::into)
+    }
+}
+
+impl<'a> From<&'a SqlValue> for Arg<'a> {
+    fn from(v: &'a SqlValue) -> Self {
+        match v {
+            SqlValue::Null => Arg::Text(None),
+            SqlValue::Int(i) => Arg::Int(Some(*i)),
+            SqlValue::Text(t) => Arg::Text(Some(t.as_str())),
+        }
+    }
+}
+
+/// A result row of a host's own query, its values in the order of the statement's columns.
+///
+/// ```
+/// use jilo_store::{SqlRow, SqlValue};
+///
+/// let row = SqlRow::new(vec![SqlValue::Text("u1".into()), SqlValue::Int(42), SqlValue::Null]);
+/// assert_eq!(row.text(0)?, "u1");
+/// assert_eq!(row.int(1)?, 42);
+/// assert_eq!(row.opt_int(2)?, None);
+/// assert!(row.int(0).is_err(), "text is not read as an integer");
+/// # Ok::<(), jilo_core::Error>(())
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SqlRow(Vec<SqlValue>);
+
+impl SqlRow {
+    /// A row of these values.
+    pub fn new(values: Vec<SqlValue>) -> Self {
+        Self(values)
     }
 
-    fn mismatch(i: usize, want: &str) -> super::errors::StoreError {
+    /// The values, in column order.
+    pub fn values(&self) -> &[SqlValue] {
+        &self.0
+    }
+
+    /// How many columns the row has.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether the row has no columns.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn value(&self, i: usize) -> Result<&SqlValue> {
+        self.0
+            .get(i)
+            .ok_or_else(|| Error::storage(format!("a result row has no column {i}"), false, None))
+    }
+
+    fn mismatch(i: usize, want: &str) -> Error {
         Error::storage(
             format!("column {i} of a result row is not {want}"),
             false,
             None,
         )
-        .into()
     }
 
-    /// An integer column that may be null.
-    pub(crate) fn opt_int(&self, i: usize) -> StoreResult<Option<i64>> {
-        match self.cell(i)? {
-            Cell::Null => Ok(None),
-            Cell::Int(v) => Ok(Some(*v)),
-            Cell::Text(_) => Err(Self::mismatch(i, "an integer")),
+    /// Column `i` as an integer that may be null.
+    pub fn opt_int(&self, i: usize) -> Result<Option<i64>> {
+        match self.value(i)? {
+            SqlValue::Null => Ok(None),
+            SqlValue::Int(v) => Ok(Some(*v)),
+            SqlValue::Text(_) => Err(Self::mismatch(i, "an integer")),
         }
     }
 
-    /// An integer column.
-    pub(crate) fn int(&self, i: usize) -> StoreResult<i64> {
+    /// Column `i` as an integer.
+    pub fn int(&self, i: usize) -> Result<i64> {
         self.opt_int(i)?
             .ok_or_else(|| Self::mismatch(i, "an integer (it is null)"))
     }
 
-    /// A text column that may be null.
-    pub(crate) fn opt_text(&self, i: usize) -> StoreResult<Option<String>> {
-        match self.cell(i)? {
-            Cell::Null => Ok(None),
-            Cell::Text(v) => Ok(Some(v.clone())),
-            Cell::Int(_) => Err(Self::mismatch(i, "text")),
+    /// Column `i` as text that may be null.
+    pub fn opt_text(&self, i: usize) -> Result<Option<String>> {
+        match self.value(i)? {
+            SqlValue::Null => Ok(None),
+            SqlValue::Text(v) => Ok(Some(v.clone())),
+            SqlValue::Int(_) => Err(Self::mismatch(i, "text")),
         }
     }
 
-    /// A text column.
-    pub(crate) fn text(&self, i: usize) -> StoreResult<String> {
+    /// Column `i` as text.
+    pub fn text(&self, i: usize) -> Result<String> {
         self.opt_text(i)?
             .ok_or_else(|| Self::mismatch(i, "text (it is null)"))
     }
@@ -176,7 +244,7 @@ pub(crate) trait Conn: Send {
     async fn exec(&mut self, sql: &str, args: &[Arg<'_>]) -> StoreResult<u64>;
 
     /// Runs a statement and returns its rows.
-    async fn fetch(&mut self, sql: &str, args: &[Arg<'_>]) -> StoreResult<Vec<Row>>;
+    async fn fetch(&mut self, sql: &str, args: &[Arg<'_>]) -> StoreResult<Vec<SqlRow>>;
 
     /// Runs a script of several statements without arguments (a migration).
     async fn batch(&mut self, sql: &str) -> StoreResult<()>;
@@ -185,12 +253,12 @@ pub(crate) trait Conn: Send {
     fn dialect(&self) -> &'static Dialect;
 
     /// The first row of a statement, if any.
-    async fn fetch_opt(&mut self, sql: &str, args: &[Arg<'_>]) -> StoreResult<Option<Row>> {
+    async fn fetch_opt(&mut self, sql: &str, args: &[Arg<'_>]) -> StoreResult<Option<SqlRow>> {
         Ok(self.fetch(sql, args).await?.into_iter().next())
     }
 
     /// The first row of a statement that always returns one.
-    async fn fetch_one(&mut self, sql: &str, args: &[Arg<'_>]) -> StoreResult<Row> {
+    async fn fetch_one(&mut self, sql: &str, args: &[Arg<'_>]) -> StoreResult<SqlRow> {
         self.fetch_opt(sql, args)
             .await?
             .ok_or_else(|| Error::storage("a statement returned no row", false, None).into())

@@ -5,6 +5,7 @@ use jilo_core::Error;
 /// An error inside a store operation: the database's, or a jilo rule that refused the call.
 #[derive(Debug)]
 pub(crate) enum StoreError {
+    #[cfg(feature = "postgres")]
     Sql(sqlx::Error),
     #[cfg(feature = "sqlite")]
     Sqlite(rusqlite::Error),
@@ -26,6 +27,7 @@ fn sqlite_code(e: &rusqlite::Error) -> Option<rusqlite::ffi::Error> {
     }
 }
 
+#[cfg(feature = "postgres")]
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         StoreError::Sql(e)
@@ -50,26 +52,12 @@ impl From<serde_json::Error> for StoreError {
 
 pub(crate) type StoreResult<T> = Result<T, StoreError>;
 
-/// A failure to open a database, as the driver reports it: what is wrong in words, whether
-/// trying again may help, and where (`target`, with no password).
+/// A failure to open a Postgres database, as the driver reports it: what is wrong in words,
+/// whether trying again may help, and where (`target`, with no password).
+#[cfg(feature = "postgres")]
 pub(crate) fn open_error(target: &str, e: sqlx::Error) -> Error {
-    let code = code(&e).and_then(|c| c.parse::<i64>().ok().map(|n| (c, n)));
-    let (cause, retryable) = match (&e, code) {
-        // SQLite's primary result codes are the low byte of its extended codes.
-        (sqlx::Error::Database(_), Some((_, n))) if n & 0xff == 8 => (
-            "is read-only (a read-only file, directory or mount, or mode=ro)",
-            false,
-        ),
-        (sqlx::Error::Database(_), Some((_, n))) if n & 0xff == 14 => (
-            "cannot be opened (a missing directory, or no permission)",
-            false,
-        ),
-        (sqlx::Error::Database(_), Some((_, n))) if n & 0xff == 26 => (
-            "is not a database (another kind of file, or corrupt)",
-            false,
-        ),
-        (sqlx::Error::Database(_), Some((_, n))) if n & 0xff == 11 => ("is corrupt", false),
-        (sqlx::Error::Database(db), _) => {
+    let (cause, retryable) = match &e {
+        sqlx::Error::Database(db) => {
             let sqlstate = db.code().unwrap_or_default();
             if sqlstate.starts_with("28") {
                 ("refused the credentials", false)
@@ -82,9 +70,9 @@ pub(crate) fn open_error(target: &str, e: sqlx::Error) -> Error {
                 ("refused the connection", passing)
             }
         }
-        (sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut, _) => ("cannot be reached", true),
-        (sqlx::Error::Tls(_), _) => ("refused the TLS handshake", false),
-        (sqlx::Error::Configuration(_), _) => ("is not configured right", false),
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut => ("cannot be reached", true),
+        sqlx::Error::Tls(_) => ("refused the TLS handshake", false),
+        sqlx::Error::Configuration(_) => ("is not configured right", false),
         _ => ("could not be opened", true),
     };
     Error::storage(
@@ -92,13 +80,6 @@ pub(crate) fn open_error(target: &str, e: sqlx::Error) -> Error {
         retryable,
         Some(Box::new(e) as jilo_core::error::BoxError),
     )
-}
-
-fn code(e: &sqlx::Error) -> Option<String> {
-    match e {
-        sqlx::Error::Database(db) => db.code().map(|c| c.into_owned()),
-        _ => None,
-    }
 }
 
 impl StoreError {
@@ -114,21 +95,14 @@ impl StoreError {
                 )
             });
         }
-        let StoreError::Sql(e) = self else {
-            return false;
-        };
-        if let Some(code) = code(e) {
-            // SQLite: SQLITE_BUSY (5), SQLITE_LOCKED (6) and their extended codes.
-            // Postgres: serialization_failure, deadlock_detected.
-            if matches!(
-                code.as_str(),
-                "5" | "6" | "261" | "262" | "517" | "40001" | "40P01"
-            ) {
-                return true;
-            }
+        #[cfg(feature = "postgres")]
+        if let StoreError::Sql(sqlx::Error::Database(db)) = self {
+            // serialization_failure, deadlock_detected.
+            return db
+                .code()
+                .is_some_and(|code| matches!(code.as_ref(), "40001" | "40P01"));
         }
-        let text = e.to_string();
-        text.contains("database is locked") || text.contains("database table is locked")
+        false
     }
 
     /// A unique key refused the write, as the driver tells it.
@@ -138,7 +112,11 @@ impl StoreError {
             // SQLITE_CONSTRAINT_PRIMARYKEY and SQLITE_CONSTRAINT_UNIQUE.
             return sqlite_code(e).is_some_and(|c| matches!(c.extended_code, 1555 | 2067));
         }
-        matches!(self, StoreError::Sql(sqlx::Error::Database(db)) if db.is_unique_violation())
+        #[cfg(feature = "postgres")]
+        if let StoreError::Sql(sqlx::Error::Database(db)) = self {
+            return db.is_unique_violation();
+        }
+        false
     }
 
     /// The jilo error for the caller.
@@ -155,6 +133,7 @@ impl StoreError {
                 transient,
                 Some(Box::new(e) as jilo_core::error::BoxError),
             ),
+            #[cfg(feature = "postgres")]
             StoreError::Sql(e) => {
                 let retryable =
                     transient || matches!(e, sqlx::Error::PoolTimedOut | sqlx::Error::Io(_));

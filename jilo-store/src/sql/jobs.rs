@@ -11,7 +11,7 @@ use jilo_core::{
     Reservation, Result, Timestamp, UserId,
 };
 
-use super::conn::{args, Conn, Row};
+use super::conn::{args, Conn, SqlRow};
 use super::errors::{StoreError, StoreResult};
 use super::ledger::{check_grant, end_hold_in, grant_in, reserve_in};
 use super::SqlStore;
@@ -19,7 +19,7 @@ use super::SqlStore;
 const JOB_COLUMNS: &str = "doc, version, lease_owner, lease_until_ms";
 
 /// The job as stored: the document, with the columns claims write over it.
-fn job_from_row(row: &Row) -> StoreResult<Job> {
+fn job_from_row(row: &SqlRow) -> StoreResult<Job> {
     let mut job: Job = serde_json::from_str(&row.text(0)?)?;
     job.version = u64::try_from(row.int(1)?).unwrap_or(0);
     job.lease_owner = row.opt_text(2)?;
@@ -27,7 +27,7 @@ fn job_from_row(row: &Row) -> StoreResult<Job> {
     Ok(job)
 }
 
-fn jobs_from_rows(rows: &[Row]) -> StoreResult<Vec<Job>> {
+fn jobs_from_rows(rows: &[SqlRow]) -> StoreResult<Vec<Job>> {
     rows.iter().map(job_from_row).collect()
 }
 

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::conn::{args, Conn, Explain, Row};
+use super::conn::{args, Conn, Explain, SqlRow};
 use super::errors::StoreResult;
 use super::lots;
 use super::SqlStore;
@@ -427,7 +427,7 @@ impl QuotaStore for SqlStore {
                         )
                         .await?
                         .iter()
-                        .map(|r| r.text(0))
+                        .map(|r| Ok(r.text(0)?))
                         .collect::<StoreResult<Vec<_>>>()
                     })
                 })
@@ -526,7 +526,7 @@ impl SqlStore {
                         )
                         .await?
                         .iter()
-                        .map(|r| r.text(3))
+                        .map(|r| Ok(r.text(3)?))
                         .collect::<StoreResult<Vec<_>>>()?,
                     Explain::Literal => {
                         // The plan for these very values, not a generic one.
@@ -537,7 +537,7 @@ impl SqlStore {
                         c.fetch(&format!("EXPLAIN {literal}"), &[])
                             .await?
                             .iter()
-                            .map(|r| r.text(0))
+                            .map(|r| Ok(r.text(0)?))
                             .collect::<StoreResult<Vec<_>>>()?
                     }
                 };
@@ -588,7 +588,7 @@ fn history_sql(query: &HistoryQuery) -> String {
     }
 }
 
-fn entry_from_row(user: &UserId, row: &Row) -> StoreResult<LedgerEntry> {
+fn entry_from_row(user: &UserId, row: &SqlRow) -> StoreResult<LedgerEntry> {
     let (seq, kind, job, key, reason) = (
         row.int(0)?,
         row.text(1)?,

@@ -5,14 +5,14 @@ use jilo_core::lots::{CreditLot, HoldPart};
 use jilo_core::money;
 use jilo_core::{Balance, Error, JobId, Timestamp, UserId};
 
-use super::conn::{args, Conn, Row};
+use super::conn::{args, Conn, SqlRow};
 use super::errors::StoreResult;
 
 pub(crate) const LOT_COLUMNS: &str = "grant_key, user_id, granted, available, held, spent, \
     expired, expires_ms, granted_ms, expiry_written";
 
 /// A lot from a row in [`LOT_COLUMNS`] order.
-pub(crate) fn lot_from_row(r: &Row) -> StoreResult<CreditLot> {
+pub(crate) fn lot_from_row(r: &SqlRow) -> StoreResult<CreditLot> {
     Ok(CreditLot {
         key: r.text(0)?,
         user: UserId::new(r.text(1)?),
@@ -52,7 +52,7 @@ pub(crate) async fn insert_lot(c: &mut dyn Conn, lot: &CreditLot) -> StoreResult
 }
 
 /// A balance from a row of `available, held, spent, granted, expired`.
-pub(crate) fn balance_from_row(r: &Row) -> StoreResult<Balance> {
+pub(crate) fn balance_from_row(r: &SqlRow) -> StoreResult<Balance> {
     Ok(Balance {
         available: r.int(0)?,
         held: r.int(1)?,

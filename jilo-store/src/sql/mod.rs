@@ -1,22 +1,23 @@
 //! The SQL ledger and job store on SQLite and Postgres.
 //!
 //! One [`SqlStore`] implements both [`jilo_core::QuotaStore`] and [`jilo_core::JobStore`], so
-//! a job and its credit hold are written in one transaction. The SQL is shared by both backends
-//! (sqlx's `Any` driver, `$n` placeholders) except where a backend needs its own:
-//! - SQLite writes with `BEGIN IMMEDIATE` under WAL, so a read-then-write transaction never
-//!   fails to upgrade its lock; a busy database is waited on (busy timeout) and retried, never
-//!   returned as `database is locked`. On an SQLite file the hot transactions (a job created
-//!   with its hold, a job's transition with its credit changes) run whole on one connection of
-//!   the plain SQLite library owned by a thread of the store: one hop per transaction instead of
-//!   one per statement (see the `ledger` benchmark); the rest goes through the sqlx pool.
-//! - Postgres claims due jobs with `FOR UPDATE SKIP LOCKED`, serialises daily-cap checks with
-//!   an advisory lock, and publishes job events with `NOTIFY` so every process sees them.
+//! a job and its credit hold are written in one transaction. Every transaction is written once
+//! here, over the [`conn::Conn`] seam (`$n` placeholders); a backend is a wing beside this
+//! module that implements `Conn` for its driver and fills a [`conn::Dialect`] with the few
+//! pieces of SQL it spells its own way:
+//! - `crate::sqlite`: the plain SQLite library. Every write (jobs and holds, grants, expiry,
+//!   claims, publications, migrations) runs whole on one writing connection owned by a thread
+//!   of the store (one hop per transaction, `BEGIN IMMEDIATE` under WAL, a busy database
+//!   waited on and retried, never returned as `database is locked`); reads run on a small pool
+//!   of reading connections (in memory, on the writer).
+//! - `crate::postgres`: sqlx's Postgres driver. Due jobs are claimed with `FOR UPDATE SKIP
+//!   LOCKED`, daily-cap checks serialise on an advisory lock, and job events travel by
+//!   `NOTIFY` so every process sees them.
 //!
 //! Every state change is one guarded statement (`… WHERE version = $v AND state = $s`,
 //! `… WHERE available >= $n`) checked for the row it must change; the schema itself refuses a
 //! negative balance or a broken `granted = available + held + spent`.
 
-mod any;
 pub(crate) mod conn;
 pub(crate) mod errors;
 mod events;
@@ -29,19 +30,15 @@ mod trends;
 
 use std::fmt;
 use std::future::Future;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use jilo_core::{Error, Result};
-use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AnyPool, Executor};
 use tokio::sync::OnceCell;
 
 use crate::StoreUrl;
-use any::AnyConn;
-use conn::{Conn, Dialect};
-use errors::{StoreError, StoreResult};
+use conn::{Arg, Conn, Dialect, SqlRow, SqlValue};
+use errors::StoreResult;
 
 /// A transaction's body over a connection: the shared SQL of every store operation.
 pub(crate) type Tx<'c, T> = futures::future::BoxFuture<'c, StoreResult<T>>;
@@ -81,21 +78,13 @@ impl Default for SqlStoreOptions {
     }
 }
 
-/// The SQLite settings every connection runs first.
-fn sqlite_pragmas(busy_ms: i64) -> String {
-    format!(
-        "PRAGMA busy_timeout = {busy_ms}; PRAGMA journal_mode = WAL; \
-         PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;"
-    )
-}
-
 /// The credit ledger and job store on SQLite or Postgres.
 ///
 /// Cheap to clone (a pool inside). Open it with [`SqlStore::open`] (connect and migrate) or
 /// [`SqlStore::connect`] then [`SqlStore::migrate`].
 #[derive(Clone)]
 pub struct SqlStore {
-    pub(crate) pool: AnyPool,
+    engine: Engine,
     pub(crate) backend: Backend,
     pub(crate) url: StoreUrl,
     pub(crate) options: SqlStoreOptions,
@@ -105,9 +94,15 @@ pub struct SqlStore {
     /// The shared Postgres listener, started by the first watcher.
     #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     pub(crate) listener: Arc<OnceCell<crate::postgres::ListenerTask>>,
-    /// An SQLite file's writing connection for the hot transactions (jobs and their holds).
+}
+
+/// A store's connections, by backend.
+#[derive(Clone)]
+enum Engine {
     #[cfg(feature = "sqlite")]
-    pub(crate) writer: Option<Arc<crate::sqlite::writer::SqliteWriter>>,
+    Sqlite(Arc<crate::sqlite::connections::SqliteConnections>),
+    #[cfg(feature = "postgres")]
+    Postgres(sqlx::PgPool),
 }
 
 impl fmt::Debug for SqlStore {
@@ -139,80 +134,38 @@ impl SqlStore {
     /// Connects without migrating.
     ///
     /// A backend this build lacks (feature `sqlite` or `postgres` off) is
-    /// [`Error::InvalidInput`]; an unreachable database is [`Error::Storage`].
+    /// [`Error::InvalidInput`]; a database that cannot be used is [`Error::Storage`] at once,
+    /// with its cause and where: a read-only, missing or corrupt SQLite file and refused
+    /// credentials are not retryable; a server that cannot be reached is.
     pub async fn connect(url: &StoreUrl, options: SqlStoreOptions) -> Result<Self> {
-        sqlx::any::install_default_drivers();
-        let (backend, conn_url, max) = match url {
-            StoreUrl::SqliteFile(_) => {
-                let (path, params) = url.sqlite_path_and_params().unwrap_or_default();
-                // Created when missing, unless the URL sets its own mode.
-                let mode = if params.split('&').any(|p| p.starts_with("mode=")) {
-                    String::new()
-                } else {
-                    "mode=rwc".to_owned()
-                };
-                let query = [mode.as_str(), params]
-                    .into_iter()
-                    .filter(|p| !p.is_empty())
-                    .collect::<Vec<_>>()
-                    .join("&");
-                (
-                    Backend::Sqlite,
-                    format!("sqlite://{path}?{query}"),
-                    options.max_connections,
-                )
-            }
-            StoreUrl::SqliteMemory => (Backend::Sqlite, "sqlite::memory:".to_owned(), 1),
-            StoreUrl::Postgres(u) => (Backend::Postgres, u.clone(), options.max_connections),
+        let backend = match url {
+            StoreUrl::SqliteFile(_) | StoreUrl::SqliteMemory => Backend::Sqlite,
+            StoreUrl::Postgres(_) => Backend::Postgres,
         };
         check_compiled(backend)?;
-        let connect_options = AnyConnectOptions::from_str(&conn_url)
-            .map_err(|e| StoreError::from(e).into_error("reading DATABASE_URL"))?;
-        let busy_ms = i64::try_from(options.busy_timeout.as_millis()).unwrap_or(i64::MAX);
-        let mut pool_options = AnyPoolOptions::new()
-            .max_connections(max.max(1))
-            .acquire_timeout(options.acquire_timeout);
-        if url != &StoreUrl::SqliteMemory {
-            probe(&connect_options, backend, url, &options).await?;
-        }
-        if backend == Backend::Sqlite {
-            pool_options = pool_options.after_connect(move |conn, _meta| {
-                Box::pin(async move {
-                    conn.execute(sqlite_pragmas(busy_ms).as_str()).await?;
-                    Ok(())
-                })
-            });
-            if url == &StoreUrl::SqliteMemory {
-                // One connection is the whole database: never let it go idle and close.
-                pool_options = pool_options
-                    .min_connections(1)
-                    .idle_timeout(None)
-                    .max_lifetime(None);
-            }
-        }
-        let pool = pool_options
-            .connect_with(connect_options)
-            .await
-            .map_err(|e| StoreError::from(e).into_error("connecting to the database"))?;
-        let events = jilo_core::EventHub::new();
-        #[cfg(feature = "sqlite")]
-        let writer = match url.sqlite_path_and_params() {
-            // A read-only URL keeps every write on the pool, which refuses them.
-            Some((path, params)) if !params.contains("mode=ro") => Some(Arc::new(
-                crate::sqlite::writer::SqliteWriter::open(path, options.busy_timeout)
-                    .map_err(|e| e.into_error("opening the SQLite writer"))?,
-            )),
-            _ => None,
+        let engine = match backend {
+            #[cfg(feature = "sqlite")]
+            Backend::Sqlite => Engine::Sqlite(
+                crate::sqlite::connections::open(
+                    url,
+                    options.max_connections,
+                    // A local file only waits on another writer's lock: the busy time-out's.
+                    options.connect_timeout.max(options.busy_timeout),
+                )
+                .await?,
+            ),
+            #[cfg(feature = "postgres")]
+            Backend::Postgres => Engine::Postgres(crate::postgres::open(url, &options).await?),
+            #[allow(unreachable_patterns)]
+            _ => return Err(Error::invalid("DATABASE_URL", "this backend is not built")),
         };
         Ok(Self {
-            pool,
+            engine,
             backend,
             url: url.clone(),
             options,
-            events,
+            events: jilo_core::EventHub::new(),
             listener: Arc::new(OnceCell::new()),
-            #[cfg(feature = "sqlite")]
-            writer,
         })
     }
 
@@ -235,14 +188,80 @@ impl SqlStore {
         self.backend
     }
 
-    /// The connection pool, for a host's own queries next to jilo's tables.
-    pub fn pool(&self) -> &AnyPool {
-        &self.pool
+    /// Postgres's connection pool, for a host's own queries next to jilo's tables with sqlx;
+    /// `None` on SQLite (use [`SqlStore::query`] and [`SqlStore::execute`] there, which keep to
+    /// the store's one writer).
+    #[cfg(feature = "postgres")]
+    pub fn postgres_pool(&self) -> Option<&sqlx::PgPool> {
+        match &self.engine {
+            Engine::Postgres(pool) => Some(pool),
+            #[allow(unreachable_patterns)]
+            _ => None,
+        }
     }
 
-    /// Closes the pool.
+    /// Runs a host's own query next to jilo's tables and returns its rows, on a reading
+    /// connection (placeholders `$1 … $n`, one per argument).
+    ///
+    /// ```
+    /// # async fn demo() -> jilo_core::Result<()> {
+    /// use jilo_store::{SqlStore, SqlValue, StoreUrl};
+    ///
+    /// let store = SqlStore::open(&StoreUrl::SqliteMemory).await?;
+    /// store.execute("CREATE TABLE notes (id BIGINT, body TEXT)", &[]).await?;
+    /// store
+    ///     .execute("INSERT INTO notes VALUES ($1, $2)", &[SqlValue::Int(1), "hello".into()])
+    ///     .await?;
+    /// let rows = store.query("SELECT body FROM notes WHERE id = $1", &[1.into()]).await?;
+    /// assert_eq!(rows[0].text(0)?, "hello");
+    /// # Ok(())
+    /// # }
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(demo()).unwrap();
+    /// ```
+    pub async fn query(&self, sql: &str, args: &[SqlValue]) -> Result<Vec<SqlRow>> {
+        let input = Arc::new((sql.to_owned(), args.to_vec()));
+        self.read("running a host's query", false, move |c| {
+            let input = Arc::clone(&input);
+            Box::pin(async move {
+                let args: Vec<Arg<'_>> = input.1.iter().map(Arg::from).collect();
+                c.fetch(&input.0, &args).await
+            })
+        })
+        .await
+    }
+
+    /// Runs a host's own statement next to jilo's tables in a write transaction of its own
+    /// (on SQLite, through the store's one writer) and returns how many rows it changed.
+    pub async fn execute(&self, sql: &str, args: &[SqlValue]) -> Result<u64> {
+        let input = Arc::new((sql.to_owned(), args.to_vec()));
+        self.write("running a host's statement", move |c| {
+            let input = Arc::clone(&input);
+            Box::pin(async move {
+                let args: Vec<Arg<'_>> = input.1.iter().map(Arg::from).collect();
+                c.exec(&input.0, &args).await
+            })
+        })
+        .await
+    }
+
+    /// Runs a host's script of several statements without arguments (a schema of its own,
+    /// say) in one write transaction.
+    pub async fn execute_script(&self, sql: &str) -> Result<()> {
+        let sql = Arc::new(sql.to_owned());
+        self.write("running a host's script", move |c| {
+            let sql = Arc::clone(&sql);
+            Box::pin(async move { c.batch(&sql).await })
+        })
+        .await
+    }
+
+    /// Closes the connections (Postgres's pool; an SQLite store's close when it is dropped).
     pub async fn close(&self) {
-        self.pool.close().await;
+        #[cfg(feature = "postgres")]
+        #[allow(irrefutable_let_patterns)] // Postgres alone.
+        if let Engine::Postgres(pool) = &self.engine {
+            pool.close().await;
+        }
     }
 
     /// This backend's own SQL.
@@ -254,69 +273,89 @@ impl SqlStore {
     }
 
     /// Runs `body` in one write transaction and commits, retried while the database is
-    /// busy: on an SQLite file's writing connection when the store has one, else on the
-    /// pool (`BEGIN IMMEDIATE` on SQLite). The only way the store writes.
+    /// busy: on an SQLite store's writing connection, or a pooled Postgres connection. The
+    /// only way the store writes.
     pub(crate) async fn write<T, F>(&self, what: &str, body: F) -> Result<T>
     where
         T: Send + 'static,
         F: for<'c> Fn(&'c mut dyn Conn) -> Tx<'c, T> + Send + Sync + 'static,
     {
-        #[cfg(feature = "sqlite")]
-        if let Some(writer) = &self.writer {
-            let body = Arc::new(body);
-            return self
-                .retry(what, || {
+        let begin = self.dialect().begin_write;
+        match &self.engine {
+            #[cfg(feature = "sqlite")]
+            Engine::Sqlite(connections) => {
+                let body = Arc::new(body);
+                self.retry(what, || {
                     let body = Arc::clone(&body);
-                    writer.run(move |conn| {
-                        crate::sqlite::writer::transaction(conn, |c| {
+                    connections.writer.run(move |conn| {
+                        crate::sqlite::writer::transaction(conn, begin, |c| {
                             futures::executor::block_on(body(c))
                         })
                     })
                 })
-                .await;
+                .await
+            }
+            #[cfg(feature = "postgres")]
+            Engine::Postgres(pool) => {
+                self.retry(what, || async {
+                    let mut tx = pool.begin_with(begin).await?;
+                    let out = body(&mut crate::postgres::conn::PgConn(&mut tx)).await?;
+                    tx.commit().await?;
+                    Ok(out)
+                })
+                .await
+            }
         }
-        let dialect = self.dialect();
-        self.retry(what, || async {
-            let mut tx = self.pool.begin_with(dialect.begin_write).await?;
-            let out = body(&mut AnyConn {
-                conn: &mut tx,
-                dialect,
-            })
-            .await?;
-            tx.commit().await?;
-            Ok(out)
-        })
-        .await
     }
 
-    /// Runs `body` on a pooled connection outside a transaction (each statement its own
-    /// snapshot), or inside a read-only snapshot when `snapshot` is set.
+    /// Runs `body` on a reading connection outside a transaction (each statement its own
+    /// snapshot), or inside a read-only transaction that sees one snapshot when `snapshot` is
+    /// set.
     pub(crate) async fn read<T, F>(&self, what: &str, snapshot: bool, body: F) -> Result<T>
     where
         T: Send + 'static,
         F: for<'c> Fn(&'c mut dyn Conn) -> Tx<'c, T> + Send + Sync + 'static,
     {
-        let dialect = self.dialect();
-        self.retry(what, || async {
-            if snapshot {
-                let mut tx = self.pool.begin_with(dialect.begin_snapshot).await?;
-                let out = body(&mut AnyConn {
-                    conn: &mut tx,
-                    dialect,
-                })
-                .await?;
-                tx.commit().await?;
-                Ok(out)
-            } else {
-                let mut conn = self.pool.acquire().await?;
-                body(&mut AnyConn {
-                    conn: &mut conn,
-                    dialect,
+        let begin = self.dialect().begin_snapshot;
+        match &self.engine {
+            #[cfg(feature = "sqlite")]
+            Engine::Sqlite(connections) => {
+                let body = Arc::new(body);
+                self.retry(what, || {
+                    let body = Arc::clone(&body);
+                    let work = move |conn: &mut rusqlite::Connection| {
+                        let run = |c: &mut dyn Conn| futures::executor::block_on(body(c));
+                        if snapshot {
+                            crate::sqlite::writer::transaction(conn, begin, run)
+                        } else {
+                            run(&mut crate::sqlite::lite::LiteConn(conn))
+                        }
+                    };
+                    async move {
+                        match &connections.readers {
+                            Some(readers) => readers.run(work).await,
+                            None => connections.writer.run(work).await,
+                        }
+                    }
                 })
                 .await
             }
-        })
-        .await
+            #[cfg(feature = "postgres")]
+            Engine::Postgres(pool) => {
+                self.retry(what, || async {
+                    if snapshot {
+                        let mut tx = pool.begin_with(begin).await?;
+                        let out = body(&mut crate::postgres::conn::PgConn(&mut tx)).await?;
+                        tx.commit().await?;
+                        Ok(out)
+                    } else {
+                        let mut conn = pool.acquire().await?;
+                        body(&mut crate::postgres::conn::PgConn(&mut conn)).await
+                    }
+                })
+                .await
+            }
+        }
     }
 
     /// Runs `op` until it succeeds, fails for good, or transient failures (a busy SQLite
@@ -363,48 +402,6 @@ impl SqlStore {
             Err(e) => tracing::debug!(tries, latency_ms, error = %e, "failed"),
         });
         outcome
-    }
-}
-
-/// Opens one connection (and on SQLite runs the settings, which read and write the file)
-/// within `connect_timeout`, so a database that cannot be used answers at once with its cause
-/// and where, not after the pool's wait as an opaque time-out: a read-only, missing or corrupt
-/// SQLite file and refused credentials are not retryable; a server that cannot be reached is.
-async fn probe(
-    connect_options: &AnyConnectOptions,
-    backend: Backend,
-    url: &StoreUrl,
-    options: &SqlStoreOptions,
-) -> Result<()> {
-    use sqlx::Connection;
-    let target = match url.sqlite_path_and_params() {
-        Some((path, _)) => format!("the SQLite database at {path}"),
-        None => format!("the database at {url}"),
-    };
-    let busy_ms = i64::try_from(options.busy_timeout.as_millis()).unwrap_or(i64::MAX);
-    let attempt = async {
-        let mut conn = sqlx::AnyConnection::connect_with(connect_options).await?;
-        if backend == Backend::Sqlite {
-            conn.execute(sqlite_pragmas(busy_ms).as_str()).await?;
-        }
-        conn.close().await
-    };
-    // A local SQLite file only waits on another writer's lock: that is the busy time-out's.
-    let limit = match backend {
-        Backend::Sqlite => options.connect_timeout.max(options.busy_timeout),
-        Backend::Postgres => options.connect_timeout,
-    };
-    match tokio::time::timeout(limit, attempt).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(errors::open_error(&target, e)),
-        Err(_) => Err(Error::storage(
-            format!(
-                "connecting to {target} took more than {} s (SqlStoreOptions::connect_timeout)",
-                limit.as_secs_f32()
-            ),
-            true,
-            None,
-        )),
     }
 }
 

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use super::conn::{args, Conn, Row};
+use super::conn::{args, Conn, SqlRow};
 use super::errors::{StoreError, StoreResult};
 use super::SqlStore;
 use async_trait::async_trait;
@@ -14,7 +14,7 @@ use jilo_core::{
     UserId, VideoStats,
 };
 
-fn channel_from_row(r: &Row) -> StoreResult<ChannelConnection> {
+fn channel_from_row(r: &SqlRow) -> StoreResult<ChannelConnection> {
     Ok(ChannelConnection {
         user: UserId::new(r.text(0)?),
         channel_id: r.text(1)?,
@@ -137,7 +137,7 @@ fn read_doc(doc: &str) -> StoreResult<Publication> {
     Ok(serde_json::from_str(doc)?)
 }
 
-fn docs(rows: &[Row]) -> StoreResult<Vec<Publication>> {
+fn docs(rows: &[SqlRow]) -> StoreResult<Vec<Publication>> {
     rows.iter().map(|r| read_doc(&r.text(0)?)).collect()
 }
 

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use jilo_core::Error;
 
-use crate::sql::conn::{Arg, Cell, Conn, Dialect, Row};
+use crate::sql::conn::{Arg, Conn, Dialect, SqlRow, SqlValue};
 use crate::sql::errors::StoreResult;
 
 /// A connection of the plain SQLite library. Its calls finish before they return, so the
@@ -61,7 +61,7 @@ impl Conn for LiteConn<'_> {
         Ok(u64::try_from(changed).unwrap_or(u64::MAX))
     }
 
-    async fn fetch(&mut self, sql: &str, args: &[Arg<'_>]) -> StoreResult<Vec<Row>> {
+    async fn fetch(&mut self, sql: &str, args: &[Arg<'_>]) -> StoreResult<Vec<SqlRow>> {
         use rusqlite::types::ValueRef;
         let mut stmt = self.0.prepare_cached(sql)?;
         bind(&mut stmt, args)?;
@@ -72,9 +72,9 @@ impl Conn for LiteConn<'_> {
             let mut cells = Vec::with_capacity(width);
             for i in 0..width {
                 cells.push(match row.get_ref(i)? {
-                    ValueRef::Null => Cell::Null,
-                    ValueRef::Integer(v) => Cell::Int(v),
-                    ValueRef::Text(t) => Cell::Text(String::from_utf8_lossy(t).into_owned()),
+                    ValueRef::Null => SqlValue::Null,
+                    ValueRef::Integer(v) => SqlValue::Int(v),
+                    ValueRef::Text(t) => SqlValue::Text(String::from_utf8_lossy(t).into_owned()),
                     ValueRef::Real(_) | ValueRef::Blob(_) => {
                         return Err(Error::storage(
                             format!("column {i} has a type jilo does not read"),
@@ -85,7 +85,7 @@ impl Conn for LiteConn<'_> {
                     }
                 });
             }
-            out.push(Row(cells));
+            out.push(SqlRow::new(cells));
         }
         Ok(out)
     }
@@ -105,27 +105,29 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::LiteConn;
-    use crate::sql::conn::{args, Arg, Cell, Conn, Row};
+    use crate::sql::conn::{args, Arg, Conn, SqlRow, SqlValue};
 
     #[test]
     fn placeholders_bind_by_number_whatever_their_order() {
         let mut conn = rusqlite::Connection::open_in_memory().unwrap();
         let mut c = LiteConn(&mut conn);
-        let rows = futures::executor::block_on(c.fetch(
-            "SELECT $2, $1, $2 || '!', '$1'",
-            &args![7, "seven"],
-        ))
+        let rows = futures::executor::block_on(
+            c.fetch("SELECT $2, $1, $2 || '!', '$1'", &args![7, "seven"]),
+        )
         .unwrap();
         assert_eq!(
             rows,
-            vec![Row(vec![
-                Cell::Text("seven".into()),
-                Cell::Int(7),
-                Cell::Text("seven!".into()),
-                Cell::Text("$1".into()),
+            vec![SqlRow::new(vec![
+                SqlValue::Text("seven".into()),
+                SqlValue::Int(7),
+                SqlValue::Text("seven!".into()),
+                SqlValue::Text("$1".into()),
             ])]
         );
         let short = futures::executor::block_on(c.fetch("SELECT $1, $2", &[Arg::Int(Some(1))]));
-        assert!(short.is_err(), "a missing argument is refused, not read as null");
+        assert!(
+            short.is_err(),
+            "a missing argument is refused, not read as null"
+        );
     }
 }

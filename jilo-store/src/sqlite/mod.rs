@@ -2,7 +2,9 @@
 //! seam, and the writing connection every write of an SQLite file goes through ([`writer`]).
 
 #[cfg(feature = "sqlite")]
-mod lite;
+pub(crate) mod connections;
+#[cfg(feature = "sqlite")]
+pub(crate) mod lite;
 #[cfg(feature = "sqlite")]
 pub(crate) mod writer;
 

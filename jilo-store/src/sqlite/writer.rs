@@ -31,14 +31,8 @@ pub(crate) struct SqliteWriter {
 }
 
 impl SqliteWriter {
-    /// Opens the file (created when missing) and starts the thread.
-    pub(crate) fn open(path: &str, busy_timeout: Duration) -> StoreResult<Self> {
-        let conn = Connection::open(path)?;
-        conn.busy_timeout(busy_timeout)?;
-        conn.execute_batch(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
-        )?;
-        conn.set_prepared_statement_cache_capacity(32);
+    /// Starts the thread that owns `conn` (opened by [`Source::open`](super::connections::Source::open)).
+    pub(crate) fn start(conn: Connection) -> StoreResult<Self> {
         let (work, queue) = mpsc::channel::<Work>();
         std::thread::Builder::new()
             .name("jilo-sqlite-writer".to_owned())
@@ -135,13 +129,15 @@ fn next_work(queue: &mpsc::Receiver<Work>) -> Option<Work> {
     }
 }
 
-/// Runs `body` in one immediate transaction on the writing connection: committed when it
-/// returns `Ok`, rolled back otherwise.
+/// Runs `body` in one transaction begun with `begin` (`BEGIN IMMEDIATE` for a write, `BEGIN
+/// DEFERRED` for a read that sees one snapshot): committed when it returns `Ok`, rolled back
+/// otherwise.
 pub(crate) fn transaction<T>(
     conn: &mut Connection,
+    begin: &str,
     body: impl FnOnce(&mut dyn Conn) -> StoreResult<T>,
 ) -> StoreResult<T> {
-    conn.execute_batch("BEGIN IMMEDIATE")?;
+    conn.execute_batch(begin)?;
     let out = body(&mut LiteConn(conn)).and_then(|v| {
         conn.execute_batch("COMMIT")?;
         Ok(v)

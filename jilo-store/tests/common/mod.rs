@@ -1,8 +1,28 @@
 //! Shared helpers of the SQL store tests: fresh databases and the ledger invariant check.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use jilo_store::{SqlStore, SqlStoreOptions, StoreUrl};
+use jilo_store::{SqlRow, SqlStore, SqlStoreOptions, SqlValue, StoreUrl};
 use sqlx::{Connection, Executor, PgConnection};
+
+/// The rows of a query through the store's own connections.
+pub async fn rows(store: &SqlStore, sql: &str, args: &[SqlValue]) -> Vec<SqlRow> {
+    store.query(sql, args).await.unwrap()
+}
+
+/// The first column of a query's one row, as an integer that may be null.
+pub async fn opt_int(store: &SqlStore, sql: &str, args: &[SqlValue]) -> Option<i64> {
+    rows(store, sql, args).await[0].opt_int(0).unwrap()
+}
+
+/// The first column of a query's one row, as an integer.
+pub async fn int(store: &SqlStore, sql: &str, args: &[SqlValue]) -> i64 {
+    opt_int(store, sql, args).await.unwrap()
+}
+
+/// A statement run in a write transaction of the store.
+pub async fn exec(store: &SqlStore, sql: &str, args: &[SqlValue]) -> u64 {
+    store.execute(sql, args).await.unwrap()
+}
 
 /// A new SQLite file in the temp directory.
 pub fn sqlite_file() -> StoreUrl {
@@ -77,13 +97,24 @@ type LotSums = (
 /// one ledger row per grant and per hold start, and a refunded hold's refund and lapse rows
 /// adding up to it. Returns the number of accounts checked.
 pub async fn check_ledger(store: &SqlStore) -> usize {
-    let pool = store.pool();
-    let accounts: Vec<(String, i64, i64, i64, i64, i64)> = sqlx::query_as(
+    let accounts: Vec<(String, i64, i64, i64, i64, i64)> = rows(
+        store,
         "SELECT user_id, available, held, spent, granted, expired FROM jilo_accounts",
+        &[],
     )
-    .fetch_all(pool)
     .await
-    .unwrap();
+    .iter()
+    .map(|r| {
+        (
+            r.text(0).unwrap(),
+            r.int(1).unwrap(),
+            r.int(2).unwrap(),
+            r.int(3).unwrap(),
+            r.int(4).unwrap(),
+            r.int(5).unwrap(),
+        )
+    })
+    .collect();
     for (user, available, held, spent, granted, expired) in &accounts {
         assert_eq!(
             *granted,
@@ -94,15 +125,21 @@ pub async fn check_ledger(store: &SqlStore) -> usize {
             *available >= 0 && *held >= 0 && *spent >= 0 && *expired >= 0,
             "{user}: nothing negative"
         );
-        let lots: LotSums = sqlx::query_as(
+        let sums = &rows(
+            store,
             "SELECT CAST(SUM(granted) AS BIGINT), CAST(SUM(available) AS BIGINT), \
                  CAST(SUM(held) AS BIGINT), CAST(SUM(spent) AS BIGINT), \
                  CAST(SUM(expired) AS BIGINT) FROM jilo_credit_lots WHERE user_id = $1",
+            &[user.as_str().into()],
         )
-        .bind(user.as_str())
-        .fetch_one(pool)
-        .await
-        .unwrap();
+        .await[0];
+        let lots: LotSums = (
+            sums.opt_int(0).unwrap(),
+            sums.opt_int(1).unwrap(),
+            sums.opt_int(2).unwrap(),
+            sums.opt_int(3).unwrap(),
+            sums.opt_int(4).unwrap(),
+        );
         assert_eq!(
             (
                 lots.0.unwrap_or(0),
@@ -116,14 +153,7 @@ pub async fn check_ledger(store: &SqlStore) -> usize {
         );
         let sum = |sql: &'static str| {
             let user = user.clone();
-            async move {
-                let v: Option<i64> = sqlx::query_scalar(sql)
-                    .bind(user)
-                    .fetch_one(pool)
-                    .await
-                    .unwrap();
-                v.unwrap_or(0)
-            }
+            async move { opt_int(store, sql, &[user.into()]).await.unwrap_or(0) }
         };
         assert_eq!(*held, sum("SELECT CAST(SUM(credits) AS BIGINT) FROM jilo_holds WHERE user_id = $1 AND state = 'held'").await, "{user}: held");
         assert_eq!(*spent, sum("SELECT CAST(SUM(credits) AS BIGINT) FROM jilo_holds WHERE user_id = $1 AND state = 'settled'").await, "{user}: spent");
@@ -142,15 +172,16 @@ pub async fn check_ledger(store: &SqlStore) -> usize {
         assert_eq!(*expired, sum("SELECT CAST(SUM(credits) AS BIGINT) FROM jilo_ledger WHERE user_id = $1 AND kind IN ('expire', 'lapse')").await, "{user}: expiry and lapse rows");
     }
     // Each hold has exactly one hold row, and an ended hold exactly one end row.
-    let doubled: i64 = sqlx::query_scalar(
+    let doubled: i64 = int(
+        store,
         "SELECT COUNT(*) FROM (SELECT job_id FROM jilo_ledger WHERE kind = 'hold' \
          GROUP BY job_id HAVING COUNT(*) <> 1) d",
+        &[],
     )
-    .fetch_one(pool)
-    .await
-    .unwrap();
+    .await;
     assert_eq!(doubled, 0, "no hold is recorded twice");
-    let unmatched: i64 = sqlx::query_scalar(
+    let unmatched: i64 = int(
+        store,
         "SELECT COUNT(*) FROM jilo_holds h WHERE \
          (SELECT COUNT(*) FROM jilo_ledger l WHERE l.job_id = h.job_id AND l.kind = 'hold') <> 1 \
          OR (SELECT COUNT(*) FROM jilo_ledger l WHERE l.job_id = h.job_id AND l.kind = 'settle') \
@@ -159,37 +190,36 @@ pub async fn check_ledger(store: &SqlStore) -> usize {
             > CASE WHEN h.state = 'refunded' THEN 1 ELSE 0 END \
          OR (h.state = 'refunded' AND (SELECT COALESCE(SUM(l.credits), 0) FROM jilo_ledger l \
              WHERE l.job_id = h.job_id AND l.kind IN ('refund', 'lapse')) <> h.credits)",
+        &[],
     )
-    .fetch_one(pool)
-    .await
-    .unwrap();
+    .await;
     assert_eq!(
         unmatched, 0,
         "every hold has one start and at most one end in the ledger"
     );
     // Every hold is drawn from lots of its own user, its parts adding up to it.
-    let unparted: i64 = sqlx::query_scalar(
+    let unparted: i64 = int(
+        store,
         "SELECT COUNT(*) FROM jilo_holds h WHERE h.credits <> \
          (SELECT COALESCE(SUM(p.credits), 0) FROM jilo_hold_parts p WHERE p.job_id = h.job_id) \
          OR EXISTS (SELECT 1 FROM jilo_hold_parts p JOIN jilo_credit_lots c \
              ON c.grant_key = p.lot_key WHERE p.job_id = h.job_id AND c.user_id <> h.user_id)",
+        &[],
     )
-    .fetch_one(pool)
-    .await
-    .unwrap();
+    .await;
     assert_eq!(
         unparted, 0,
         "each hold's parts add up to it, from its user's lots"
     );
     // A lot holds what its open holds' parts took from it.
-    let misheld: i64 = sqlx::query_scalar(
+    let misheld: i64 = int(
+        store,
         "SELECT COUNT(*) FROM jilo_credit_lots c WHERE c.held <> \
          (SELECT COALESCE(SUM(p.credits), 0) FROM jilo_hold_parts p JOIN jilo_holds h \
              ON h.job_id = p.job_id WHERE p.lot_key = c.grant_key AND h.state = 'held')",
+        &[],
     )
-    .fetch_one(pool)
-    .await
-    .unwrap();
+    .await;
     assert_eq!(misheld, 0, "each lot's held is its open holds' parts");
     accounts.len()
 }
@@ -197,11 +227,15 @@ pub async fn check_ledger(store: &SqlStore) -> usize {
 /// After an upgrade from [`SCHEMA7_LEDGER`]: each hold, open or ended, is a part of the
 /// account's legacy lot.
 pub async fn check_upgraded_parts(store: &SqlStore) {
-    let parts: Vec<(String, String, i64)> =
-        sqlx::query_as("SELECT job_id, lot_key, credits FROM jilo_hold_parts ORDER BY job_id")
-            .fetch_all(store.pool())
-            .await
-            .unwrap();
+    let parts: Vec<(String, String, i64)> = rows(
+        store,
+        "SELECT job_id, lot_key, credits FROM jilo_hold_parts ORDER BY job_id",
+        &[],
+    )
+    .await
+    .iter()
+    .map(|r| (r.text(0).unwrap(), r.text(1).unwrap(), r.int(2).unwrap()))
+    .collect();
     assert_eq!(
         parts,
         vec![
@@ -221,27 +255,32 @@ pub async fn end_the_upgraded_hold(store: &SqlStore) {
     let mut job = jilo_core::testing::sample_job(&user, 15, Timestamp::from_millis(0));
     job.id = JobId::new("open-job");
     job.version = 1;
-    sqlx::query(
+    exec(
+        store,
         "INSERT INTO jilo_jobs (id, user_id, state, version, provider, provider_request_id, \
          created_ms, deadline_ms, next_check_ms, lease_owner, lease_until_ms, doc) \
          VALUES ($1, $2, 'queued', 1, 'sim', NULL, 0, $3, NULL, NULL, NULL, $4)",
+        &[
+            job.id.as_str().into(),
+            user.as_str().into(),
+            job.deadline_at.as_millis().into(),
+            serde_json::to_string(&job).unwrap().into(),
+        ],
     )
-    .bind(job.id.as_str())
-    .bind(user.as_str())
-    .bind(job.deadline_at.as_millis())
-    .bind(serde_json::to_string(&job).unwrap())
-    .execute(store.pool())
-    .await
-    .unwrap();
+    .await;
     let lot_of = || async {
-        let lot: (i64, i64, i64) = sqlx::query_as(
+        let lot = &rows(
+            store,
             "SELECT available, held, spent FROM jilo_credit_lots \
              WHERE grant_key = 'jilo:legacy:old'",
+            &[],
         )
-        .fetch_one(store.pool())
-        .await
-        .unwrap();
-        lot
+        .await[0];
+        (
+            lot.int(0).unwrap(),
+            lot.int(1).unwrap(),
+            lot.int(2).unwrap(),
+        )
     };
     let (before, lot_before) = (store.balance(&user).await.unwrap(), lot_of().await);
     assert_eq!(before.held, 15);
@@ -284,33 +323,35 @@ pub async fn edited_migrations_are_refused(url: &StoreUrl) {
         .await
         .unwrap();
     store.migrate().await.unwrap();
-    let kept: Vec<Option<String>> =
-        sqlx::query_scalar("SELECT checksum FROM jilo_schema ORDER BY version")
-            .fetch_all(store.pool())
-            .await
-            .unwrap();
+    let checksums = || async {
+        rows(
+            &store,
+            "SELECT checksum FROM jilo_schema ORDER BY version",
+            &[],
+        )
+        .await
+        .iter()
+        .map(|r| r.opt_text(0).unwrap())
+        .collect::<Vec<_>>()
+    };
+    let kept = checksums().await;
     assert!(
         kept.iter()
             .all(|c| c.as_ref().is_some_and(|c| c.len() == 64)),
         "{kept:?}"
     );
     // A build that kept no checksum: adopted, then checked from then on.
-    sqlx::query("UPDATE jilo_schema SET checksum = NULL")
-        .execute(store.pool())
-        .await
-        .unwrap();
+    exec(&store, "UPDATE jilo_schema SET checksum = NULL", &[]).await;
     store.migrate().await.unwrap();
-    let adopted: Vec<Option<String>> =
-        sqlx::query_scalar("SELECT checksum FROM jilo_schema ORDER BY version")
-            .fetch_all(store.pool())
-            .await
-            .unwrap();
+    let adopted = checksums().await;
     assert_eq!(adopted, kept);
     // Migration 3 applied here is not this build's any more.
-    sqlx::query("UPDATE jilo_schema SET checksum = 'edited' WHERE version = 3")
-        .execute(store.pool())
-        .await
-        .unwrap();
+    exec(
+        &store,
+        "UPDATE jilo_schema SET checksum = 'edited' WHERE version = 3",
+        &[],
+    )
+    .await;
     match store.migrate().await {
         Err(jilo_core::Error::Storage {
             reason,

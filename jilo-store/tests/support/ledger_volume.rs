@@ -44,14 +44,16 @@ pub async fn fill(store: &SqlStore, total: u64) -> i64 {
             rows("i")
         ),
     };
-    sqlx::query(&sql).execute(store.pool()).await.unwrap();
-    sqlx::query("ANALYZE").execute(store.pool()).await.unwrap();
-    let oldest: i64 = sqlx::query_scalar(
-        "SELECT MIN(seq) FROM jilo_ledger WHERE user_id = 'heavy-user' AND kind <> 'grant' \
-         OR (user_id = 'heavy-user' AND grant_key LIKE 'key-%')",
-    )
-    .fetch_one(store.pool())
-    .await
-    .unwrap();
-    oldest
+    store.execute(&sql, &[]).await.unwrap();
+    store.execute("ANALYZE", &[]).await.unwrap();
+    store
+        .query(
+            "SELECT MIN(seq) FROM jilo_ledger WHERE user_id = 'heavy-user' AND kind <> 'grant' \
+             OR (user_id = 'heavy-user' AND grant_key LIKE 'key-%')",
+            &[],
+        )
+        .await
+        .unwrap()[0]
+        .int(0)
+        .unwrap()
 }
