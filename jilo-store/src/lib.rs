@@ -71,6 +71,8 @@ mod postgres;
 #[cfg(feature = "s3")]
 mod s3_client;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod seam;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod sql;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod sqlite;
@@ -86,7 +88,7 @@ pub use postgres::JOB_EVENTS_CHANNEL;
 #[cfg(feature = "s3")]
 pub use s3_client::RingS3Connector;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
-pub use sql::conn::{SqlRow, SqlValue};
+pub use seam::{SqlRow, SqlValue};
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub use sql::{Backend, SqlStore, SqlStoreOptions};
 pub use url::{StoreUrl, DEFAULT_SQLITE_PATH};

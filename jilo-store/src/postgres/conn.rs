@@ -5,8 +5,8 @@ use jilo_core::Error;
 use sqlx::postgres::{PgArguments, PgRow};
 use sqlx::{PgConnection, Postgres};
 
-use crate::sql::conn::{Arg, Conn, Dialect, SqlRow, SqlValue};
-use crate::sql::errors::StoreResult;
+use crate::seam::errors::StoreResult;
+use crate::seam::{Arg, Conn, Dialect, SqlRow, SqlValue};
 
 /// A Postgres connection, usually inside a transaction the caller opened.
 pub(crate) struct PgConn<'c>(pub(crate) &'c mut PgConnection);

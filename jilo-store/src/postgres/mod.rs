@@ -4,7 +4,7 @@
 #[cfg(feature = "postgres")]
 pub(crate) mod conn;
 
-use crate::sql::conn::{Dialect, Explain, Migration};
+use crate::seam::{Dialect, Explain, Migration};
 
 /// The Postgres channel job events travel on (named in [`DIALECT`]'s `notify` too).
 pub const JOB_EVENTS_CHANNEL: &str = "jilo_job_events";
@@ -94,7 +94,7 @@ pub(crate) async fn listen(
     use sqlx::postgres::PgListener;
 
     let fail = |e: sqlx::Error| {
-        crate::sql::errors::StoreError::from(e).into_error("listening for job events")
+        crate::seam::errors::StoreError::from(e).into_error("listening for job events")
     };
     let mut listener = PgListener::connect(url).await.map_err(fail)?;
     listener.listen(JOB_EVENTS_CHANNEL).await.map_err(fail)?;
@@ -122,14 +122,16 @@ pub(crate) async fn listen(
 #[cfg(feature = "postgres")]
 pub(crate) async fn open(
     url: &crate::StoreUrl,
-    options: &crate::SqlStoreOptions,
+    max_connections: u32,
+    acquire_timeout: std::time::Duration,
+    connect_timeout: std::time::Duration,
 ) -> jilo_core::Result<sqlx::PgPool> {
     use std::str::FromStr;
 
     use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
     use sqlx::Connection;
 
-    use crate::sql::errors::{open_error, StoreError};
+    use crate::seam::errors::{open_error, StoreError};
 
     let crate::StoreUrl::Postgres(text) = url else {
         return Err(jilo_core::Error::invalid(
@@ -144,14 +146,14 @@ pub(crate) async fn open(
         let conn = sqlx::PgConnection::connect_with(&connect).await?;
         conn.close().await
     };
-    match tokio::time::timeout(options.connect_timeout, attempt).await {
+    match tokio::time::timeout(connect_timeout, attempt).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => return Err(open_error(&target, e)),
         Err(_) => {
             return Err(jilo_core::Error::storage(
                 format!(
                     "connecting to {target} took more than {} s (SqlStoreOptions::connect_timeout)",
-                    options.connect_timeout.as_secs_f32()
+                    connect_timeout.as_secs_f32()
                 ),
                 true,
                 None,
@@ -159,8 +161,8 @@ pub(crate) async fn open(
         }
     }
     PgPoolOptions::new()
-        .max_connections(options.max_connections.max(1))
-        .acquire_timeout(options.acquire_timeout)
+        .max_connections(max_connections.max(1))
+        .acquire_timeout(acquire_timeout)
         .connect_with(connect)
         .await
         .map_err(|e| StoreError::from(e).into_error("connecting to the database"))

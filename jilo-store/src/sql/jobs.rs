@@ -11,10 +11,10 @@ use jilo_core::{
     Reservation, Result, Timestamp, UserId,
 };
 
-use super::conn::{args, Conn, SqlRow};
-use super::errors::{StoreError, StoreResult};
 use super::ledger::{check_grant, end_hold_in, grant_in, reserve_in};
 use super::SqlStore;
+use crate::seam::errors::{StoreError, StoreResult};
+use crate::seam::{args, Conn, SqlRow};
 
 const JOB_COLUMNS: &str = "doc, version, lease_owner, lease_until_ms";
 

@@ -2,15 +2,13 @@
 
 use std::sync::Arc;
 
-use super::conn::{args, Conn, Explain, SqlRow};
-use super::errors::StoreResult;
 use super::lots;
 use super::SqlStore;
+use crate::seam::errors::StoreResult;
+use crate::seam::{args, Conn, Explain, SqlRow};
 use async_trait::async_trait;
 use jilo_core::ledger::{KeptGrant, MAX_CREDITS};
-use jilo_core::money::{
-    self, AccountChange, EndPlan, GrantRead, HoldRead, PlannedEntry, ReserveRead,
-};
+use jilo_core::money::{self, EndPlan, GrantRead, HoldRead, ReserveRead};
 use jilo_core::{
     Balance, CreditHold, CreditStatement, Error, ExpiringCredits, Grant, GrantOutcome, GrantReason,
     HistoryPage, HistoryQuery, HoldOutcome, HoldState, JobId, LedgerEntry, LedgerEntryKind,
@@ -34,56 +32,6 @@ pub(crate) fn hold_state(s: &str) -> Result<HoldState> {
 }
 
 pub(crate) use jilo_core::ledger::check_grant;
-
-/// Writes a plan's ledger entries.
-pub(crate) async fn write_entries(
-    c: &mut dyn Conn,
-    user: &UserId,
-    entries: &[PlannedEntry],
-) -> StoreResult<()> {
-    for e in entries {
-        c.exec(
-            "INSERT INTO jilo_ledger (user_id, kind, job_id, grant_key, reason, credits, at_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            &args![
-                user.as_str(),
-                e.kind.as_str(),
-                e.kind.job().map(JobId::as_str),
-                e.kind.grant_key(),
-                e.kind.reason().map(|r| r.as_str()),
-                e.credits,
-                e.at.as_millis(),
-            ],
-        )
-        .await?;
-    }
-    Ok(())
-}
-
-/// Applies a plan's change to an existing account.
-pub(crate) async fn change_account(
-    c: &mut dyn Conn,
-    user: &UserId,
-    change: AccountChange,
-) -> StoreResult<()> {
-    if change == AccountChange::default() {
-        return Ok(());
-    }
-    c.exec(
-        "UPDATE jilo_accounts SET available = available + $2, held = held + $3, \
-         spent = spent + $4, granted = granted + $5, expired = expired + $6 WHERE user_id = $1",
-        &args![
-            user.as_str(),
-            change.available,
-            change.held,
-            change.spent,
-            change.granted,
-            change.expired,
-        ],
-    )
-    .await?;
-    Ok(())
-}
 
 /// Adds a grant inside a transaction, as [`money::plan_grant`] decides; `Duplicate` when the
 /// key was seen with the same grant.
@@ -155,7 +103,7 @@ pub(crate) async fn grant_in(c: &mut dyn Conn, grant: &Grant) -> StoreResult<Gra
         return Err(Error::lost_race("the account changed during the grant").into());
     }
     lots::insert_lot(c, &plan.lot).await?;
-    write_entries(c, &grant.user, std::slice::from_ref(&plan.entry)).await?;
+    lots::write_entries(c, &grant.user, std::slice::from_ref(&plan.entry)).await?;
     Ok(GrantOutcome::Granted)
 }
 
@@ -188,7 +136,7 @@ pub(crate) async fn reserve_in(c: &mut dyn Conn, r: &Reservation) -> StoreResult
         hold_exists: false,
     };
     let plan = money::plan_reserve(r, read)?;
-    change_account(c, &r.user, plan.account).await?;
+    lots::change_account(c, &r.user, plan.account).await?;
     for lot in &plan.lots {
         lots::save(c, lot).await?;
     }
@@ -211,7 +159,7 @@ pub(crate) async fn reserve_in(c: &mut dyn Conn, r: &Reservation) -> StoreResult
         )
         .await?;
     }
-    write_entries(c, &r.user, &plan.entries).await?;
+    lots::write_entries(c, &r.user, &plan.entries).await?;
     Ok(plan.hold)
 }
 
@@ -270,8 +218,8 @@ pub(crate) async fn end_hold_in(
         for lot in &end.lots {
             lots::save(c, lot).await?;
         }
-        change_account(c, &end.user, end.account).await?;
-        write_entries(c, &end.user, &end.entries).await?;
+        lots::change_account(c, &end.user, end.account).await?;
+        lots::write_entries(c, &end.user, &end.entries).await?;
     }
     Ok(outcome)
 }

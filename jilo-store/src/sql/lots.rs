@@ -1,12 +1,12 @@
-//! Credit lots and accounts in SQL: the reads a plan of `jilo_core::money` needs, inside the
-//! caller's transaction, and the lot writes.
+//! Credit lots, accounts and ledger rows in SQL: the reads a plan of `jilo_core::money` needs,
+//! inside the caller's transaction, and the writes of what a plan decided.
 
 use jilo_core::lots::{CreditLot, HoldPart};
-use jilo_core::money;
+use jilo_core::money::{self, AccountChange, PlannedEntry};
 use jilo_core::{Balance, Error, JobId, Timestamp, UserId};
 
-use super::conn::{args, Conn, SqlRow};
-use super::errors::StoreResult;
+use crate::seam::errors::StoreResult;
+use crate::seam::{args, Conn, SqlRow};
 
 pub(crate) const LOT_COLUMNS: &str = "grant_key, user_id, granted, available, held, spent, \
     expired, expires_ms, granted_ms, expiry_written";
@@ -168,8 +168,8 @@ pub(crate) async fn expire_user_lots(
     for lot in &plan.lots {
         save(c, lot).await?;
     }
-    super::ledger::change_account(c, user, plan.account).await?;
-    super::ledger::write_entries(c, user, &plan.entries).await?;
+    change_account(c, user, plan.account).await?;
+    write_entries(c, user, &plan.entries).await?;
     Ok(plan.lots_expired)
 }
 
@@ -222,4 +222,54 @@ pub(crate) async fn parts_of(
         lots.push(lot_from_row(&row)?);
     }
     Ok((parts, lots))
+}
+
+/// Writes a plan's ledger entries.
+pub(crate) async fn write_entries(
+    c: &mut dyn Conn,
+    user: &UserId,
+    entries: &[PlannedEntry],
+) -> StoreResult<()> {
+    for e in entries {
+        c.exec(
+            "INSERT INTO jilo_ledger (user_id, kind, job_id, grant_key, reason, credits, at_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            &args![
+                user.as_str(),
+                e.kind.as_str(),
+                e.kind.job().map(JobId::as_str),
+                e.kind.grant_key(),
+                e.kind.reason().map(|r| r.as_str()),
+                e.credits,
+                e.at.as_millis(),
+            ],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Applies a plan's change to an existing account.
+pub(crate) async fn change_account(
+    c: &mut dyn Conn,
+    user: &UserId,
+    change: AccountChange,
+) -> StoreResult<()> {
+    if change == AccountChange::default() {
+        return Ok(());
+    }
+    c.exec(
+        "UPDATE jilo_accounts SET available = available + $2, held = held + $3, \
+         spent = spent + $4, granted = granted + $5, expired = expired + $6 WHERE user_id = $1",
+        &args![
+            user.as_str(),
+            change.available,
+            change.held,
+            change.spent,
+            change.granted,
+            change.expired,
+        ],
+    )
+    .await?;
+    Ok(())
 }

@@ -3,8 +3,8 @@
 
 use jilo_core::Error;
 
-use super::conn::{args, Conn, Dialect};
-use super::errors::{StoreError, StoreResult};
+use crate::seam::errors::{StoreError, StoreResult};
+use crate::seam::{args, Conn, Dialect};
 
 /// The newest schema this build knows.
 pub(crate) fn latest(dialect: &Dialect) -> i64 {

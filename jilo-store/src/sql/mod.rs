@@ -2,8 +2,8 @@
 //!
 //! One [`SqlStore`] implements both [`jilo_core::QuotaStore`] and [`jilo_core::JobStore`], so
 //! a job and its credit hold are written in one transaction. Every transaction is written once
-//! here, over the [`conn::Conn`] seam (`$n` placeholders); a backend is a wing beside this
-//! module that implements `Conn` for its driver and fills a [`conn::Dialect`] with the few
+//! here, over the `Conn` seam (`crate::seam`) (`$n` placeholders); a backend is a wing beside this
+//! module that implements `Conn` for its driver and fills a `Dialect` with the few
 //! pieces of SQL it spells its own way:
 //! - `crate::sqlite`: the plain SQLite library. Every write (jobs and holds, grants, expiry,
 //!   claims, publications, migrations) runs whole on one writing connection owned by a thread
@@ -18,8 +18,6 @@
 //! `… WHERE available >= $n`) checked for the row it must change; the schema itself refuses a
 //! negative balance or a broken `granted = available + held + spent`.
 
-pub(crate) mod conn;
-pub(crate) mod errors;
 mod events;
 mod jobs;
 mod ledger;
@@ -36,9 +34,9 @@ use std::time::Duration;
 use jilo_core::{Error, Result};
 use tokio::sync::OnceCell;
 
+use crate::seam::errors::StoreResult;
+use crate::seam::{Arg, Conn, Dialect, SqlRow, SqlValue};
 use crate::StoreUrl;
-use conn::{Arg, Conn, Dialect, SqlRow, SqlValue};
-use errors::StoreResult;
 
 /// A transaction's body over a connection: the shared SQL of every store operation.
 pub(crate) type Tx<'c, T> = futures::future::BoxFuture<'c, StoreResult<T>>;
@@ -155,7 +153,15 @@ impl SqlStore {
                 .await?,
             ),
             #[cfg(feature = "postgres")]
-            Backend::Postgres => Engine::Postgres(crate::postgres::open(url, &options).await?),
+            Backend::Postgres => Engine::Postgres(
+                crate::postgres::open(
+                    url,
+                    options.max_connections,
+                    options.acquire_timeout,
+                    options.connect_timeout,
+                )
+                .await?,
+            ),
             #[allow(unreachable_patterns)]
             _ => return Err(Error::invalid("DATABASE_URL", "this backend is not built")),
         };

@@ -4,9 +4,9 @@
 
 use std::sync::Arc;
 
-use super::conn::{args, Conn, SqlRow};
-use super::errors::{StoreError, StoreResult};
 use super::SqlStore;
+use crate::seam::errors::{StoreError, StoreResult};
+use crate::seam::{args, Conn, SqlRow};
 use async_trait::async_trait;
 use jilo_core::{
     ChannelConnection, ChannelStore, Error, JobId, Publication, PublicationLease,

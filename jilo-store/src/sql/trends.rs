@@ -9,9 +9,9 @@ use jilo_core::{
     ViralAnalysis,
 };
 
-use super::conn::args;
-use super::errors::StoreError;
 use super::SqlStore;
+use crate::seam::args;
+use crate::seam::errors::StoreError;
 
 #[async_trait]
 impl TrendCache for SqlStore {

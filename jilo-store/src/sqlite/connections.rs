@@ -9,7 +9,7 @@ use jilo_core::{Error, Result};
 use rusqlite::{Connection, OpenFlags};
 
 use super::writer::SqliteWriter;
-use crate::sql::errors::{StoreError, StoreResult};
+use crate::seam::errors::{StoreError, StoreResult};
 use crate::StoreUrl;
 
 /// How to open one more connection to the store's database.

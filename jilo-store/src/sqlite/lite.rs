@@ -3,8 +3,8 @@
 use async_trait::async_trait;
 use jilo_core::Error;
 
-use crate::sql::conn::{Arg, Conn, Dialect, SqlRow, SqlValue};
-use crate::sql::errors::StoreResult;
+use crate::seam::errors::StoreResult;
+use crate::seam::{Arg, Conn, Dialect, SqlRow, SqlValue};
 
 /// A connection of the plain SQLite library. Its calls finish before they return, so the
 /// shared (async) transactions run on it with `futures::executor::block_on`, never waiting.
@@ -105,7 +105,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::LiteConn;
-    use crate::sql::conn::{args, Arg, Conn, SqlRow, SqlValue};
+    use crate::seam::{args, Arg, Conn, SqlRow, SqlValue};
 
     #[test]
     fn placeholders_bind_by_number_whatever_their_order() {

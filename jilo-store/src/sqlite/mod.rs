@@ -8,7 +8,7 @@ pub(crate) mod lite;
 #[cfg(feature = "sqlite")]
 pub(crate) mod writer;
 
-use crate::sql::conn::{Dialect, Explain, Migration};
+use crate::seam::{Dialect, Explain, Migration};
 
 /// SQLite's own SQL: one writer at a time, so no row locks; events are published in process.
 pub(crate) static DIALECT: Dialect = Dialect {

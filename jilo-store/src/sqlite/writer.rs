@@ -17,8 +17,8 @@ use jilo_core::Error;
 use rusqlite::Connection;
 
 use super::lite::LiteConn;
-use crate::sql::conn::Conn;
-use crate::sql::errors::{StoreError, StoreResult};
+use crate::seam::errors::{StoreError, StoreResult};
+use crate::seam::Conn;
 
 type Work = Box<dyn FnOnce(&mut Connection) + Send>;
 
@@ -31,7 +31,7 @@ pub(crate) struct SqliteWriter {
 }
 
 impl SqliteWriter {
-    /// Starts the thread that owns `conn` (opened by [`Source::open`](super::connections::Source::open)).
+    /// Starts the thread that owns `conn`, opened and set up by the store's connection source.
     pub(crate) fn start(conn: Connection) -> StoreResult<Self> {
         let (work, queue) = mpsc::channel::<Work>();
         std::thread::Builder::new()

@@ -6,12 +6,15 @@
 //! Statements use `$1 … $n` placeholders; a backend whose driver reads them otherwise binds
 //! them by name (SQLite).
 //!
-//! This file is the bottom of the SQL store: it imports none of the others.
+//! This module is the bottom of the SQL store: it imports none of the others; the wings
+//! (`sqlite`, `postgres`) sit on it, and the shared transactions (`sql`) on them.
+
+pub(crate) mod errors;
 
 use async_trait::async_trait;
 use jilo_core::{Error, Result};
 
-use super::errors::StoreResult;
+use errors::StoreResult;
 
 /// A statement's argument. Nulls keep their type: Postgres needs it to type the parameter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,7 +58,7 @@ impl<'a> From<Option<&'a str>> for Arg<'a> {
 /// Builds an argument list: `args![a, b, c]` is `[Arg::from(a), …]`.
 macro_rules! args {
     ($($a:expr),* $(,)?) => {
-        [$($crate::sql::conn::Arg::from($a)),*]
+        [$($crate::seam::Arg::from($a)),*]
     };
 }
 pub(crate) use args;
