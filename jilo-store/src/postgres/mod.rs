@@ -6,7 +6,7 @@ pub(crate) mod conn;
 
 use crate::seam::{Dialect, Explain, Migration};
 
-/// The Postgres channel job events travel on (named in [`DIALECT`]'s `notify` too).
+/// The Postgres channel job events travel on (`NOTIFY` after each committed change of a job).
 pub const JOB_EVENTS_CHANNEL: &str = "jilo_job_events";
 
 /// Postgres's own SQL: row locks, skipped locked rows, advisory locks and `NOTIFY`.
