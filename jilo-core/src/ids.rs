@@ -145,6 +145,65 @@ impl fmt::Debug for Timestamp {
     }
 }
 
+/// A calendar month in UTC: a plan's billing period and a monthly allowance's life
+/// (`jilo_core::plans::PlanPeriod`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct PlanPeriod {
+    year: i64,
+    month: u32,
+}
+
+impl PlanPeriod {
+    /// The month holding `at`.
+    pub fn containing(at: Timestamp) -> Self {
+        let date = at.jiff().to_zoned(jiff::tz::TimeZone::UTC).date();
+        Self {
+            year: i64::from(date.year()),
+            month: u32::try_from(date.month()).unwrap_or(1),
+        }
+    }
+
+    /// The month after.
+    pub fn next(self) -> Self {
+        if self.month == 12 {
+            Self {
+                year: self.year + 1,
+                month: 1,
+            }
+        } else {
+            Self {
+                year: self.year,
+                month: self.month + 1,
+            }
+        }
+    }
+
+    /// Its first instant.
+    pub fn start(self) -> Timestamp {
+        // Past the years a calendar names: the end (or the start) of time.
+        if self.year > 9999 {
+            return Timestamp::from_millis(i64::MAX);
+        }
+        let year = i16::try_from(self.year.max(-9999)).unwrap_or(-9999);
+        let month = i8::try_from(self.month.clamp(1, 12)).unwrap_or(1);
+        jiff::civil::Date::new(year, month, 1)
+            .and_then(|d| d.to_zoned(jiff::tz::TimeZone::UTC))
+            .map_or(Timestamp::from_millis(i64::MAX), |z| {
+                Timestamp::from_millis(z.timestamp().as_millisecond())
+            })
+    }
+
+    /// The first instant of the next month: when its allowance expires.
+    pub fn end(self) -> Timestamp {
+        self.next().start()
+    }
+
+    /// `YYYY-MM`.
+    pub fn label(self) -> String {
+        format!("{:04}-{:02}", self.year, self.month)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -326,7 +326,7 @@ impl Grant {
     pub fn monthly(
         user: UserId,
         credits: i64,
-        month: crate::plans::PlanPeriod,
+        month: crate::ids::PlanPeriod,
         at: Timestamp,
     ) -> Self {
         let key = format!("monthly:{user}:{}", month.label());
@@ -715,7 +715,7 @@ mod tests {
     fn grant_keys_name_their_source() {
         let at = Timestamp::from_millis(0);
         assert_eq!(Grant::signup("u".into(), 100, at).key, "signup:u");
-        let november = crate::plans::PlanPeriod::containing(Timestamp::from_millis(
+        let november = crate::ids::PlanPeriod::containing(Timestamp::from_millis(
             1_793_577_600_000, // 2026-11-02
         ));
         let monthly = Grant::monthly("u".into(), 50, november, at);
@@ -767,7 +767,7 @@ mod tests {
             Ok(GrantOutcome::Duplicate)
         ));
         // A monthly allowance's key is the month's, whatever the plan's amount.
-        let month = crate::plans::PlanPeriod::containing(at);
+        let month = crate::ids::PlanPeriod::containing(at);
         let basic = Grant::monthly(alice.clone(), 50, month, at);
         let pro = Grant::monthly(alice.clone(), 200, month, at);
         assert!(matches!(

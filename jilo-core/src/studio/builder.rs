@@ -13,7 +13,7 @@ use crate::traits::{
     QuotaStore, TrendCache, TrendSource, VideoProvider,
 };
 
-use super::{Inner, RegisteredProvider, Studio};
+use super::shared::{Inner, RegisteredProvider, Studio};
 
 /// How many upload updates a watcher may fall behind before it skips some.
 const UPLOAD_UPDATES_BUFFER: usize = 256;
@@ -228,5 +228,12 @@ impl StudioBuilder {
                 followed: std::sync::Mutex::new(std::collections::HashMap::new()),
             }),
         })
+    }
+}
+
+impl Studio {
+    /// Starts composing a Studio.
+    pub fn builder() -> StudioBuilder {
+        StudioBuilder::default()
     }
 }

@@ -13,7 +13,7 @@ use crate::score::ViralScore;
 use crate::traits::{CachedSearch, SearchOutcome, TrendSource};
 use crate::trend::{Platform, TrendQuery, TrendingVideo};
 
-use super::Studio;
+use super::shared::Studio;
 
 /// The longest keyword a search takes, in characters.
 pub const MAX_KEYWORD_CHARS: usize = 100;

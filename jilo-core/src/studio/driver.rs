@@ -9,7 +9,8 @@ use crate::ledger::{Grant, HoldState};
 use crate::machine::{self, Effect, Input, Lifecycle, Limits};
 use crate::traits::FailureClass;
 
-use super::Inner;
+use super::observation::{Follow, Observation};
+use super::shared::Inner;
 
 /// How many times a write is re-read and re-applied after losing a compare-and-set race.
 const CONFLICT_RETRIES: usize = 4;
@@ -23,44 +24,6 @@ pub(crate) enum Mode {
     /// A webhook request: only the transition is written; anything that calls a service next
     /// is left, due at once, to a worker, so the provider's HTTP request is answered fast.
     Webhook,
-}
-
-/// What was learnt with an input, written into the job alongside the transition.
-#[derive(Clone, Debug)]
-pub(crate) enum Observation {
-    Nothing,
-    Accepted {
-        request_id: String,
-        attempt: u32,
-        webhook: bool,
-    },
-    Failure {
-        reason: String,
-        /// How long the service asked us to wait (a 429's `Retry-After`), if it said.
-        retry_after: Option<std::time::Duration>,
-    },
-    Progress {
-        progress: Option<u8>,
-        stage: Option<String>,
-    },
-    /// The provider finished; its URL when it gave one (else storing fetches the result).
-    Video {
-        video: Option<crate::traits::ProviderVideo>,
-    },
-    Stored {
-        stored: crate::job::StoredVideo,
-        video_url: String,
-    },
-}
-
-/// What to do after an effect that asked a service something.
-pub(crate) enum Follow {
-    /// Feed this input back into the machine.
-    Input(Input, Observation),
-    /// Nothing new: look again at the normal interval.
-    Reschedule,
-    /// Nothing new: look again at this time.
-    RescheduleAt(Timestamp),
 }
 
 /// The seed's progress stages, for providers that report a percentage without a stage.

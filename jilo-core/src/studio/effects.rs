@@ -9,9 +9,9 @@ use crate::traits::{
     SubmissionSearch, SubmitRequest, VideoToStore,
 };
 
-use super::driver::{Follow, Observation};
+use super::observation::{Follow, Observation};
 use super::routing::{provider_model, status_query};
-use super::Inner;
+use super::shared::Inner;
 
 /// Turns a provider's status (from a poll or a webhook) into the machine's input. It calls
 /// nothing: a success without the video's URL leaves fetching it to the store step.

@@ -7,7 +7,7 @@ use crate::ids::{Timestamp, UserId};
 use crate::ledger::GrantOutcome;
 use crate::plans::{Plan, PlanPeriod};
 
-use super::Studio;
+use super::shared::Studio;
 
 /// What [`Studio::subscribe_plan`] granted.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -20,7 +20,7 @@ use crate::publish::{
 };
 use crate::traits::{MediaStore, ProgressReporter, Publisher, UploadJournal};
 
-use super::{Inner, Studio};
+use super::shared::{Inner, Studio};
 
 /// Keeps what the publisher learns in the publication record, under this process's lease.
 struct StoreJournal {

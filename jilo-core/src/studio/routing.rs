@@ -6,7 +6,7 @@ use crate::job::Job;
 use crate::traits::StatusQuery;
 use crate::video::{ModelSpec, VideoRequest};
 
-use super::{Inner, RegisteredProvider};
+use super::shared::{Inner, RegisteredProvider};
 
 /// The status query for a job's current provider request.
 pub(crate) fn status_query(job: &Job, provider: &RegisteredProvider) -> StatusQuery {
