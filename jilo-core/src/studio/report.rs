@@ -73,10 +73,10 @@ impl Studio {
     }
 
     /// Reads every provider's balance and alerts the admin for each one under its
-    /// [`Policy::low_balance`] threshold (once per [`Policy::alert_cooldown`], across
+    /// [`Policy::low_balance`](crate::policy::Policy::low_balance) threshold (once per [`Policy::alert_cooldown`](crate::policy::Policy::alert_cooldown), across
     /// processes). Returns the balances read; a provider without a balance endpoint gives
     /// `None`, one whose read failed is logged and left out. [`Studio::run`] calls it every
-    /// [`Policy::balance_check_interval`].
+    /// [`Policy::balance_check_interval`](crate::policy::Policy::balance_check_interval).
     pub async fn check_balances(
         &self,
     ) -> Vec<(ProviderId, Option<crate::traits::ProviderBalance>)> {

@@ -18,7 +18,7 @@ impl Studio {
     ///
     /// A process follows each watched job once, however many subscribe to it (ten thousand
     /// browsers watching one job cost one follower): the store's events for the job, and a
-    /// re-read of the job every [`Policy::poll_interval`], so an event lost on the way (a
+    /// re-read of the job every [`Policy::poll_interval`](crate::policy::Policy::poll_interval), so an event lost on the way (a
     /// listener reconnecting) delays the subscribers at most that long and never leaves them
     /// waiting for a terminal state that already happened. Each subscriber gets every change
     /// from the latest on; one that falls more than 64 events behind skips what it missed

@@ -30,7 +30,7 @@ impl Studio {
     /// One pass of the worker: claims due jobs (polls jobs without webhooks, resubmits after
     /// back-off, reconciles submits whose answer was lost, stores finished videos, resumes
     /// jobs a crashed process left mid-flight, times out jobs past their deadline) and works
-    /// on them, at most [`Policy::worker_concurrency`] at once, until each rests.
+    /// on them, at most [`Policy::worker_concurrency`](crate::policy::Policy::worker_concurrency) at once, until each rests.
     pub async fn tick(&self) -> Result<TickReport> {
         let inner = &self.inner;
         // No more than it works on at once: a claimed job waiting for a place would see its
@@ -103,12 +103,12 @@ impl Studio {
     }
 
     /// Works until `shutdown` completes: claims due jobs whenever a place is free (at most
-    /// [`Policy::worker_concurrency`] at once, each in its own task, its lease renewed while
-    /// it runs), looking every [`Policy::tick_interval`] and at once when a webhook in this
+    /// [`Policy::worker_concurrency`](crate::policy::Policy::worker_concurrency) at once, each in its own task, its lease renewed while
+    /// it runs), looking every [`Policy::tick_interval`](crate::policy::Policy::tick_interval) and at once when a webhook in this
     /// process left a job due. A failing claim is logged and the loop goes on.
     ///
     /// On shutdown it claims nothing more and returns when the jobs in hand rest, waiting at
-    /// most [`Policy::shutdown_grace`]; jobs still running then (or when the future is
+    /// most [`Policy::shutdown_grace`](crate::policy::Policy::shutdown_grace); jobs still running then (or when the future is
     /// dropped) are stopped mid-effect and resumed by another worker once their leases expire
     /// (a submit cut off that way is reconciled, not sent twice).
     pub async fn run<F>(&self, shutdown: F)
