@@ -120,12 +120,12 @@ pub use studio::{
     StudioBuilder, TickReport, WebhookOutcome,
 };
 pub use traits::{
-    CachedSearch, CancelOutcome, Capabilities, ChannelStore, CreativeModel, FailureClass, JobStore,
-    MediaInfo, MediaStore, MediaStream, ModerationVerdict, Moderator, NoJournal, Notifier,
-    ProgressReporter, ProviderBalance, ProviderStatus, ProviderVideo, PublicationStore, Publisher,
-    QuotaStore, SearchOutcome, SourceRunClaim, SourceRunState, StatusQuery, Submission,
-    SubmissionKey, SubmissionSearch, SubmitRequest, TrendCache, TrendSource, UploadJournal,
-    VideoProvider, VideoToStore, WebhookDelivery, WebhookEvent,
+    AlertStore, CachedSearch, CancelOutcome, Capabilities, ChannelStore, CreativeModel,
+    FailureClass, JobStore, MediaInfo, MediaStore, MediaStream, ModerationVerdict, Moderator,
+    NoJournal, Notifier, ProgressReporter, ProviderBalance, ProviderStatus, ProviderVideo,
+    PublicationStore, Publisher, QuotaStore, SearchOutcome, SourceRunClaim, SourceRunState,
+    StatusQuery, Submission, SubmissionKey, SubmissionSearch, SubmitRequest, TrendCache,
+    TrendSource, UploadJournal, VideoProvider, VideoToStore, WebhookDelivery, WebhookEvent,
 };
 pub use trend::{Platform, TrendQuery, TrendingVideo};
 pub use video::{AspectRatio, ModelPrice, ModelSpec, ProviderCost, StyleOptions, VideoRequest};

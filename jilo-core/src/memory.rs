@@ -34,7 +34,7 @@ use crate::traits::{
     decide_source_run, CachedSearch, ChannelStore, KeptSourceRun, PublicationStore, SourceRunClaim,
     SourceRunState, TrendCache,
 };
-use crate::traits::{JobStore, QuotaStore};
+use crate::traits::{AlertStore, JobStore, QuotaStore};
 use crate::trend::Platform;
 
 #[derive(Debug)]
@@ -550,6 +550,17 @@ impl JobStore for InMemoryStore {
         Ok(true)
     }
 
+    async fn watch(&self) -> Result<BoxStream<'static, JobEvent>> {
+        Ok(self.events.watch_all())
+    }
+
+    async fn watch_job(&self, job: &JobId) -> Result<BoxStream<'static, JobEvent>> {
+        Ok(self.events.watch_job(job))
+    }
+}
+
+#[async_trait]
+impl AlertStore for InMemoryStore {
     async fn claim_alert(&self, claim: &AlertClaim) -> Result<bool> {
         let mut s = self.lock();
         match s.alerts.get(&claim.subject) {
@@ -581,14 +592,6 @@ impl JobStore for InMemoryStore {
             .collect();
         cooling.sort();
         Ok(cooling)
-    }
-
-    async fn watch(&self) -> Result<BoxStream<'static, JobEvent>> {
-        Ok(self.events.watch_all())
-    }
-
-    async fn watch_job(&self, job: &JobId) -> Result<BoxStream<'static, JobEvent>> {
-        Ok(self.events.watch_job(job))
     }
 }
 

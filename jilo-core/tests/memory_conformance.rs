@@ -19,6 +19,7 @@ async fn in_memory_store_passes_the_trend_cache_suite() {
 async fn in_memory_store_passes_the_job_suite() {
     let store = InMemoryStore::new();
     testing::job_store_suite(&store).await;
+    testing::alert_store_suite(&store).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -91,4 +92,39 @@ async fn in_memory_store_passes_the_publication_store_suite() {
 #[tokio::test]
 async fn in_memory_store_passes_the_credit_lots_suite() {
     testing::credit_lots_suite(&InMemoryStore::new()).await;
+}
+
+/// An `Arc` of a store is a store (the traits forward), and so is an `Arc<dyn …>` of one: the
+/// suites pass through both, reaching the one store behind them.
+#[tokio::test]
+async fn an_arc_of_a_store_passes_the_suites() {
+    use jilo_core::{AlertStore, JobStore, QuotaStore};
+    use std::sync::Arc;
+
+    let store = Arc::new(InMemoryStore::new());
+    testing::quota_store_suite(&store).await;
+    testing::job_store_suite(&store).await;
+    testing::trend_cache_suite(&store).await;
+    testing::channel_store_suite(&store).await;
+    testing::publication_store_suite(&store).await;
+    let alerts: Arc<dyn AlertStore> = store.clone();
+    testing::alert_store_suite(&alerts).await;
+    // The same store behind all of them: what one wrote, the other reads.
+    let user = jilo_core::UserId::new("arc-user");
+    let quota: Arc<dyn QuotaStore> = store.clone();
+    quota
+        .grant(&jilo_core::Grant::signup(
+            user.clone(),
+            7,
+            jilo_core::Timestamp::from_millis(0),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(store.balance(&user).await.unwrap().available, 7);
+    let jobs: Arc<dyn JobStore> = store.clone();
+    assert!(jobs.jobs_for_user(&user, 10).await.unwrap().is_empty());
+    assert!(
+        format!("{alerts:?}").contains("InMemoryStore"),
+        "{alerts:?}"
+    );
 }

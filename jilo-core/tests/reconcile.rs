@@ -30,7 +30,14 @@ fn policy() -> Policy {
     }
 }
 
-fn studio<S: QuotaStore + JobStore + TrendCache + jilo_core::PublicationStore + 'static>(
+fn studio<
+    S: QuotaStore
+        + JobStore
+        + jilo_core::AlertStore
+        + TrendCache
+        + jilo_core::PublicationStore
+        + 'static,
+>(
     provider: Arc<dyn VideoProvider>,
     store: Arc<S>,
 ) -> Studio {
@@ -39,7 +46,14 @@ fn studio<S: QuotaStore + JobStore + TrendCache + jilo_core::PublicationStore + 
 
 /// A Studio on this clock: every Studio of one test shares the test's clock (two
 /// `TokioClock::new()` anchor at two wall times, apart by however busy the machine is).
-fn studio_on<S: QuotaStore + JobStore + TrendCache + jilo_core::PublicationStore + 'static>(
+fn studio_on<
+    S: QuotaStore
+        + JobStore
+        + jilo_core::AlertStore
+        + TrendCache
+        + jilo_core::PublicationStore
+        + 'static,
+>(
     provider: Arc<dyn VideoProvider>,
     store: Arc<S>,
     clock: TokioClock,
@@ -396,6 +410,7 @@ async fn a_submission_in_doubt_cannot_be_cancelled_yet() {
 }
 
 /// The in-memory store, failing the next transition that carries a webhook delivery.
+#[derive(Debug)]
 struct Flaky {
     inner: InMemoryStore,
     fail_next: AtomicBool,
@@ -495,6 +510,13 @@ impl JobStore for Flaky {
     async fn renew_lease(&self, renewal: &LeaseRenewal) -> jilo_core::Result<bool> {
         self.inner.renew_lease(renewal).await
     }
+    async fn watch(&self) -> jilo_core::Result<BoxStream<'static, JobEvent>> {
+        self.inner.watch().await
+    }
+}
+
+#[async_trait]
+impl jilo_core::AlertStore for Flaky {
     async fn claim_alert(&self, claim: &AlertClaim) -> jilo_core::Result<bool> {
         self.inner.claim_alert(claim).await
     }
@@ -503,9 +525,6 @@ impl JobStore for Flaky {
     }
     async fn cooling_providers(&self, now: Timestamp) -> jilo_core::Result<Vec<ProviderId>> {
         self.inner.cooling_providers(now).await
-    }
-    async fn watch(&self) -> jilo_core::Result<BoxStream<'static, JobEvent>> {
-        self.inner.watch().await
     }
 }
 

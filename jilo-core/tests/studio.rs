@@ -1024,6 +1024,7 @@ async fn a_late_webhook_for_an_earlier_attempt_changes_nothing() {
 }
 
 /// A media store that takes minutes, like a large download on a slow link.
+#[derive(Debug)]
 struct SlowMedia {
     calls: std::sync::atomic::AtomicUsize,
 }

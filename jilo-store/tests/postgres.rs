@@ -20,6 +20,7 @@ async fn postgres_passes_the_conformance_suites() {
     let store = common::open(&url).await;
     quota_store_suite(&store).await;
     job_store_suite(&store).await;
+    jilo_core::testing::alert_store_suite(&store).await;
     jilo_core::testing::trend_cache_suite(&store).await;
     jilo_core::testing::channel_store_suite(&store).await;
     jilo_core::testing::publication_store_suite(&store).await;

@@ -16,6 +16,7 @@ async fn sqlite_file_passes_the_conformance_suites() {
     let store = common::open(&url).await;
     quota_store_suite(&store).await;
     job_store_suite(&store).await;
+    jilo_core::testing::alert_store_suite(&store).await;
     jilo_core::testing::trend_cache_suite(&store).await;
     jilo_core::testing::channel_store_suite(&store).await;
     jilo_core::testing::publication_store_suite(&store).await;
@@ -27,6 +28,7 @@ async fn sqlite_memory_passes_the_conformance_suites() {
     let store = common::open(&StoreUrl::SqliteMemory).await;
     quota_store_suite(&store).await;
     job_store_suite(&store).await;
+    jilo_core::testing::alert_store_suite(&store).await;
     jilo_core::testing::trend_cache_suite(&store).await;
     jilo_core::testing::channel_store_suite(&store).await;
     jilo_core::testing::publication_store_suite(&store).await;

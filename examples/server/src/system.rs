@@ -209,7 +209,7 @@ pub async fn status(
     };
     let cooling = state
         .studio()
-        .job_store()
+        .alert_store()
         .cooling_providers(state.now())
         .await?;
     let providers: Vec<Value> = balances

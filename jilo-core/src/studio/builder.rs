@@ -28,6 +28,7 @@ pub struct StudioBuilder {
     providers: Vec<Arc<dyn VideoProvider>>,
     quota: Option<Arc<dyn QuotaStore>>,
     jobs: Option<Arc<dyn JobStore>>,
+    alerts: Option<Arc<dyn crate::traits::AlertStore>>,
     trends: Option<Arc<dyn TrendCache>>,
     publications: Option<Arc<dyn PublicationStore>>,
     notifier: Option<Arc<dyn Notifier>>,
@@ -61,13 +62,19 @@ impl StudioBuilder {
         self
     }
 
-    /// The store for credits, jobs and the trend cache: one backend implementing the three
-    /// traits, so a job and its hold are written in one transaction.
+    /// The store for credits, jobs, alerts, the trend cache and publications: one backend
+    /// implementing the five traits, so a job and its hold are written in one transaction.
     pub fn store<S>(mut self, store: Arc<S>) -> Self
     where
-        S: QuotaStore + JobStore + TrendCache + PublicationStore + 'static,
+        S: QuotaStore
+            + JobStore
+            + crate::traits::AlertStore
+            + TrendCache
+            + PublicationStore
+            + 'static,
     {
         self.quota = Some(store.clone());
+        self.alerts = Some(store.clone());
         self.publications = Some(store.clone());
         self.trends = Some(store.clone());
         self.jobs = Some(store);
@@ -134,9 +141,13 @@ impl StudioBuilder {
     /// share an id, the failover order names an unknown provider, the attempt limit is 0, or
     /// `webhook_base_url` is not an http(s) base URL.
     pub fn build(self) -> Result<Studio> {
-        let (Some(quota), Some(jobs), Some(trends), Some(publications)) =
-            (self.quota, self.jobs, self.trends, self.publications)
-        else {
+        let (Some(quota), Some(jobs), Some(alerts), Some(trends), Some(publications)) = (
+            self.quota,
+            self.jobs,
+            self.alerts,
+            self.trends,
+            self.publications,
+        ) else {
             return Err(Error::invalid("store", "a store is required"));
         };
         if self.providers.is_empty() {
@@ -209,6 +220,7 @@ impl StudioBuilder {
                 providers,
                 quota,
                 jobs,
+                alerts,
                 trends,
                 publications,
                 notifier: self.notifier.unwrap_or_else(|| Arc::new(LogNotifier)),

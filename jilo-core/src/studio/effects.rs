@@ -144,7 +144,7 @@ impl Inner {
             provider: provider.clone(),
             until: self.clock.now().plus(self.policy.provider_cooldown),
         };
-        if let Err(e) = self.jobs.cool_provider(&cooling).await {
+        if let Err(e) = self.alerts.cool_provider(&cooling).await {
             tracing::warn!(error = %e, "recording a cooling provider failed");
         }
     }
@@ -412,7 +412,7 @@ impl Inner {
             now,
             cooldown: self.policy.alert_cooldown,
         };
-        match self.jobs.claim_alert(&claim).await {
+        match self.alerts.claim_alert(&claim).await {
             Ok(true) => {}
             Ok(false) => {
                 tracing::debug!(alert = %kind, "alert suppressed within the cooldown");

@@ -93,7 +93,7 @@ impl Inner {
             ));
         }
         let cooling_now = if fitting.len() > 1 {
-            match self.jobs.cooling_providers(self.clock.now()).await {
+            match self.alerts.cooling_providers(self.clock.now()).await {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::warn!(error = %e, "reading cooling providers failed; routing in order");

@@ -28,6 +28,7 @@ pub(crate) struct Inner {
     pub(crate) providers: Vec<RegisteredProvider>,
     pub(crate) quota: Arc<dyn QuotaStore>,
     pub(crate) jobs: Arc<dyn JobStore>,
+    pub(crate) alerts: Arc<dyn crate::traits::AlertStore>,
     pub(crate) trends: Arc<dyn crate::traits::TrendCache>,
     pub(crate) publications: Arc<dyn crate::traits::PublicationStore>,
     pub(crate) notifier: Arc<dyn Notifier>,
@@ -107,6 +108,11 @@ impl Studio {
     /// The job store.
     pub fn job_store(&self) -> &Arc<dyn JobStore> {
         &self.inner.jobs
+    }
+
+    /// The store of alert claims and cooling providers.
+    pub fn alert_store(&self) -> &Arc<dyn crate::traits::AlertStore> {
+        &self.inner.alerts
     }
 
     /// The trend sources, for discovery.

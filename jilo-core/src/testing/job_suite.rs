@@ -12,7 +12,7 @@ use crate::job::{
     ClaimRequest, DeliveryOutcome, DeliveryRecord, Job, JobState, JobUpdate, LeaseRenewal,
 };
 use crate::ledger::{Grant, GrantOutcome, HoldState, Reservation};
-use crate::traits::{JobStore, QuotaStore};
+use crate::traits::{AlertStore, JobStore, QuotaStore};
 
 use super::fixtures::sample_job;
 use super::quota_suite::run_scope;
@@ -508,6 +508,48 @@ where
         "terminal jobs are never claimed, even with a due check time"
     );
 
+    // Close this run's jobs so no later claim finds them.
+    let all = store
+        .jobs_for_user(&claimer, 10)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    join_all(
+        all.into_iter()
+            .filter(|j| !j.state.is_terminal())
+            .map(|j| async move {
+                let mut done = j.clone();
+                done.state = JobState::Cancelled;
+                done.next_check_at = None;
+                done.lease_owner = None;
+                done.lease_until = None;
+                let mut u = JobUpdate::new(&j, done);
+                u.end_hold = Some(HoldState::Refunded);
+                store
+                    .update(&u)
+                    .await
+                    .unwrap_or_else(|e| panic!("closing job {} failed: {e}", j.id));
+            }),
+    )
+    .await;
+    let b = store
+        .balance(&claimer)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        (b.available, b.held, b.spent),
+        (99, 0, 1),
+        "refunds written with updates return credits"
+    );
+}
+
+/// Checks an [`AlertStore`]'s contract: one admitted claim per subject and window however many
+/// ask at once, and cooling that an earlier end never shortens. Shares `store` with other
+/// runs safely (its subjects and providers are this run's own).
+pub async fn alert_store_suite<S>(store: &S)
+where
+    S: AlertStore + ?Sized,
+{
+    let (prefix, at) = run_scope();
     // Alerts: one per subject and window, whoever asks; cooling providers shared.
     let subject = format!("{prefix}-out-of-funds:sim");
     let claim = |now, secs| AlertClaim {
@@ -568,37 +610,4 @@ where
     assert!(cooling_at(0).await, "a cooled provider is cooling");
     assert!(cooling_at(299).await, "an earlier end does not shorten it");
     assert!(!cooling_at(300).await, "cooling ends");
-
-    // Close this run's jobs so no later claim finds them.
-    let all = store
-        .jobs_for_user(&claimer, 10)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    join_all(
-        all.into_iter()
-            .filter(|j| !j.state.is_terminal())
-            .map(|j| async move {
-                let mut done = j.clone();
-                done.state = JobState::Cancelled;
-                done.next_check_at = None;
-                done.lease_owner = None;
-                done.lease_until = None;
-                let mut u = JobUpdate::new(&j, done);
-                u.end_hold = Some(HoldState::Refunded);
-                store
-                    .update(&u)
-                    .await
-                    .unwrap_or_else(|e| panic!("closing job {} failed: {e}", j.id));
-            }),
-    )
-    .await;
-    let b = store
-        .balance(&claimer)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(
-        (b.available, b.held, b.spent),
-        (99, 0, 1),
-        "refunds written with updates return credits"
-    );
 }

@@ -26,12 +26,12 @@ mod trend_suite;
 
 #[cfg(any(test, feature = "test-utils"))]
 pub use crate::traits::{
-    MockChannelStore, MockCreativeModel, MockJobStore, MockMediaStore, MockModerator, MockNotifier,
-    MockPublicationStore, MockPublisher, MockQuotaStore, MockTrendCache, MockTrendSource,
-    MockVideoProvider,
+    MockAlertStore, MockChannelStore, MockCreativeModel, MockJobStore, MockMediaStore,
+    MockModerator, MockNotifier, MockPublicationStore, MockPublisher, MockQuotaStore,
+    MockTrendCache, MockTrendSource, MockVideoProvider,
 };
 pub use fixtures::{sample_job, RecordingNotifier};
-pub use job_suite::job_store_suite;
+pub use job_suite::{alert_store_suite, job_store_suite};
 pub use provider_suite::video_provider_suite;
 pub use publish_suite::{channel_store_suite, publication_store_suite};
 pub use quota_suite::{credit_lots_suite, end_hold, end_hold_at, quota_store_suite, take_hold};

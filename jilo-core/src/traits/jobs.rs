@@ -1,7 +1,6 @@
 use async_trait::async_trait;
 use futures::stream::BoxStream;
 
-use crate::alert::{AlertClaim, ProviderCooling};
 use crate::error::Result;
 use crate::ids::{JobId, ProviderId, Timestamp, UserId};
 use crate::job::{
@@ -32,12 +31,12 @@ use crate::ledger::{CreditHold, Reservation};
 ///   job at once.
 /// - `renew_lease` extends a lease its worker still holds on a non-terminal job, without
 ///   changing the job's version; it says `false` when the lease is no longer that worker's.
-/// - `claim_alert` says `true` to exactly one caller per subject and cooldown window, across
-///   processes where the backend is shared; `cool_provider` and `cooling_providers` share which
-///   providers new jobs should try last.
+///
+/// Alert claims and provider cooling, shared by the same processes, are a store's other small
+/// trait, [`crate::AlertStore`].
 #[cfg_attr(any(test, feature = "test-utils"), mockall::automock)]
 #[async_trait]
-pub trait JobStore: Send + Sync {
+pub trait JobStore: Send + Sync + std::fmt::Debug {
     /// Writes a new job and takes its hold, atomically.
     async fn create(&self, job: &Job, hold: &Reservation) -> Result<CreditHold>;
 
@@ -70,15 +69,6 @@ pub trait JobStore: Send + Sync {
     /// Extends a lease the worker holds; `false` when it holds it no more.
     async fn renew_lease(&self, renewal: &LeaseRenewal) -> Result<bool>;
 
-    /// Whether the caller may send an alert on the subject now (and records it if so).
-    async fn claim_alert(&self, claim: &AlertClaim) -> Result<bool>;
-
-    /// Marks a provider to be tried last until a time.
-    async fn cool_provider(&self, cooling: &ProviderCooling) -> Result<()>;
-
-    /// The providers cooling at `now`.
-    async fn cooling_providers(&self, now: Timestamp) -> Result<Vec<ProviderId>>;
-
     /// A stream of every job's events from now on.
     async fn watch(&self) -> Result<BoxStream<'static, JobEvent>>;
 
@@ -93,5 +83,57 @@ pub trait JobStore: Send + Sync {
             .await?
             .filter(move |e| futures::future::ready(e.job == job))
             .boxed())
+    }
+}
+
+/// Forwards to the shared store, so an `Arc` of a store is a store.
+#[async_trait]
+impl<T: JobStore + ?Sized> JobStore for std::sync::Arc<T> {
+    async fn create(&self, job: &Job, hold: &Reservation) -> Result<CreditHold> {
+        (**self).create(job, hold).await
+    }
+
+    async fn job(&self, id: &JobId) -> Result<Job> {
+        (**self).job(id).await
+    }
+
+    async fn update(&self, update: &JobUpdate) -> Result<Job> {
+        (**self).update(update).await
+    }
+
+    async fn job_by_provider_request(
+        &self,
+        provider: &ProviderId,
+        request_id: &str,
+    ) -> Result<Option<Job>> {
+        (**self).job_by_provider_request(provider, request_id).await
+    }
+
+    async fn jobs_for_user(&self, user: &UserId, limit: usize) -> Result<Vec<Job>> {
+        (**self).jobs_for_user(user, limit).await
+    }
+
+    async fn jobs_created_between(&self, from: Timestamp, to: Timestamp) -> Result<Vec<Job>> {
+        (**self).jobs_created_between(from, to).await
+    }
+
+    async fn record_delivery(&self, delivery: &DeliveryRecord) -> Result<DeliveryOutcome> {
+        (**self).record_delivery(delivery).await
+    }
+
+    async fn claim_due(&self, claim: &ClaimRequest) -> Result<Vec<Job>> {
+        (**self).claim_due(claim).await
+    }
+
+    async fn renew_lease(&self, renewal: &LeaseRenewal) -> Result<bool> {
+        (**self).renew_lease(renewal).await
+    }
+
+    async fn watch(&self) -> Result<BoxStream<'static, JobEvent>> {
+        (**self).watch().await
+    }
+
+    async fn watch_job(&self, job: &JobId) -> Result<BoxStream<'static, JobEvent>> {
+        (**self).watch_job(job).await
     }
 }

@@ -40,7 +40,7 @@ pub type MediaStream = BoxStream<'static, Result<Bytes>>;
 /// it resumes.
 #[cfg_attr(any(test, feature = "test-utils"), mockall::automock)]
 #[async_trait]
-pub trait MediaStore: Send + Sync {
+pub trait MediaStore: Send + Sync + std::fmt::Debug {
     /// Downloads the video and keeps it; returns its stable key and location.
     async fn store(&self, video: &VideoToStore) -> Result<StoredVideo>;
 
@@ -51,4 +51,20 @@ pub trait MediaStore: Send + Sync {
     /// The bytes kept under `key` from `offset` to the end. An offset past the end is
     /// [`crate::Error::InvalidInput`]; an offset equal to the size gives an empty stream.
     async fn read_from(&self, key: &str, offset: u64) -> Result<MediaStream>;
+}
+
+/// Forwards to the shared store, so an `Arc` of a store is a store.
+#[async_trait]
+impl<T: MediaStore + ?Sized> MediaStore for std::sync::Arc<T> {
+    async fn store(&self, video: &VideoToStore) -> Result<StoredVideo> {
+        (**self).store(video).await
+    }
+
+    async fn info(&self, key: &str) -> Result<MediaInfo> {
+        (**self).info(key).await
+    }
+
+    async fn read_from(&self, key: &str, offset: u64) -> Result<MediaStream> {
+        (**self).read_from(key, offset).await
+    }
 }

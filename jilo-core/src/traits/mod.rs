@@ -5,6 +5,7 @@
 //! implementers. With the `test-utils` feature each trait has a mockall mock (`MockVideoProvider`,
 //! …) and, for the stores and providers, a conformance suite in [`crate::testing`].
 
+mod alerts;
 mod creative;
 mod jobs;
 mod media;
@@ -17,6 +18,7 @@ mod quota;
 mod trend;
 mod trend_cache;
 
+pub use alerts::AlertStore;
 pub use creative::CreativeModel;
 pub use jobs::JobStore;
 pub use media::{MediaInfo, MediaStore, MediaStream, VideoToStore};
@@ -36,6 +38,8 @@ pub use trend_cache::{
     TrendCache,
 };
 
+#[cfg(any(test, feature = "test-utils"))]
+pub use alerts::MockAlertStore;
 #[cfg(any(test, feature = "test-utils"))]
 pub use creative::MockCreativeModel;
 #[cfg(any(test, feature = "test-utils"))]

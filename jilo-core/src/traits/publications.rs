@@ -13,7 +13,7 @@ use crate::publish::{
 /// are separate.
 #[cfg_attr(any(test, feature = "test-utils"), mockall::automock)]
 #[async_trait]
-pub trait ChannelStore: Send + Sync {
+pub trait ChannelStore: Send + Sync + std::fmt::Debug {
     /// Keeps a connection, replacing the user's earlier one for the same channel.
     async fn save_channel(&self, channel: &ChannelConnection) -> Result<()>;
 
@@ -36,7 +36,7 @@ pub trait ChannelStore: Send + Sync {
 /// back within a session.
 #[cfg_attr(any(test, feature = "test-utils"), mockall::automock)]
 #[async_trait]
-pub trait PublicationStore: Send + Sync {
+pub trait PublicationStore: Send + Sync + std::fmt::Debug {
     /// Writes `publication` if the job has none for its channel, or restarts a failed one
     /// (new metadata, no session, no lease); otherwise returns the record as it is. The flag
     /// says whether this call wrote it.
@@ -116,4 +116,124 @@ pub trait PublicationStore: Send + Sync {
         stats: &VideoStats,
         at: Timestamp,
     ) -> Result<()>;
+}
+
+/// Forwards to the shared store, so an `Arc` of a store is a store.
+#[async_trait]
+impl<T: ChannelStore + ?Sized> ChannelStore for std::sync::Arc<T> {
+    async fn save_channel(&self, channel: &ChannelConnection) -> Result<()> {
+        (**self).save_channel(channel).await
+    }
+
+    async fn channel(&self, user: &UserId, channel_id: &str) -> Result<Option<ChannelConnection>> {
+        (**self).channel(user, channel_id).await
+    }
+
+    async fn channels(&self, user: &UserId) -> Result<Vec<ChannelConnection>> {
+        (**self).channels(user).await
+    }
+
+    async fn remove_channel(&self, user: &UserId, channel_id: &str) -> Result<bool> {
+        (**self).remove_channel(user, channel_id).await
+    }
+}
+
+/// Forwards to the shared store, so an `Arc` of a store is a store.
+#[async_trait]
+impl<T: PublicationStore + ?Sized> PublicationStore for std::sync::Arc<T> {
+    async fn begin_publication(&self, publication: &Publication) -> Result<(Publication, bool)> {
+        (**self).begin_publication(publication).await
+    }
+
+    async fn claim_publication(
+        &self,
+        job: &JobId,
+        channel_id: &str,
+        lease: &PublicationLease,
+        now: Timestamp,
+    ) -> Result<Option<Publication>> {
+        (**self)
+            .claim_publication(job, channel_id, lease, now)
+            .await
+    }
+
+    async fn save_upload(
+        &self,
+        job: &JobId,
+        channel_id: &str,
+        token: &str,
+        session: &UploadSession,
+        until: Timestamp,
+    ) -> Result<()> {
+        (**self)
+            .save_upload(job, channel_id, token, session, until)
+            .await
+    }
+
+    async fn renew_publication(
+        &self,
+        job: &JobId,
+        channel_id: &str,
+        token: &str,
+        until: Timestamp,
+    ) -> Result<()> {
+        (**self)
+            .renew_publication(job, channel_id, token, until)
+            .await
+    }
+
+    async fn finish_publication(
+        &self,
+        job: &JobId,
+        channel_id: &str,
+        token: &str,
+        outcome: &PublicationOutcome,
+    ) -> Result<Publication> {
+        (**self)
+            .finish_publication(job, channel_id, token, outcome)
+            .await
+    }
+
+    async fn note_publication(
+        &self,
+        job: &JobId,
+        channel_id: &str,
+        notes: &[String],
+    ) -> Result<()> {
+        (**self).note_publication(job, channel_id, notes).await
+    }
+
+    async fn release_publication(&self, job: &JobId, channel_id: &str, token: &str) -> Result<()> {
+        (**self).release_publication(job, channel_id, token).await
+    }
+
+    async fn publication(&self, job: &JobId, channel_id: &str) -> Result<Option<Publication>> {
+        (**self).publication(job, channel_id).await
+    }
+
+    async fn publications_of(&self, job: &JobId) -> Result<Vec<Publication>> {
+        (**self).publications_of(job).await
+    }
+
+    async fn stalled_publications(&self, now: Timestamp, limit: u32) -> Result<Vec<Publication>> {
+        (**self).stalled_publications(now, limit).await
+    }
+
+    async fn publications_due_for_stats(
+        &self,
+        before: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<Publication>> {
+        (**self).publications_due_for_stats(before, limit).await
+    }
+
+    async fn record_stats(
+        &self,
+        job: &JobId,
+        channel_id: &str,
+        stats: &VideoStats,
+        at: Timestamp,
+    ) -> Result<()> {
+        (**self).record_stats(job, channel_id, stats, at).await
+    }
 }

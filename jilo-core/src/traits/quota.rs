@@ -45,7 +45,7 @@ use crate::ledger::{
 ///   held lapses ([`crate::LedgerEntryKind::Lapse`]).
 #[cfg_attr(any(test, feature = "test-utils"), mockall::automock)]
 #[async_trait]
-pub trait QuotaStore: Send + Sync {
+pub trait QuotaStore: Send + Sync + std::fmt::Debug {
     /// Adds credits under an idempotency key.
     async fn grant(&self, grant: &Grant) -> Result<GrantOutcome>;
 
@@ -84,4 +84,45 @@ pub trait QuotaStore: Send + Sync {
     /// first. A page size outside 1 to [`crate::ledger::MAX_PAGE`] is
     /// [`crate::Error::InvalidInput`]; an unknown user [`crate::Error::NotFound`].
     async fn history_page(&self, user: &UserId, query: &HistoryQuery) -> Result<HistoryPage>;
+}
+
+/// Forwards to the shared store, so an `Arc` of a store is a store.
+#[async_trait]
+impl<T: QuotaStore + ?Sized> QuotaStore for std::sync::Arc<T> {
+    async fn grant(&self, grant: &Grant) -> Result<GrantOutcome> {
+        (**self).grant(grant).await
+    }
+
+    async fn hold(&self, job: &JobId) -> Result<CreditHold> {
+        (**self).hold(job).await
+    }
+
+    async fn balance(&self, user: &UserId) -> Result<Balance> {
+        (**self).balance(user).await
+    }
+
+    async fn history(&self, user: &UserId) -> Result<Vec<LedgerEntry>> {
+        (**self).history(user).await
+    }
+
+    async fn statement(
+        &self,
+        user: &UserId,
+        at: crate::ids::Timestamp,
+        period_start: crate::ids::Timestamp,
+    ) -> Result<crate::ledger::CreditStatement> {
+        (**self).statement(user, at, period_start).await
+    }
+
+    async fn expire_credits(&self, now: crate::ids::Timestamp) -> Result<u32> {
+        (**self).expire_credits(now).await
+    }
+
+    async fn expire_user_credits(&self, user: &UserId, now: crate::ids::Timestamp) -> Result<u32> {
+        (**self).expire_user_credits(user, now).await
+    }
+
+    async fn history_page(&self, user: &UserId, query: &HistoryQuery) -> Result<HistoryPage> {
+        (**self).history_page(user, query).await
+    }
 }

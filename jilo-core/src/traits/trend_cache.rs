@@ -119,7 +119,7 @@ pub fn decide_source_run(
 /// free), forgotten when it ends for good.
 #[cfg_attr(any(test, feature = "test-utils"), mockall::automock)]
 #[async_trait]
-pub trait TrendCache: Send + Sync {
+pub trait TrendCache: Send + Sync + std::fmt::Debug {
     /// The last search stored under `key`, however old; the Studio judges freshness.
     async fn cached_search(&self, key: &str) -> Result<Option<CachedSearch>>;
 
@@ -161,4 +161,54 @@ pub trait TrendCache: Send + Sync {
     /// next search starts anew. With `run_id`, only that run (a newer claim is left alone);
     /// without, the caller's own claim that started nothing.
     async fn end_source_run(&self, key: &str, owner: &str, run_id: Option<String>) -> Result<()>;
+}
+
+/// Forwards to the shared store, so an `Arc` of a store is a store.
+#[async_trait]
+impl<T: TrendCache + ?Sized> TrendCache for std::sync::Arc<T> {
+    async fn cached_search(&self, key: &str) -> Result<Option<CachedSearch>> {
+        (**self).cached_search(key).await
+    }
+
+    async fn store_search(&self, key: &str, search: &CachedSearch) -> Result<()> {
+        (**self).store_search(key, search).await
+    }
+
+    async fn cached_analysis(
+        &self,
+        platform: Platform,
+        video_id: &str,
+    ) -> Result<Option<ViralAnalysis>> {
+        (**self).cached_analysis(platform, video_id).await
+    }
+
+    async fn store_analysis(
+        &self,
+        platform: Platform,
+        video_id: &str,
+        analysis: &ViralAnalysis,
+        at: Timestamp,
+    ) -> Result<()> {
+        (**self)
+            .store_analysis(platform, video_id, analysis, at)
+            .await
+    }
+
+    async fn claim_source_run(&self, claim: &SourceRunClaim) -> Result<SourceRunState> {
+        (**self).claim_source_run(claim).await
+    }
+
+    async fn record_source_run(
+        &self,
+        key: &str,
+        owner: &str,
+        run_id: &str,
+        until: Timestamp,
+    ) -> Result<()> {
+        (**self).record_source_run(key, owner, run_id, until).await
+    }
+
+    async fn end_source_run(&self, key: &str, owner: &str, run_id: Option<String>) -> Result<()> {
+        (**self).end_source_run(key, owner, run_id).await
+    }
 }

@@ -18,6 +18,7 @@
 //! `… WHERE available >= $n`) checked for the row it must change; the schema itself refuses a
 //! negative balance or a broken `granted = available + held + spent`.
 
+mod alerts;
 mod events;
 mod jobs;
 mod ledger;
