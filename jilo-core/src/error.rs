@@ -441,11 +441,11 @@ impl Error {
         if secrets.is_empty() {
             return self;
         }
-        let text = |t: String| crate::config::redact(t, &secrets);
+        let text = |t: String| crate::redact::redact(t, &secrets);
         let response = |r: Option<HttpFailure>| {
             r.map(|r| HttpFailure {
                 status: r.status,
-                body: crate::config::redact(r.body, &secrets),
+                body: crate::redact::redact(r.body, &secrets),
             })
         };
         let source = |s: Option<BoxError>| s.map(|s| redact_source(s, &secrets));
@@ -623,11 +623,11 @@ fn redact_source(source: BoxError, secrets: &[&str]) -> BoxError {
     let shows = |t: &str| {
         secrets
             .iter()
-            .flat_map(|s| crate::config::secret_forms(s))
+            .flat_map(|s| crate::redact::secret_forms(s))
             .any(|form| t.contains(&form))
     };
     if shows(&chain) || shows(&debug) {
-        Box::new(RedactedSource(crate::config::redact(chain, secrets)))
+        Box::new(RedactedSource(crate::redact::redact(chain, secrets)))
     } else {
         source
     }

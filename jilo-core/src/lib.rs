@@ -81,6 +81,7 @@ pub mod notify;
 pub mod plans;
 pub mod policy;
 pub mod publish;
+mod redact;
 pub mod score;
 mod studio;
 pub mod telemetry;

@@ -76,6 +76,8 @@ mod seam;
 mod sql;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod sqlite;
+#[cfg(feature = "media")]
+mod tls;
 mod url;
 
 #[cfg(feature = "media")]

@@ -54,20 +54,6 @@ impl fmt::Debug for ObjectMediaStore {
     }
 }
 
-/// The TLS configuration every jilo-store client carries: rustls on ring, the platform's
-/// verifier, HTTP/2 and HTTP/1.1 offered.
-pub(crate) fn ring_tls() -> Result<rustls::ClientConfig, String> {
-    use rustls_platform_verifier::BuilderVerifierExt;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .and_then(|b| b.with_platform_verifier())
-        .map_err(|e| format!("no TLS configuration could be made: {e}"))?
-        .with_no_client_auth();
-    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(tls)
-}
-
 /// The client that downloads providers' videos: rustls on ring chosen here, not through the
 /// process default, with the platform's verifier; an error (not a panic) when no CA
 /// certificates load.
@@ -76,7 +62,7 @@ fn default_client() -> Result<reqwest::Client> {
         Error::invalid("TLS", format!("no HTTP client could be made: {e}"))
     };
     reqwest::Client::builder()
-        .tls_backend_preconfigured(ring_tls().map_err(|e| failed(&e))?)
+        .tls_backend_preconfigured(crate::tls::ring_tls().map_err(|e| failed(&e))?)
         .connect_timeout(Duration::from_secs(10))
         .read_timeout(Duration::from_secs(60))
         .build()

@@ -111,7 +111,7 @@ fn client(options: &ClientOptions) -> Result<reqwest::Client, String> {
         .no_brotli()
         .no_zstd()
         .no_deflate()
-        .tls_backend_preconfigured(crate::media::ring_tls()?)
+        .tls_backend_preconfigured(crate::tls::ring_tls()?)
         .user_agent(user_agent)
         .https_only(!flag(options, ClientConfigKey::AllowHttp)?);
     if let Some(url) = options.get_config_value(&ClientConfigKey::ProxyUrl) {

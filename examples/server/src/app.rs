@@ -18,9 +18,8 @@ use jilo_sim::{SimConfig, Simulators};
 use secrecy::SecretString;
 
 use crate::accounts::Accounts;
-use crate::billing::Payments;
 use crate::config::Config;
-use crate::system::StatusCache;
+use crate::parts::{FinishedJobs, GoogleSignIn, Payments, StatusCache, GOOGLE_USERINFO_URL};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -62,7 +61,7 @@ pub struct Inner {
     /// Accounts, sessions, checkouts.
     pub accounts: Accounts,
     /// Sign-in with Google.
-    pub signin: crate::auth::GoogleSignIn,
+    pub signin: GoogleSignIn,
     /// The YouTube publisher (channels and uploads).
     pub youtube: Arc<YouTubePublisher>,
     /// Seals what waits in the database between requests (an OAuth verifier), with the
@@ -79,7 +78,7 @@ pub struct Inner {
     /// A client for the server's own calls (Stripe, the simulated payment's delivery).
     pub http: reqwest::Client,
     /// Finished jobs read once for all the SSE watchers that end with them, by job and version.
-    pub finished: crate::generate::FinishedJobs,
+    pub finished: FinishedJobs,
     /// Cancelled when the server stops: the SSE streams end, the worker hands its jobs back.
     pub shutdown: tokio_util::sync::CancellationToken,
 }
@@ -244,7 +243,7 @@ impl AppState {
         };
         let oauth = make_oauth()?;
         // Sign-in with Google: the same client, asking only who the user is.
-        let signin = crate::auth::GoogleSignIn {
+        let signin = GoogleSignIn {
             // The scopes as Google's token endpoint reports them back.
             oauth: make_oauth()?.with_scopes([
                 "openid",
@@ -255,7 +254,7 @@ impl AppState {
                 std::env::var("GOOGLE_USERINFO_URL")
                     .ok()
                     .filter(|v| !v.trim().is_empty())
-                    .unwrap_or_else(|| crate::auth::GOOGLE_USERINFO_URL.to_owned())
+                    .unwrap_or_else(|| GOOGLE_USERINFO_URL.to_owned())
             } else {
                 format!("{}/v1/userinfo", sim("YOUTUBE_CLIENT_ID")?.google.url)
             },
@@ -328,7 +327,7 @@ impl AppState {
         let simulated_payments = !keyed(&config, "FAL_KEY") && !keyed(&config, "SUCHUANG_API_KEY");
         let payments = Payments::new(&config, webhook_secret, simulated_payments);
         // Installed before any job runs, so every metric of this process is recorded.
-        let _ = crate::system::prometheus();
+        let _ = crate::parts::prometheus();
         let http = jilo::providers::http::client_builder()?
             .build()
             .map_err(|e| jilo::Error::invalid("http client", e.to_string()))?;

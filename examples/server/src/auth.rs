@@ -201,18 +201,6 @@ async fn start_session(state: &AppState, account: &Account) -> Result<String, Ap
         .map_err(ApiError::internal)
 }
 
-/// Google's OpenID Connect userinfo endpoint.
-pub const GOOGLE_USERINFO_URL: &str = "https://openidconnect.googleapis.com/v1/userinfo";
-
-/// Sign-in with Google: the OAuth client asking for `openid email profile`, and where the
-/// signed-in account is read (`GOOGLE_USERINFO_URL`).
-pub struct GoogleSignIn {
-    /// The client, with the sign-in scopes.
-    pub oauth: jilo::providers::youtube::GoogleOAuth,
-    /// The userinfo endpoint.
-    pub userinfo_url: String,
-}
-
 const SIGNIN_OWNER: &str = "oauth-signin";
 
 /// The cookie tying a Google sign-in's callback to the browser that started it.
@@ -272,13 +260,24 @@ struct UserInfo {
     email_verified: bool,
 }
 
+/// An OAuth callback's query (Google sign-in here, YouTube's connection in `publish`).
+#[derive(Debug, Deserialize)]
+pub struct CallbackQuery {
+    /// The state sent.
+    pub state: Option<String>,
+    /// The code.
+    pub code: Option<String>,
+    /// Google's refusal (`access_denied`).
+    pub error: Option<String>,
+}
+
 /// `GET /api/auth/google/callback`: the account Google signed in (found by its subject, or
 /// by its verified email, else opened with the starting credits), a session cookie, and back
 /// to the page. The state is taken once.
 pub async fn google_callback(
     State(state): State<AppState>,
     headers: HeaderMap,
-    axum::extract::Query(q): axum::extract::Query<crate::publish::CallbackQuery>,
+    axum::extract::Query(q): axum::extract::Query<CallbackQuery>,
 ) -> Result<Response, ApiError> {
     use secrecy::ExposeSecret;
     let failed = || {

@@ -98,53 +98,6 @@ pub fn sign(payload: &[u8], secret: &SecretString, t: i64) -> String {
     format!("t={t},v1={hex}")
 }
 
-/// The payment side: Stripe's API, or this server's simulated page.
-#[derive(Clone)]
-pub struct Payments {
-    /// Whether the simulated checkout may run: only while no real provider can spend money.
-    simulated_allowed: bool,
-    api_key: Option<SecretString>,
-    api_url: String,
-    webhook_secret: SecretString,
-}
-
-impl std::fmt::Debug for Payments {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Payments")
-            .field("api_url", &self.api_url)
-            .field("simulated", &self.api_key.is_none())
-            .finish_non_exhaustive()
-    }
-}
-
-impl Payments {
-    /// From the settings.
-    /// From the settings. Without a Stripe key the simulated checkout runs, but only when
-    /// `simulated_allowed` (no real provider is configured): else checkout is unavailable.
-    pub fn new(
-        config: &crate::Config,
-        webhook_secret: SecretString,
-        simulated_allowed: bool,
-    ) -> Self {
-        Self {
-            simulated_allowed,
-            api_key: config.stripe_secret_key.clone(),
-            api_url: config.stripe_api_url.trim_end_matches('/').to_owned(),
-            webhook_secret,
-        }
-    }
-
-    /// Whether checkouts run on this server's simulated page.
-    pub fn simulated(&self) -> bool {
-        self.api_key.is_none()
-    }
-
-    /// The webhook signing secret.
-    pub fn webhook_secret(&self) -> &SecretString {
-        &self.webhook_secret
-    }
-}
-
 /// `GET /api/plans`.
 pub async fn plans(State(state): State<AppState>) -> Json<Value> {
     Json(json!({ "plans": state.studio().plans() }))

@@ -381,12 +381,6 @@ pub fn sse_event(e: &JobEvent, lang: Lang, job: Option<&Job>) -> Event {
         .data(data.to_string())
 }
 
-/// Finished jobs read once for every SSE watcher that ends with them (ten thousand watchers of
-/// one job cost one read), by job and version; forgotten in bulk past 1,024 entries.
-pub type FinishedJobs = std::sync::Mutex<
-    std::collections::HashMap<(JobId, u64), std::sync::Arc<tokio::sync::OnceCell<Job>>>,
->;
-
 async fn finished_job(state: &AppState, id: &JobId, version: u64) -> Option<Job> {
     let cell = {
         let mut finished = state.finished.lock().ok()?;

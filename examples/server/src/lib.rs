@@ -24,6 +24,7 @@ pub mod config;
 pub mod error;
 pub mod generate;
 pub mod i18n;
+pub mod parts;
 pub mod publish;
 pub mod system;
 

@@ -23,7 +23,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::accounts::PendingOAuth;
-use crate::auth::CurrentUser;
+use crate::auth::{CallbackQuery, CurrentUser};
 use crate::error::{ApiError, ApiJson};
 use crate::i18n::Msg;
 use crate::AppState;
@@ -150,17 +150,6 @@ pub async fn connect(
         .await
         .map_err(ApiError::internal)?;
     Ok(Json(json!({ "url": pending.url })))
-}
-
-/// The OAuth callback's query.
-#[derive(Debug, Deserialize)]
-pub struct CallbackQuery {
-    /// The state sent.
-    pub state: Option<String>,
-    /// The code.
-    pub code: Option<String>,
-    /// Google's refusal (`access_denied`).
-    pub error: Option<String>,
 }
 
 /// `GET /api/youtube/callback`: finishes the connection (the state is taken once) and sends

@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 use crate::auth::CurrentUser;
 use crate::error::{ApiError, ApiJson};
 use crate::i18n::{Lang, Msg};
+use crate::parts::BalanceRead;
 use crate::AppState;
 
 /// `GET /api/quota`: the balance, expiring credits by date, and what was spent this month.
@@ -166,14 +167,6 @@ pub async fn admin_grant(
     })))
 }
 
-/// A provider's id, balance in minor units and currency, as last read.
-type BalanceRead = (String, Option<i64>, Option<String>);
-
-/// Provider balances, read at most every 30 s (each read is a call to the provider) by one
-/// request at a time: the others wait for its answer.
-#[derive(Default)]
-pub struct StatusCache(tokio::sync::Mutex<Option<(Instant, Vec<BalanceRead>)>>);
-
 const BALANCE_TTL: Duration = Duration::from_secs(30);
 
 /// `GET /api/system/status`: each provider healthy, cooling or out of funds (read from its
@@ -234,28 +227,10 @@ pub async fn status(
     })))
 }
 
-/// The process's Prometheus recorder, installed by the first server built in it (the
-/// library's `metrics` go to it); `None` when another recorder was installed first.
-pub fn prometheus() -> Option<&'static metrics_exporter_prometheus::PrometheusHandle> {
-    static HANDLE: std::sync::OnceLock<Option<metrics_exporter_prometheus::PrometheusHandle>> =
-        std::sync::OnceLock::new();
-    HANDLE
-        .get_or_init(|| {
-            match metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder() {
-                Ok(handle) => Some(handle),
-                Err(e) => {
-                    tracing::warn!(error = %e, "no Prometheus recorder: another is installed");
-                    None
-                }
-            }
-        })
-        .as_ref()
-}
-
 /// `GET /metrics`: the library's metrics (`jilo_core::telemetry`) in the Prometheus text
 /// format.
 pub async fn metrics() -> Response {
-    match prometheus() {
+    match crate::parts::prometheus() {
         Some(handle) => (
             StatusCode::OK,
             [(
