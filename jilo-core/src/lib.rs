@@ -111,9 +111,10 @@ pub use moderation::WordListModerator;
 pub use notify::LogNotifier;
 pub use policy::{Backoff, Policy, Pricing};
 pub use publish::{
-    ChannelConnection, Privacy, Publication, PublicationLease, PublicationOutcome,
-    PublicationState, PublishMetadata, PublishRequest, PublishedVideo, UploadProgress,
-    UploadSession, UploadUpdate, VideoStats,
+    ChannelConnection, HeldPublication, Privacy, Publication, PublicationBegun, PublicationClaim,
+    PublicationKey, PublicationLease, PublicationOutcome, PublicationState, PublishMetadata,
+    PublishRequest, PublishedVideo, StatsReading, UploadCheckpoint, UploadProgress, UploadSession,
+    UploadUpdate, VideoStats,
 };
 pub use score::{ViralScore, ViralSignals};
 pub use studio::{

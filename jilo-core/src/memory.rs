@@ -27,8 +27,8 @@ use crate::money::{
     self, AccountChange, EndPlan, GrantPlan, GrantRead, HoldRead, PlannedEntry, ReserveRead,
 };
 use crate::publish::{
-    ChannelConnection, Publication, PublicationLease, PublicationOutcome, PublicationState,
-    UploadSession, VideoStats,
+    ChannelConnection, HeldPublication, Publication, PublicationBegun, PublicationClaim,
+    PublicationKey, PublicationOutcome, PublicationState, StatsReading, UploadCheckpoint,
 };
 use crate::traits::{
     decide_source_run, CachedSearch, ChannelStore, KeptSourceRun, PublicationStore, SourceRunClaim,
@@ -715,27 +715,19 @@ impl ChannelStore for InMemoryStore {
     }
 }
 
-fn publication_mut<'a>(
-    state: &'a mut State,
-    job: &JobId,
-    channel_id: &str,
-) -> Result<&'a mut Publication> {
+fn publication_mut<'a>(state: &'a mut State, key: &PublicationKey) -> Result<&'a mut Publication> {
     state
         .publications
-        .get_mut(&(job.clone(), channel_id.to_owned()))
-        .ok_or_else(|| Error::not_found("publication", format!("{job}/{channel_id}")))
+        .get_mut(&(key.job.clone(), key.channel_id.clone()))
+        .ok_or_else(|| Error::not_found("publication", key.to_string()))
 }
 
-fn held_by<'a>(
-    state: &'a mut State,
-    job: &JobId,
-    channel_id: &str,
-    token: &str,
-) -> Result<&'a mut Publication> {
-    let record = publication_mut(state, job, channel_id)?;
-    if !record.held_by(token) {
+fn held_by<'a>(state: &'a mut State, held: &HeldPublication) -> Result<&'a mut Publication> {
+    let record = publication_mut(state, &held.key)?;
+    if !record.held_by(&held.token) {
         return Err(Error::lost_race(format!(
-            "the upload lease of {job}/{channel_id} is held by another process or has ended"
+            "the upload lease of {} is held by another process or has ended",
+            held.key
         )));
     }
     Ok(record)
@@ -743,66 +735,51 @@ fn held_by<'a>(
 
 #[async_trait]
 impl PublicationStore for InMemoryStore {
-    async fn begin_publication(&self, publication: &Publication) -> Result<(Publication, bool)> {
+    async fn begin_publication(&self, publication: &Publication) -> Result<PublicationBegun> {
         let mut state = self.lock();
         let key = (publication.job.clone(), publication.channel_id.clone());
-        match state.publications.get_mut(&key) {
+        let (publication, written) = match state.publications.get_mut(&key) {
             None => {
                 state.publications.insert(key, publication.clone());
-                Ok((publication.clone(), true))
+                (publication.clone(), true)
             }
             Some(earlier) if earlier.state == PublicationState::Failed => {
                 *earlier = earlier.restarted_with(publication);
-                Ok((earlier.clone(), true))
+                (earlier.clone(), true)
             }
-            Some(earlier) => Ok((earlier.clone(), false)),
-        }
+            Some(earlier) => (earlier.clone(), false),
+        };
+        Ok(PublicationBegun {
+            publication,
+            written,
+        })
     }
 
-    async fn claim_publication(
-        &self,
-        job: &JobId,
-        channel_id: &str,
-        lease: &PublicationLease,
-        now: Timestamp,
-    ) -> Result<Option<Publication>> {
+    async fn claim_publication(&self, claim: &PublicationClaim) -> Result<Option<Publication>> {
         let mut state = self.lock();
-        let record = publication_mut(&mut state, job, channel_id)?;
-        if !record.claimable_at(now) {
+        let record = publication_mut(&mut state, &claim.key)?;
+        if !record.claimable_at(claim.now) {
             return Ok(None);
         }
-        record.lease = Some(lease.clone());
+        record.lease = Some(claim.lease.clone());
         record.attempts += 1;
-        record.updated_at = now;
+        record.updated_at = claim.now;
         Ok(Some(record.clone()))
     }
 
-    async fn save_upload(
-        &self,
-        job: &JobId,
-        channel_id: &str,
-        token: &str,
-        session: &UploadSession,
-        until: Timestamp,
-    ) -> Result<()> {
+    async fn save_upload(&self, checkpoint: &UploadCheckpoint) -> Result<()> {
         let mut state = self.lock();
-        let record = held_by(&mut state, job, channel_id, token)?;
-        record.keep_session(session);
+        let record = held_by(&mut state, &checkpoint.held)?;
+        record.keep_session(&checkpoint.session);
         if let Some(lease) = record.lease.as_mut() {
-            lease.until = until;
+            lease.until = checkpoint.until;
         }
         Ok(())
     }
 
-    async fn renew_publication(
-        &self,
-        job: &JobId,
-        channel_id: &str,
-        token: &str,
-        until: Timestamp,
-    ) -> Result<()> {
+    async fn renew_publication(&self, held: &HeldPublication, until: Timestamp) -> Result<()> {
         let mut state = self.lock();
-        let record = held_by(&mut state, job, channel_id, token)?;
+        let record = held_by(&mut state, held)?;
         if let Some(lease) = record.lease.as_mut() {
             lease.until = until;
         }
@@ -811,43 +788,36 @@ impl PublicationStore for InMemoryStore {
 
     async fn finish_publication(
         &self,
-        job: &JobId,
-        channel_id: &str,
-        token: &str,
+        held: &HeldPublication,
         outcome: &PublicationOutcome,
     ) -> Result<Publication> {
         let mut state = self.lock();
-        let record = held_by(&mut state, job, channel_id, token)?;
+        let record = held_by(&mut state, held)?;
         record.end(outcome);
         Ok(record.clone())
     }
 
-    async fn note_publication(
-        &self,
-        job: &JobId,
-        channel_id: &str,
-        notes: &[String],
-    ) -> Result<()> {
+    async fn note_publication(&self, key: &PublicationKey, notes: &[String]) -> Result<()> {
         let mut state = self.lock();
-        publication_mut(&mut state, job, channel_id)?.add_notes(notes);
+        publication_mut(&mut state, key)?.add_notes(notes);
         Ok(())
     }
 
-    async fn release_publication(&self, job: &JobId, channel_id: &str, token: &str) -> Result<()> {
+    async fn release_publication(&self, held: &HeldPublication) -> Result<()> {
         let mut state = self.lock();
-        if let Ok(record) = publication_mut(&mut state, job, channel_id) {
-            if record.lease.as_ref().is_some_and(|l| l.token == token) {
+        if let Ok(record) = publication_mut(&mut state, &held.key) {
+            if record.lease.as_ref().is_some_and(|l| l.token == held.token) {
                 record.lease = None;
             }
         }
         Ok(())
     }
 
-    async fn publication(&self, job: &JobId, channel_id: &str) -> Result<Option<Publication>> {
+    async fn publication(&self, key: &PublicationKey) -> Result<Option<Publication>> {
         Ok(self
             .lock()
             .publications
-            .get(&(job.clone(), channel_id.to_owned()))
+            .get(&(key.job.clone(), key.channel_id.clone()))
             .cloned())
     }
 
@@ -896,19 +866,13 @@ impl PublicationStore for InMemoryStore {
         Ok(found)
     }
 
-    async fn record_stats(
-        &self,
-        job: &JobId,
-        channel_id: &str,
-        stats: &VideoStats,
-        at: Timestamp,
-    ) -> Result<()> {
+    async fn record_stats(&self, reading: &StatsReading) -> Result<()> {
         let mut state = self.lock();
-        let record = publication_mut(&mut state, job, channel_id)?;
+        let record = publication_mut(&mut state, &reading.key)?;
         if record.state != PublicationState::Published {
             return Err(Error::not_allowed("only a published video has statistics"));
         }
-        record.stats = Some((*stats, at));
+        record.stats = Some((reading.stats, reading.at));
         Ok(())
     }
 }

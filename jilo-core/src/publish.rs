@@ -507,6 +507,87 @@ impl Publication {
     }
 }
 
+/// Which publication record: a job's, on one channel.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct PublicationKey {
+    /// The job whose video it is.
+    pub job: JobId,
+    /// The channel it goes to.
+    pub channel_id: String,
+}
+
+impl PublicationKey {
+    /// The record of `job` on `channel_id`.
+    pub fn new(job: JobId, channel_id: impl Into<String>) -> Self {
+        Self {
+            job,
+            channel_id: channel_id.into(),
+        }
+    }
+
+    /// The key of a record.
+    pub fn of(publication: &Publication) -> Self {
+        Self::new(publication.job.clone(), publication.channel_id.clone())
+    }
+}
+
+impl std::fmt::Display for PublicationKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.job, self.channel_id)
+    }
+}
+
+/// A record as its upload lease's holder names it: which record, and the holder's token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeldPublication {
+    /// The record.
+    pub key: PublicationKey,
+    /// The token of the lease the caller holds.
+    pub token: String,
+}
+
+/// What [`crate::PublicationStore::begin_publication`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PublicationBegun {
+    /// The record as stored now.
+    pub publication: Publication,
+    /// Whether this call wrote it (a new record, or a failed one started over).
+    pub written: bool,
+}
+
+/// A claim of a record's upload lease ([`crate::PublicationStore::claim_publication`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PublicationClaim {
+    /// The record.
+    pub key: PublicationKey,
+    /// The lease asked for: the caller's token, and until when.
+    pub lease: PublicationLease,
+    /// Now, by the caller's clock: a lease lapsed by then is free.
+    pub now: Timestamp,
+}
+
+/// Upload progress kept by the lease holder ([`crate::PublicationStore::save_upload`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UploadCheckpoint {
+    /// The record, and the holder's token.
+    pub held: HeldPublication,
+    /// The session and the bytes the platform confirmed.
+    pub session: UploadSession,
+    /// The lease renewed until then.
+    pub until: Timestamp,
+}
+
+/// A published video's statistics as read ([`crate::PublicationStore::record_stats`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatsReading {
+    /// The record.
+    pub key: PublicationKey,
+    /// The counts.
+    pub stats: VideoStats,
+    /// When they were read.
+    pub at: Timestamp,
+}
+
 /// One process's hold on an upload: its token and until when.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PublicationLease {

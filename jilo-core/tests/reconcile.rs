@@ -586,74 +586,50 @@ impl jilo_core::PublicationStore for Flaky {
     async fn begin_publication(
         &self,
         p: &jilo_core::Publication,
-    ) -> jilo_core::Result<(jilo_core::Publication, bool)> {
+    ) -> jilo_core::Result<jilo_core::PublicationBegun> {
         self.inner.begin_publication(p).await
     }
     async fn claim_publication(
         &self,
-        job: &JobId,
-        channel: &str,
-        lease: &jilo_core::PublicationLease,
-        now: Timestamp,
+        claim: &jilo_core::PublicationClaim,
     ) -> jilo_core::Result<Option<jilo_core::Publication>> {
-        self.inner.claim_publication(job, channel, lease, now).await
+        self.inner.claim_publication(claim).await
     }
-    async fn save_upload(
-        &self,
-        job: &JobId,
-        channel: &str,
-        token: &str,
-        session: &jilo_core::UploadSession,
-        until: Timestamp,
-    ) -> jilo_core::Result<()> {
-        self.inner
-            .save_upload(job, channel, token, session, until)
-            .await
+    async fn save_upload(&self, checkpoint: &jilo_core::UploadCheckpoint) -> jilo_core::Result<()> {
+        self.inner.save_upload(checkpoint).await
     }
     async fn renew_publication(
         &self,
-        job: &JobId,
-        channel: &str,
-        token: &str,
+        held: &jilo_core::HeldPublication,
         until: Timestamp,
     ) -> jilo_core::Result<()> {
-        self.inner
-            .renew_publication(job, channel, token, until)
-            .await
+        self.inner.renew_publication(held, until).await
     }
     async fn finish_publication(
         &self,
-        job: &JobId,
-        channel: &str,
-        token: &str,
+        held: &jilo_core::HeldPublication,
         outcome: &jilo_core::PublicationOutcome,
     ) -> jilo_core::Result<jilo_core::Publication> {
-        self.inner
-            .finish_publication(job, channel, token, outcome)
-            .await
+        self.inner.finish_publication(held, outcome).await
     }
     async fn note_publication(
         &self,
-        job: &JobId,
-        channel: &str,
+        key: &jilo_core::PublicationKey,
         notes: &[String],
     ) -> jilo_core::Result<()> {
-        self.inner.note_publication(job, channel, notes).await
+        self.inner.note_publication(key, notes).await
     }
     async fn release_publication(
         &self,
-        job: &JobId,
-        channel: &str,
-        token: &str,
+        held: &jilo_core::HeldPublication,
     ) -> jilo_core::Result<()> {
-        self.inner.release_publication(job, channel, token).await
+        self.inner.release_publication(held).await
     }
     async fn publication(
         &self,
-        job: &JobId,
-        channel: &str,
+        key: &jilo_core::PublicationKey,
     ) -> jilo_core::Result<Option<jilo_core::Publication>> {
-        self.inner.publication(job, channel).await
+        self.inner.publication(key).await
     }
     async fn publications_of(&self, job: &JobId) -> jilo_core::Result<Vec<jilo_core::Publication>> {
         self.inner.publications_of(job).await
@@ -672,14 +648,8 @@ impl jilo_core::PublicationStore for Flaky {
     ) -> jilo_core::Result<Vec<jilo_core::Publication>> {
         self.inner.publications_due_for_stats(before, limit).await
     }
-    async fn record_stats(
-        &self,
-        job: &JobId,
-        channel: &str,
-        stats: &jilo_core::VideoStats,
-        at: Timestamp,
-    ) -> jilo_core::Result<()> {
-        self.inner.record_stats(job, channel, stats, at).await
+    async fn record_stats(&self, reading: &jilo_core::StatsReading) -> jilo_core::Result<()> {
+        self.inner.record_stats(reading).await
     }
 }
 

@@ -14,8 +14,9 @@ use crate::error::{Error, Result};
 use crate::ids::{JobId, UserId};
 use crate::job::JobState;
 use crate::publish::{
-    Publication, PublicationLease, PublicationOutcome, PublicationState, PublishMetadata,
-    PublishRequest, PublishedVideo, UploadSession, UploadUpdate, MAX_DESCRIPTION_BYTES, MAX_TAGS,
+    HeldPublication, Publication, PublicationClaim, PublicationKey, PublicationLease,
+    PublicationOutcome, PublicationState, PublishMetadata, PublishRequest, PublishedVideo,
+    StatsReading, UploadCheckpoint, UploadSession, UploadUpdate, MAX_DESCRIPTION_BYTES, MAX_TAGS,
     MAX_TAG_CHARS, MAX_TITLE_CHARS,
 };
 use crate::traits::{MediaStore, ProgressReporter, Publisher, UploadJournal};
@@ -25,9 +26,8 @@ use super::shared::{Inner, Studio};
 /// Keeps what the publisher learns in the publication record, under this process's lease.
 struct StoreJournal {
     inner: Arc<Inner>,
-    job: JobId,
-    channel_id: String,
-    token: String,
+    /// The record, and this process's lease token.
+    held: HeldPublication,
     session: std::sync::Mutex<Option<UploadSession>>,
     /// The video exists and the record ended published: the lease is over.
     uploaded: AtomicBool,
@@ -41,13 +41,11 @@ impl StoreJournal {
     async fn save(&self, session: UploadSession) -> Result<()> {
         self.inner
             .publications
-            .save_upload(
-                &self.job,
-                &self.channel_id,
-                &self.token,
-                &session,
-                self.until(),
-            )
+            .save_upload(&UploadCheckpoint {
+                held: self.held.clone(),
+                session: session.clone(),
+                until: self.until(),
+            })
             .await?;
         if let Ok(mut kept) = self.session.lock() {
             *kept = Some(session);
@@ -59,7 +57,7 @@ impl StoreJournal {
     async fn renew(&self) -> Result<()> {
         self.inner
             .publications
-            .renew_publication(&self.job, &self.channel_id, &self.token, self.until())
+            .renew_publication(&self.held, self.until())
             .await
     }
 }
@@ -91,9 +89,7 @@ impl UploadJournal for StoreJournal {
         self.inner
             .publications
             .finish_publication(
-                &self.job,
-                &self.channel_id,
-                &self.token,
+                &self.held,
                 &PublicationOutcome::Published {
                     video: video.clone(),
                     at: self.inner.clock.now(),
@@ -225,10 +221,11 @@ impl Studio {
             session: None,
         };
         let now = inner.clock.now();
-        let (record, _) = inner
+        let record = inner
             .publications
             .begin_publication(&Publication::new(&request, now))
-            .await?;
+            .await?
+            .publication;
         if record.state != PublicationState::Uploading {
             return Ok(record);
         }
@@ -261,19 +258,24 @@ impl Studio {
         let inner = &self.inner;
         let token = inner.lease_token();
         let now = inner.clock.now();
-        let lease = PublicationLease {
+        let key = PublicationKey::of(&record);
+        let held = HeldPublication {
+            key: key.clone(),
             token: token.clone(),
-            until: now.plus(inner.policy.publish_lease),
         };
-        let Some(claimed) = inner
-            .publications
-            .claim_publication(&record.job, &record.channel_id, &lease, now)
-            .await?
-        else {
+        let claim = PublicationClaim {
+            key: key.clone(),
+            lease: PublicationLease {
+                token: token.clone(),
+                until: now.plus(inner.policy.publish_lease),
+            },
+            now,
+        };
+        let Some(claimed) = inner.publications.claim_publication(&claim).await? else {
             // Another process is uploading it (or it just ended): the record as it is.
             return Ok(inner
                 .publications
-                .publication(&record.job, &record.channel_id)
+                .publication(&key)
                 .await?
                 .unwrap_or(record));
         };
@@ -286,9 +288,7 @@ impl Studio {
             return inner
                 .publications
                 .finish_publication(
-                    &claimed.job,
-                    &claimed.channel_id,
-                    &token,
+                    &held,
                     &PublicationOutcome::Failed {
                         reason,
                         at: inner.clock.now(),
@@ -298,9 +298,7 @@ impl Studio {
         }
         let journal = Arc::new(StoreJournal {
             inner: inner.clone(),
-            job: claimed.job.clone(),
-            channel_id: claimed.channel_id.clone(),
-            token: token.clone(),
+            held: held.clone(),
             session: std::sync::Mutex::new(claimed.session.clone()),
             uploaded: AtomicBool::new(false),
         });
@@ -341,10 +339,7 @@ impl Studio {
                     Err(e @ Error::LostRace { .. }) | Err(e @ Error::NotFound { .. }) => {
                         // The record may have ended published a moment ago by this upload
                         // (its end and this renewal crossed): then the lease is simply over.
-                        let ended = inner
-                            .publications
-                            .publication(&claimed.job, &claimed.channel_id)
-                            .await;
+                        let ended = inner.publications.publication(&key).await;
                         if matches!(&ended, Ok(Some(p)) if p.state == PublicationState::Published) {
                             return std::future::pending().await;
                         }
@@ -359,10 +354,10 @@ impl Studio {
             r = upload => r,
             lost = renewing => Err(lost),
         };
-        let (job, channel) = (&claimed.job, claimed.channel_id.as_str());
+        let job = &claimed.job;
         match result {
             Ok(video) => {
-                let current = inner.publications.publication(job, channel).await?;
+                let current = inner.publications.publication(&key).await?;
                 let already = current
                     .as_ref()
                     .is_some_and(|p| p.state == PublicationState::Published);
@@ -370,7 +365,7 @@ impl Studio {
                     if !video.warnings.is_empty() {
                         inner
                             .publications
-                            .note_publication(job, channel, &video.warnings)
+                            .note_publication(&key, &video.warnings)
                             .await?;
                     }
                 } else {
@@ -378,9 +373,7 @@ impl Studio {
                     inner
                         .publications
                         .finish_publication(
-                            job,
-                            channel,
-                            &token,
+                            &held,
                             &PublicationOutcome::Published {
                                 video: video.clone(),
                                 at: inner.clock.now(),
@@ -394,9 +387,9 @@ impl Studio {
                 }
                 inner
                     .publications
-                    .publication(job, channel)
+                    .publication(&key)
                     .await?
-                    .ok_or_else(|| Error::not_found("publication", format!("{job}/{channel}")))
+                    .ok_or_else(|| Error::not_found("publication", key.to_string()))
             }
             Err(e) if resumable(&e) => {
                 match e.retry_after() {
@@ -408,20 +401,14 @@ impl Studio {
                         let wait = wait.min(MAX_PUBLISH_PAUSE);
                         tracing::warn!(job = %job, error = %e, wait_s = wait.as_secs(), "upload paused as the platform asked; it will be resumed");
                         let until = inner.clock.now().plus(wait);
-                        if let Err(kept) = inner
-                            .publications
-                            .renew_publication(job, channel, &token, until)
-                            .await
+                        if let Err(kept) = inner.publications.renew_publication(&held, until).await
                         {
                             tracing::warn!(error = %kept, "keeping a paused upload's lease failed");
                         }
                     }
                     None => {
                         tracing::warn!(job = %job, error = %e, "upload interrupted; it will be resumed");
-                        inner
-                            .publications
-                            .release_publication(job, channel, &token)
-                            .await?;
+                        inner.publications.release_publication(&held).await?;
                     }
                 }
                 Err(e)
@@ -431,9 +418,7 @@ impl Studio {
                 let ended = inner
                     .publications
                     .finish_publication(
-                        job,
-                        channel,
-                        &token,
+                        &held,
                         &PublicationOutcome::Failed {
                             reason: e.to_string(),
                             at: inner.clock.now(),
@@ -572,7 +557,11 @@ impl Studio {
                         .unwrap_or_default();
                     match inner
                         .publications
-                        .record_stats(&p.job, &p.channel_id, &counts, now)
+                        .record_stats(&StatsReading {
+                            key: PublicationKey::of(p),
+                            stats: counts,
+                            at: now,
+                        })
                         .await
                     {
                         Ok(()) => updated += 1,
@@ -588,7 +577,10 @@ impl Studio {
 
     /// A job's publication on a channel, if it was published there or is being.
     pub async fn publication(&self, job: &JobId, channel_id: &str) -> Result<Option<Publication>> {
-        self.inner.publications.publication(job, channel_id).await
+        self.inner
+            .publications
+            .publication(&PublicationKey::new(job.clone(), channel_id))
+            .await
     }
 }
 

@@ -3,8 +3,9 @@
 use crate::error::Error;
 use crate::ids::{JobId, Timestamp, UserId};
 use crate::publish::{
-    ChannelConnection, Privacy, Publication, PublicationLease, PublicationOutcome,
-    PublicationState, PublishMetadata, PublishRequest, PublishedVideo, UploadSession, VideoStats,
+    ChannelConnection, HeldPublication, Privacy, Publication, PublicationBegun, PublicationClaim,
+    PublicationKey, PublicationLease, PublicationOutcome, PublicationState, PublishMetadata,
+    PublishRequest, PublishedVideo, StatsReading, UploadCheckpoint, UploadSession, VideoStats,
 };
 use crate::traits::{ChannelStore, PublicationStore};
 
@@ -185,7 +186,7 @@ pub async fn publication_store_suite<S: PublicationStore + ?Sized>(store: &S) {
     let t0 = 1_800_000_000_000_i64;
     assert!(
         store
-            .publication(&job, channel)
+            .publication(&PublicationKey::new(job.clone(), channel))
             .await
             .ok()
             .flatten()
@@ -196,13 +197,19 @@ pub async fn publication_store_suite<S: PublicationStore + ?Sized>(store: &S) {
         &request(&job, channel, "First title"),
         Timestamp::from_millis(t0),
     );
-    let (written, created) = store
+    let PublicationBegun {
+        publication: written,
+        written: created,
+    } = store
         .begin_publication(&first)
         .await
         .unwrap_or_else(|e| panic!("begin failed: {e}"));
     assert!(created, "the first begin writes the record");
     assert_eq!(written, first, "the record reads back as written");
-    let (again, created) = store
+    let PublicationBegun {
+        publication: again,
+        written: created,
+    } = store
         .begin_publication(&Publication::new(
             &request(&job, channel, "Second title"),
             Timestamp::from_millis(t0 + 5),
@@ -225,7 +232,10 @@ pub async fn publication_store_suite<S: PublicationStore + ?Sized>(store: &S) {
         async move { store.begin_publication(&record).await }
     }))
     .await;
-    let written = begins.iter().filter(|b| matches!(b, Ok((_, true)))).count();
+    let written = begins
+        .iter()
+        .filter(|b| matches!(b, Ok(PublicationBegun { written: true, .. })))
+        .count();
     assert!(
         begins.iter().all(|b| b.is_ok()),
         "concurrent begins all answer: {:?}",
@@ -239,7 +249,11 @@ pub async fn publication_store_suite<S: PublicationStore + ?Sized>(store: &S) {
     // One holder at a time.
     let a = lease("token-a", t0 + 60_000);
     let claimed = store
-        .claim_publication(&job, channel, &a, Timestamp::from_millis(t0 + 10))
+        .claim_publication(&PublicationClaim {
+            key: PublicationKey::new(job.clone(), channel),
+            lease: a.clone(),
+            now: Timestamp::from_millis(t0 + 10),
+        })
         .await
         .unwrap_or_else(|e| panic!("claim failed: {e}"));
     let claimed = claimed.unwrap_or_else(|| panic!("a fresh record can be claimed"));
@@ -248,7 +262,11 @@ pub async fn publication_store_suite<S: PublicationStore + ?Sized>(store: &S) {
     let b = lease("token-b", t0 + 120_000);
     assert!(
         store
-            .claim_publication(&job, channel, &b, Timestamp::from_millis(t0 + 20))
+            .claim_publication(&PublicationClaim {
+                key: PublicationKey::new(job.clone(), channel),
+                lease: b.clone(),
+                now: Timestamp::from_millis(t0 + 20)
+            })
             .await
             .ok()
             .flatten()
@@ -268,36 +286,43 @@ pub async fn publication_store_suite<S: PublicationStore + ?Sized>(store: &S) {
     // The session and its bytes.
     let uri = format!("http://127.0.0.1:1/upload?upload_id={run}");
     store
-        .save_upload(
-            &job,
-            channel,
-            "token-a",
-            &session(&uri, 0),
-            Timestamp::from_millis(t0 + 90_000),
-        )
+        .save_upload(&UploadCheckpoint {
+            held: HeldPublication {
+                key: PublicationKey::new(job.clone(), channel),
+                token: "token-a".to_string(),
+            },
+            session: session(&uri, 0),
+            until: Timestamp::from_millis(t0 + 90_000),
+        })
         .await
         .unwrap_or_else(|e| panic!("keeping the session failed: {e}"));
     store
-        .save_upload(
-            &job,
-            channel,
-            "token-a",
-            &session(&uri, 524_288),
-            Timestamp::from_millis(t0 + 90_000),
-        )
+        .save_upload(&UploadCheckpoint {
+            held: HeldPublication {
+                key: PublicationKey::new(job.clone(), channel),
+                token: "token-a".to_string(),
+            },
+            session: session(&uri, 524_288),
+            until: Timestamp::from_millis(t0 + 90_000),
+        })
         .await
         .unwrap_or_else(|e| panic!("keeping progress failed: {e}"));
     store
-        .save_upload(
-            &job,
-            channel,
-            "token-a",
-            &session(&uri, 262_144),
-            Timestamp::from_millis(t0 + 90_000),
-        )
+        .save_upload(&UploadCheckpoint {
+            held: HeldPublication {
+                key: PublicationKey::new(job.clone(), channel),
+                token: "token-a".to_string(),
+            },
+            session: session(&uri, 262_144),
+            until: Timestamp::from_millis(t0 + 90_000),
+        })
         .await
         .unwrap_or_else(|e| panic!("keeping progress failed: {e}"));
-    let read = store.publication(&job, channel).await.ok().flatten();
+    let read = store
+        .publication(&PublicationKey::new(job.clone(), channel))
+        .await
+        .ok()
+        .flatten();
     assert_eq!(
         read.as_ref().and_then(|p| p.session.clone()),
         Some(session(&uri, 524_288)),
@@ -311,9 +336,10 @@ pub async fn publication_store_suite<S: PublicationStore + ?Sized>(store: &S) {
 
     store
         .renew_publication(
-            &job,
-            channel,
-            "token-a",
+            &HeldPublication {
+                key: PublicationKey::new(job.clone(), channel),
+                token: "token-a".to_string(),
+            },
             Timestamp::from_millis(t0 + 95_000),
         )
         .await
@@ -321,7 +347,13 @@ pub async fn publication_store_suite<S: PublicationStore + ?Sized>(store: &S) {
     assert!(
         matches!(
             store
-                .renew_publication(&job, channel, "token-x", Timestamp::from_millis(t0 + 1))
+                .renew_publication(
+                    &HeldPublication {
+                        key: PublicationKey::new(job.clone(), channel),
+                        token: "token-x".to_string()
+                    },
+                    Timestamp::from_millis(t0 + 1)
+                )
                 .await,
             Err(Error::LostRace { .. })
         ),
@@ -338,9 +370,10 @@ pub async fn publication_store_suite<S: PublicationStore + ?Sized>(store: &S) {
     );
     store
         .renew_publication(
-            &job,
-            channel,
-            "token-a",
+            &HeldPublication {
+                key: PublicationKey::new(job.clone(), channel),
+                token: "token-a".to_string(),
+            },
             Timestamp::from_millis(t0 + 90_000),
         )
         .await
@@ -356,7 +389,11 @@ pub async fn publication_store_suite<S: PublicationStore + ?Sized>(store: &S) {
         "a lapsed lease makes the upload stalled"
     );
     let taken = store
-        .claim_publication(&job, channel, &b, Timestamp::from_millis(t0 + 90_000))
+        .claim_publication(&PublicationClaim {
+            key: PublicationKey::new(job.clone(), channel),
+            lease: b.clone(),
+            now: Timestamp::from_millis(t0 + 90_000),
+        })
         .await
         .ok()
         .flatten()
@@ -368,13 +405,14 @@ pub async fn publication_store_suite<S: PublicationStore + ?Sized>(store: &S) {
         "the new holder sees the session"
     );
     let late = store
-        .save_upload(
-            &job,
-            channel,
-            "token-a",
-            &session(&uri, 786_432),
-            Timestamp::from_millis(t0 + 200_000),
-        )
+        .save_upload(&UploadCheckpoint {
+            held: HeldPublication {
+                key: PublicationKey::new(job.clone(), channel),
+                token: "token-a".to_string(),
+            },
+            session: session(&uri, 786_432),
+            until: Timestamp::from_millis(t0 + 200_000),
+        })
         .await;
     assert!(
         matches!(late, Err(Error::LostRace { .. })),
@@ -382,18 +420,19 @@ pub async fn publication_store_suite<S: PublicationStore + ?Sized>(store: &S) {
     );
     let new_uri = format!("{uri}-restarted");
     store
-        .save_upload(
-            &job,
-            channel,
-            "token-b",
-            &session(&new_uri, 0),
-            Timestamp::from_millis(t0 + 200_000),
-        )
+        .save_upload(&UploadCheckpoint {
+            held: HeldPublication {
+                key: PublicationKey::new(job.clone(), channel),
+                token: "token-b".to_string(),
+            },
+            session: session(&new_uri, 0),
+            until: Timestamp::from_millis(t0 + 200_000),
+        })
         .await
         .unwrap_or_else(|e| panic!("a new session failed: {e}"));
     assert_eq!(
         store
-            .publication(&job, channel)
+            .publication(&PublicationKey::new(job.clone(), channel))
             .await
             .ok()
             .flatten()
@@ -413,14 +452,26 @@ pub async fn publication_store_suite<S: PublicationStore + ?Sized>(store: &S) {
         at: Timestamp::from_millis(t0 + 300_000),
     };
     let stale_end = store
-        .finish_publication(&job, channel, "token-a", &outcome)
+        .finish_publication(
+            &HeldPublication {
+                key: PublicationKey::new(job.clone(), channel),
+                token: "token-a".to_string(),
+            },
+            &outcome,
+        )
         .await;
     assert!(
         matches!(stale_end, Err(Error::LostRace { .. })),
         "only the holder ends the record: {stale_end:?}"
     );
     let done = store
-        .finish_publication(&job, channel, "token-b", &outcome)
+        .finish_publication(
+            &HeldPublication {
+                key: PublicationKey::new(job.clone(), channel),
+                token: "token-b".to_string(),
+            },
+            &outcome,
+        )
         .await
         .unwrap_or_else(|e| panic!("finishing failed: {e}"));
     assert_eq!(done.state, PublicationState::Published);
@@ -430,7 +481,10 @@ pub async fn publication_store_suite<S: PublicationStore + ?Sized>(store: &S) {
         Some(Timestamp::from_millis(t0 + 300_000))
     );
     assert!(done.lease.is_none(), "the end frees the lease");
-    let (after, created) = store
+    let PublicationBegun {
+        publication: after,
+        written: created,
+    } = store
         .begin_publication(&Publication::new(
             &request(&job, channel, "Third"),
             Timestamp::from_millis(t0 + 400_000),
@@ -445,12 +499,11 @@ pub async fn publication_store_suite<S: PublicationStore + ?Sized>(store: &S) {
     );
     assert!(
         store
-            .claim_publication(
-                &job,
-                channel,
-                &lease("token-c", t0 + 999_000),
-                Timestamp::from_millis(t0 + 400_000)
-            )
+            .claim_publication(&PublicationClaim {
+                key: PublicationKey::new(job.clone(), channel),
+                lease: lease("token-c", t0 + 999_000),
+                now: Timestamp::from_millis(t0 + 400_000)
+            })
             .await
             .ok()
             .flatten()
@@ -460,8 +513,7 @@ pub async fn publication_store_suite<S: PublicationStore + ?Sized>(store: &S) {
 
     store
         .note_publication(
-            &job,
-            channel,
+            &PublicationKey::new(job.clone(), channel),
             &[
                 "the playlist is full".to_owned(),
                 "the thumbnail was refused".to_owned(),
@@ -471,7 +523,7 @@ pub async fn publication_store_suite<S: PublicationStore + ?Sized>(store: &S) {
         .unwrap_or_else(|e| panic!("noting failed: {e}"));
     assert_eq!(
         store
-            .publication(&job, channel)
+            .publication(&PublicationKey::new(job.clone(), channel))
             .await
             .ok()
             .flatten()
@@ -494,12 +546,16 @@ pub async fn publication_store_suite<S: PublicationStore + ?Sized>(store: &S) {
         comments: 7,
     };
     store
-        .record_stats(&job, channel, &stats, Timestamp::from_millis(t0 + 500_000))
+        .record_stats(&StatsReading {
+            key: PublicationKey::new(job.clone(), channel),
+            stats,
+            at: Timestamp::from_millis(t0 + 500_000),
+        })
         .await
         .unwrap_or_else(|e| panic!("keeping statistics failed: {e}"));
     assert_eq!(
         store
-            .publication(&job, channel)
+            .publication(&PublicationKey::new(job.clone(), channel))
             .await
             .ok()
             .flatten()
@@ -526,16 +582,21 @@ pub async fn publication_store_suite<S: PublicationStore + ?Sized>(store: &S) {
         .await
         .unwrap_or_else(|e| panic!("begin failed: {e}"));
     store
-        .claim_publication(&failing, channel, &a, Timestamp::from_millis(t0))
+        .claim_publication(&PublicationClaim {
+            key: PublicationKey::new(failing.clone(), channel),
+            lease: a.clone(),
+            now: Timestamp::from_millis(t0),
+        })
         .await
         .ok()
         .flatten()
         .unwrap_or_else(|| panic!("claim failed"));
     let failed = store
         .finish_publication(
-            &failing,
-            channel,
-            "token-a",
+            &HeldPublication {
+                key: PublicationKey::new(failing.clone(), channel),
+                token: "token-a".to_string(),
+            },
             &PublicationOutcome::Failed {
                 reason: "the channel's daily upload limit".to_owned(),
                 at: Timestamp::from_millis(t0 + 1),
@@ -548,13 +609,20 @@ pub async fn publication_store_suite<S: PublicationStore + ?Sized>(store: &S) {
     assert!(
         matches!(
             store
-                .record_stats(&failing, channel, &stats, Timestamp::from_millis(t0 + 2))
+                .record_stats(&StatsReading {
+                    key: PublicationKey::new(failing.clone(), channel),
+                    stats,
+                    at: Timestamp::from_millis(t0 + 2)
+                })
                 .await,
             Err(Error::NotAllowed { .. })
         ),
         "a failed publication has no statistics"
     );
-    let (restarted, created) = store
+    let PublicationBegun {
+        publication: restarted,
+        written: created,
+    } = store
         .begin_publication(&Publication::new(
             &request(&failing, channel, "Try again"),
             Timestamp::from_millis(t0 + 10),
@@ -572,28 +640,37 @@ pub async fn publication_store_suite<S: PublicationStore + ?Sized>(store: &S) {
     assert!(restarted.notes.is_empty());
     assert_eq!(restarted.created_at, Timestamp::from_millis(t0));
     store
-        .release_publication(&failing, channel, "nobody")
+        .release_publication(&HeldPublication {
+            key: PublicationKey::new(failing.clone(), channel),
+            token: "nobody".to_string(),
+        })
         .await
         .unwrap_or_else(|e| panic!("releasing someone else's lease failed: {e}"));
     let mine = lease("token-d", t0 + 50_000);
     store
-        .claim_publication(&failing, channel, &mine, Timestamp::from_millis(t0 + 20))
+        .claim_publication(&PublicationClaim {
+            key: PublicationKey::new(failing.clone(), channel),
+            lease: mine.clone(),
+            now: Timestamp::from_millis(t0 + 20),
+        })
         .await
         .ok()
         .flatten()
         .unwrap_or_else(|| panic!("claim after restart failed"));
     store
-        .release_publication(&failing, channel, "token-d")
+        .release_publication(&HeldPublication {
+            key: PublicationKey::new(failing.clone(), channel),
+            token: "token-d".to_string(),
+        })
         .await
         .unwrap_or_else(|e| panic!("release failed: {e}"));
     assert!(
         store
-            .claim_publication(
-                &failing,
-                channel,
-                &lease("token-e", t0 + 60_000),
-                Timestamp::from_millis(t0 + 21)
-            )
+            .claim_publication(&PublicationClaim {
+                key: PublicationKey::new(failing.clone(), channel),
+                lease: lease("token-e", t0 + 60_000),
+                now: Timestamp::from_millis(t0 + 21)
+            })
             .await
             .ok()
             .flatten()
@@ -608,12 +685,11 @@ pub async fn publication_store_suite<S: PublicationStore + ?Sized>(store: &S) {
     assert_eq!(all[0].channel_id, channel);
     assert!(matches!(
         store
-            .claim_publication(
-                &JobId::new(format!("{run}-missing")),
-                channel,
-                &mine,
-                Timestamp::from_millis(t0)
-            )
+            .claim_publication(&PublicationClaim {
+                key: PublicationKey::new(JobId::new(format!("{run}-missing")), channel),
+                lease: mine.clone(),
+                now: Timestamp::from_millis(t0)
+            })
             .await,
         Err(Error::NotFound { .. })
     ));

@@ -3,7 +3,8 @@ use async_trait::async_trait;
 use crate::error::Result;
 use crate::ids::{JobId, Timestamp, UserId};
 use crate::publish::{
-    ChannelConnection, Publication, PublicationLease, PublicationOutcome, UploadSession, VideoStats,
+    ChannelConnection, HeldPublication, Publication, PublicationBegun, PublicationClaim,
+    PublicationKey, PublicationOutcome, StatsReading, UploadCheckpoint,
 };
 
 /// Channels users connected, with their sealed tokens, one record per user and channel.
@@ -38,60 +39,39 @@ pub trait ChannelStore: Send + Sync + std::fmt::Debug {
 #[async_trait]
 pub trait PublicationStore: Send + Sync + std::fmt::Debug {
     /// Writes `publication` if the job has none for its channel, or restarts a failed one
-    /// (new metadata, no session, no lease); otherwise returns the record as it is. The flag
-    /// says whether this call wrote it.
-    async fn begin_publication(&self, publication: &Publication) -> Result<(Publication, bool)>;
+    /// (new metadata, no session, no lease); otherwise returns the record as it is, saying
+    /// whether this call wrote it.
+    async fn begin_publication(&self, publication: &Publication) -> Result<PublicationBegun>;
 
-    /// Takes the upload lease of an uploading record whose lease is free or lapsed at `now`,
-    /// counting an attempt; `None` when another holder has it or the record is not uploading.
-    async fn claim_publication(
-        &self,
-        job: &JobId,
-        channel_id: &str,
-        lease: &PublicationLease,
-        now: Timestamp,
-    ) -> Result<Option<Publication>>;
+    /// Takes the upload lease of an uploading record whose lease is free or lapsed at the
+    /// claim's `now`, counting an attempt; `None` when another holder has it or the record is
+    /// not uploading.
+    async fn claim_publication(&self, claim: &PublicationClaim) -> Result<Option<Publication>>;
 
     /// Keeps the session and the bytes the platform confirmed, and renews the lease until
-    /// `until`. A new session URI resets the count to the session's.
-    async fn save_upload(
-        &self,
-        job: &JobId,
-        channel_id: &str,
-        token: &str,
-        session: &UploadSession,
-        until: Timestamp,
-    ) -> Result<()>;
+    /// the checkpoint's `until`. A new session URI resets the count to the session's.
+    async fn save_upload(&self, checkpoint: &UploadCheckpoint) -> Result<()>;
 
-    /// Extends the holder's lease to `until` ([`crate::Error::LostRace`] when `token` no longer
-    /// holds it).
-    async fn renew_publication(
-        &self,
-        job: &JobId,
-        channel_id: &str,
-        token: &str,
-        until: Timestamp,
-    ) -> Result<()>;
+    /// Extends the holder's lease to `until` ([`crate::Error::LostRace`] when the token no
+    /// longer holds it).
+    async fn renew_publication(&self, held: &HeldPublication, until: Timestamp) -> Result<()>;
 
     /// Ends the record (published or failed) and frees the lease.
     async fn finish_publication(
         &self,
-        job: &JobId,
-        channel_id: &str,
-        token: &str,
+        held: &HeldPublication,
         outcome: &PublicationOutcome,
     ) -> Result<Publication>;
 
     /// Adds notes to a record (what did not work after the upload: a thumbnail refused, a
     /// full playlist), whatever its state.
-    async fn note_publication(&self, job: &JobId, channel_id: &str, notes: &[String])
-        -> Result<()>;
+    async fn note_publication(&self, key: &PublicationKey, notes: &[String]) -> Result<()>;
 
     /// Gives the lease up without ending the record (the upload stopped and will resume).
-    async fn release_publication(&self, job: &JobId, channel_id: &str, token: &str) -> Result<()>;
+    async fn release_publication(&self, held: &HeldPublication) -> Result<()>;
 
     /// The record of a job on a channel.
-    async fn publication(&self, job: &JobId, channel_id: &str) -> Result<Option<Publication>>;
+    async fn publication(&self, key: &PublicationKey) -> Result<Option<Publication>>;
 
     /// A job's records on every channel.
     async fn publications_of(&self, job: &JobId) -> Result<Vec<Publication>>;
@@ -109,13 +89,7 @@ pub trait PublicationStore: Send + Sync + std::fmt::Debug {
     ) -> Result<Vec<Publication>>;
 
     /// Keeps a published video's latest statistics.
-    async fn record_stats(
-        &self,
-        job: &JobId,
-        channel_id: &str,
-        stats: &VideoStats,
-        at: Timestamp,
-    ) -> Result<()>;
+    async fn record_stats(&self, reading: &StatsReading) -> Result<()>;
 }
 
 /// Forwards to the shared store, so an `Arc` of a store is a store.
@@ -141,74 +115,40 @@ impl<T: ChannelStore + ?Sized> ChannelStore for std::sync::Arc<T> {
 /// Forwards to the shared store, so an `Arc` of a store is a store.
 #[async_trait]
 impl<T: PublicationStore + ?Sized> PublicationStore for std::sync::Arc<T> {
-    async fn begin_publication(&self, publication: &Publication) -> Result<(Publication, bool)> {
+    async fn begin_publication(&self, publication: &Publication) -> Result<PublicationBegun> {
         (**self).begin_publication(publication).await
     }
 
-    async fn claim_publication(
-        &self,
-        job: &JobId,
-        channel_id: &str,
-        lease: &PublicationLease,
-        now: Timestamp,
-    ) -> Result<Option<Publication>> {
-        (**self)
-            .claim_publication(job, channel_id, lease, now)
-            .await
+    async fn claim_publication(&self, claim: &PublicationClaim) -> Result<Option<Publication>> {
+        (**self).claim_publication(claim).await
     }
 
-    async fn save_upload(
-        &self,
-        job: &JobId,
-        channel_id: &str,
-        token: &str,
-        session: &UploadSession,
-        until: Timestamp,
-    ) -> Result<()> {
-        (**self)
-            .save_upload(job, channel_id, token, session, until)
-            .await
+    async fn save_upload(&self, checkpoint: &UploadCheckpoint) -> Result<()> {
+        (**self).save_upload(checkpoint).await
     }
 
-    async fn renew_publication(
-        &self,
-        job: &JobId,
-        channel_id: &str,
-        token: &str,
-        until: Timestamp,
-    ) -> Result<()> {
-        (**self)
-            .renew_publication(job, channel_id, token, until)
-            .await
+    async fn renew_publication(&self, held: &HeldPublication, until: Timestamp) -> Result<()> {
+        (**self).renew_publication(held, until).await
     }
 
     async fn finish_publication(
         &self,
-        job: &JobId,
-        channel_id: &str,
-        token: &str,
+        held: &HeldPublication,
         outcome: &PublicationOutcome,
     ) -> Result<Publication> {
-        (**self)
-            .finish_publication(job, channel_id, token, outcome)
-            .await
+        (**self).finish_publication(held, outcome).await
     }
 
-    async fn note_publication(
-        &self,
-        job: &JobId,
-        channel_id: &str,
-        notes: &[String],
-    ) -> Result<()> {
-        (**self).note_publication(job, channel_id, notes).await
+    async fn note_publication(&self, key: &PublicationKey, notes: &[String]) -> Result<()> {
+        (**self).note_publication(key, notes).await
     }
 
-    async fn release_publication(&self, job: &JobId, channel_id: &str, token: &str) -> Result<()> {
-        (**self).release_publication(job, channel_id, token).await
+    async fn release_publication(&self, held: &HeldPublication) -> Result<()> {
+        (**self).release_publication(held).await
     }
 
-    async fn publication(&self, job: &JobId, channel_id: &str) -> Result<Option<Publication>> {
-        (**self).publication(job, channel_id).await
+    async fn publication(&self, key: &PublicationKey) -> Result<Option<Publication>> {
+        (**self).publication(key).await
     }
 
     async fn publications_of(&self, job: &JobId) -> Result<Vec<Publication>> {
@@ -227,13 +167,7 @@ impl<T: PublicationStore + ?Sized> PublicationStore for std::sync::Arc<T> {
         (**self).publications_due_for_stats(before, limit).await
     }
 
-    async fn record_stats(
-        &self,
-        job: &JobId,
-        channel_id: &str,
-        stats: &VideoStats,
-        at: Timestamp,
-    ) -> Result<()> {
-        (**self).record_stats(job, channel_id, stats, at).await
+    async fn record_stats(&self, reading: &StatsReading) -> Result<()> {
+        (**self).record_stats(reading).await
     }
 }

@@ -9,9 +9,9 @@ use crate::seam::errors::{StoreError, StoreResult};
 use crate::seam::{args, Conn, SqlRow};
 use async_trait::async_trait;
 use jilo_core::{
-    ChannelConnection, ChannelStore, Error, JobId, Publication, PublicationLease,
-    PublicationOutcome, PublicationState, PublicationStore, Result, Timestamp, UploadSession,
-    UserId, VideoStats,
+    ChannelConnection, ChannelStore, Error, HeldPublication, JobId, Publication, PublicationBegun,
+    PublicationClaim, PublicationKey, PublicationOutcome, PublicationState, PublicationStore,
+    Result, StatsReading, Timestamp, UploadCheckpoint, UserId,
 };
 
 fn channel_from_row(r: &SqlRow) -> StoreResult<ChannelConnection> {
@@ -201,8 +201,8 @@ async fn write_publication(c: &mut dyn Conn, p: &Publication) -> StoreResult<()>
 /// A publication's key, owned, for a transaction's body.
 type Key = Arc<(JobId, String)>;
 
-fn key(job: &JobId, channel_id: &str) -> Key {
-    Arc::new((job.clone(), channel_id.to_owned()))
+fn owned_key(key: &PublicationKey) -> Key {
+    Arc::new((key.job.clone(), key.channel_id.clone()))
 }
 
 impl SqlStore {
@@ -210,15 +210,13 @@ impl SqlStore {
     async fn change_held<T>(
         &self,
         what: &str,
-        job: &JobId,
-        channel_id: &str,
-        token: &str,
+        held: &HeldPublication,
         change: impl Fn(&mut Publication) -> T + Send + Sync + 'static,
     ) -> Result<T>
     where
         T: Send + 'static,
     {
-        let (key, token, change) = (key(job, channel_id), token.to_owned(), Arc::new(change));
+        let (key, token, change) = (owned_key(&held.key), held.token.clone(), Arc::new(change));
         self.write(what, move |c| {
             let (key, token, change) = (Arc::clone(&key), token.clone(), Arc::clone(&change));
             Box::pin(async move {
@@ -262,7 +260,7 @@ impl SqlStore {
 
 #[async_trait]
 impl PublicationStore for SqlStore {
-    async fn begin_publication(&self, publication: &Publication) -> Result<(Publication, bool)> {
+    async fn begin_publication(&self, publication: &Publication) -> Result<PublicationBegun> {
         let publication = Arc::new(publication.clone());
         self.write("beginning a publication", move |c| {
             let publication = Arc::clone(&publication);
@@ -289,7 +287,10 @@ impl PublicationStore for SqlStore {
                     .await?
                     > 0;
                 if inserted {
-                    return Ok(((*publication).clone(), true));
+                    return Ok(PublicationBegun {
+                        publication: (*publication).clone(),
+                        written: true,
+                    });
                 }
                 let earlier = locked_publication(c, &publication.job, &publication.channel_id)
                     .await?
@@ -299,33 +300,34 @@ impl PublicationStore for SqlStore {
                 if earlier.state == PublicationState::Failed {
                     let restarted = earlier.restarted_with(&publication);
                     write_publication(c, &restarted).await?;
-                    Ok((restarted, true))
+                    Ok(PublicationBegun {
+                        publication: restarted,
+                        written: true,
+                    })
                 } else {
-                    Ok((earlier, false))
+                    Ok(PublicationBegun {
+                        publication: earlier,
+                        written: false,
+                    })
                 }
             })
         })
         .await
     }
 
-    async fn claim_publication(
-        &self,
-        job: &JobId,
-        channel_id: &str,
-        lease: &PublicationLease,
-        now: Timestamp,
-    ) -> Result<Option<Publication>> {
-        let (key, lease) = (key(job, channel_id), Arc::new(lease.clone()));
+    async fn claim_publication(&self, claim: &PublicationClaim) -> Result<Option<Publication>> {
+        let claim = Arc::new(claim.clone());
         self.write("claiming a publication", move |c| {
-            let (key, lease) = (Arc::clone(&key), Arc::clone(&lease));
+            let claim = Arc::clone(&claim);
             Box::pin(async move {
-                let mut record = existing_publication(c, &key.0, &key.1).await?;
-                if !record.claimable_at(now) {
+                let mut record =
+                    existing_publication(c, &claim.key.job, &claim.key.channel_id).await?;
+                if !record.claimable_at(claim.now) {
                     return Ok(None);
                 }
-                record.lease = Some((*lease).clone());
+                record.lease = Some(claim.lease.clone());
                 record.attempts += 1;
-                record.updated_at = now;
+                record.updated_at = claim.now;
                 write_publication(c, &record).await?;
                 Ok(Some(record))
             })
@@ -333,79 +335,41 @@ impl PublicationStore for SqlStore {
         .await
     }
 
-    async fn save_upload(
-        &self,
-        job: &JobId,
-        channel_id: &str,
-        token: &str,
-        session: &UploadSession,
-        until: Timestamp,
-    ) -> Result<()> {
-        let session = session.clone();
-        self.change_held(
-            "keeping upload progress",
-            job,
-            channel_id,
-            token,
-            move |record| {
-                record.keep_session(&session);
-                if let Some(lease) = record.lease.as_mut() {
-                    lease.until = until;
-                }
-            },
-        )
+    async fn save_upload(&self, checkpoint: &UploadCheckpoint) -> Result<()> {
+        let (session, until) = (checkpoint.session.clone(), checkpoint.until);
+        self.change_held("keeping upload progress", &checkpoint.held, move |record| {
+            record.keep_session(&session);
+            if let Some(lease) = record.lease.as_mut() {
+                lease.until = until;
+            }
+        })
         .await
     }
 
-    async fn renew_publication(
-        &self,
-        job: &JobId,
-        channel_id: &str,
-        token: &str,
-        until: Timestamp,
-    ) -> Result<()> {
-        self.change_held(
-            "renewing an upload's lease",
-            job,
-            channel_id,
-            token,
-            move |record| {
-                if let Some(lease) = record.lease.as_mut() {
-                    lease.until = until;
-                }
-            },
-        )
+    async fn renew_publication(&self, held: &HeldPublication, until: Timestamp) -> Result<()> {
+        self.change_held("renewing an upload's lease", held, move |record| {
+            if let Some(lease) = record.lease.as_mut() {
+                lease.until = until;
+            }
+        })
         .await
     }
 
     async fn finish_publication(
         &self,
-        job: &JobId,
-        channel_id: &str,
-        token: &str,
+        held: &HeldPublication,
         outcome: &PublicationOutcome,
     ) -> Result<Publication> {
         let outcome = outcome.clone();
-        self.change_held(
-            "ending a publication",
-            job,
-            channel_id,
-            token,
-            move |record| {
-                record.end(&outcome);
-                record.clone()
-            },
-        )
+        self.change_held("ending a publication", held, move |record| {
+            record.end(&outcome);
+            record.clone()
+        })
         .await
     }
 
-    async fn note_publication(
-        &self,
-        job: &JobId,
-        channel_id: &str,
-        notes: &[String],
-    ) -> Result<()> {
-        let (key, notes) = (key(job, channel_id), Arc::new(notes.to_vec()));
+    async fn note_publication(&self, key: &PublicationKey, notes: &[String]) -> Result<()> {
+        let (key, notes) = (owned_key(key), Arc::new(notes.to_vec()));
         self.write("noting a publication", move |c| {
             let (key, notes) = (Arc::clone(&key), Arc::clone(&notes));
             Box::pin(async move {
@@ -417,17 +381,11 @@ impl PublicationStore for SqlStore {
         .await
     }
 
-    async fn release_publication(&self, job: &JobId, channel_id: &str, token: &str) -> Result<()> {
+    async fn release_publication(&self, held: &HeldPublication) -> Result<()> {
         match self
-            .change_held(
-                "releasing a publication",
-                job,
-                channel_id,
-                token,
-                |record| {
-                    record.lease = None;
-                },
-            )
+            .change_held("releasing a publication", held, |record| {
+                record.lease = None;
+            })
             .await
         {
             Err(Error::LostRace { .. }) | Err(Error::NotFound { .. }) | Ok(()) => Ok(()),
@@ -435,8 +393,8 @@ impl PublicationStore for SqlStore {
         }
     }
 
-    async fn publication(&self, job: &JobId, channel_id: &str) -> Result<Option<Publication>> {
-        let key = key(job, channel_id);
+    async fn publication(&self, key: &PublicationKey) -> Result<Option<Publication>> {
+        let key = owned_key(key);
         self.read("reading a publication", false, move |c| {
             let key = Arc::clone(&key);
             Box::pin(async move {
@@ -494,14 +452,8 @@ impl PublicationStore for SqlStore {
         .await
     }
 
-    async fn record_stats(
-        &self,
-        job: &JobId,
-        channel_id: &str,
-        stats: &VideoStats,
-        at: Timestamp,
-    ) -> Result<()> {
-        let (key, stats) = (key(job, channel_id), *stats);
+    async fn record_stats(&self, reading: &StatsReading) -> Result<()> {
+        let (key, stats, at) = (owned_key(&reading.key), reading.stats, reading.at);
         self.write("keeping statistics", move |c| {
             let key = Arc::clone(&key);
             Box::pin(async move {
