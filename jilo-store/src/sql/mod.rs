@@ -304,13 +304,8 @@ impl SqlStore {
             }
             #[cfg(feature = "postgres")]
             Engine::Postgres(pool) => {
-                self.retry(what, || async {
-                    let mut tx = pool.begin_with(begin).await?;
-                    let out = body(&mut crate::postgres::conn::PgConn(&mut tx)).await?;
-                    tx.commit().await?;
-                    Ok(out)
-                })
-                .await
+                self.retry(what, || pg_transaction(pool, begin, &body))
+                    .await
             }
         }
     }
@@ -351,10 +346,7 @@ impl SqlStore {
             Engine::Postgres(pool) => {
                 self.retry(what, || async {
                     if snapshot {
-                        let mut tx = pool.begin_with(begin).await?;
-                        let out = body(&mut crate::postgres::conn::PgConn(&mut tx)).await?;
-                        tx.commit().await?;
-                        Ok(out)
+                        pg_transaction(pool, begin, &body).await
                     } else {
                         let mut conn = pool.acquire().await?;
                         body(&mut crate::postgres::conn::PgConn(&mut conn)).await
@@ -410,6 +402,19 @@ impl SqlStore {
         });
         outcome
     }
+}
+
+/// Runs `body` in one Postgres transaction begun with `begin`, committed when it returns `Ok`
+/// (dropped, so rolled back, otherwise).
+#[cfg(feature = "postgres")]
+async fn pg_transaction<T, F>(pool: &sqlx::PgPool, begin: &'static str, body: &F) -> StoreResult<T>
+where
+    F: for<'c> Fn(&'c mut dyn Conn) -> Tx<'c, T>,
+{
+    let mut tx = pool.begin_with(begin).await?;
+    let out = body(&mut crate::postgres::conn::PgConn(&mut tx)).await?;
+    tx.commit().await?;
+    Ok(out)
 }
 
 fn check_compiled(backend: Backend) -> Result<()> {

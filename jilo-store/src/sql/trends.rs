@@ -10,8 +10,18 @@ use jilo_core::{
 };
 
 use super::SqlStore;
-use crate::seam::args;
 use crate::seam::errors::StoreError;
+use crate::seam::errors::StoreResult;
+use crate::seam::{args, SqlRow};
+
+/// The JSON document of a row's first column, if there is a row.
+fn doc<T: serde::de::DeserializeOwned>(row: Option<SqlRow>) -> StoreResult<Option<T>> {
+    Ok(row
+        .map(|r| r.text(0))
+        .transpose()?
+        .map(|d| serde_json::from_str(&d))
+        .transpose()?)
+}
 
 #[async_trait]
 impl TrendCache for SqlStore {
@@ -20,17 +30,12 @@ impl TrendCache for SqlStore {
         self.read("reading a kept search", false, move |c| {
             let key = key.clone();
             Box::pin(async move {
-                let row = c
+                doc(c
                     .fetch_opt(
                         "SELECT doc FROM jilo_trend_searches WHERE query_key = $1",
                         &args![key.as_str()],
                     )
-                    .await?;
-                Ok(row
-                    .map(|r| r.text(0))
-                    .transpose()?
-                    .map(|d| serde_json::from_str(&d))
-                    .transpose()?)
+                    .await?)
             })
         })
         .await
@@ -66,17 +71,12 @@ impl TrendCache for SqlStore {
         self.read("reading a kept analysis", false, move |c| {
             let video_id = video_id.clone();
             Box::pin(async move {
-                let row = c
+                doc(c
                     .fetch_opt(
                         "SELECT doc FROM jilo_trend_analyses WHERE platform = $1 AND video_id = $2",
                         &args![platform.as_str(), video_id.as_str()],
                     )
-                    .await?;
-                Ok(row
-                    .map(|r| r.text(0))
-                    .transpose()?
-                    .map(|d| serde_json::from_str(&d))
-                    .transpose()?)
+                    .await?)
             })
         })
         .await
