@@ -110,6 +110,36 @@ impl StoreUrl {
             _ => None,
         }
     }
+
+    /// An SQLite file's path and the parameters to open it with: the URL's own, with
+    /// `mode=rwc` (created when missing) first unless the URL sets a mode.
+    ///
+    /// ```
+    /// use jilo_store::StoreUrl;
+    ///
+    /// let url = StoreUrl::parse("sqlite://data/jilo.db?cache=shared")?;
+    /// assert_eq!(
+    ///     url.sqlite_open_params(),
+    ///     Some(("data/jilo.db", "mode=rwc&cache=shared".to_owned()))
+    /// );
+    /// let read_only = StoreUrl::parse("sqlite://data/jilo.db?mode=ro")?;
+    /// assert_eq!(read_only.sqlite_open_params(), Some(("data/jilo.db", "mode=ro".to_owned())));
+    /// # Ok::<(), jilo_core::Error>(())
+    /// ```
+    pub fn sqlite_open_params(&self) -> Option<(&str, String)> {
+        let (path, params) = self.sqlite_path_and_params()?;
+        let mode = if params.split('&').any(|p| p.starts_with("mode=")) {
+            ""
+        } else {
+            "mode=rwc"
+        };
+        let query = [mode, params]
+            .into_iter()
+            .filter(|p| !p.is_empty())
+            .collect::<Vec<_>>()
+            .join("&");
+        Some((path, query))
+    }
 }
 
 impl fmt::Debug for StoreUrl {

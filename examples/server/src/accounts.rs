@@ -209,17 +209,7 @@ pub async fn connect(url: &StoreUrl) -> DbResult<AnyPool> {
     sqlx::any::install_default_drivers();
     let (text, sqlite) = match url {
         StoreUrl::SqliteFile(_) => {
-            let (path, params) = url.sqlite_path_and_params().unwrap_or_default();
-            let mode = if params.contains("mode=") {
-                ""
-            } else {
-                "mode=rwc"
-            };
-            let query = [mode, params]
-                .into_iter()
-                .filter(|p| !p.is_empty())
-                .collect::<Vec<_>>()
-                .join("&");
+            let (path, query) = url.sqlite_open_params().unwrap_or_default();
             (format!("sqlite://{path}?{query}"), true)
         }
         StoreUrl::SqliteMemory => ("sqlite::memory:".to_owned(), true),

@@ -31,18 +31,7 @@ impl Source {
         let uri = match url {
             StoreUrl::SqliteMemory => ":memory:".to_owned(),
             StoreUrl::SqliteFile(_) => {
-                let (path, params) = url.sqlite_path_and_params()?;
-                // Created when missing, unless the URL sets its own mode.
-                let mode = if params.split('&').any(|p| p.starts_with("mode=")) {
-                    ""
-                } else {
-                    "mode=rwc"
-                };
-                let query = [mode, params]
-                    .into_iter()
-                    .filter(|p| !p.is_empty())
-                    .collect::<Vec<_>>()
-                    .join("&");
+                let (path, query) = url.sqlite_open_params()?;
                 format!("file:{}?{query}", uri_path(path))
             }
             StoreUrl::Postgres(_) => return None,
