@@ -91,7 +91,7 @@ async fn in_memory_store_passes_the_publication_store_suite() {
 
 #[tokio::test]
 async fn in_memory_store_passes_the_credit_lots_suite() {
-    testing::credit_lots_suite(&InMemoryStore::new()).await;
+    testing::credit_lots_suite(&InMemoryStore::new(), testing::StoreCapabilities::ALL).await;
 }
 
 /// An `Arc` of a store is a store (the traits forward), and so is an `Arc<dyn …>` of one: the

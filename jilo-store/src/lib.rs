@@ -55,9 +55,11 @@
 //!    try, and which are a unique key refusing the write.
 //!
 //! It applies no money rule itself: the shared transactions apply the four plans on its
-//! `Conn`. It runs the suites every store runs: `jilo_core::testing::{quota_store_suite,
-//! job_store_suite, trend_cache_suite, channel_store_suite, publication_store_suite}`, the
-//! ledger check of this crate's tests (every account equal to its lots, holds and ledger
+//! `Conn`. It runs every conformance rule every store runs, through the suites of
+//! `jilo_core::testing` (`quota_store_suite`, `credit_lots_suite` with
+//! `StoreCapabilities::ALL`, `job_store_suite`, `alert_store_suite`, `trend_cache_suite`,
+//! `channel_store_suite`, `publication_store_suite`; one rule each, by name, while it grows),
+//! the ledger check of this crate's tests (every account equal to its lots, holds and ledger
 //! rows) and the two-processes tests (two stores on one database racing for the same jobs,
 //! holds and expiries).
 

@@ -24,7 +24,7 @@ async fn postgres_passes_the_conformance_suites() {
     jilo_core::testing::trend_cache_suite(&store).await;
     jilo_core::testing::channel_store_suite(&store).await;
     jilo_core::testing::publication_store_suite(&store).await;
-    jilo_core::testing::credit_lots_suite(&store).await;
+    jilo_core::testing::credit_lots_suite(&store, jilo_core::testing::StoreCapabilities::ALL).await;
     assert!(common::check_ledger(&store).await > 0);
     store.close().await;
     common::drop_postgres_database(&url).await;

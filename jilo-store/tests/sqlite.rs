@@ -6,7 +6,7 @@ mod common;
 use std::sync::Arc;
 
 use jilo_core::testing::{end_hold, take_hold};
-use jilo_core::testing::{job_store_suite, quota_store_suite};
+use jilo_core::testing::{job_store_suite, quota_store_suite, StoreCapabilities};
 use jilo_core::{Error, Grant, HoldState, QuotaStore, Timestamp, UserId};
 use jilo_store::{SqlStore, SqlStoreOptions, SqlValue, StoreUrl};
 
@@ -32,6 +32,7 @@ async fn sqlite_memory_passes_the_conformance_suites() {
     jilo_core::testing::trend_cache_suite(&store).await;
     jilo_core::testing::channel_store_suite(&store).await;
     jilo_core::testing::publication_store_suite(&store).await;
+    jilo_core::testing::credit_lots_suite(&store, StoreCapabilities::ALL).await;
     common::check_ledger(&store).await;
 }
 
@@ -301,7 +302,7 @@ async fn callers_dropped_mid_write_leave_the_store_consistent() {
 #[tokio::test]
 async fn sqlite_passes_the_credit_lots_suite() {
     let store = common::open(&common::sqlite_file()).await;
-    jilo_core::testing::credit_lots_suite(&store).await;
+    jilo_core::testing::credit_lots_suite(&store, StoreCapabilities::ALL).await;
     assert!(common::check_ledger(&store).await > 0);
 }
 

@@ -1,28 +1,62 @@
-//! Test utilities (feature `testing`): a simulated provider, fixtures, and conformance suites
-//! that any implementation of [`crate::QuotaStore`], [`crate::JobStore`] and
-//! [`crate::VideoProvider`] runs against itself; with `test-utils`, a mockall mock of every
-//! trait as well (`MockVideoProvider`, …).
+//! Test utilities (feature `testing`): a simulated provider, fixtures, and the conformance
+//! rules that any implementation of the store traits and of [`crate::VideoProvider`] runs
+//! against itself; with `test-utils`, a mockall mock of every trait as well
+//! (`MockVideoProvider`, …).
 //!
-//! The suites are plain async functions that panic with a message naming the broken rule, so
-//! they run inside any test harness:
+//! Each rule of a store trait is one public async function, named for what it checks, in the
+//! module of its trait: [`quota`], [`lots`], [`jobs`], [`alerts`], [`trends`], [`channels`],
+//! [`publications`]. A rule panics with a message naming what broke, so it runs inside any
+//! test harness; each uses fresh random ids and days, so rules share one store in any order.
+//! A module's suite (`quota_store_suite`, …) runs all its rules, printing each rule's name
+//! first (the harness shows it beside a failure). A rule that depends on what a store
+//! supports takes [`StoreCapabilities`]: a store without expiring credits passes the lot
+//! rules by refusing them.
 //!
 //! ```
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 //! use jilo_core::{testing, InMemoryStore};
+//! use jilo_core::testing::StoreCapabilities;
 //!
 //! let store = InMemoryStore::new();
+//! // Every rule, as every store of this workspace runs them:
 //! testing::quota_store_suite(&store).await;
 //! testing::job_store_suite(&store).await;
+//! testing::credit_lots_suite(&store, StoreCapabilities::ALL).await;
+//! // Or one rule, say while a new backend grows:
+//! testing::quota::concurrent_holds_never_exceed_the_balance(&store).await;
 //! # });
 //! ```
 
 mod fixtures;
-mod job_suite;
 mod provider_suite;
-mod publish_suite;
-mod quota_suite;
 mod sim;
-mod trend_suite;
+mod support;
+
+pub mod alerts;
+pub mod channels;
+pub mod jobs;
+pub mod lots;
+pub mod publications;
+pub mod quota;
+pub mod trends;
+
+/// Runs rules of one module on `store` in turn, each named first on the test's output (the
+/// harness prints it beside a failure), with the store's capabilities when given.
+macro_rules! rules {
+    ($store:expr, $module:literal: $($rule:ident),+ $(,)?) => {
+        $(
+            println!("conformance rule {}::{}", $module, stringify!($rule));
+            $rule($store).await;
+        )+
+    };
+    ($store:expr, $module:literal with $caps:ident: $($rule:ident),+ $(,)?) => {
+        $(
+            println!("conformance rule {}::{}", $module, stringify!($rule));
+            $rule($store, $caps).await;
+        )+
+    };
+}
+use rules;
 
 #[cfg(any(test, feature = "test-utils"))]
 pub use crate::traits::{
@@ -30,10 +64,14 @@ pub use crate::traits::{
     MockModerator, MockNotifier, MockPublicationStore, MockPublisher, MockQuotaStore,
     MockTrendCache, MockTrendSource, MockVideoProvider,
 };
+pub use alerts::alert_store_suite;
+pub use channels::channel_store_suite;
 pub use fixtures::{sample_job, RecordingNotifier};
-pub use job_suite::{alert_store_suite, job_store_suite};
+pub use jobs::job_store_suite;
+pub use lots::{credit_lots_suite, StoreCapabilities};
 pub use provider_suite::video_provider_suite;
-pub use publish_suite::{channel_store_suite, publication_store_suite};
-pub use quota_suite::{credit_lots_suite, end_hold, end_hold_at, quota_store_suite, take_hold};
+pub use publications::publication_store_suite;
+pub use quota::quota_store_suite;
 pub use sim::{SimFailure, SimProvider, SIM_MODEL, SIM_TOKEN_HEADER};
-pub use trend_suite::trend_cache_suite;
+pub use support::{end_hold, end_hold_at, take_hold};
+pub use trends::trend_cache_suite;

@@ -1,65 +1,120 @@
-//! The conformance suite every [`JobStore`] (with its [`QuotaStore`]) runs against itself.
+//! The [`JobStore`] rules, one function each, on a store that is also the [`QuotaStore`] it
+//! takes holds on. [`job_store_suite`] runs them all.
+//!
+//! Each rule's jobs are dated on a random day of early 1970 and claimed with that day's
+//! clock, so other data in the store is not disturbed; still, run the rules on a database no
+//! live worker uses.
 
 use std::time::Duration;
 
 use futures::future::join_all;
 use futures::StreamExt;
 
-use crate::alert::{AlertClaim, ProviderCooling};
 use crate::error::Error;
-use crate::ids::{JobId, ProviderId, UserId};
+use crate::ids::{JobId, ProviderId, Timestamp, UserId};
 use crate::job::{
     ClaimRequest, DeliveryOutcome, DeliveryRecord, Job, JobState, JobUpdate, LeaseRenewal,
 };
-use crate::ledger::{Grant, GrantOutcome, HoldState, Reservation};
-use crate::traits::{AlertStore, JobStore, QuotaStore};
+use crate::ledger::{Grant, GrantOutcome, HoldState};
+use crate::traits::{JobStore, QuotaStore};
 
 use super::fixtures::sample_job;
-use super::quota_suite::run_scope;
+use super::support::{hold_for, read_job as read, run_scope};
 
-fn hold_for(job: &Job) -> Reservation {
-    Reservation {
-        user: job.user.clone(),
-        job: job.id.clone(),
-        credits: job.credits,
-        at: job.created_at,
-        daily_cap: None,
-    }
-}
-
-async fn read<S: JobStore + ?Sized>(store: &S, id: &JobId) -> Job {
-    store
-        .job(id)
-        .await
-        .unwrap_or_else(|e| panic!("reading job {id} failed: {e}"))
-}
-
-/// Checks the [`JobStore`] contract on a store that is also the [`QuotaStore`] it takes holds
-/// on: the job and its hold written together or not at all, compare-and-set updates that bump
-/// the version and carry the hold's end and the free-retry grant in the same write, lookup by
-/// provider request, newest-first listing, webhook deduplication, claims with leases that two
-/// workers never share, and events for every write.
+/// Checks the [`JobStore`] contract, every rule of this module in turn: the job and its hold
+/// written together or not at all, compare-and-set updates that bump the version and carry
+/// the hold's end and the free-retry grant in the same write, lookup by provider request,
+/// newest-first listing, webhook deduplication, claims with leases that two workers never
+/// share, and events for every write.
 ///
-/// Its jobs are dated on a random day of early 1970 and claimed with that day's clock, so
-/// other data in the store is not disturbed; still, run it on a database no live worker uses.
-/// Panics naming the broken rule.
+/// Prints each rule's name before it runs and panics naming the broken rule.
 pub async fn job_store_suite<S>(store: &S)
+where
+    S: JobStore + QuotaStore + ?Sized,
+{
+    super::rules!(store, "jobs":
+        a_job_and_its_hold_are_written_together,
+        updates_compare_and_set_the_version,
+        jobs_are_found_by_provider_request,
+        a_delivery_is_remembered_with_its_transition,
+        deliveries_are_remembered_once,
+        a_terminal_update_ends_the_hold_and_grants_in_one_write,
+        a_job_watcher_sees_its_job_only,
+        jobs_list_newest_first_and_by_creation_time,
+        claims_lease_due_jobs_to_one_worker,
+    );
+}
+
+/// A queued job no worker is due to look at, so no claim of another rule leases it.
+fn idle_job(user: &UserId, credits: i64, at: Timestamp) -> Job {
+    let mut job = sample_job(user, credits, at);
+    job.next_check_at = None;
+    job
+}
+
+/// A user of this run granted `credits`, and a watcher of every job opened before.
+async fn watched_user<S>(
+    store: &S,
+    credits: i64,
+) -> (
+    String,
+    Timestamp,
+    UserId,
+    futures::stream::BoxStream<'static, crate::JobEvent>,
+)
 where
     S: JobStore + QuotaStore + ?Sized,
 {
     let (prefix, at) = run_scope();
     let user = UserId::new(format!("{prefix}-bob"));
-    let mut events = store
+    let events = store
         .watch()
         .await
         .unwrap_or_else(|e| panic!("watch failed: {e}"));
     store
-        .grant(&Grant::signup(user.clone(), 50, at))
+        .grant(&Grant::signup(user.clone(), credits, at))
         .await
         .unwrap_or_else(|e| panic!("grant failed: {e}"));
+    (prefix, at, user, events)
+}
 
-    // Create: job and hold together.
-    let job = sample_job(&user, 20, at);
+/// A job of 20 credits for `user`, created and read back (version 1).
+async fn created<S>(store: &S, user: &UserId, at: Timestamp) -> Job
+where
+    S: JobStore + QuotaStore + ?Sized,
+{
+    let job = idle_job(user, 20, at);
+    JobStore::create(store, &job, &hold_for(&job))
+        .await
+        .unwrap_or_else(|e| panic!("create failed: {e}"));
+    read(store, &job.id).await
+}
+
+/// `job` moved to `Submitted` with the provider request `{prefix}-req-1` (version 2).
+async fn submitted<S>(store: &S, job: &Job, prefix: &str) -> Job
+where
+    S: JobStore + ?Sized,
+{
+    let mut submitted = job.clone();
+    submitted.state = JobState::Submitted;
+    submitted.provider_request_id = Some(format!("{prefix}-req-1"));
+    submitted.attempts = 1;
+    store
+        .update(&JobUpdate::new(job, submitted))
+        .await
+        .unwrap_or_else(|e| panic!("a fresh update failed: {e}"))
+}
+
+/// A job and its hold are written together or not at all: a job reads back as written at
+/// version 1 with an event; creating it twice is [`Error::AlreadyExists`]; a job past the
+/// balance is [`Error::Insufficient`] and not written; a hold not matching its job is
+/// [`Error::InvalidInput`]; refusals change nothing.
+pub async fn a_job_and_its_hold_are_written_together<S>(store: &S)
+where
+    S: JobStore + QuotaStore + ?Sized,
+{
+    let (_, at, user, mut events) = watched_user(store, 50).await;
+    let job = idle_job(&user, 20, at);
     let hold = JobStore::create(store, &job, &hold_for(&job))
         .await
         .unwrap_or_else(|e| panic!("create failed: {e}"));
@@ -74,10 +129,13 @@ where
         stored,
         "a job reads back as written"
     );
-    let created = tokio::time::timeout(Duration::from_secs(5), events.next())
-        .await
-        .ok()
-        .flatten();
+    let mut created = None;
+    while let Ok(Some(e)) = tokio::time::timeout(Duration::from_secs(5), events.next()).await {
+        if e.job == job.id {
+            created = Some(e);
+            break;
+        }
+    }
     let created = created.unwrap_or_else(|| panic!("create published no event"));
     assert_eq!((created.job.clone(), created.version), (job.id.clone(), 1));
 
@@ -85,7 +143,7 @@ where
         Err(Error::AlreadyExists { .. }) => {}
         other => panic!("creating a job twice must be AlreadyExists, got {other:?}"),
     }
-    let too_big = sample_job(&user, 31, at);
+    let too_big = idle_job(&user, 31, at);
     match JobStore::create(store, &too_big, &hold_for(&too_big)).await {
         Err(Error::Insufficient {
             available: 30,
@@ -97,7 +155,7 @@ where
         Err(Error::NotFound { .. }) => {}
         other => panic!("a refused job must not be written, got {other:?}"),
     }
-    let mismatched = sample_job(&user, 5, at);
+    let mismatched = idle_job(&user, 5, at);
     let mut wrong = hold_for(&mismatched);
     wrong.credits = 4;
     match JobStore::create(store, &mismatched, &wrong).await {
@@ -110,27 +168,20 @@ where
         (30, 20),
         "refused creates change nothing"
     );
+}
 
-    // A watcher of one job sees that job's events only.
-    let mut only = store
-        .watch_job(&job.id)
-        .await
-        .unwrap_or_else(|e| panic!("watch_job failed: {e}"));
-
-    // Compare-and-set updates.
-    let mut submitted = stored.clone();
-    submitted.state = JobState::Submitted;
-    submitted.provider_request_id = Some(format!("{prefix}-req-1"));
-    submitted.attempts = 1;
-    let v2 = store
-        .update(&JobUpdate::new(&stored, submitted.clone()))
-        .await
-        .unwrap_or_else(|e| panic!("a fresh update failed: {e}"));
+/// Updates compare and set: a fresh one bumps the version and publishes an event; a stale
+/// version, the wrong state, or the right state at a stale version is [`Error::LostRace`];
+/// an unknown job is [`Error::NotFound`]; refused updates change nothing.
+pub async fn updates_compare_and_set_the_version<S>(store: &S)
+where
+    S: JobStore + QuotaStore + ?Sized,
+{
+    let (prefix, at, user, mut events) = watched_user(store, 50).await;
+    let stored = created(store, &user, at).await;
+    let v2 = submitted(store, &stored, &prefix).await;
     assert_eq!((v2.version, v2.state), (2, JobState::Submitted));
-    match store
-        .update(&JobUpdate::new(&stored, submitted.clone()))
-        .await
-    {
+    match store.update(&JobUpdate::new(&stored, v2.clone())).await {
         Err(Error::LostRace { .. }) => {}
         other => panic!("an update from a stale version must be LostRace, got {other:?}"),
     }
@@ -147,27 +198,36 @@ where
         Err(Error::LostRace { .. }) => {}
         other => panic!("the right state at a stale version must be LostRace, got {other:?}"),
     }
-    let ghost = sample_job(&user, 1, at);
+    let ghost = idle_job(&user, 1, at);
     match store.update(&JobUpdate::new(&ghost, ghost.clone())).await {
         Err(Error::NotFound { .. }) => {}
         other => panic!("updating an unknown job must be NotFound, got {other:?}"),
     }
     assert_eq!(
-        read(store, &job.id).await,
+        read(store, &stored.id).await,
         v2,
         "refused updates change nothing"
     );
     let mut saw_v2 = false;
     while let Ok(Some(e)) = tokio::time::timeout(Duration::from_secs(5), events.next()).await {
-        if e.job == job.id && e.version == 2 {
+        if e.job == stored.id && e.version == 2 {
             assert_eq!(e.state, JobState::Submitted);
             saw_v2 = true;
             break;
         }
     }
     assert!(saw_v2, "an update publishes an event");
+}
 
-    // Lookup by provider request.
+/// A job is found by its provider's request id, per provider; a resubmission's new request id
+/// and the old one both find the job as it is now.
+pub async fn jobs_are_found_by_provider_request<S>(store: &S)
+where
+    S: JobStore + QuotaStore + ?Sized,
+{
+    let (prefix, at, user, _) = watched_user(store, 50).await;
+    let job = created(store, &user, at).await;
+    let v2 = submitted(store, &job, &prefix).await;
     let sim = ProviderId::new("sim");
     let found = store
         .job_by_provider_request(&sim, &format!("{prefix}-req-1"))
@@ -182,7 +242,7 @@ where
     // A resubmission gets a new request id; the old one still finds the job.
     let mut resubmitted = v2.clone();
     resubmitted.provider_request_id = Some(format!("{prefix}-req-2"));
-    let v2 = store
+    store
         .update(&JobUpdate::new(&v2, resubmitted))
         .await
         .unwrap_or_else(|e| panic!("changing the request id failed: {e}"));
@@ -202,13 +262,22 @@ where
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(other.is_none(), "request ids are per provider");
+}
 
-    // A delivery written with a transition is remembered with it; seen again, the whole
-    // update is refused and nothing changes.
+/// A delivery written with a transition is remembered with it; seen again, the whole update
+/// is [`Error::AlreadyExists`] and nothing changes; the delivery of a failed transition is
+/// not remembered.
+pub async fn a_delivery_is_remembered_with_its_transition<S>(store: &S)
+where
+    S: JobStore + QuotaStore + ?Sized,
+{
+    let (prefix, at, user, _) = watched_user(store, 50).await;
+    let stored = created(store, &user, at).await;
+    let v2 = submitted(store, &stored, &prefix).await;
     let with_delivery = DeliveryRecord {
-        provider: sim.clone(),
+        provider: ProviderId::new("sim"),
         delivery_id: format!("{prefix}-d0"),
-        job: job.id.clone(),
+        job: stored.id.clone(),
         at,
     };
     let mut progressed = v2.clone();
@@ -216,18 +285,22 @@ where
     progressed.progress = 40;
     let mut u = JobUpdate::new(&v2, progressed.clone());
     u.delivery = Some(with_delivery.clone());
-    let v2 = store
+    let v3 = store
         .update(&u)
         .await
         .unwrap_or_else(|e| panic!("an update with a delivery failed: {e}"));
-    assert_eq!((v2.version, v2.progress), (4, 40));
-    let mut again = JobUpdate::new(&v2, v2.clone());
+    assert_eq!((v3.version, v3.progress), (3, 40));
+    let mut again = JobUpdate::new(&v3, v3.clone());
     again.delivery = Some(with_delivery.clone());
     match store.update(&again).await {
         Err(Error::AlreadyExists { .. }) => {}
         other => panic!("a transition with a seen delivery must be AlreadyExists, got {other:?}"),
     }
-    assert_eq!(read(store, &job.id).await.version, 4, "and changes nothing");
+    assert_eq!(
+        read(store, &stored.id).await.version,
+        3,
+        "and changes nothing"
+    );
     assert_eq!(
         store.record_delivery(&with_delivery).await.ok(),
         Some(DeliveryOutcome::Duplicate),
@@ -237,7 +310,7 @@ where
         delivery_id: format!("{prefix}-d-failed"),
         ..with_delivery.clone()
     };
-    let mut doomed = JobUpdate::new(&stored, v2.clone());
+    let mut doomed = JobUpdate::new(&stored, v3.clone());
     doomed.delivery = Some(failed_write.clone());
     assert!(
         store.update(&doomed).await.is_err(),
@@ -248,10 +321,18 @@ where
         Some(DeliveryOutcome::New),
         "the delivery of a failed transition is not remembered"
     );
+}
 
-    // Deliveries are remembered once.
+/// A delivery is new once, then a duplicate; a delivery for an unknown job is
+/// [`Error::NotFound`].
+pub async fn deliveries_are_remembered_once<S>(store: &S)
+where
+    S: JobStore + QuotaStore + ?Sized,
+{
+    let (prefix, at, user, _) = watched_user(store, 50).await;
+    let job = created(store, &user, at).await;
     let delivery = DeliveryRecord {
-        provider: sim.clone(),
+        provider: ProviderId::new("sim"),
         delivery_id: format!("{prefix}-d1"),
         job: job.id.clone(),
         at,
@@ -273,8 +354,18 @@ where
         Err(Error::NotFound { .. }) => {}
         other => panic!("a delivery for an unknown job must be NotFound, got {other:?}"),
     }
+}
 
-    // A terminal update ends the hold and grants in the same write.
+/// A terminal update ends the hold and grants (a keyed free retry) in the same write; ending
+/// a hold as `Held` is [`Error::InvalidInput`], a grant to an unknown user
+/// [`Error::NotFound`], and both change nothing.
+pub async fn a_terminal_update_ends_the_hold_and_grants_in_one_write<S>(store: &S)
+where
+    S: JobStore + QuotaStore + ?Sized,
+{
+    let (prefix, at, user, _) = watched_user(store, 50).await;
+    let job = created(store, &user, at).await;
+    let v2 = submitted(store, &job, &prefix).await;
     let mut timed_out = v2.clone();
     timed_out.state = JobState::TimedOut;
     timed_out.next_check_at = None;
@@ -285,7 +376,7 @@ where
         .update(&update)
         .await
         .unwrap_or_else(|e| panic!("a terminal update failed: {e}"));
-    assert_eq!((v3.version, v3.state), (5, JobState::TimedOut));
+    assert_eq!((v3.version, v3.state), (3, JobState::TimedOut));
     let hold = store.hold(&job.id).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
         hold.state,
@@ -317,13 +408,31 @@ where
     assert!(store.balance(&nobody).await.is_err(), "no account was made");
     assert_eq!(
         read(store, &job.id).await.version,
-        5,
+        3,
         "refused updates change nothing"
     );
+}
 
-    // Listing: newest first, limited.
-    let mut newer = sample_job(&user, 5, at.plus(Duration::from_secs(10)));
-    newer.next_check_at = None;
+/// A watcher of one job ([`JobStore::watch_job`]) sees that job's events, in order, and no
+/// other job's.
+pub async fn a_job_watcher_sees_its_job_only<S>(store: &S)
+where
+    S: JobStore + QuotaStore + ?Sized,
+{
+    let (prefix, at, user, _) = watched_user(store, 50).await;
+    let job = created(store, &user, at).await;
+    let mut only = store
+        .watch_job(&job.id)
+        .await
+        .unwrap_or_else(|e| panic!("watch_job failed: {e}"));
+    let v2 = submitted(store, &job, &prefix).await;
+    let mut running = v2.clone();
+    running.state = JobState::Running;
+    store
+        .update(&JobUpdate::new(&v2, running))
+        .await
+        .unwrap_or_else(|e| panic!("an update failed: {e}"));
+    let newer = idle_job(&user, 5, at.plus(Duration::from_secs(10)));
     JobStore::create(store, &newer, &hold_for(&newer))
         .await
         .unwrap_or_else(|e| panic!("create failed: {e}"));
@@ -339,6 +448,20 @@ where
         seen_by_one.windows(2).all(|w| w[0].1 < w[1].1),
         "in order: {seen_by_one:?}"
     );
+}
+
+/// A user's jobs list newest first, limited; every user's jobs created in a range list
+/// oldest first, the range's end excluded.
+pub async fn jobs_list_newest_first_and_by_creation_time<S>(store: &S)
+where
+    S: JobStore + QuotaStore + ?Sized,
+{
+    let (_, at, user, _) = watched_user(store, 50).await;
+    let job = created(store, &user, at).await;
+    let newer = idle_job(&user, 5, at.plus(Duration::from_secs(10)));
+    JobStore::create(store, &newer, &hold_for(&newer))
+        .await
+        .unwrap_or_else(|e| panic!("create failed: {e}"));
     let in_range = store
         .jobs_created_between(at, at.plus(Duration::from_secs(11)))
         .await
@@ -374,8 +497,16 @@ where
         store.jobs_for_user(&user, 1).await.map(|j| j.len()).ok(),
         Some(1)
     );
+}
 
-    // Claims: due jobs only, leased, never to two workers at once.
+/// Claims: due and overdue jobs only, leased, never to two workers at once; a lease renewed
+/// by its worker holds past its first end, another worker's renewal is refused; expired
+/// leases are claimed again; terminal jobs never are. Closes its jobs after, refunding them.
+pub async fn claims_lease_due_jobs_to_one_worker<S>(store: &S)
+where
+    S: JobStore + QuotaStore + ?Sized,
+{
+    let (prefix, at) = run_scope();
     let claimer = UserId::new(format!("{prefix}-claims"));
     store
         .grant(&Grant::signup(claimer.clone(), 100, at))
@@ -540,74 +671,4 @@ where
         (99, 0, 1),
         "refunds written with updates return credits"
     );
-}
-
-/// Checks an [`AlertStore`]'s contract: one admitted claim per subject and window however many
-/// ask at once, and cooling that an earlier end never shortens. Shares `store` with other
-/// runs safely (its subjects and providers are this run's own).
-pub async fn alert_store_suite<S>(store: &S)
-where
-    S: AlertStore + ?Sized,
-{
-    let (prefix, at) = run_scope();
-    // Alerts: one per subject and window, whoever asks; cooling providers shared.
-    let subject = format!("{prefix}-out-of-funds:sim");
-    let claim = |now, secs| AlertClaim {
-        subject: subject.clone(),
-        now,
-        cooldown: Duration::from_secs(secs),
-    };
-    let first_claim = claim(at, 3600);
-    let first = join_all((0..8).map(|_| store.claim_alert(&first_claim))).await;
-    let admitted = first.iter().filter(|r| matches!(r, Ok(true))).count();
-    assert_eq!(
-        admitted, 1,
-        "eight concurrent claims of one alert, one admitted"
-    );
-    assert_eq!(
-        store
-            .claim_alert(&claim(at.plus(Duration::from_secs(3599)), 3600))
-            .await
-            .ok(),
-        Some(false),
-        "within the window"
-    );
-    assert_eq!(
-        store
-            .claim_alert(&claim(at.plus(Duration::from_secs(3600)), 3600))
-            .await
-            .ok(),
-        Some(true),
-        "after the window"
-    );
-    let mut other_subject = claim(at, 3600);
-    other_subject.subject.push_str("-other");
-    assert_eq!(store.claim_alert(&other_subject).await.ok(), Some(true));
-    let cooled = ProviderId::new(format!("{prefix}-fal"));
-    let cool = |until| ProviderCooling {
-        provider: cooled.clone(),
-        until,
-    };
-    store
-        .cool_provider(&cool(at.plus(Duration::from_secs(300))))
-        .await
-        .unwrap_or_else(|e| panic!("cooling failed: {e}"));
-    store
-        .cool_provider(&cool(at.plus(Duration::from_secs(60))))
-        .await
-        .unwrap_or_else(|e| panic!("cooling failed: {e}"));
-    let cooling_at = |secs| {
-        let now = at.plus(Duration::from_secs(secs));
-        let cooled = cooled.clone();
-        async move {
-            store
-                .cooling_providers(now)
-                .await
-                .unwrap_or_else(|e| panic!("reading cooling providers failed: {e}"))
-                .contains(&cooled)
-        }
-    };
-    assert!(cooling_at(0).await, "a cooled provider is cooling");
-    assert!(cooling_at(299).await, "an earlier end does not shorten it");
-    assert!(!cooling_at(300).await, "cooling ends");
 }

@@ -1,9 +1,12 @@
-//! The conformance suite every [`TrendCache`] runs against itself.
+//! The [`TrendCache`] rules, one function each. Each uses random keys, so it runs on a store
+//! holding other data. [`trend_cache_suite`] runs them all.
 
 use crate::creative::ViralAnalysis;
 use crate::error::ErrorKind;
 use crate::ids::Timestamp;
-use crate::traits::{CachedSearch, SearchOutcome, TrendCache};
+use std::time::Duration;
+
+use crate::traits::{CachedSearch, SearchOutcome, SourceRunClaim, SourceRunState, TrendCache};
 use crate::trend::{Platform, TrendingVideo};
 
 fn video(id: &str, views: u64) -> TrendingVideo {
@@ -32,6 +35,17 @@ fn video(id: &str, views: u64) -> TrendingVideo {
 /// followed by the others, and freed when ended. Uses random keys, so it can run on a store holding other data. Panics
 /// naming the broken rule.
 pub async fn trend_cache_suite<S: TrendCache + ?Sized>(store: &S) {
+    super::rules!(store, "trends":
+        a_search_reads_back_as_stored,
+        analyses_are_kept_per_platform_and_video,
+        a_source_run_is_started_once_per_search,
+        concurrent_first_claims_give_one_claimed,
+    );
+}
+
+/// A search reads back as stored (videos or a failure, with its time), a later one under the
+/// same key replaces it, keys are separate, and a key never stored is `None`.
+pub async fn a_search_reads_back_as_stored<S: TrendCache + ?Sized>(store: &S) {
     let run = uuid::Uuid::new_v4().simple().to_string();
     let key = format!("{run}|youtube_shorts|ai tools");
     let missing = store
@@ -80,7 +94,12 @@ pub async fn trend_cache_suite<S: TrendCache + ?Sized>(store: &S) {
         store.cached_search(&other).await.ok().flatten().is_none(),
         "keys are separate"
     );
+}
 
+/// An analysis is kept per platform and video and replaced by a later one; what was never
+/// stored is `None`.
+pub async fn analyses_are_kept_per_platform_and_video<S: TrendCache + ?Sized>(store: &S) {
+    let run = uuid::Uuid::new_v4().simple().to_string();
     let id = format!("{run}-a");
     assert!(store
         .cached_analysis(Platform::YouTubeShorts, &id)
@@ -134,23 +153,26 @@ pub async fn trend_cache_suite<S: TrendCache + ?Sized>(store: &S) {
         Some(9),
         "a later analysis replaces the one before"
     );
-    source_runs(store, &run).await;
 }
 
-/// One paid source run per search across every caller: a claim holds against others until it
-/// lapses, the recorded run is found by every later claim, twenty concurrent first claims give
-/// one `Claimed`, a lapsed claim is taken over (and its late record refused), and an ended run
-/// frees the search.
-async fn source_runs<S: TrendCache + ?Sized>(store: &S, run: &str) {
-    use crate::traits::{SourceRunClaim, SourceRunState};
-    use std::time::Duration;
-    let at = Timestamp::from_millis(1_800_000_000_000);
-    let claim = |key: &str, owner: &str, now: Timestamp| SourceRunClaim {
+const CLAIMED_AT: Timestamp = Timestamp::from_millis(1_800_000_000_000);
+
+/// A claim of `key` for `owner` at `now`, held for a minute.
+fn claim(key: &str, owner: &str, now: Timestamp) -> SourceRunClaim {
+    SourceRunClaim {
         key: key.to_owned(),
         owner: owner.to_owned(),
         now,
         claim_until: now.plus(Duration::from_secs(60)),
-    };
+    }
+}
+
+/// One paid source run per search across every caller: a claim holds against others until it
+/// lapses, the recorded run is found by every later claim, a lapsed claim is taken over (and
+/// its late record refused), and an ended run frees the search.
+pub async fn a_source_run_is_started_once_per_search<S: TrendCache + ?Sized>(store: &S) {
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let at = CLAIMED_AT;
     let ask = |c: SourceRunClaim| async move {
         store
             .claim_source_run(&c)
@@ -209,7 +231,12 @@ async fn source_runs<S: TrendCache + ?Sized>(store: &S, run: &str) {
         Err(crate::Error::LostRace { .. }) => {}
         other => panic!("a taken-over claim's record must be LostRace, got {other:?}"),
     }
-    // Twenty first claims at once: one holds it.
+}
+
+/// Twenty first claims of one search at once: one is `Claimed`, the others `Pending`.
+pub async fn concurrent_first_claims_give_one_claimed<S: TrendCache + ?Sized>(store: &S) {
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let at = CLAIMED_AT;
     let fresh = format!("{run}|runs|youtube|ai");
     let claims: Vec<SourceRunClaim> = (0..20)
         .map(|i| claim(&fresh, &format!("p{i}"), at))

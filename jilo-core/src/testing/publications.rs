@@ -1,130 +1,17 @@
-//! The conformance suites every [`ChannelStore`] and [`PublicationStore`] runs against itself.
+//! The [`PublicationStore`] rules, one function each. Each uses random job ids, so it runs on
+//! a store holding other data. [`publication_store_suite`] runs them all.
 
 use crate::error::Error;
 use crate::ids::{JobId, Timestamp, UserId};
 use crate::publish::{
-    ChannelConnection, HeldPublication, Privacy, Publication, PublicationBegun, PublicationClaim,
-    PublicationKey, PublicationLease, PublicationOutcome, PublicationState, PublishMetadata,
-    PublishRequest, PublishedVideo, StatsReading, UploadCheckpoint, UploadSession, VideoStats,
+    HeldPublication, Privacy, Publication, PublicationBegun, PublicationClaim, PublicationKey,
+    PublicationLease, PublicationOutcome, PublicationState, PublishMetadata, PublishRequest,
+    PublishedVideo, StatsReading, UploadCheckpoint, UploadSession, VideoStats,
 };
-use crate::traits::{ChannelStore, PublicationStore};
+use crate::traits::PublicationStore;
 
-fn run_id() -> String {
+pub(crate) fn run_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()
-}
-
-fn connection(user: &UserId, channel: &str, token: &str, at: i64) -> ChannelConnection {
-    ChannelConnection {
-        user: user.clone(),
-        channel_id: channel.to_owned(),
-        channel_name: "频道 'one'".to_owned(),
-        access_token: format!("v1:k1:nonce:{token}"),
-        access_expires_at: Timestamp::from_millis(at + 3_599_000),
-        refresh_token: format!("v1:k1:nonce:r-{token}"),
-        scopes: vec![
-            "https://www.googleapis.com/auth/youtube".to_owned(),
-            "https://www.googleapis.com/auth/youtube.upload".to_owned(),
-        ],
-        connected_at: Timestamp::from_millis(at),
-        updated_at: Timestamp::from_millis(at),
-    }
-}
-
-/// Checks the [`ChannelStore`] contract: a connection reads back as saved; saving the same
-/// user and channel again replaces tokens, name and scopes but keeps the first connection
-/// time; another user's connection to the same channel is separate; removing says whether
-/// there was one. Uses random ids. Panics naming the broken rule.
-pub async fn channel_store_suite<S: ChannelStore + ?Sized>(store: &S) {
-    let run = run_id();
-    let user = UserId::new(format!("{run}-u1"));
-    let other = UserId::new(format!("{run}-u2"));
-    let channel = format!("UC{run}");
-    let ok = |what: &str, r: crate::Result<()>| {
-        if let Err(e) = r {
-            panic!("{what} failed: {e}");
-        }
-    };
-    assert!(
-        store
-            .channel(&user, &channel)
-            .await
-            .ok()
-            .flatten()
-            .is_none(),
-        "a channel never connected is None"
-    );
-    let first = connection(&user, &channel, "a", 1_000);
-    ok("saving a channel", store.save_channel(&first).await);
-    assert_eq!(
-        store.channel(&user, &channel).await.ok().flatten(),
-        Some(first.clone()),
-        "a connection reads back as saved"
-    );
-    let mut again = connection(&user, &channel, "b", 9_000);
-    again.channel_name = "renamed".to_owned();
-    again.scopes = vec!["https://www.googleapis.com/auth/youtube.upload".to_owned()];
-    ok("saving a channel again", store.save_channel(&again).await);
-    let read = store
-        .channel(&user, &channel)
-        .await
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| panic!("the channel is gone after a second save"));
-    assert_eq!(read.access_token, again.access_token, "tokens are replaced");
-    assert_eq!(read.refresh_token, again.refresh_token);
-    assert_eq!(read.channel_name, "renamed");
-    assert_eq!(read.scopes, again.scopes);
-    assert_eq!(read.access_expires_at, again.access_expires_at);
-    assert_eq!(
-        read.connected_at, first.connected_at,
-        "the first connection time is kept"
-    );
-    assert_eq!(read.updated_at, again.updated_at);
-
-    let theirs = connection(&other, &channel, "c", 2_000);
-    ok(
-        "saving another user's channel",
-        store.save_channel(&theirs).await,
-    );
-    let second = connection(&user, &format!("UC{run}-2"), "d", 3_000);
-    ok("saving a second channel", store.save_channel(&second).await);
-    let mine = store
-        .channels(&user)
-        .await
-        .unwrap_or_else(|e| panic!("listing channels failed: {e}"));
-    assert_eq!(
-        mine.iter()
-            .map(|c| c.channel_id.as_str())
-            .collect::<Vec<_>>(),
-        vec![channel.as_str(), second.channel_id.as_str()],
-        "a user's channels, by id, without other users'"
-    );
-    assert_eq!(
-        store.channel(&other, &channel).await.ok().flatten(),
-        Some(theirs),
-        "users' connections are separate"
-    );
-    assert_eq!(store.remove_channel(&user, &channel).await.ok(), Some(true));
-    assert_eq!(
-        store.remove_channel(&user, &channel).await.ok(),
-        Some(false),
-        "removing twice finds nothing"
-    );
-    assert!(store
-        .channel(&user, &channel)
-        .await
-        .ok()
-        .flatten()
-        .is_none());
-    assert!(
-        store
-            .channel(&other, &channel)
-            .await
-            .ok()
-            .flatten()
-            .is_some(),
-        "removing one user's connection keeps another's"
-    );
 }
 
 fn request(job: &JobId, channel: &str, title: &str) -> PublishRequest {
@@ -180,10 +67,56 @@ async fn due<S: PublicationStore + ?Sized>(store: &S, job: &JobId, before: i64) 
 /// read; a failed one is restarted by the next begin with the new metadata. Uses random job
 /// ids, so it can run on a store holding other data. Panics naming the broken rule.
 pub async fn publication_store_suite<S: PublicationStore + ?Sized>(store: &S) {
+    super::rules!(store, "publications":
+        a_publication_is_begun_once,
+        one_holder_at_a_time_keeps_the_session,
+        a_lapsed_lease_is_taken_over_and_its_holder_locked_out,
+        statistics_are_due_until_read,
+        a_failure_restarts_on_the_next_begin,
+    );
+}
+
+const CHANNEL: &str = "UCsuite";
+const T0: i64 = 1_800_000_000_000;
+
+/// Begins the publication of `job` titled `title` at `T0`.
+async fn begun<S: PublicationStore + ?Sized>(store: &S, job: &JobId, title: &str) {
+    store
+        .begin_publication(&Publication::new(
+            &request(job, CHANNEL, title),
+            Timestamp::from_millis(T0),
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("begin failed: {e}"));
+}
+
+/// Claims `job`'s publication with `lease` at `now`.
+async fn claimed<S: PublicationStore + ?Sized>(
+    store: &S,
+    job: &JobId,
+    lease: &PublicationLease,
+    now: i64,
+) -> Publication {
+    store
+        .claim_publication(&PublicationClaim {
+            key: PublicationKey::new(job.clone(), CHANNEL),
+            lease: lease.clone(),
+            now: Timestamp::from_millis(now),
+        })
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("claim failed"))
+}
+
+/// A record is written once: none before a begin, the first begin writes it as given, a
+/// second begin writes nothing and returns the first, and of many first begins at once
+/// (processes publishing the same job) one writes.
+pub async fn a_publication_is_begun_once<S: PublicationStore + ?Sized>(store: &S) {
     let run = run_id();
     let job = JobId::new(format!("{run}-job"));
-    let channel = "UCsuite";
-    let t0 = 1_800_000_000_000_i64;
+    let channel = CHANNEL;
+    let t0 = T0;
     assert!(
         store
             .publication(&PublicationKey::new(job.clone(), channel))
@@ -245,8 +178,16 @@ pub async fn publication_store_suite<S: PublicationStore + ?Sized>(store: &S) {
         written, 1,
         "one of many concurrent begins writes the record"
     );
+}
 
-    // One holder at a time.
+/// One lease holder at a time: a claim counts an attempt, a held lease cannot be claimed and
+/// is not stalled; the session and confirmed bytes are kept (a smaller count within the same
+/// session does not go back), saving progress renews the lease, and only the holder renews.
+pub async fn one_holder_at_a_time_keeps_the_session<S: PublicationStore + ?Sized>(store: &S) {
+    let run = run_id();
+    let job = JobId::new(format!("{run}-job"));
+    let (channel, t0) = (CHANNEL, T0);
+    begun(store, &job, "First title").await;
     let a = lease("token-a", t0 + 60_000);
     let claimed = store
         .claim_publication(&PublicationClaim {
@@ -368,18 +309,35 @@ pub async fn publication_store_suite<S: PublicationStore + ?Sized>(store: &S) {
             .all(|p| p.job != job),
         "a renewed lease holds"
     );
+}
+
+/// A lapsed lease makes the upload stalled and can be taken over; the new holder sees the
+/// session; the old holder's progress and end are [`Error::LostRace`]; a new session replaces
+/// the old one; a published record keeps its video, frees its lease, is returned by a later
+/// begin and cannot be claimed; notes are added once each.
+pub async fn a_lapsed_lease_is_taken_over_and_its_holder_locked_out<
+    S: PublicationStore + ?Sized,
+>(
+    store: &S,
+) {
+    let run = run_id();
+    let job = JobId::new(format!("{run}-job"));
+    let (channel, t0) = (CHANNEL, T0);
+    begun(store, &job, "First title").await;
+    claimed(store, &job, &lease("token-a", t0 + 60_000), t0 + 10).await;
+    let uri = format!("http://127.0.0.1:1/upload?upload_id={run}");
     store
-        .renew_publication(
-            &HeldPublication {
+        .save_upload(&UploadCheckpoint {
+            held: HeldPublication {
                 key: PublicationKey::new(job.clone(), channel),
                 token: "token-a".to_string(),
             },
-            Timestamp::from_millis(t0 + 90_000),
-        )
+            session: session(&uri, 524_288),
+            until: Timestamp::from_millis(t0 + 90_000),
+        })
         .await
-        .unwrap_or_else(|e| panic!("renewing failed: {e}"));
-
-    // The lease lapses; another process takes over; the first is locked out.
+        .unwrap_or_else(|e| panic!("keeping progress failed: {e}"));
+    let b = lease("token-b", t0 + 120_000);
     let stalled = store
         .stalled_publications(Timestamp::from_millis(t0 + 90_000), 1000)
         .await
@@ -534,8 +492,34 @@ pub async fn publication_store_suite<S: PublicationStore + ?Sized>(store: &S) {
         ]),
         "notes are added once each, after the upload's"
     );
+}
 
-    // Statistics.
+/// A published record never read is due for statistics; statistics read back as kept; a
+/// record just read is not due, one read before the cut is.
+pub async fn statistics_are_due_until_read<S: PublicationStore + ?Sized>(store: &S) {
+    let run = run_id();
+    let job = JobId::new(format!("{run}-job"));
+    let (channel, t0) = (CHANNEL, T0);
+    begun(store, &job, "First title").await;
+    claimed(store, &job, &lease("token-a", t0 + 60_000), t0 + 10).await;
+    store
+        .finish_publication(
+            &HeldPublication {
+                key: PublicationKey::new(job.clone(), channel),
+                token: "token-a".to_string(),
+            },
+            &PublicationOutcome::Published {
+                video: PublishedVideo {
+                    video_id: "abcdefghijk".to_owned(),
+                    url: "https://www.youtube.com/watch?v=abcdefghijk".to_owned(),
+                    locked_private: false,
+                    warnings: Vec::new(),
+                },
+                at: Timestamp::from_millis(t0 + 300_000),
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("finishing failed: {e}"));
     assert!(
         due(store, &job, t0).await,
         "a published video never read is due"
@@ -571,8 +555,20 @@ pub async fn publication_store_suite<S: PublicationStore + ?Sized>(store: &S) {
         due(store, &job, t0 + 500_001).await,
         "read before the cut is due"
     );
+}
 
-    // A failure restarts on the next begin.
+/// A failed publication has no statistics and starts over on the next begin, with the new
+/// metadata and its own attempts; a release by another token changes nothing, the holder's
+/// frees the lease at once; an unknown record cannot be claimed.
+pub async fn a_failure_restarts_on_the_next_begin<S: PublicationStore + ?Sized>(store: &S) {
+    let run = run_id();
+    let (channel, t0) = (CHANNEL, T0);
+    let a = lease("token-a", t0 + 60_000);
+    let stats = VideoStats {
+        views: 12_345_678_901,
+        likes: 42,
+        comments: 7,
+    };
     let failing = JobId::new(format!("{run}-failing"));
     store
         .begin_publication(&Publication::new(
