@@ -16,7 +16,22 @@
 //! - `notify` (features `email`, `chat`): admin alerts by SMTP and to a chat webhook;
 //! - `youtube` (feature `youtube`): Google OAuth with PKCE, channels, resumable uploads that
 //!   survive drops and restarts, thumbnails, playlists and statistics;
-//! - `tokens` (feature `youtube`): OAuth tokens sealed at rest with AES-256-GCM.
+//! - `tokens` (feature `youtube`): OAuth tokens sealed at rest with AES-256-GCM (it lives in
+//!   `youtube/`, its one user here, and is re-exported at this path).
+//!
+//! A client of some size is a folder with one file per concern, and a provider a team writes
+//! against jilo's traits reads best laid out the same way. `fal/` is the example:
+//! - `mod.rs`: the module's documentation (the spec's rules as implemented), the client's
+//!   struct and its `Debug` (no secret in it);
+//! - `config.rs`: the service's hosts and limits, and the constructors (`new`, `from_env`,
+//!   each `with_…`), every value checked into a typed error naming its variable;
+//! - `wire.rs`: what goes over the wire and back (models, request bodies, answers read);
+//! - `errors.rs`: the service's failures as [`jilo_core::Error`], through [`classify`];
+//! - the trait's implementation (`provider.rs`), and what else the service has of its own
+//!   (`webhook.rs` for fal's signed deliveries).
+//!
+//! `youtube/` keeps the same shape, with the OAuth client, the channel connections, the
+//! upload protocol and the publisher's side of an upload in files of their own.
 //!
 //! ```
 //! use jilo_core::ErrorKind;
@@ -49,6 +64,8 @@ pub mod notify;
 #[cfg(feature = "suchuang")]
 pub mod suchuang;
 #[cfg(feature = "youtube")]
-pub mod tokens;
-#[cfg(feature = "youtube")]
 pub mod youtube;
+/// OAuth tokens sealed at rest (feature `youtube`); the module lives with YouTube's, its
+/// only user in this crate.
+#[cfg(feature = "youtube")]
+pub use youtube::tokens;

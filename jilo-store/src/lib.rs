@@ -1,9 +1,9 @@
 //! jilo-store: the credit ledger and job store on SQL (features `sqlite` and `postgres`), and
 //! media storage.
 //!
-//! - [`SqlStore`] (features `sqlite`, `postgres`): `QuotaStore`, `JobStore`, `TrendCache`,
-//!   `ChannelStore` and `PublicationStore` on one database, a job and its credit hold written
-//!   in one transaction. On SQLite every write goes through one writing connection of the
+//! - [`SqlStore`] (features `sqlite`, `postgres`): `QuotaStore`, `JobStore`, `AlertStore`,
+//!   `TrendCache`, `ChannelStore` and `PublicationStore` on one database, a job and its credit
+//!   hold written in one transaction. On SQLite every write goes through one writing connection of the
 //!   store (reads on a small pool); on Postgres due jobs are claimed with `SKIP LOCKED` and
 //!   job events travel by `LISTEN/NOTIFY` to every process. Migrations are embedded per
 //!   backend and checked by checksum. A host's own SQL next to jilo's tables runs through

@@ -9,7 +9,7 @@ use crate::alert::{AlertClaim, ProviderCooling};
 use crate::ids::ProviderId;
 use crate::traits::AlertStore;
 
-use super::support::run_scope;
+use super::support::{rules, run_scope};
 
 /// Checks an [`AlertStore`]'s contract: one admitted claim per subject and window however many
 /// ask at once, and cooling that an earlier end never shortens. Shares `store` with other
@@ -18,7 +18,7 @@ pub async fn alert_store_suite<S>(store: &S)
 where
     S: AlertStore + ?Sized,
 {
-    super::rules!(store, "alerts":
+    rules!(store, "alerts":
         one_alert_per_subject_and_window,
         an_earlier_end_never_shortens_cooling,
     );

@@ -5,7 +5,7 @@ use crate::ids::{Timestamp, UserId};
 use crate::publish::ChannelConnection;
 use crate::traits::ChannelStore;
 
-use super::publications::run_id;
+use super::support::{rules, run_id};
 
 fn connection(user: &UserId, channel: &str, token: &str, at: i64) -> ChannelConnection {
     ChannelConnection {
@@ -29,7 +29,7 @@ fn connection(user: &UserId, channel: &str, token: &str, at: i64) -> ChannelConn
 /// time; another user's connection to the same channel is separate; removing says whether
 /// there was one. Uses random ids. Panics naming the broken rule.
 pub async fn channel_store_suite<S: ChannelStore + ?Sized>(store: &S) {
-    super::rules!(store, "channels":
+    rules!(store, "channels":
         a_connection_reads_back_and_a_second_save_replaces_it,
         connections_are_per_user_and_removed_once,
     );

@@ -19,7 +19,7 @@ use crate::ledger::{Grant, GrantOutcome, HoldState};
 use crate::traits::{JobStore, QuotaStore};
 
 use super::fixtures::sample_job;
-use super::support::{hold_for, read_job as read, run_scope};
+use super::support::{hold_for, read_job as read, rules, run_scope};
 
 /// Checks the [`JobStore`] contract, every rule of this module in turn: the job and its hold
 /// written together or not at all, compare-and-set updates that bump the version and carry
@@ -32,7 +32,7 @@ pub async fn job_store_suite<S>(store: &S)
 where
     S: JobStore + QuotaStore + ?Sized,
 {
-    super::rules!(store, "jobs":
+    rules!(store, "jobs":
         a_job_and_its_hold_are_written_together,
         updates_compare_and_set_the_version,
         jobs_are_found_by_provider_request,

@@ -17,7 +17,7 @@ use crate::ledger::{
 use crate::plans::{Plan, PlanPeriod};
 use crate::traits::{JobStore, QuotaStore};
 
-use super::support::{balance_of, end_hold_at, run_scope, take_hold};
+use super::support::{balance_of, end_hold_at, rules, run_scope, take_hold};
 
 /// What a store under the conformance rules supports, for the rules that depend on it.
 ///
@@ -70,7 +70,7 @@ pub async fn credit_lots_suite<S>(store: &S, caps: StoreCapabilities)
 where
     S: QuotaStore + JobStore + ?Sized,
 {
-    super::rules!(store, "lots" with caps:
+    rules!(store, "lots" with caps:
         a_hold_draws_the_soonest_expiring_credits_first,
         expiry_is_written_once_per_lot,
         expired_credits_are_never_held,

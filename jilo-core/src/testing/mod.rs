@@ -40,24 +40,6 @@ pub mod publications;
 pub mod quota;
 pub mod trends;
 
-/// Runs rules of one module on `store` in turn, each named first on the test's output (the
-/// harness prints it beside a failure), with the store's capabilities when given.
-macro_rules! rules {
-    ($store:expr, $module:literal: $($rule:ident),+ $(,)?) => {
-        $(
-            println!("conformance rule {}::{}", $module, stringify!($rule));
-            $rule($store).await;
-        )+
-    };
-    ($store:expr, $module:literal with $caps:ident: $($rule:ident),+ $(,)?) => {
-        $(
-            println!("conformance rule {}::{}", $module, stringify!($rule));
-            $rule($store, $caps).await;
-        )+
-    };
-}
-use rules;
-
 #[cfg(any(test, feature = "test-utils"))]
 pub use crate::traits::{
     MockAlertStore, MockChannelStore, MockCreativeModel, MockJobStore, MockMediaStore,

@@ -10,9 +10,7 @@ use crate::publish::{
 };
 use crate::traits::PublicationStore;
 
-pub(crate) fn run_id() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
-}
+use super::support::{rules, run_id};
 
 fn request(job: &JobId, channel: &str, title: &str) -> PublishRequest {
     PublishRequest {
@@ -67,7 +65,7 @@ async fn due<S: PublicationStore + ?Sized>(store: &S, job: &JobId, before: i64) 
 /// read; a failed one is restarted by the next begin with the new metadata. Uses random job
 /// ids, so it can run on a store holding other data. Panics naming the broken rule.
 pub async fn publication_store_suite<S: PublicationStore + ?Sized>(store: &S) {
-    super::rules!(store, "publications":
+    rules!(store, "publications":
         a_publication_is_begun_once,
         one_holder_at_a_time_keeps_the_session,
         a_lapsed_lease_is_taken_over_and_its_holder_locked_out,

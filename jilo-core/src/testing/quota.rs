@@ -18,7 +18,8 @@ use crate::ledger::{
 use crate::traits::{JobStore, QuotaStore};
 
 use super::support::{
-    balance_of, end_hold, expect_invalid, expect_not_found, run_scope, take_hold, taken_and_capped,
+    balance_of, end_hold, expect_invalid, expect_not_found, rules, run_scope, take_hold,
+    taken_and_capped,
 };
 
 /// Checks the [`QuotaStore`] contract, every rule of this module in turn: positive amounts
@@ -36,7 +37,7 @@ pub async fn quota_store_suite<S>(store: &S)
 where
     S: QuotaStore + JobStore + ?Sized,
 {
-    super::rules!(store, "quota":
+    rules!(store, "quota":
         unknown_users_are_typed_errors,
         grants_are_idempotent_by_key,
         a_hold_is_taken_whole_or_refused_changing_nothing,

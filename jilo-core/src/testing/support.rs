@@ -18,6 +18,11 @@ pub(crate) fn run_scope() -> (String, Timestamp) {
     (prefix, Timestamp::from_millis(day * 86_400_000 + 3_600_000))
 }
 
+/// A random id for a run's records (jobs, channels, keys).
+pub(crate) fn run_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
 /// Takes a hold of `credits` for a new job of `user` (not due for any worker) the only way a
 /// hold is taken, with its job; for stores' tests and benchmarks.
 pub async fn take_hold<S>(
@@ -130,3 +135,21 @@ pub(crate) async fn read_job<S: JobStore + ?Sized>(store: &S, id: &JobId) -> Job
         .await
         .unwrap_or_else(|e| panic!("reading job {id} failed: {e}"))
 }
+
+/// Runs rules of one module on `store` in turn, each named first on the test's output (the
+/// harness prints it beside a failure), with the store's capabilities when given.
+macro_rules! rules {
+    ($store:expr, $module:literal: $($rule:ident),+ $(,)?) => {
+        $(
+            println!("conformance rule {}::{}", $module, stringify!($rule));
+            $rule($store).await;
+        )+
+    };
+    ($store:expr, $module:literal with $caps:ident: $($rule:ident),+ $(,)?) => {
+        $(
+            println!("conformance rule {}::{}", $module, stringify!($rule));
+            $rule($store, $caps).await;
+        )+
+    };
+}
+pub(crate) use rules;

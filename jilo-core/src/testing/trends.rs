@@ -9,6 +9,8 @@ use std::time::Duration;
 use crate::traits::{CachedSearch, SearchOutcome, SourceRunClaim, SourceRunState, TrendCache};
 use crate::trend::{Platform, TrendingVideo};
 
+use super::support::rules;
+
 fn video(id: &str, views: u64) -> TrendingVideo {
     TrendingVideo {
         platform: Platform::YouTubeShorts,
@@ -35,7 +37,7 @@ fn video(id: &str, views: u64) -> TrendingVideo {
 /// followed by the others, and freed when ended. Uses random keys, so it can run on a store holding other data. Panics
 /// naming the broken rule.
 pub async fn trend_cache_suite<S: TrendCache + ?Sized>(store: &S) {
-    super::rules!(store, "trends":
+    rules!(store, "trends":
         a_search_reads_back_as_stored,
         analyses_are_kept_per_platform_and_video,
         a_source_run_is_started_once_per_search,

@@ -170,6 +170,59 @@ pub(crate) fn youtube_error(
     }
 }
 
+pub(super) fn protocol(reason: impl Into<String>) -> Error {
+    Error::Protocol {
+        service: SERVICE.to_owned(),
+        reason: reason.into(),
+        response: None,
+        source: None,
+    }
+}
+
+/// YouTube asked for a pause longer than the back-off allows: this try ends, and the record
+/// is left alone until then ([`Error::retry_after`]).
+pub(super) fn asked_to_wait(asked: Duration) -> Error {
+    Error::RateLimited {
+        service: SERVICE.to_owned(),
+        retry_after: Some(asked),
+        response: None,
+        source: None,
+    }
+}
+
+/// What one call's failure means for the upload loop.
+pub(super) enum Failure {
+    /// Try again after a back-off (at least what the server asked for), asking the server
+    /// what it holds first.
+    Transient(Error, Option<Duration>),
+    /// The access token was refused: refresh it, then ask what the server holds.
+    Auth(Error),
+    /// Stop.
+    Fatal(Error),
+}
+
+impl Failure {
+    pub(super) fn transient(e: Error) -> Self {
+        Failure::Transient(e, None)
+    }
+}
+
+pub(super) fn failure(
+    status: u16,
+    body: &str,
+    retry_after: Option<Duration>,
+    now: Timestamp,
+) -> Failure {
+    let e = youtube_error(status, body, retry_after, now);
+    match (status, &e) {
+        (401, Error::Unauthorized { .. }) => Failure::Auth(e),
+        // The resumable failures; `Retry-After` is honoured on them too.
+        (500 | 502 | 503 | 504, _) => Failure::Transient(e, retry_after),
+        (_, Error::RateLimited { .. }) => Failure::transient(e),
+        _ => Failure::Fatal(e),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
