@@ -45,10 +45,12 @@ where
     );
 }
 
-/// A queued job no worker is due to look at, so no claim of another rule leases it.
+/// A queued job no worker is due to look at, before or after its deadline (a century on),
+/// so no claim of another rule leases it.
 fn idle_job(user: &UserId, credits: i64, at: Timestamp) -> Job {
     let mut job = sample_job(user, credits, at);
     job.next_check_at = None;
+    job.deadline_at = at.plus(Duration::from_secs(100 * 365 * 86_400));
     job
 }
 
@@ -462,31 +464,6 @@ where
     JobStore::create(store, &newer, &hold_for(&newer))
         .await
         .unwrap_or_else(|e| panic!("create failed: {e}"));
-    let in_range = store
-        .jobs_created_between(at, at.plus(Duration::from_secs(11)))
-        .await
-        .unwrap_or_else(|e| panic!("listing jobs by creation failed: {e}"));
-    let ours_in_range: Vec<&JobId> = in_range
-        .iter()
-        .filter(|j| j.user == user)
-        .map(|j| &j.id)
-        .collect();
-    assert_eq!(
-        ours_in_range,
-        [&job.id, &newer.id],
-        "jobs created in the range, oldest first"
-    );
-    let none = store
-        .jobs_created_between(
-            at.plus(Duration::from_secs(11)),
-            at.plus(Duration::from_secs(20)),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert!(
-        none.iter().all(|j| j.user != user),
-        "the range's end is excluded"
-    );
     let listed = store
         .jobs_for_user(&user, 10)
         .await
@@ -497,6 +474,34 @@ where
         store.jobs_for_user(&user, 1).await.map(|j| j.len()).ok(),
         Some(1)
     );
+    // A job created at the range's end is the next range's.
+    let edge = idle_job(&user, 5, at.plus(Duration::from_secs(11)));
+    JobStore::create(store, &edge, &hold_for(&edge))
+        .await
+        .unwrap_or_else(|e| panic!("create failed: {e}"));
+    let ours = |jobs: Vec<Job>| -> Vec<JobId> {
+        jobs.into_iter()
+            .filter(|j| j.user == user)
+            .map(|j| j.id)
+            .collect()
+    };
+    let in_range = store
+        .jobs_created_between(at, at.plus(Duration::from_secs(11)))
+        .await
+        .unwrap_or_else(|e| panic!("listing jobs by creation failed: {e}"));
+    assert_eq!(
+        ours(in_range),
+        [job.id.clone(), newer.id.clone()],
+        "jobs created in the range, oldest first; the range's end is excluded"
+    );
+    let next = store
+        .jobs_created_between(
+            at.plus(Duration::from_secs(11)),
+            at.plus(Duration::from_secs(20)),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(ours(next), vec![edge.id], "the range's start is included");
 }
 
 /// Claims: due and overdue jobs only, leased, never to two workers at once; a lease renewed

@@ -307,6 +307,26 @@ pub async fn one_holder_at_a_time_keeps_the_session<S: PublicationStore + ?Sized
             .all(|p| p.job != job),
         "a renewed lease holds"
     );
+    // The holder may also bring the lease's end back; the upload is stalled from then.
+    store
+        .renew_publication(
+            &HeldPublication {
+                key: PublicationKey::new(job.clone(), channel),
+                token: "token-a".to_string(),
+            },
+            Timestamp::from_millis(t0 + 90_000),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("renewing failed: {e}"));
+    assert!(
+        store
+            .stalled_publications(Timestamp::from_millis(t0 + 90_000), 1000)
+            .await
+            .unwrap_or_else(|e| panic!("listing stalled uploads failed: {e}"))
+            .iter()
+            .any(|p| p.job == job),
+        "a lease renewed to an earlier end lapses then"
+    );
 }
 
 /// A lapsed lease makes the upload stalled and can be taken over; the new holder sees the

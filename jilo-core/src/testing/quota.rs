@@ -369,13 +369,15 @@ where
     );
 }
 
-/// A day of the run's own for daily-cap checks: 9000 days after the run's, which no run's
-/// uncapped holds use (theirs fall in the first 9000 days).
-fn cap_day(at: Timestamp) -> Timestamp {
-    Timestamp::from_millis(at.as_millis() + 9_000 * 86_400_000)
+/// A day for daily-cap checks, in a lane of 9000 days of its own: the cap counts every
+/// user's holds of a day, so the rules that check it (`lane` 1, 2, 3) never share a day with
+/// each other or with any rule's uncapped holds (theirs fall in the first 9000 days).
+fn cap_day(at: Timestamp, lane: i64) -> Timestamp {
+    Timestamp::from_millis(at.as_millis() + lane * 9_000 * 86_400_000)
 }
 
-/// The daily cap counts the user's holds of the day, not refunded ones; a capped hold changes
+/// The daily cap counts every user's holds of the day (a cap of the whole service), not
+/// refunded ones; a capped hold changes
 /// nothing; the cap is checked before the balance (`jilo_core::money`), so a user short of
 /// credits on a day at its cap hears about the cap, on every store alike.
 pub async fn the_daily_cap_counts_the_days_holds<S>(store: &S)
@@ -383,7 +385,7 @@ where
     S: QuotaStore + JobStore + ?Sized,
 {
     let (prefix, at) = run_scope();
-    let at = cap_day(at);
+    let at = cap_day(at, 1);
     let capped = granted(store, &prefix, "capped", 100, at).await;
     let (a, _) = take_hold(store, &capped, 1, at, Some(2))
         .await
@@ -419,7 +421,7 @@ where
     S: QuotaStore + JobStore + ?Sized,
 {
     let (prefix, at) = run_scope();
-    let at = cap_day(at);
+    let at = cap_day(at, 2);
     let capped = granted(store, &prefix, "capped", 100, at).await;
     let day2 = at.plus(Duration::from_secs(86_400));
     let results = join_all((0..20).map(|_| take_hold(store, &capped, 1, day2, Some(2)))).await;
@@ -448,7 +450,7 @@ where
     S: QuotaStore + JobStore + ?Sized,
 {
     let (prefix, at) = run_scope();
-    let day3 = cap_day(at).plus(Duration::from_secs(2 * 86_400));
+    let day3 = cap_day(at, 3).plus(Duration::from_secs(2 * 86_400));
     let capped = granted(store, &prefix, "capped", 100, day3).await;
     let (s1, _) = take_hold(store, &capped, 1, day3, Some(2))
         .await
@@ -706,15 +708,16 @@ where
     let (prefix, at) = run_scope();
     let user = UserId::new(format!("{prefix}-limits"));
     let payment = format!("{prefix}-pay-1");
-    let most = Grant::purchase(user.clone(), MAX_CREDITS, &payment, at);
+    // Far below the ceiling, so only the key can refuse what follows.
+    let first = Grant::purchase(user.clone(), 100, &payment, at);
     store
-        .grant(&most)
+        .grant(&first)
         .await
-        .unwrap_or_else(|e| panic!("a grant of MAX_CREDITS: {e}"));
+        .unwrap_or_else(|e| panic!("a first purchase: {e}"));
     let b = balance_of(store, &user).await;
     let again = Grant {
         at: at.plus(Duration::from_secs(60)),
-        ..most.clone()
+        ..first.clone()
     };
     assert_eq!(
         store
@@ -727,7 +730,7 @@ where
     let thief = UserId::new(format!("{prefix}-other"));
     expect_invalid(
         store
-            .grant(&Grant::purchase(thief.clone(), MAX_CREDITS, &payment, at))
+            .grant(&Grant::purchase(thief.clone(), 100, &payment, at))
             .await,
         "a payment id reused for another user",
     );
