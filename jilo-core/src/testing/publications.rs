@@ -34,6 +34,14 @@ fn request(job: &JobId, channel: &str, title: &str) -> PublishRequest {
     }
 }
 
+/// `job`'s record on the suite's channel as the holder of `token` writes it.
+fn held(job: &JobId, token: &str) -> HeldPublication {
+    HeldPublication {
+        key: PublicationKey::new(job.clone(), CHANNEL),
+        token: token.to_owned(),
+    }
+}
+
 fn lease(token: &str, until: i64) -> PublicationLease {
     PublicationLease {
         token: token.to_owned(),
@@ -226,10 +234,7 @@ pub async fn one_holder_at_a_time_keeps_the_session<S: PublicationStore + ?Sized
     let uri = format!("http://127.0.0.1:1/upload?upload_id={run}");
     store
         .save_upload(&UploadCheckpoint {
-            held: HeldPublication {
-                key: PublicationKey::new(job.clone(), channel),
-                token: "token-a".to_string(),
-            },
+            held: held(&job, "token-a"),
             session: session(&uri, 0),
             until: Timestamp::from_millis(t0 + 90_000),
         })
@@ -237,10 +242,7 @@ pub async fn one_holder_at_a_time_keeps_the_session<S: PublicationStore + ?Sized
         .unwrap_or_else(|e| panic!("keeping the session failed: {e}"));
     store
         .save_upload(&UploadCheckpoint {
-            held: HeldPublication {
-                key: PublicationKey::new(job.clone(), channel),
-                token: "token-a".to_string(),
-            },
+            held: held(&job, "token-a"),
             session: session(&uri, 524_288),
             until: Timestamp::from_millis(t0 + 90_000),
         })
@@ -248,10 +250,7 @@ pub async fn one_holder_at_a_time_keeps_the_session<S: PublicationStore + ?Sized
         .unwrap_or_else(|e| panic!("keeping progress failed: {e}"));
     store
         .save_upload(&UploadCheckpoint {
-            held: HeldPublication {
-                key: PublicationKey::new(job.clone(), channel),
-                token: "token-a".to_string(),
-            },
+            held: held(&job, "token-a"),
             session: session(&uri, 262_144),
             until: Timestamp::from_millis(t0 + 90_000),
         })
@@ -274,25 +273,13 @@ pub async fn one_holder_at_a_time_keeps_the_session<S: PublicationStore + ?Sized
     );
 
     store
-        .renew_publication(
-            &HeldPublication {
-                key: PublicationKey::new(job.clone(), channel),
-                token: "token-a".to_string(),
-            },
-            Timestamp::from_millis(t0 + 95_000),
-        )
+        .renew_publication(&held(&job, "token-a"), Timestamp::from_millis(t0 + 95_000))
         .await
         .unwrap_or_else(|e| panic!("renewing failed: {e}"));
     assert!(
         matches!(
             store
-                .renew_publication(
-                    &HeldPublication {
-                        key: PublicationKey::new(job.clone(), channel),
-                        token: "token-x".to_string()
-                    },
-                    Timestamp::from_millis(t0 + 1)
-                )
+                .renew_publication(&held(&job, "token-x"), Timestamp::from_millis(t0 + 1))
                 .await,
             Err(Error::LostRace { .. })
         ),
@@ -309,13 +296,7 @@ pub async fn one_holder_at_a_time_keeps_the_session<S: PublicationStore + ?Sized
     );
     // The holder may also bring the lease's end back; the upload is stalled from then.
     store
-        .renew_publication(
-            &HeldPublication {
-                key: PublicationKey::new(job.clone(), channel),
-                token: "token-a".to_string(),
-            },
-            Timestamp::from_millis(t0 + 90_000),
-        )
+        .renew_publication(&held(&job, "token-a"), Timestamp::from_millis(t0 + 90_000))
         .await
         .unwrap_or_else(|e| panic!("renewing failed: {e}"));
     assert!(
@@ -346,10 +327,7 @@ pub async fn a_lapsed_lease_is_taken_over_and_its_holder_locked_out<
     let uri = format!("http://127.0.0.1:1/upload?upload_id={run}");
     store
         .save_upload(&UploadCheckpoint {
-            held: HeldPublication {
-                key: PublicationKey::new(job.clone(), channel),
-                token: "token-a".to_string(),
-            },
+            held: held(&job, "token-a"),
             session: session(&uri, 524_288),
             until: Timestamp::from_millis(t0 + 90_000),
         })
@@ -382,10 +360,7 @@ pub async fn a_lapsed_lease_is_taken_over_and_its_holder_locked_out<
     );
     let late = store
         .save_upload(&UploadCheckpoint {
-            held: HeldPublication {
-                key: PublicationKey::new(job.clone(), channel),
-                token: "token-a".to_string(),
-            },
+            held: held(&job, "token-a"),
             session: session(&uri, 786_432),
             until: Timestamp::from_millis(t0 + 200_000),
         })
@@ -397,10 +372,7 @@ pub async fn a_lapsed_lease_is_taken_over_and_its_holder_locked_out<
     let new_uri = format!("{uri}-restarted");
     store
         .save_upload(&UploadCheckpoint {
-            held: HeldPublication {
-                key: PublicationKey::new(job.clone(), channel),
-                token: "token-b".to_string(),
-            },
+            held: held(&job, "token-b"),
             session: session(&new_uri, 0),
             until: Timestamp::from_millis(t0 + 200_000),
         })
@@ -428,26 +400,14 @@ pub async fn a_lapsed_lease_is_taken_over_and_its_holder_locked_out<
         at: Timestamp::from_millis(t0 + 300_000),
     };
     let stale_end = store
-        .finish_publication(
-            &HeldPublication {
-                key: PublicationKey::new(job.clone(), channel),
-                token: "token-a".to_string(),
-            },
-            &outcome,
-        )
+        .finish_publication(&held(&job, "token-a"), &outcome)
         .await;
     assert!(
         matches!(stale_end, Err(Error::LostRace { .. })),
         "only the holder ends the record: {stale_end:?}"
     );
     let done = store
-        .finish_publication(
-            &HeldPublication {
-                key: PublicationKey::new(job.clone(), channel),
-                token: "token-b".to_string(),
-            },
-            &outcome,
-        )
+        .finish_publication(&held(&job, "token-b"), &outcome)
         .await
         .unwrap_or_else(|e| panic!("finishing failed: {e}"));
     assert_eq!(done.state, PublicationState::Published);
@@ -522,10 +482,7 @@ pub async fn statistics_are_due_until_read<S: PublicationStore + ?Sized>(store: 
     claimed(store, &job, &lease("token-a", t0 + 60_000), t0 + 10).await;
     store
         .finish_publication(
-            &HeldPublication {
-                key: PublicationKey::new(job.clone(), channel),
-                token: "token-a".to_string(),
-            },
+            &held(&job, "token-a"),
             &PublicationOutcome::Published {
                 video: PublishedVideo {
                     video_id: "abcdefghijk".to_owned(),
@@ -607,10 +564,7 @@ pub async fn a_failure_restarts_on_the_next_begin<S: PublicationStore + ?Sized>(
         .unwrap_or_else(|| panic!("claim failed"));
     let failed = store
         .finish_publication(
-            &HeldPublication {
-                key: PublicationKey::new(failing.clone(), channel),
-                token: "token-a".to_string(),
-            },
+            &held(&failing, "token-a"),
             &PublicationOutcome::Failed {
                 reason: "the channel's daily upload limit".to_owned(),
                 at: Timestamp::from_millis(t0 + 1),
@@ -654,10 +608,7 @@ pub async fn a_failure_restarts_on_the_next_begin<S: PublicationStore + ?Sized>(
     assert!(restarted.notes.is_empty());
     assert_eq!(restarted.created_at, Timestamp::from_millis(t0));
     store
-        .release_publication(&HeldPublication {
-            key: PublicationKey::new(failing.clone(), channel),
-            token: "nobody".to_string(),
-        })
+        .release_publication(&held(&failing, "nobody"))
         .await
         .unwrap_or_else(|e| panic!("releasing someone else's lease failed: {e}"));
     let mine = lease("token-d", t0 + 50_000);
@@ -672,10 +623,7 @@ pub async fn a_failure_restarts_on_the_next_begin<S: PublicationStore + ?Sized>(
         .flatten()
         .unwrap_or_else(|| panic!("claim after restart failed"));
     store
-        .release_publication(&HeldPublication {
-            key: PublicationKey::new(failing.clone(), channel),
-            token: "token-d".to_string(),
-        })
+        .release_publication(&held(&failing, "token-d"))
         .await
         .unwrap_or_else(|e| panic!("release failed: {e}"));
     assert!(
