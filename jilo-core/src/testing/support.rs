@@ -23,8 +23,10 @@ pub(crate) fn run_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
 
-/// Takes a hold of `credits` for a new job of `user` (not due for any worker) the only way a
-/// hold is taken, with its job; for stores' tests and benchmarks.
+/// Takes a hold of `credits` for a new job of `user` the only way a hold is taken, with its
+/// job; for stores' tests and benchmarks. The job has no check due (`next_check_at` is
+/// `None`), but like any job it is overdue 15 minutes after `at`, and a worker claiming at a
+/// later time leases it then ([`crate::JobStore::claim_due`]).
 pub async fn take_hold<S>(
     store: &S,
     user: &UserId,
