@@ -162,27 +162,12 @@ async fn three_grants_and_a_hold<S>(
 where
     S: QuotaStore + JobStore + ?Sized,
 {
-    give(
-        store,
-        caps,
-        &lots.grant(user, "lasting", 100, None),
-        "lasting grant",
-    )
-    .await;
-    if !give(
-        store,
-        caps,
-        &lots.grant(user, "later", 5, Some(1_000)),
-        "later grant",
-    )
-    .await
-        || !give(
-            store,
-            caps,
-            &lots.grant(user, "sooner", 3, Some(500)),
-            "sooner grant",
-        )
-        .await
+    let lasting = lots.grant(user, "lasting", 100, None);
+    give(store, caps, &lasting, "lasting grant").await;
+    let later = lots.grant(user, "later", 5, Some(1_000));
+    let sooner = lots.grant(user, "sooner", 3, Some(500));
+    if !give(store, caps, &later, "later grant").await
+        || !give(store, caps, &sooner, "sooner grant").await
     {
         return None;
     }
@@ -310,23 +295,12 @@ where
 {
     let lots = Lots::new();
     let late = lots.user("late");
-    if !give(
-        store,
-        caps,
-        &lots.grant(&late, "short", 5, Some(100)),
-        "short grant",
-    )
-    .await
-    {
+    let short = lots.grant(&late, "short", 5, Some(100));
+    if !give(store, caps, &short, "short grant").await {
         return;
     }
-    give(
-        store,
-        caps,
-        &lots.grant(&late, "small", 2, None),
-        "small grant",
-    )
-    .await;
+    let small = lots.grant(&late, "small", 2, None);
+    give(store, caps, &small, "small grant").await;
     let refused = take_hold(store, &late, 3, lots.ms(200), None).await;
     assert!(
         matches!(
@@ -501,23 +475,14 @@ pub async fn concurrent_holds_on_three_lots_never_exceed_the_balance<S>(
 {
     let lots = Lots::new();
     let racer = lots.user("three-lots");
-    if !give(
-        store,
-        caps,
-        &lots.grant(&racer, "a", 4, Some(10_000)),
-        "lot a",
-    )
-    .await
-    {
+    let (a, b) = (
+        lots.grant(&racer, "a", 4, Some(10_000)),
+        lots.grant(&racer, "b", 3, Some(20_000)),
+    );
+    if !give(store, caps, &a, "lot a").await {
         return;
     }
-    give(
-        store,
-        caps,
-        &lots.grant(&racer, "b", 3, Some(20_000)),
-        "lot b",
-    )
-    .await;
+    give(store, caps, &b, "lot b").await;
     give(store, caps, &lots.grant(&racer, "c", 3, None), "lot c").await;
     let results = join_all((0..100).map(|_| take_hold(store, &racer, 1, lots.t, None))).await;
     assert_eq!(

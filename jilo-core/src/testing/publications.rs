@@ -42,6 +42,23 @@ fn held(job: &JobId, token: &str) -> HeldPublication {
     }
 }
 
+/// Saves `session` as the holder of `token` on `job`'s record, the lease kept until `until`.
+async fn save<S: PublicationStore + ?Sized>(
+    store: &S,
+    job: &JobId,
+    token: &str,
+    session: UploadSession,
+    until: i64,
+) -> crate::Result<()> {
+    store
+        .save_upload(&UploadCheckpoint {
+            held: held(job, token),
+            session,
+            until: Timestamp::from_millis(until),
+        })
+        .await
+}
+
 fn lease(token: &str, until: i64) -> PublicationLease {
     PublicationLease {
         token: token.to_owned(),
@@ -232,28 +249,13 @@ pub async fn one_holder_at_a_time_keeps_the_session<S: PublicationStore + ?Sized
 
     // The session and its bytes.
     let uri = format!("http://127.0.0.1:1/upload?upload_id={run}");
-    store
-        .save_upload(&UploadCheckpoint {
-            held: held(&job, "token-a"),
-            session: session(&uri, 0),
-            until: Timestamp::from_millis(t0 + 90_000),
-        })
+    save(store, &job, "token-a", session(&uri, 0), T0 + 90_000)
         .await
         .unwrap_or_else(|e| panic!("keeping the session failed: {e}"));
-    store
-        .save_upload(&UploadCheckpoint {
-            held: held(&job, "token-a"),
-            session: session(&uri, 524_288),
-            until: Timestamp::from_millis(t0 + 90_000),
-        })
+    save(store, &job, "token-a", session(&uri, 524_288), T0 + 90_000)
         .await
         .unwrap_or_else(|e| panic!("keeping progress failed: {e}"));
-    store
-        .save_upload(&UploadCheckpoint {
-            held: held(&job, "token-a"),
-            session: session(&uri, 262_144),
-            until: Timestamp::from_millis(t0 + 90_000),
-        })
+    save(store, &job, "token-a", session(&uri, 262_144), T0 + 90_000)
         .await
         .unwrap_or_else(|e| panic!("keeping progress failed: {e}"));
     let read = store
@@ -325,12 +327,7 @@ pub async fn a_lapsed_lease_is_taken_over_and_its_holder_locked_out<
     begun(store, &job, "First title").await;
     claimed(store, &job, &lease("token-a", t0 + 60_000), t0 + 10).await;
     let uri = format!("http://127.0.0.1:1/upload?upload_id={run}");
-    store
-        .save_upload(&UploadCheckpoint {
-            held: held(&job, "token-a"),
-            session: session(&uri, 524_288),
-            until: Timestamp::from_millis(t0 + 90_000),
-        })
+    save(store, &job, "token-a", session(&uri, 524_288), T0 + 90_000)
         .await
         .unwrap_or_else(|e| panic!("keeping progress failed: {e}"));
     let b = lease("token-b", t0 + 120_000);
@@ -358,24 +355,13 @@ pub async fn a_lapsed_lease_is_taken_over_and_its_holder_locked_out<
         Some(session(&uri, 524_288)),
         "the new holder sees the session"
     );
-    let late = store
-        .save_upload(&UploadCheckpoint {
-            held: held(&job, "token-a"),
-            session: session(&uri, 786_432),
-            until: Timestamp::from_millis(t0 + 200_000),
-        })
-        .await;
+    let late = save(store, &job, "token-a", session(&uri, 786_432), T0 + 200_000).await;
     assert!(
         matches!(late, Err(Error::LostRace { .. })),
         "the old holder's progress is refused: {late:?}"
     );
     let new_uri = format!("{uri}-restarted");
-    store
-        .save_upload(&UploadCheckpoint {
-            held: held(&job, "token-b"),
-            session: session(&new_uri, 0),
-            until: Timestamp::from_millis(t0 + 200_000),
-        })
+    save(store, &job, "token-b", session(&new_uri, 0), T0 + 200_000)
         .await
         .unwrap_or_else(|e| panic!("a new session failed: {e}"));
     assert_eq!(
